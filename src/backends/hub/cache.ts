@@ -1,0 +1,93 @@
+import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, rmdirSync, symlinkSync, writeFileSync, lstatSync } from "node:fs";
+import path from "node:path";
+
+/**
+ * The standard Hugging Face cache layout, so Python tools and slm share one copy:
+ * models--org--name/{blobs/<etag>, snapshots/<commit>/<path> -> ../../blobs/<etag>, refs/<revision>}.
+ */
+export function repoCacheDir(hubCache: string, repo: string): string {
+  return path.join(hubCache, `models--${repo.replace(/\//g, "--")}`);
+}
+
+export function blobPath(repoDir: string, etag: string): string {
+  return path.join(repoDir, "blobs", etag);
+}
+
+export function snapshotDir(repoDir: string, commit: string): string {
+  return path.join(repoDir, "snapshots", commit);
+}
+
+export function snapshotFile(repoDir: string, commit: string, repoPath: string): string {
+  return path.join(snapshotDir(repoDir, commit), ...repoPath.split("/"));
+}
+
+export const isCommitHash = (rev: string): boolean => /^[0-9a-f]{40}$/.test(rev);
+
+/** Points the snapshot entry at its blob with a relative link, replacing any old link atomically. */
+export function linkSnapshot(repoDir: string, commit: string, repoPath: string, etag: string): string {
+  const link = snapshotFile(repoDir, commit, repoPath);
+  mkdirSync(path.dirname(link), { recursive: true });
+  const target = path.relative(path.dirname(link), blobPath(repoDir, etag));
+  const tmp = `${link}.slm-tmp-${process.pid}`;
+  rmSync(tmp, { force: true });
+  symlinkSync(target, tmp);
+  renameSync(tmp, link);
+  return link;
+}
+
+export function writeRef(repoDir: string, revision: string, commit: string): void {
+  if (isCommitHash(revision)) return;
+  const file = path.join(repoDir, "refs", ...revision.split("/"));
+  mkdirSync(path.dirname(file), { recursive: true });
+  const tmp = `${file}.slm-tmp-${process.pid}`;
+  writeFileSync(tmp, commit);
+  renameSync(tmp, file);
+}
+
+export function readRef(repoDir: string, revision: string): string | undefined {
+  if (isCommitHash(revision)) return existsSync(snapshotDir(repoDir, revision)) ? revision : undefined;
+  const file = path.join(repoDir, "refs", ...revision.split("/"));
+  return existsSync(file) ? readFileSync(file, "utf8").trim() : undefined;
+}
+
+/** Every file path (relative, POSIX) in a snapshot, with the blob name it links to. */
+export function listSnapshot(repoDir: string, commit: string): { repoPath: string; etag: string; link: string }[] {
+  const root = snapshotDir(repoDir, commit);
+  const out: { repoPath: string; etag: string; link: string }[] = [];
+  const walk = (dir: string, prefix: string): void => {
+    if (!existsSync(dir)) return;
+    for (const name of readdirSync(dir)) {
+      const full = path.join(dir, name);
+      const rel = prefix ? `${prefix}/${name}` : name;
+      const st = lstatSync(full);
+      if (st.isDirectory()) walk(full, rel);
+      else if (st.isSymbolicLink()) out.push({ repoPath: rel, etag: path.basename(readlinkSync(full)), link: full });
+    }
+  };
+  walk(root, "");
+  return out;
+}
+
+/** Blob names linked from any snapshot of the repo. */
+export function blobsInUse(repoDir: string): Set<string> {
+  const used = new Set<string>();
+  const snaps = path.join(repoDir, "snapshots");
+  if (!existsSync(snaps)) return used;
+  for (const commit of readdirSync(snaps)) for (const f of listSnapshot(repoDir, commit)) used.add(f.etag);
+  return used;
+}
+
+/** Removes a snapshot link and the folders it leaves empty, up to the snapshot root. */
+export function unlinkSnapshot(repoDir: string, link: string): void {
+  rmSync(link, { force: true });
+  const stop = path.join(repoDir, "snapshots");
+  let dir = path.dirname(link);
+  while (dir.startsWith(stop) && dir !== stop) {
+    try {
+      rmdirSync(dir);
+    } catch {
+      break;
+    }
+    dir = path.dirname(dir);
+  }
+}

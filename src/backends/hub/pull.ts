@@ -1,0 +1,220 @@
+import { existsSync, statSync } from "node:fs";
+import { emit, type BackendContext } from "../../core/events.js";
+import { NotFoundError, UsageError } from "../../core/errors.js";
+import { withLock } from "../../core/lock.js";
+import { type ModelRef, parseModelRef, registryNameFor } from "../../core/modelRef.js";
+import { hubEndpoint, hubOffline, hubToken, slmPaths } from "../../core/paths.js";
+import { readGgufSummary } from "../gguf/summary.js";
+import { builtinEntry } from "../store/builtin.js";
+import { getModel, hasModel, listModels, registerModel } from "../store/registry.js";
+import type { ModelEntry, StoredFile } from "../store/types.js";
+import { fetchRepoSnapshot, type RepoFile, type RepoSnapshot } from "./api.js";
+import { blobPath, linkSnapshot, repoCacheDir, snapshotDir, snapshotFile, writeRef } from "./cache.js";
+import { snapshotFromCache } from "./offline.js";
+import { clearPin, readPin, writePin } from "./pin.js";
+import { assertSafeRepoPath } from "./safePath.js";
+import { type PullFormat, type Selection, selectGguf, selectHf } from "./select.js";
+import { downloadFile } from "./transfer.js";
+
+export interface PullOptions {
+  ref: string;
+  format?: PullFormat;
+  quant?: string;
+  include?: string[];
+  exclude?: string[];
+  revision?: string;
+  /** Register under this name instead of the one derived from the reference. */
+  name?: string;
+  /** Parallel HTTP ranges per large file. */
+  connections?: number;
+}
+
+export interface PulledFile {
+  repoPath: string;
+  size: number;
+  status: "downloaded" | "resumed" | "cached";
+}
+
+export interface PullResult {
+  model: ModelEntry;
+  files: PulledFile[];
+  downloadedBytes: number;
+  seconds: number;
+}
+
+interface Target {
+  repo: string;
+  revision: string;
+  format?: PullFormat;
+  quant?: string;
+  fallbackQuant?: string;
+  name?: string;
+}
+
+function targetOf(ref: ModelRef, o: PullOptions): Target | ModelEntry {
+  switch (ref.kind) {
+    case "registered": {
+      const entry = getModel(ref.name)!;
+      if (entry.source.type !== "hub") {
+        if (entry.source.type === "builtin") return entry;
+        throw new UsageError(`${ref.name} is a local model; there is nothing to pull.`);
+      }
+      return { repo: entry.source.repo, revision: o.revision ?? entry.source.revision, format: entry.format, quant: o.quant ?? entry.quant, name: entry.name };
+    }
+    case "catalog": {
+      const e = ref.entry;
+      if (e.builtin) return builtinEntry(e);
+      const format = o.format ?? "gguf";
+      const repo = format === "hf" ? e.hf?.repo : e.gguf?.repo;
+      if (!repo) throw new NotFoundError(`The catalog has no ${format.toUpperCase()} repository for ${e.id}.`);
+      const quant = ref.quant ?? o.quant;
+      return { repo, revision: o.revision ?? "main", format, quant: format === "gguf" ? (quant ?? e.gguf?.defaultQuant) : undefined, name: registryNameFor({ ...ref, quant }, format) };
+    }
+    case "hub": {
+      const quant = ref.quant ?? o.quant;
+      return { repo: ref.repo, revision: o.revision ?? "main", format: o.format ?? (quant ? "gguf" : undefined), quant, name: registryNameFor({ ...ref, quant }) };
+    }
+    default:
+      throw new UsageError(`${ref.path} is already on this machine; use it directly (e.g. \`slm info ${ref.path}\`).`);
+  }
+}
+
+function etagOf(f: RepoFile): string {
+  return f.sha256 ?? f.gitOid;
+}
+
+/** Downloads a model into the HF cache (resuming and verifying) and registers it. */
+export async function pull(o: PullOptions, ctx: BackendContext = {}): Promise<PullResult> {
+  const started = Date.now();
+  const ref = parseModelRef(o.ref, hasModel, () => listModels().map((m) => m.name));
+  const target = targetOf(ref, o);
+  if ("lineage" in target) {
+    emit(ctx.onEvent, { type: "log", level: "info", message: `${target.name} is built in; nothing to download.` });
+    return { model: target, files: [], downloadedBytes: 0, seconds: 0 };
+  }
+  const { hubCache } = slmPaths();
+  const endpoint = hubEndpoint();
+  const token = hubToken();
+  const offline = hubOffline();
+  const repoDir = repoCacheDir(hubCache, target.repo);
+
+  emit(ctx.onEvent, { type: "step", id: "resolve", status: "start", title: `Resolving ${target.repo}@${target.revision}` });
+  const pinned = offline ? undefined : readPin(target.repo, target.revision);
+  let snap: RepoSnapshot;
+  if (offline) snap = snapshotFromCache(hubCache, target.repo, target.revision);
+  else {
+    snap = await fetchRepoSnapshot(target.repo, pinned ?? target.revision, { endpoint, token, signal: ctx.signal });
+    snap.revision = target.revision;
+  }
+  const format = target.format ?? (snap.files.some((f) => f.path.toLowerCase().endsWith(".gguf")) ? "gguf" : "hf");
+  const sel: Selection = format === "gguf" ? selectGguf(target.repo, snap.files, target.quant, target.fallbackQuant) : selectHf(target.repo, snap.files, o.include, o.exclude);
+  for (const f of sel.files) assertSafeRepoPath(f.path, target.repo);
+  const total = sel.files.reduce((a, f) => a + f.size, 0);
+  emit(ctx.onEvent, {
+    type: "step", id: "resolve", status: "done", title: `Resolved ${target.repo}@${snap.commit.slice(0, 10)}`,
+    detail: `${sel.files.length} file(s)${sel.quant ? `, ${sel.quant}` : ""}${pinned ? " (resuming an unfinished pull)" : ""}`,
+  });
+
+  const name = o.name ?? target.name ?? target.repo;
+  const existing = getModel(name);
+  if (existing && (existing.source.type !== "hub" || existing.source.repo !== target.repo)) {
+    throw new UsageError(`A different model is already registered as "${name}".`, { hint: "Choose another name with --name, or `slm rm` the old one first." });
+  }
+
+  if (!offline) writePin(target.repo, target.revision, snap.commit);
+  const connections = Math.max(1, o.connections ?? (Number(process.env.SLM_PULL_CONNECTIONS) || 4));
+  const pulled: PulledFile[] = [];
+  let downloadedBytes = 0;
+  for (const f of sel.files) {
+    const status = await fetchOne(f, { repo: target.repo, commit: snap.commit, repoDir, endpoint, token, offline, connections }, ctx);
+    if (status !== "cached") downloadedBytes += f.size;
+    linkSnapshot(repoDir, snap.commit, f.path, etagOf(f));
+    pulled.push({ repoPath: f.path, size: f.size, status });
+  }
+  writeRef(repoDir, target.revision, snap.commit);
+  if (!offline) clearPin(target.repo, target.revision);
+
+  const files: StoredFile[] = sel.files.map((f) => ({ path: snapshotFile(repoDir, snap.commit, f.path), repoPath: f.path, size: f.size, sha256: f.sha256, gitOid: f.gitOid || undefined }));
+  const entryPath = sel.entry ? snapshotFile(repoDir, snap.commit, sel.entry) : snapshotDir(repoDir, snap.commit);
+  const model: ModelEntry = {
+    name,
+    format: sel.format,
+    path: entryPath,
+    files,
+    source: { type: "hub", repo: target.repo, revision: target.revision, commit: snap.commit, endpoint },
+    quant: sel.quant,
+    size: total,
+    lineage: [],
+    createdAt: existing?.createdAt ?? new Date().toISOString(),
+  };
+  if (sel.format === "gguf") {
+    try {
+      const s = await readGgufSummary(entryPath);
+      Object.assign(model, { parameters: s.parameters, contextLength: s.contextLength, architecture: s.architecture, quant: model.quant ?? s.fileType });
+    } catch (err) {
+      emit(ctx.onEvent, { type: "log", level: "warn", message: `Could not read the GGUF header of ${sel.entry}: ${(err as Error).message}` });
+    }
+  }
+  await registerModel(model);
+  return { model, files: pulled, downloadedBytes, seconds: (Date.now() - started) / 1000 };
+}
+
+interface FetchContext {
+  repo: string;
+  commit: string;
+  repoDir: string;
+  endpoint: string;
+  token?: string;
+  offline: boolean;
+  connections: number;
+}
+
+async function fetchOne(f: RepoFile, c: FetchContext, ctx: BackendContext): Promise<PulledFile["status"]> {
+  const blob = blobPath(c.repoDir, etagOf(f));
+  const have = () => existsSync(blob) && statSync(blob).size === f.size;
+  if (have()) {
+    emit(ctx.onEvent, { type: "step", id: f.path, status: "skip", title: f.path, detail: "already downloaded" });
+    return "cached";
+  }
+  if (c.offline) throw new NotFoundError(`${f.path} is not in the cache, and HF_HUB_OFFLINE is set.`);
+  return withLock(blob, async () => {
+    if (have()) {
+      emit(ctx.onEvent, { type: "step", id: f.path, status: "skip", title: f.path, detail: "downloaded by another slm process" });
+      return "cached";
+    }
+    emit(ctx.onEvent, { type: "step", id: f.path, status: "start", title: f.path });
+    const rate = rateMeter();
+    try {
+      const { resumedBytes } = await downloadFile({
+        url: `${c.endpoint}/${c.repo}/resolve/${c.commit}/${f.path.split("/").map(encodeURIComponent).join("/")}`,
+        dest: blob,
+        size: f.size,
+        expected: f.sha256 ? { algo: "sha256", hex: f.sha256 } : { algo: "git-sha1", hex: f.gitOid },
+        commit: c.commit,
+        repo: c.repo,
+        repoPath: f.path,
+        token: c.token,
+        signal: ctx.signal,
+        connections: c.connections,
+        onProgress: (done, total) => emit(ctx.onEvent, { type: "progress", id: f.path, unit: "bytes", current: done, total, rate: rate(done) }),
+      });
+      emit(ctx.onEvent, { type: "step", id: f.path, status: "done", title: f.path, detail: resumedBytes > 0 ? `resumed at ${resumedBytes} bytes, verified` : "verified" });
+      return resumedBytes > 0 ? "resumed" : "downloaded";
+    } catch (err) {
+      emit(ctx.onEvent, { type: "step", id: f.path, status: "fail", title: f.path, detail: (err as Error).message });
+      throw err;
+    }
+  }, { onWait: () => emit(ctx.onEvent, { type: "log", level: "info", message: `Waiting for another slm process that is downloading ${f.path}…` }) });
+}
+
+/** Bytes per second over a sliding window of about two seconds. */
+function rateMeter(): (done: number) => number {
+  const samples: [number, number][] = [];
+  return (done) => {
+    const now = Date.now();
+    samples.push([now, done]);
+    while (samples.length > 2 && now - samples[0]![0] > 2000) samples.shift();
+    const [t0, d0] = samples[0]!;
+    return now > t0 ? ((done - d0) * 1000) / (now - t0) : 0;
+  };
+}

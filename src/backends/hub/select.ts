@@ -1,0 +1,81 @@
+import picomatch from "picomatch";
+import { NotFoundError, UsageError } from "../../core/errors.js";
+import type { RepoFile } from "./api.js";
+import { isModelGguf, normalizeQuant, quantOfFile, splitInfo } from "./quant.js";
+
+export type PullFormat = "gguf" | "hf";
+
+export interface Selection {
+  format: PullFormat;
+  files: RepoFile[];
+  /** The file a loader opens: the (first split of the) GGUF, or undefined for HF folders. */
+  entry?: string;
+  quant?: string;
+}
+
+/** What an HF-format pull takes when no --include is given: weights, configs and tokenizers. */
+export const DEFAULT_HF_INCLUDE = ["*.safetensors", "*.json", "tokenizer.model", "*.tiktoken", "merges.txt", "vocab.txt", "*.jinja"];
+
+/** fnmatch-style, like huggingface_hub: a pattern without "/" also matches the base name in any folder. */
+function matcher(patterns: string[]): (p: string) => boolean {
+  const tests = patterns.map((pat) => {
+    const m = picomatch(pat, { dot: true });
+    return pat.includes("/") ? m : (p: string) => m(p) || m(p.split("/").pop() ?? p);
+  });
+  return (p) => tests.some((t) => t(p));
+}
+
+export function availableQuants(files: RepoFile[]): string[] {
+  const set = new Set(files.filter((f) => isModelGguf(f.path)).map((f) => quantOfFile(f.path)).filter((q): q is string => !!q));
+  return [...set].sort();
+}
+
+export function selectGguf(repo: string, files: RepoFile[], quant: string | undefined, fallbackQuant = "Q4_K_M"): Selection {
+  const ggufs = files.filter((f) => isModelGguf(f.path));
+  if (ggufs.length === 0) throw new NotFoundError(`${repo} has no GGUF files.`, { hint: "Use --format hf to download its safetensors weights." });
+  let wanted = quant ? normalizeQuant(quant) : undefined;
+  if (!wanted) {
+    const types = availableQuants(ggufs);
+    const groups = new Set(ggufs.map((f) => splitInfo(f.path)?.group ?? f.path));
+    wanted = groups.size === 1 ? quantOfFile(ggufs[0]!.path) : types.includes(fallbackQuant) ? fallbackQuant : undefined;
+    if (!wanted && groups.size === 1) return finishGguf(repo, ggufs, undefined);
+    if (!wanted) throw new UsageError(`${repo} has several GGUF files; say which quantization to pull.`, { hint: `Available: ${types.join(", ")}. For example: slm pull hf:${repo}:${types[0] ?? "Q8_0"}` });
+  }
+  const matches = ggufs.filter((f) => quantOfFile(f.path) === wanted);
+  if (matches.length === 0) {
+    const types = availableQuants(ggufs);
+    throw new NotFoundError(`${repo} has no ${wanted} file.`, { hint: types.length > 0 ? `Available quantizations: ${types.join(", ")}.` : "No file name in it names a quantization type." });
+  }
+  return finishGguf(repo, matches, wanted);
+}
+
+/** Keeps one model (a single file or one complete set of splits); the shortest name wins a tie. */
+function finishGguf(repo: string, matches: RepoFile[], quant: string | undefined): Selection {
+  const groups = new Map<string, RepoFile[]>();
+  for (const f of matches) {
+    const key = splitInfo(f.path)?.group ?? f.path;
+    groups.set(key, [...(groups.get(key) ?? []), f]);
+  }
+  const [, files] = [...groups.entries()].sort((a, b) => a[0].length - b[0].length || a[0].localeCompare(b[0]))[0]!;
+  files.sort((a, b) => a.path.localeCompare(b.path));
+  const split = splitInfo(files[0]!.path);
+  if (split) {
+    const have = new Set(files.map((f) => splitInfo(f.path)?.index));
+    const missing = Array.from({ length: split.count }, (_, i) => i + 1).filter((i) => !have.has(i));
+    if (missing.length > 0 || files.length !== split.count) throw new NotFoundError(`${repo}: split GGUF ${split.group} is incomplete (missing part ${missing.join(", ")} of ${split.count}).`);
+  }
+  return { format: "gguf", files, entry: files[0]!.path, quant };
+}
+
+export function selectHf(repo: string, files: RepoFile[], include: string[] | undefined, exclude: string[] | undefined): Selection {
+  const inc = matcher(include && include.length > 0 ? include : DEFAULT_HF_INCLUDE);
+  const exc = exclude && exclude.length > 0 ? matcher(exclude) : () => false;
+  const chosen = files.filter((f) => inc(f.path) && !exc(f.path));
+  if (chosen.length === 0) {
+    throw new NotFoundError(`No file in ${repo} matches the include/exclude patterns.`, { hint: `It has: ${files.slice(0, 12).map((f) => f.path).join(", ")}${files.length > 12 ? ", …" : ""}` });
+  }
+  if (!include?.length && !chosen.some((f) => f.path.endsWith(".safetensors"))) {
+    throw new NotFoundError(`${repo} has no .safetensors weights.`, { hint: "Pass --include patterns for the files you want." });
+  }
+  return { format: "hf", files: chosen };
+}

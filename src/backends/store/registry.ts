@@ -1,0 +1,60 @@
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import path from "node:path";
+import writeFileAtomic from "write-file-atomic";
+import { SlmError } from "../../core/errors.js";
+import { withLock } from "../../core/lock.js";
+import { slmPaths } from "../../core/paths.js";
+import type { ModelEntry, Registry } from "./types.js";
+
+/** The registry is one JSON file: reads need no lock (it is replaced atomically); writes hold one. */
+export function readRegistry(): Registry {
+  const file = slmPaths().registry;
+  if (!existsSync(file)) return { version: 1, models: {} };
+  try {
+    const parsed = JSON.parse(readFileSync(file, "utf8")) as Registry;
+    if (parsed.version !== 1 || typeof parsed.models !== "object") throw new Error("unknown layout");
+    return parsed;
+  } catch (err) {
+    throw new SlmError(`The model registry ${file} is unreadable (${(err as Error).message}).`, {
+      hint: "Move it aside; `slm pull` re-registers models that are still in the Hugging Face cache.",
+    });
+  }
+}
+
+export function listModels(): ModelEntry[] {
+  return Object.values(readRegistry().models).sort((a, b) => a.name.localeCompare(b.name));
+}
+
+export function getModel(name: string): ModelEntry | undefined {
+  return readRegistry().models[name];
+}
+
+export function hasModel(name: string): boolean {
+  return getModel(name) !== undefined;
+}
+
+/** Read-modify-write under the registry lock, so concurrent slm processes never lose each other's entries. */
+export async function updateRegistry<T>(fn: (reg: Registry) => T): Promise<T> {
+  const file = slmPaths().registry;
+  mkdirSync(path.dirname(file), { recursive: true });
+  return withLock(file, async () => {
+    const reg = readRegistry();
+    const out = fn(reg);
+    await writeFileAtomic(file, JSON.stringify(reg, null, 2) + "\n");
+    return out;
+  });
+}
+
+export async function registerModel(entry: ModelEntry): Promise<void> {
+  await updateRegistry((reg) => {
+    reg.models[entry.name] = entry;
+  });
+}
+
+export async function unregisterModel(name: string): Promise<ModelEntry | undefined> {
+  return updateRegistry((reg) => {
+    const entry = reg.models[name];
+    delete reg.models[name];
+    return entry;
+  });
+}

@@ -1,0 +1,27 @@
+import type { Command } from "commander";
+import { formatBytes, formatCount, table } from "../core/format.js";
+import { action } from "./action.js";
+
+export function register(program: Command): void {
+  program
+    .command("list")
+    .alias("ls")
+    .description("List registered models (pulled, built in, or made by slm), or the catalog with --catalog")
+    .option("--catalog", "show the catalog of known model names instead")
+    .action(
+      action(async (ctx, flags: { catalog?: boolean }) => {
+        const render = await ctx.renderer(false);
+        if (flags.catalog) {
+          const { catalog } = await import("../core/catalog.js");
+          const rows = catalog();
+          render.result(rows, table(["NAME", "ALIASES", "PARAMS", "CONTEXT", "LICENSE", "SOURCE"], rows.map((e) => [e.id, e.aliases.join(", "), formatCount(e.parameters), String(e.contextLength), e.license, e.builtin ? "built in" : (e.gguf?.repo ?? e.hf?.repo ?? "")])));
+          return;
+        }
+        const { listModels } = await import("../backends/store/registry.js");
+        const { builtinEntries } = await import("../backends/store/builtin.js");
+        const models = [...builtinEntries(), ...listModels()];
+        const rows = models.map((m) => [m.name, m.format, m.quant ?? "", formatBytes(m.size), m.parameters ? formatCount(m.parameters) : "", m.source.type === "hub" ? m.source.repo : m.source.type]);
+        render.result(models, table(["NAME", "FORMAT", "QUANT", "SIZE", "PARAMS", "SOURCE"], rows));
+      }),
+    );
+}

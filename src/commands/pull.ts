@@ -1,0 +1,51 @@
+import { type Command, Option } from "commander";
+import { formatBytes, formatDuration } from "../core/format.js";
+import { action, collect, positiveInt } from "./action.js";
+
+interface PullFlags {
+  format?: "gguf" | "hf";
+  quant?: string;
+  include?: string[];
+  exclude?: string[];
+  revision?: string;
+  name?: string;
+  connections?: number;
+}
+
+export function register(program: Command): void {
+  program
+    .command("pull")
+    .description("Download a model from the Hugging Face Hub into the shared HF cache, verified, and register it")
+    .argument("<model>", "catalog name (phi-3, qwen2.5-0.5b…), hf:org/repo[:QUANT] or org/repo[:QUANT]")
+    .addOption(new Option("--format <format>", "gguf (default when the repo has GGUF files) or hf (safetensors + config + tokenizer)").choices(["gguf", "hf"]))
+    .option("--quant <type>", "quantization to pick from a GGUF repo (e.g. Q4_K_M, Q8_0); same as model:TYPE")
+    .option("--include <glob>", "with --format hf: files to take (repeatable; default weights, configs, tokenizer)", collect)
+    .option("--exclude <glob>", "with --format hf: files to leave out (repeatable)", collect)
+    .option("--revision <rev>", "branch, tag or commit (default main)")
+    .option("--name <name>", "register under this name")
+    .option("--connections <n>", "parallel connections per large file (default 4, or SLM_PULL_CONNECTIONS)", positiveInt("--connections"))
+    .addHelpText(
+      "after",
+      `
+Examples:
+  slm pull phi-3                                   catalog alias, default quant (Q4_K_M)
+  slm pull hf:bartowski/Qwen2.5-0.5B-Instruct-GGUF:Q8_0
+  slm pull Qwen/Qwen2.5-0.5B-Instruct --format hf --include "*.safetensors" --include "*.json"
+
+An interrupted pull (Ctrl+C, a dropped connection, a killed process) resumes where it stopped when
+run again. Every file is checked against the Hub's sha256; nothing is registered unless all match.
+HF_TOKEN gives access to gated repos; HF_HUB_OFFLINE=1 uses only the cache.`,
+    )
+    .action(
+      action(async (ctx, model: string, flags: PullFlags) => {
+        const { pull } = await import("../backends/hub/pull.js");
+        const render = await ctx.renderer();
+        const r = await pull({ ref: model, ...flags }, { signal: ctx.signal, onEvent: render.onEvent });
+        const fetched = r.files.filter((f) => f.status !== "cached").length;
+        const human = r.files.length === 0
+          ? `${r.model.name} is built in: ${r.model.path}`
+          : `${r.model.name}: ${fetched === 0 ? "already up to date" : `${formatBytes(r.downloadedBytes)} in ${formatDuration(r.seconds)}`} (${formatBytes(r.model.size)}${r.model.quant ? `, ${r.model.quant}` : ""})\n${r.model.path}`;
+        render.result({ model: r.model, files: r.files, downloadedBytes: r.downloadedBytes, seconds: r.seconds }, human);
+      }),
+    );
+}

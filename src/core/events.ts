@@ -1,0 +1,67 @@
+/**
+ * The one event vocabulary shared by backends, renderers and Python recipes (which emit the same shapes
+ * as NDJSON). Every event carries a millisecond timestamp.
+ */
+export type StepStatus = "start" | "done" | "fail" | "skip";
+
+export interface StepEvent {
+  type: "step";
+  ts: number;
+  id: string;
+  status: StepStatus;
+  title: string;
+  detail?: string;
+}
+
+export interface ProgressEvent {
+  type: "progress";
+  ts: number;
+  /** The step this progress belongs to (e.g. one file of a download). */
+  id: string;
+  unit: "bytes" | "steps" | "tokens";
+  current: number;
+  total?: number;
+  /** Units per second, smoothed by the emitter. */
+  rate?: number;
+}
+
+export interface MetricEvent {
+  type: "metric";
+  ts: number;
+  name: string;
+  value: number;
+  unit?: string;
+  step?: number;
+}
+
+export type LogLevel = "debug" | "info" | "warn";
+
+export interface LogEvent {
+  type: "log";
+  ts: number;
+  level: LogLevel;
+  message: string;
+}
+
+export interface ResultEvent {
+  type: "result";
+  ts: number;
+  data: unknown;
+}
+
+export type SlmEvent = StepEvent | ProgressEvent | MetricEvent | LogEvent | ResultEvent;
+
+export type EventSink = (e: SlmEvent) => void;
+
+/** What every backend function accepts besides its own options. */
+export interface BackendContext {
+  signal?: AbortSignal;
+  onEvent?: EventSink;
+}
+
+type DistributiveOmit<T, K extends keyof T> = T extends unknown ? Omit<T, K> : never;
+
+/** Emits an event with the current timestamp; a no-op without a sink. */
+export function emit(sink: EventSink | undefined, e: DistributiveOmit<SlmEvent, "ts">): void {
+  sink?.({ ...e, ts: Date.now() } as SlmEvent);
+}

@@ -1,0 +1,94 @@
+import { existsSync, statSync } from "node:fs";
+import { homedir } from "node:os";
+import path from "node:path";
+import { type CatalogEntry, findCatalogEntry, suggestNames } from "./catalog.js";
+import { NotFoundError, UsageError } from "./errors.js";
+
+/** What a model reference on the command line points at, before anything is downloaded. */
+export type ModelRef =
+  | { kind: "registered"; name: string }
+  | { kind: "catalog"; entry: CatalogEntry; quant?: string }
+  | { kind: "hub"; repo: string; quant?: string }
+  | { kind: "gguf-file"; path: string }
+  | { kind: "hf-folder"; path: string };
+
+const REPO_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*\/[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+const QUANT = /^[A-Za-z0-9_]+$/;
+
+export function isValidRepoId(repo: string): boolean {
+  return REPO_ID.test(repo) && !repo.includes("..") && repo.length <= 96;
+}
+
+function looksLikePath(ref: string): boolean {
+  return ref.startsWith("./") || ref.startsWith("../") || ref.startsWith("/") || ref.startsWith("~/") || ref === "." || ref.toLowerCase().endsWith(".gguf");
+}
+
+function localRef(ref: string): ModelRef {
+  const p = path.resolve(ref.startsWith("~/") ? path.join(homedir(), ref.slice(2)) : ref);
+  if (!existsSync(p)) throw new NotFoundError(`No such file or folder: ${p}`);
+  if (statSync(p).isDirectory()) {
+    if (!existsSync(path.join(p, "config.json"))) {
+      throw new UsageError(`${p} is a folder but not a Hugging Face model folder (it has no config.json).`);
+    }
+    return { kind: "hf-folder", path: p };
+  }
+  if (!p.toLowerCase().endsWith(".gguf")) throw new UsageError(`${p} is not a .gguf file.`, { hint: "Give a .gguf file, a model folder with config.json, or a model name." });
+  return { kind: "gguf-file", path: p };
+}
+
+function splitQuant(ref: string): { base: string; quant?: string } {
+  const i = ref.lastIndexOf(":");
+  if (i <= 0) return { base: ref };
+  const quant = ref.slice(i + 1);
+  if (!QUANT.test(quant)) throw new UsageError(`"${quant}" in "${ref}" is not a quantization type (e.g. Q4_K_M, Q8_0, F16).`);
+  return { base: ref.slice(0, i), quant: quant.toUpperCase() };
+}
+
+/**
+ * Parses a reference. Order matters: a registered name wins (so `slm info phi-3` means what was pulled),
+ * then explicit `hf:` repos, paths, catalog aliases, and finally bare `org/repo`.
+ */
+export function parseModelRef(ref: string, isRegistered: (name: string) => boolean = () => false, registeredNames: () => string[] = () => []): ModelRef {
+  const trimmed = ref.trim();
+  if (!trimmed) throw new UsageError("A model reference is required (a catalog name like qwen2.5-0.5b, org/repo, or a .gguf file).");
+  if (isRegistered(trimmed)) return { kind: "registered", name: trimmed };
+  if (trimmed.startsWith("hf:") || trimmed.startsWith("hf.co/") || trimmed.startsWith("huggingface.co/")) {
+    const { base, quant } = splitQuant(trimmed.replace(/^(hf:|hf\.co\/|huggingface\.co\/)/, ""));
+    if (!isValidRepoId(base)) throw new UsageError(`"${base}" is not a Hugging Face repository id (expected org/name).`);
+    return { kind: "hub", repo: base, quant };
+  }
+  if (looksLikePath(trimmed) || existsSync(trimmed)) return localRef(trimmed);
+  const { base, quant } = splitQuant(trimmed);
+  const entry = findCatalogEntry(base);
+  if (entry) return { kind: "catalog", entry, quant };
+  if (base.includes("/")) {
+    if (!isValidRepoId(base)) throw new UsageError(`"${base}" is not a Hugging Face repository id (expected org/name).`);
+    return { kind: "hub", repo: base, quant };
+  }
+  const suggestions = suggestNames(base, registeredNames());
+  throw new NotFoundError(`Unknown model "${trimmed}".`, {
+    hint: suggestions.length > 0
+      ? `Did you mean ${suggestions.map((s) => `"${s}"`).join(" or ")}? \`slm list --catalog\` shows all names.`
+      : "Use a catalog name (`slm list --catalog`), org/repo from the Hugging Face Hub, or a local .gguf file.",
+  });
+}
+
+/**
+ * The name a pulled reference is registered under, so `phi-3`, `phi-3-mini` and `phi-3-mini:Q4_K_M`
+ * (the default quant) all find the same pull.
+ */
+export function registryNameFor(ref: ModelRef, format: "gguf" | "hf" = "gguf"): string | undefined {
+  switch (ref.kind) {
+    case "registered":
+      return ref.name;
+    case "catalog": {
+      if (format === "hf") return `${ref.entry.id}:hf`;
+      const def = ref.entry.gguf?.defaultQuant ?? ref.entry.builtin?.quant;
+      return !ref.quant || ref.quant === def ? ref.entry.id : `${ref.entry.id}:${ref.quant}`;
+    }
+    case "hub":
+      return ref.quant ? `${ref.repo}:${ref.quant}` : ref.repo;
+    default:
+      return undefined;
+  }
+}

@@ -1,0 +1,45 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { execa, type Options, type ResultPromise } from "execa";
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const BIN = path.join(ROOT, "bin", "slm.js");
+export const FIXTURE = path.join(ROOT, "test", "fixtures", "tiny-arith");
+
+/** A fresh SLM_HOME and HF cache for one test, pointed at a local Hub. */
+export interface Sandbox {
+  home: string;
+  hubCache: string;
+  env: Record<string, string>;
+}
+
+export function sandbox(endpoint?: string, extra: Record<string, string> = {}): Sandbox {
+  const root = mkdtempSync(path.join(tmpdir(), "slm-test-"));
+  const home = path.join(root, "slm-home");
+  const hubCache = path.join(root, "hf", "hub");
+  const env: Record<string, string> = {
+    SLM_HOME: home,
+    HF_HOME: path.join(root, "hf"),
+    HF_HUB_CACHE: hubCache,
+    CI: "1",
+    NO_COLOR: "1",
+    HF_TOKEN: "",
+    HF_HUB_OFFLINE: "",
+    ...(endpoint ? { HF_ENDPOINT: endpoint } : {}),
+    ...extra,
+  };
+  return { home, hubCache, env };
+}
+
+/** Runs the built CLI; never throws on a non-zero exit (tests check exitCode). */
+export function slm(args: string[], sb: Sandbox, opts: Options = {}): ResultPromise<{ reject: false; all: true }> {
+  return execa("node", [BIN, ...args], { env: { ...sb.env }, extendEnv: true, reject: false, all: true, ...opts }) as unknown as ResultPromise<{ reject: false; all: true }>;
+}
+
+/** The last NDJSON line of a --json run. */
+export function lastJson(stdout: string): { type: string; data?: unknown; error?: { message: string; exitCode: number; hint?: string } } {
+  const lines = stdout.trim().split("\n").filter(Boolean);
+  return JSON.parse(lines[lines.length - 1]!);
+}

@@ -1,0 +1,11 @@
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    include: ["test/unit/**/*.test.ts", "test/ui/**/*.test.{ts,tsx}", "test/e2e/**/*.test.ts"],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    // e2e tests spawn the CLI and servers; on a 2-core machine more workers only add contention.
+    maxWorkers: 2,
+  },
+});
