@@ -48,9 +48,8 @@ export function formatReport(report: DoctorReport, color: boolean): string {
   const fixes = new Map<string, string[]>();
   for (const c of all) if (c.fix && c.status !== "ok") fixes.set(c.fix, [...(fixes.get(c.fix) ?? []), c.name]);
   if (fixes.size) {
-    const fixWidth = Math.max(...[...fixes.keys()].map((f) => f.length));
     lines.push("", paint("1", "To fix"));
-    for (const [fix, names] of fixes) lines.push(`  ${fix.padEnd(fixWidth)}  ${paint("2", names.join(", "))}`);
+    for (const [fix, names] of fixes) lines.push(`  ${paint("2", `${names.join(", ")}:`)}`, `    ${fix}`);
   }
 
   const count = (s: CheckStatus) => all.filter((c) => c.status === s).length;

@@ -141,6 +141,29 @@ describe("slm pull", () => {
     expect(existsSync(`${blob}.slm-partial`)).toBe(false);
   });
 
+  it("Ctrl+C stops cleanly with exit 130, keeps the partial download for a resume, and registers nothing", async () => {
+    const file = bigFile(16 << 20);
+    const s = await hub({ repos: [{ id: "test/big-GGUF", files: [{ path: "big-Q8_0.gguf", file }] }], throttleBytesPerSec: 4 << 20 });
+    const sb = sandbox(s.url);
+    const proc = slm(["pull", "test/big-GGUF:Q8_0"], sb);
+    const blob = path.join(repoDir(sb.hubCache, "test/big-GGUF"), "blobs", sha256(file));
+    for (let i = 0; i < 100 && !existsSync(`${blob}.slm-partial.json`); i++) await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 800));
+    proc.kill("SIGINT");
+    const r = await proc;
+    expect(r.exitCode).toBe(130);
+    expect(r.stderr).toMatch(/run the same `slm pull` again to resume/);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(existsSync(blob)).toBe(false);
+    const state = JSON.parse(readFileSync(`${blob}.slm-partial.json`, "utf8"));
+    expect(state.spans[0].written).toBeGreaterThan(0);
+    expect(registry(sb.home)).toEqual({});
+    const again = await slm(["pull", "test/big-GGUF:Q8_0"], sb);
+    expect(again.exitCode, again.all).toBe(0);
+    expect(again.stderr).toMatch(/resumed at \d+ bytes, verified/);
+    expect(sha256(blob)).toBe(sha256(file));
+  });
+
   it("retries 5xx answers and dropped connections within one run", async () => {
     const s = await hub({ repos: [ggufRepo()], failFirst: { status: 503, times: 2 }, dropAfterBytes: 1 << 20 });
     const sb = sandbox(s.url);

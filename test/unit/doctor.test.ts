@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { parseCpuFlags, runDoctor, type DoctorCheck, type DoctorReport } from "../../src/backends/system/doctor.js";
+import { FIX_LLAMA_CPP, FIX_PYTHON, parseCpuFlags, runDoctor, type DoctorCheck, type DoctorReport } from "../../src/backends/system/doctor.js";
 import { formatReport } from "../../src/commands/doctor.js";
 
 const posix = process.platform !== "win32";
@@ -97,7 +97,7 @@ describe("runDoctor against process.env (real GPU probe)", () => {
     const py = check(report, "python");
     expect(py.status).toBe("missing");
     expect(py.detail).toContain(path.join(tmp, "no-such-python"));
-    expect(py.fix).toBe("slm setup python");
+    expect(py.fix).toBe(FIX_PYTHON);
     expect(check(report, "fine-tuning stack").status).toBe("missing");
   });
 
@@ -140,7 +140,7 @@ describe("runDoctor with an isolated environment", () => {
   it("marks every llama.cpp tool missing, and cmake/python missing, when nothing is on PATH", async () => {
     const report = await runDoctor({}, { env: isolatedEnv({}), importLlama: noLlama });
     for (const t of ["llama-quantize", "llama-imatrix", "llama-perplexity", "llama-bench"]) {
-      expect(check(report, t)).toMatchObject({ status: "missing", fix: "slm setup llama.cpp" });
+      expect(check(report, t)).toMatchObject({ status: "missing", fix: FIX_LLAMA_CPP });
     }
     expect(check(report, "cmake").status).toBe("missing");
     expect(report.features.python).toMatchObject({ source: "PATH", command: "python3" });
@@ -174,7 +174,7 @@ describe("runDoctor with an isolated environment", () => {
     expect(report.features.python).toMatchObject({ source: "SLM_PYTHON", path: py, version: "3.99.1", modules: answer.modules });
     expect(check(report, "python")).toMatchObject({ status: "ok" });
     const stack = check(report, "fine-tuning stack");
-    expect(stack).toMatchObject({ status: "missing", fix: "slm setup python" });
+    expect(stack).toMatchObject({ status: "missing", fix: FIX_PYTHON });
     expect(stack.detail).toContain("transformers, peft");
     expect(stack.detail).not.toContain("torch");
   });
@@ -218,7 +218,7 @@ describe("formatReport", () => {
     for (const title of ["System", "GPU", "Storage", "Features", "To fix"]) expect(text.split("\n")).toContain(title);
     expect(text).toMatch(/^ {2}✗ llama-quantize +not found/m);
     expect(text).toMatch(/^ {2}✓ node +v\d+/m);
-    expect(text.match(/slm setup llama\.cpp/g)).toHaveLength(1);
+    expect(text.split("\n").filter((l) => l.includes(FIX_LLAMA_CPP))).toHaveLength(1);
     expect(text).not.toContain("\x1b[");
     const detailColumns = new Set(
       text

@@ -6,6 +6,11 @@ import type { BackendContext } from "../../core/events.js";
 import { formatBytes } from "../../core/format.js";
 import { hubEndpoint, hubOffline, slmPaths, type SlmPaths } from "../../core/paths.js";
 
+// `slm setup llama.cpp` / `slm setup python` arrive with the quantize and fine-tune work; until then doctor
+// names the manual step, so it never points at a command that does not exist.
+export const FIX_LLAMA_CPP = "put llama.cpp's tools on PATH or set SLM_LLAMA_CPP_DIR";
+export const FIX_PYTHON = "set SLM_PYTHON to a Python with torch, transformers, peft, accelerate, safetensors";
+
 /**
  * `slm doctor`: what this machine has, and what the later features (llama.cpp tools, fine-tuning) still
  * need. Every probe turns its own failure into a check with a reason, so the report is always complete.
@@ -492,7 +497,7 @@ function featureChecks(f: FeatureFacts): DoctorCheck[] {
   const checks: DoctorCheck[] = f.llamaCppTools.map((t) =>
     t.path
       ? { name: t.name, status: "ok", detail: t.path }
-      : { name: t.name, status: "missing", detail: `not found ${looked} — needed for ${TOOL_PURPOSE[t.name]}`, fix: "slm setup llama.cpp" },
+      : { name: t.name, status: "missing", detail: `not found ${looked} — needed for ${TOOL_PURPOSE[t.name]}`, fix: FIX_LLAMA_CPP },
   );
   // cmake and a compiler only matter for building the llama.cpp tools; once those exist, their absence is a note.
   const buildTool = (name: string, p: ProgramFacts, fix: string): DoctorCheck => {
@@ -509,13 +514,13 @@ function featureChecks(f: FeatureFacts): DoctorCheck[] {
   const origin = py.source === "SLM_PYTHON" ? "SLM_PYTHON" : py.source === "venv" ? "slm's venv" : "PATH";
   if (!py.path) {
     const detail = py.source === "SLM_PYTHON" ? `SLM_PYTHON=${py.command} does not exist or is not executable` : `${py.command} not found on PATH`;
-    checks.push({ name: "python", status: "missing", detail: `${detail} — needed for fine-tuning`, fix: "slm setup python" });
-    checks.push({ name: "fine-tuning stack", status: "missing", detail: `needs Python with ${PYTHON_MODULES.join(", ")}`, fix: "slm setup python" });
+    checks.push({ name: "python", status: "missing", detail: `${detail} — needed for fine-tuning`, fix: FIX_PYTHON });
+    checks.push({ name: "fine-tuning stack", status: "missing", detail: `needs Python with ${PYTHON_MODULES.join(", ")}`, fix: FIX_PYTHON });
     return checks;
   }
   if (py.error || !py.modules) {
-    checks.push({ name: "python", status: "error", detail: `${py.path} (${origin}) failed: ${py.error ?? "no answer"}`, fix: "slm setup python" });
-    checks.push({ name: "fine-tuning stack", status: "missing", detail: "cannot tell: Python did not run", fix: "slm setup python" });
+    checks.push({ name: "python", status: "error", detail: `${py.path} (${origin}) failed: ${py.error ?? "no answer"}`, fix: FIX_PYTHON });
+    checks.push({ name: "fine-tuning stack", status: "missing", detail: "cannot tell: Python did not run", fix: FIX_PYTHON });
     return checks;
   }
   checks.push({ name: "python", status: "ok", detail: `${py.version} (${py.path}, from ${origin})` });
@@ -523,7 +528,7 @@ function featureChecks(f: FeatureFacts): DoctorCheck[] {
   checks.push(
     absent.length === 0
       ? { name: "fine-tuning stack", status: "ok", detail: PYTHON_MODULES.join(", ") }
-      : { name: "fine-tuning stack", status: "missing", detail: `missing ${absent.join(", ")} — needed for fine-tuning and GPTQ/AWQ`, fix: "slm setup python" },
+      : { name: "fine-tuning stack", status: "missing", detail: `missing ${absent.join(", ")} — needed for fine-tuning and GPTQ/AWQ`, fix: FIX_PYTHON },
   );
   return checks;
 }
