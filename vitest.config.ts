@@ -7,5 +7,7 @@ export default defineConfig({
     hookTimeout: 60_000,
     // e2e tests spawn the CLI and servers; on a 2-core machine more workers only add contention.
     maxWorkers: 2,
+    // In CI also write a JSON summary, which .ci/run turns into one "N passed, N failed" line.
+    reporters: process.env.CI ? ["default", ["json", { outputFile: ".vitest/results.json" }]] : ["default"],
   },
 });

@@ -1,16 +1,9 @@
 import { type Command, Option } from "commander";
 import { formatBytes, formatDuration } from "../core/format.js";
+import type { PullOptions } from "../backends/hub/pull.js";
 import { action, collect, positiveInt } from "./action.js";
 
-interface PullFlags {
-  format?: "gguf" | "hf";
-  quant?: string;
-  include?: string[];
-  exclude?: string[];
-  revision?: string;
-  name?: string;
-  connections?: number;
-}
+type PullFlags = Omit<PullOptions, "ref">;
 
 export function register(program: Command): void {
   program
