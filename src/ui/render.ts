@@ -1,5 +1,5 @@
 import type { EventSink, SlmEvent } from "../core/events.js";
-import type { GlobalOptions } from "./options.js";
+import { type GlobalOptions, colorEnabled } from "./options.js";
 import { plainEventWriter } from "./plain.js";
 
 /**
@@ -32,6 +32,8 @@ export async function createRenderer(opts: GlobalOptions, liveView = true): Prom
   const quiet = () => undefined;
   const useInk = liveView && !opts.quiet && !!process.stderr.isTTY && !process.env.CI && process.env.TERM !== "dumb";
   if (useInk) {
+    // Ink colours through chalk, which reads FORCE_COLOR when first imported: honour --no-color / NO_COLOR.
+    if (!colorEnabled(opts, process.stderr)) process.env.FORCE_COLOR = "0";
     const [{ render }, React, { TaskView }, { TaskStore }] = await Promise.all([import("ink"), import("react"), import("./ink/TaskView.js"), import("./ink/taskStore.js")]);
     const store = new TaskStore();
     const app = render(React.createElement(TaskView, { store }), { stdout: process.stderr, patchConsole: false, exitOnCtrlC: false });
