@@ -93,6 +93,21 @@ function procCpu(file: string, a: number, b: number): number {
   }
 }
 
+/**
+ * Machine-wide CPU seconds from /proc/stat: busy (everything but idle and iowait) and steal (time the
+ * hypervisor gave to other guests). Subtracting what the benchmark's own processes used from `busy`
+ * gives what other processes did meanwhile: a shared machine disturbs the figures, so the benches report it.
+ */
+export function machineCpuSeconds(): { busy: number; steal: number } {
+  try {
+    const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = f;
+    return { busy: (user + nice + system + irq + softirq + steal) / TICKS, steal: steal / TICKS };
+  } catch {
+    return { busy: 0, steal: 0 };
+  }
+}
+
 export function fmt(n: number, digits = 0): string {
   return n.toFixed(digits);
 }

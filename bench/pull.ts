@@ -2,7 +2,8 @@
  * Pull throughput: `slm pull` (download + sha256 verification + registration) against curl, on the
  * same file from the same local Hub server, in the same run.
  *
- *   npx tsx bench/pull.ts [SIZE] [--reps N] [--connections 1,2,4] [--server process|inline] [--tmp DIR] [--cpu-prof DIR]
+ *   npx tsx bench/pull.ts [SIZE] [--reps N] [--connections 1,2,4] [--server process|inline] [--tmp DIR]
+ *                         [--cpu-prof DIR] [--slm-bin PATH]
  *
  * SIZE: bytes, or with a suffix K/M/G (binary: 1G = 1 GiB). Default 1G.
  *
@@ -28,7 +29,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { createInterface } from "node:readline";
-import { BIN, ROOT, childrenCpuSeconds, fmt, machine, markdownTable, median, printMachine, processCpuSeconds, table } from "./lib.js";
+import { fileURLToPath } from "node:url";
+import { BIN, ROOT, childrenCpuSeconds, fmt, machine, machineCpuSeconds, markdownTable, median, printMachine, processCpuSeconds, table } from "./lib.js";
 
 const REPO = "bench/big-GGUF";
 const FILE = "big-Q8_0.gguf";
@@ -58,9 +60,11 @@ const connections = flag("--connections", "1,2,4").split(",").map(Number);
 const serverMode = flag("--server", "process") as "process" | "inline";
 const tmpBase = flag("--tmp", tmpdir());
 const cpuProfDir = flag("--cpu-prof", "");
+/** Another build of slm to time instead of this checkout's bin/slm.js (e.g. a patched copy, for an A/B). */
+const slmBin = path.resolve(flag("--slm-bin", BIN));
 const size = parseSize(argv[0] ?? "1G");
 if (!(reps >= 1) || connections.some((c) => !(c >= 1)) || !["process", "inline"].includes(serverMode)) {
-  console.error("usage: npx tsx bench/pull.ts [SIZE] [--reps N] [--connections 1,2,4] [--server process|inline] [--tmp DIR] [--cpu-prof DIR]");
+  console.error("usage: npx tsx bench/pull.ts [SIZE] [--reps N] [--connections 1,2,4] [--server process|inline] [--tmp DIR] [--cpu-prof DIR] [--slm-bin PATH]");
   process.exit(2);
 }
 
@@ -123,7 +127,9 @@ async function serve(file: string): Promise<Served> {
       close: () => s.close(),
     };
   }
-  const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "bench", "hubServerProcess.ts"), REPO, `${FILE}=${file}`], {
+  // Run through tsx from the source tree; a bundled copy of this bench (.mjs) has a bundled server beside it.
+  const script = fileURLToPath(new URL(import.meta.url.endsWith(".ts") ? "./hubServerProcess.ts" : "./hubServerProcess.mjs", import.meta.url));
+  const child = spawn(process.execPath, [...(script.endsWith(".ts") ? ["--import", "tsx"] : []), script, REPO, `${FILE}=${file}`], {
     cwd: ROOT,
     stdio: ["pipe", "pipe", "inherit"],
   });
@@ -152,6 +158,8 @@ interface Run {
   wallS: number;
   clientCpuS: number;
   serverCpuS: number;
+  /** CPU seconds that other processes on the machine used during the run (steal included). */
+  otherCpuS?: number;
   /** slm only, from its --json events: spawn → first event, resolve step, file step (download + verify), file done → exit. */
   phases?: { startS: number; resolveS: number; transferS: number; finishS: number };
 }
@@ -188,6 +196,9 @@ async function runSlm(url: string, dir: string, server: Served, conns: number, p
     HF_TOKEN: "",
     HF_HUB_OFFLINE: "",
     SLM_PULL_CONNECTIONS: "",
+    // Set in some sandboxes: node 20 then parses the CA bundle at every start (~80 ms here), which a
+    // user's machine would not do; curl is unaffected over plain http.
+    NODE_EXTRA_CA_CERTS: "",
     CI: "1",
     NO_COLOR: "1",
   };
@@ -196,7 +207,7 @@ async function runSlm(url: string, dir: string, server: Served, conns: number, p
   const s0 = server.cpu();
   const spawnedAt = Date.now();
   const t0 = performance.now();
-  const child = spawn(process.execPath, [...nodeArgs, BIN, "pull", `${REPO}:Q8_0`, "--connections", String(conns), "--json"], { env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [...nodeArgs, slmBin, "pull", `${REPO}:Q8_0`, "--connections", String(conns), "--json"], { env, stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
   child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
   const events: { type: string; ts: number; id?: string; status?: string; level?: string; message?: string; data?: { downloadedBytes?: number } }[] = [];
@@ -238,7 +249,7 @@ async function runSlm(url: string, dir: string, server: Served, conns: number, p
 function timeCommand(cmd: string, args: string[]): { wallS: number; cpuS: number; out: string } {
   const cpu0 = childrenCpuSeconds();
   const t0 = performance.now();
-  const r = spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 1 << 20 });
+  const r = spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 1 << 20, env: { ...process.env, NODE_EXTRA_CA_CERTS: "" } });
   const wallS = (performance.now() - t0) / 1000;
   if (r.status !== 0) throw new Error(`${cmd} failed: ${r.stderr}`);
   return { wallS, cpuS: childrenCpuSeconds() - cpu0, out: r.stdout };
@@ -264,6 +275,7 @@ async function main(): Promise<void> {
     console.log(`file: ${size} bytes (${(size / 2 ** 30).toFixed(2)} GiB) written in ${fmt((performance.now() - t) / 1000, 1)} s: ${src}`);
     t = performance.now();
     const server = await serve(src);
+    if (slmBin !== BIN) console.log(`slm: ${slmBin}`);
     console.log(`server (${serverMode}): ${server.url}, ready in ${fmt((performance.now() - t) / 1000, 1)} s (it hashes the file, which also puts it in the page cache)`);
     try {
       const dirty = ["dirty_ratio", "dirty_background_ratio", "dirty_expire_centisecs"].map((k) => {
@@ -309,9 +321,15 @@ async function main(): Promise<void> {
         for (const c of order) {
           const dir = path.join(root, `run-${n++}`);
           mkdirSync(dir);
+          const m0 = machineCpuSeconds();
+          const self0 = process.cpuUsage();
           const r = await c.run(dir, !!cpuProfDir && rep === reps - 1);
+          const selfU = process.cpuUsage(self0);
+          const harness = serverMode === "process" ? (selfU.user + selfU.system) / 1e6 : 0; // inline: counted as server
+          r.otherCpuS = Math.max(0, machineCpuSeconds().busy - m0.busy - r.clientCpuS - r.serverCpuS - harness);
           runs.push(r);
-          console.log(`  rep ${rep + 1}  ${c.name.padEnd(20)} ${fmt(r.wallS, 2)} s  ${fmt(MB(size, r.wallS))} MB/s  cpu ${fmt(r.clientCpuS, 2)} s, server cpu ${fmt(r.serverCpuS, 2)} s`);
+          const busy = r.otherCpuS > 0.25 * r.wallS;
+          console.log(`  rep ${rep + 1}  ${c.name.padEnd(20)} ${fmt(r.wallS, 2)} s  ${fmt(MB(size, r.wallS))} MB/s  cpu ${fmt(r.clientCpuS, 2)} s, server cpu ${fmt(r.serverCpuS, 2)} s, other processes ${fmt(r.otherCpuS, 2)} s${busy ? "  <- the machine was busy: this run is disturbed" : ""}`);
           rmSync(dir, { recursive: true, force: true });
           spawnSync("sync");
         }
@@ -319,16 +337,16 @@ async function main(): Promise<void> {
 
       // Results
       const curlMed = median(runs.filter((r) => r.client === "curl").map((r) => MB(size, r.wallS)));
-      const header = ["client", "runs (MB/s)", "median MB/s", "median s", "client CPU s", "server CPU s", "vs curl"];
+      const header = ["client", "runs (MB/s)", "median MB/s", "median s", "client CPU s", "server CPU s", "others' CPU s (max)", "vs curl"];
       const rows = clients.map((c) => {
         const rs = runs.filter((r) => r.client === c.name);
         const mbs = rs.map((r) => MB(size, r.wallS));
         const med = median(mbs);
-        return [c.name, mbs.map((x) => fmt(x)).join(" / "), fmt(med), fmt(median(rs.map((r) => r.wallS)), 2), fmt(median(rs.map((r) => r.clientCpuS)), 2), fmt(median(rs.map((r) => r.serverCpuS)), 2), `${fmt(med / curlMed, 2)}×`];
+        return [c.name, mbs.map((x) => fmt(x)).join(" / "), fmt(med), fmt(median(rs.map((r) => r.wallS)), 2), fmt(median(rs.map((r) => r.clientCpuS)), 2), fmt(median(rs.map((r) => r.serverCpuS)), 2), fmt(Math.max(...rs.map((r) => r.otherCpuS ?? 0)), 2), `${fmt(med / curlMed, 2)}×`];
       });
       const refRows = [
-        ["sha256sum", sums.sha256sum.map((s) => fmt(MB(size, s))).join(" / "), fmt(MB(size, median(sums.sha256sum))), fmt(median(sums.sha256sum), 2), "", "", ""],
-        ["node sha256 (1 MiB reads)", sums.node.map((s) => fmt(MB(size, s))).join(" / "), fmt(MB(size, median(sums.node))), fmt(median(sums.node), 2), "", "", ""],
+        ["sha256sum", sums.sha256sum.map((s) => fmt(MB(size, s))).join(" / "), fmt(MB(size, median(sums.sha256sum))), fmt(median(sums.sha256sum), 2), "", "", "", ""],
+        ["node sha256 (1 MiB reads)", sums.node.map((s) => fmt(MB(size, s))).join(" / "), fmt(MB(size, median(sums.node))), fmt(median(sums.node), 2), "", "", "", ""],
       ];
       const phaseHeader = ["slm phases (median s)", "spawn→1st event", "resolve", "download+verify", "→ exit", "download+verify MB/s"];
       const phaseRows = connections.map((c) => {
@@ -343,6 +361,8 @@ async function main(): Promise<void> {
       console.log(table(phaseHeader, phaseRows));
       const best = Math.max(...connections.map((c) => median(runs.filter((r) => r.client === `slm --connections ${c}`).map((r) => MB(size, r.wallS)))));
       console.log(`\nratio slm/curl (best --connections, median): ${fmt(best / curlMed, 2)}×  (target ≥ 0.90×)`);
+      const disturbed = runs.filter((r) => (r.otherCpuS ?? 0) > 0.25 * r.wallS).length;
+      if (disturbed) console.log(`WARNING: other processes were busy during ${disturbed} of ${runs.length} runs (see "others' CPU s"); rerun on a quiet machine.`);
       if (cpuProfDir) console.log(`CPU profiles of the last repetition's slm runs: ${cpuProfDir}`);
       const m = machine();
       console.log(`\nmarkdown:\n\nMachine: ${m.nproc} CPUs, ${m.cpu}, ${m.ram}, node ${m.node}, ${m.kernel}, ${m.date}\n`);

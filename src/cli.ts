@@ -8,7 +8,12 @@ import { register as registerInfo } from "./commands/info.js";
 import { register as registerList } from "./commands/list.js";
 import { register as registerPull } from "./commands/pull.js";
 import { register as registerRm } from "./commands/rm.js";
+import { register as registerRun } from "./commands/run.js";
+import { register as registerChat } from "./commands/chat.js";
 import { register as registerDoctor } from "./commands/doctor.js";
+import { register as registerQuantize } from "./commands/quantize.js";
+import { register as registerSetup } from "./commands/setup.js";
+import { register as registerServe } from "./commands/serve.js";
 
 function version(): string {
   return (JSON.parse(readFileSync(path.join(packageRoot(), "package.json"), "utf8")) as { version: string }).version;
@@ -29,12 +34,12 @@ export function buildProgram(): Command {
 Models are named by a catalog alias (slm list --catalog), hf:org/repo[:QUANT], org/repo[:QUANT],
 a local .gguf file, a local Hugging Face model folder, or a name registered by an earlier command.
 
-Environment: SLM_HOME (default ~/.slm), HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE.
+Environment: SLM_HOME (default ~/.slm), SLM_LLAMA_CPP_DIR, HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE.
 Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 network, 5 missing dependency, 6 external tool,
 7 integrity, 130 cancelled.`,
     );
   program.exitOverride();
-  for (const register of [registerPull, registerList, registerInfo, registerRm, registerDoctor]) register(program);
+  for (const register of [registerPull, registerList, registerInfo, registerRm, registerRun, registerChat, registerDoctor, registerQuantize, registerSetup, registerServe]) register(program);
   for (const cmd of program.commands) cmd.exitOverride();
   return program;
 }

@@ -1,7 +1,6 @@
 import { createHash } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
-import lockfile from "proper-lockfile";
 import { slmPaths } from "./paths.js";
 
 /**
@@ -14,6 +13,7 @@ export async function withLock<T>(key: string, fn: () => Promise<T>, opts: { onW
   mkdirSync(dir, { recursive: true });
   const file = path.join(dir, createHash("sha256").update(key).digest("hex").slice(0, 32));
   const stale = opts.staleMs ?? 10_000;
+  const { default: lockfile } = await import("proper-lockfile");
   let release: (() => Promise<void>) | undefined;
   try {
     release = await lockfile.lock(file, { realpath: false, stale, update: stale / 2 });

@@ -24,7 +24,9 @@ export async function createRenderer(opts: GlobalOptions, liveView = true): Prom
   if (opts.json) {
     return {
       mode: "json",
-      onEvent: (e: SlmEvent) => writeLine(process.stdout, JSON.stringify(e)),
+      onEvent: (e: SlmEvent) => {
+        if (e.type !== "log" || e.level !== "debug" || opts.verbose) writeLine(process.stdout, JSON.stringify(e));
+      },
       result: (data) => writeLine(process.stdout, JSON.stringify({ type: "result", ts: Date.now(), data })),
       close: () => undefined,
     };

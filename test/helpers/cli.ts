@@ -27,6 +27,9 @@ export function sandbox(endpoint?: string, extra: Record<string, string> = {}): 
     NO_COLOR: "1",
     HF_TOKEN: "",
     HF_HUB_OFFLINE: "",
+    // Two test files run at once on a 2-core machine: one thread each keeps inference from
+    // oversubscribing the CPU, which slows llama.cpp down by orders of magnitude (DESIGN §3).
+    SLM_THREADS: "1",
     ...(endpoint ? { HF_ENDPOINT: endpoint } : {}),
     ...extra,
   };

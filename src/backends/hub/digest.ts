@@ -60,8 +60,9 @@ export class FrontierHasher {
   }
 
   private async drain(): Promise<void> {
-    const buf = Buffer.allocUnsafe(4 << 20);
+    let buf: Buffer | undefined;
     for (let n = this.available(); n > 0; n = this.available()) {
+      buf ??= Buffer.allocUnsafe(4 << 20);
       const { bytesRead } = await this.fh.read(buf, 0, Math.min(n, buf.length), this.frontier);
       if (bytesRead <= 0) break;
       this.hash.update(buf.subarray(0, bytesRead));

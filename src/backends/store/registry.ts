@@ -1,8 +1,6 @@
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import writeFileAtomic from "write-file-atomic";
 import { SlmError } from "../../core/errors.js";
-import { withLock } from "../../core/lock.js";
 import { slmPaths } from "../../core/paths.js";
 import type { ModelEntry, Registry } from "./types.js";
 
@@ -22,7 +20,8 @@ export function readRegistry(): Registry {
 }
 
 export function listModels(): ModelEntry[] {
-  return Object.values(readRegistry().models).sort((a, b) => a.name.localeCompare(b.name));
+  // A plain comparison: localeCompare's first call initialises ICU's collator (~15 ms of `slm list`).
+  return Object.values(readRegistry().models).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
 export function getModel(name: string): ModelEntry | undefined {
@@ -37,6 +36,8 @@ export function hasModel(name: string): boolean {
 export async function updateRegistry<T>(fn: (reg: Registry) => T): Promise<T> {
   const file = slmPaths().registry;
   mkdirSync(path.dirname(file), { recursive: true });
+  // The write path is imported on demand, so read-only commands (list, info) start faster.
+  const [{ withLock }, { default: writeFileAtomic }] = await Promise.all([import("../../core/lock.js"), import("write-file-atomic")]);
   return withLock(file, async () => {
     const reg = readRegistry();
     const out = fn(reg);

@@ -39,6 +39,8 @@ export interface ModelEntry {
   contextLength?: number;
   architecture?: string;
   lineage: LineageStep[];
+  /** GGUF LoRA adapters loaded on top of `path` ("base + adapter" models registered by fine-tuning). */
+  adapters?: { path: string; scale: number }[];
   createdAt: string;
 }
 

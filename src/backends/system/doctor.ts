@@ -1,14 +1,17 @@
-import { constants as fsConstants } from "node:fs";
-import { access, readFile, stat, statfs } from "node:fs/promises";
+import { readFile, stat, statfs } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { BackendContext } from "../../core/events.js";
+import { findExecutable, pathDirs, probe } from "../../core/exec.js";
 import { formatBytes } from "../../core/format.js";
 import { hubEndpoint, hubOffline, slmPaths, type SlmPaths } from "../../core/paths.js";
+import { SETUP_COMMAND, toolSearchDirs } from "../llamacpp/tools.js";
 
-// `slm setup llama.cpp` / `slm setup python` arrive with the quantize and fine-tune work; until then doctor
-// names the manual step, so it never points at a command that does not exist.
-export const FIX_LLAMA_CPP = "put llama.cpp's tools on PATH or set SLM_LLAMA_CPP_DIR";
+export { findExecutable } from "../../core/exec.js";
+
+// `slm setup python` arrives with the fine-tune work; until then doctor names the manual step, so it
+// never points at a command that does not exist.
+export const FIX_LLAMA_CPP = SETUP_COMMAND;
 export const FIX_PYTHON = "set SLM_PYTHON to a Python with torch, transformers, peft, accelerate, safetensors";
 
 /**
@@ -383,14 +386,9 @@ function storageChecks(s: StorageFacts): DoctorCheck[] {
 async function probeFeatures(env: NodeJS.ProcessEnv, signal: AbortSignal | undefined): Promise<FeatureFacts> {
   const paths = slmPaths(env);
   const llamaCppDir = env.SLM_LLAMA_CPP_DIR ? path.resolve(env.SLM_LLAMA_CPP_DIR) : undefined;
-  // SLM_LLAMA_CPP_DIR wins over PATH because setting it is an explicit choice; $SLM_HOME/llama.cpp is
-  // where `slm setup llama.cpp` builds them, so it comes last.
-  const toolDirs = [
-    ...(llamaCppDir ? [llamaCppDir, path.join(llamaCppDir, "bin"), path.join(llamaCppDir, "build", "bin")] : []),
-    ...pathDirs(env),
-    path.join(paths.home, "llama.cpp", "bin"),
-    path.join(paths.home, "llama.cpp", "build", "bin"),
-  ];
+  // The same search as every command that runs the tools: SLM_LLAMA_CPP_DIR, PATH, then what
+  // `slm setup llama.cpp` built under $SLM_HOME/llama.cpp.
+  const toolDirs = toolSearchDirs(env).map((d) => d.dir);
   const [llamaCppTools, cmake, compiler, python] = await Promise.all([
     Promise.all(LLAMA_CPP_TOOLS.map(async (name) => ({ name, path: await findExecutable(name, toolDirs, env) }))),
     programFacts(["cmake"], env, signal),
@@ -398,27 +396,6 @@ async function probeFeatures(env: NodeJS.ProcessEnv, signal: AbortSignal | undef
     probePython(env, paths.home, signal),
   ]);
   return { llamaCppDir, llamaCppTools, cmake, compiler, python };
-}
-
-function pathDirs(env: NodeJS.ProcessEnv): string[] {
-  return (env.PATH ?? env.Path ?? "").split(path.delimiter).filter(Boolean);
-}
-
-/** `which`, over explicit folders, honouring PATHEXT on Windows. An absolute name is checked as is. */
-export async function findExecutable(name: string, dirs: string[], env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {
-  const exts = process.platform === "win32" ? ["", ...(env.PATHEXT ?? ".EXE;.CMD;.BAT").split(";").filter(Boolean)] : [""];
-  const candidates = path.isAbsolute(name) ? [name] : dirs.flatMap((d) => exts.map((e) => path.join(d, name + e)));
-  for (const file of candidates) {
-    try {
-      if ((await stat(file)).isFile()) {
-        await access(file, fsConstants.X_OK);
-        return file;
-      }
-    } catch {
-      // Not here (or not executable): keep looking.
-    }
-  }
-  return undefined;
 }
 
 async function programFacts(names: string[], env: NodeJS.ProcessEnv, signal: AbortSignal | undefined): Promise<ProgramFacts> {
@@ -443,17 +420,10 @@ interface ProbeResult {
   error?: string;
 }
 
-/**
- * Runs a probe that is allowed to fail: the failure becomes data for a check, not an ExternalError.
- * execa is imported here, not at the top, so `slm --help` does not pay for it.
- */
+/** Runs a probe that is allowed to fail, through the shared exec helper: the failure becomes data for a check. */
 async function runProbe(file: string, args: string[], env: NodeJS.ProcessEnv, timeout: number, signal: AbortSignal | undefined): Promise<ProbeResult> {
-  const { execa } = await import("execa");
-  const r = await execa(file, args, { env, extendEnv: false, stdin: "ignore", timeout, reject: false, cancelSignal: signal });
-  if (!r.failed) return { ok: true, stdout: String(r.stdout) };
-  const stderr = String(r.stderr ?? "").trim().split(/\r?\n/).slice(-3).join(" ");
-  const why = r.timedOut ? `timed out after ${timeout / 1000} s` : r.exitCode !== undefined ? `exited with code ${r.exitCode}` : r.shortMessage;
-  return { ok: false, stdout: String(r.stdout ?? ""), error: stderr ? `${why}: ${stderr}` : why };
+  const r = await probe(file, args, { env, extendEnv: false, timeoutMs: timeout, signal });
+  return { ok: r.ok, stdout: r.stdout, error: r.error };
 }
 
 const PYTHON_SCRIPT = `import importlib.util, json, sys
@@ -493,7 +463,7 @@ function parsePythonProbe(stdout: string): { version: string; modules: Record<st
 
 function featureChecks(f: FeatureFacts): DoctorCheck[] {
   const allTools = f.llamaCppTools.every((t) => t.path);
-  const looked = f.llamaCppDir ? "in SLM_LLAMA_CPP_DIR or on PATH" : "on PATH (or in SLM_LLAMA_CPP_DIR)";
+  const looked = f.llamaCppDir ? "in SLM_LLAMA_CPP_DIR, on PATH or in $SLM_HOME/llama.cpp" : "on PATH, in SLM_LLAMA_CPP_DIR or in $SLM_HOME/llama.cpp";
   const checks: DoctorCheck[] = f.llamaCppTools.map((t) =>
     t.path
       ? { name: t.name, status: "ok", detail: t.path }

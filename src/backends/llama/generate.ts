@@ -1,0 +1,153 @@
+import { readFileSync } from "node:fs";
+import type { ChatHistoryItem, LlamaChatSession, LlamaContextSequence, LlamaGrammar, Llama } from "node-llama-cpp";
+import { CancelledError, NotFoundError, UsageError } from "../../core/errors.js";
+import type { LoadedModel } from "./loader.js";
+
+/** Sampling settings shared by run, chat, serve and eval. Defaults follow llama.cpp's. */
+export interface SamplingOptions {
+  maxTokens?: number;
+  temperature?: number;
+  topP?: number;
+  topK?: number;
+  minP?: number;
+  repeatPenalty?: number;
+  seed?: number;
+  stop?: string[];
+}
+
+export const SAMPLING_DEFAULTS = { temperature: 0.8, topP: 0.95, topK: 40, minP: 0.05 } as const;
+
+export interface GenerateOptions extends SamplingOptions {
+  prompt: string;
+  system?: string;
+  /**
+   * Earlier turns of the conversation, before `prompt` (serve's multi-turn requests). Replaces the
+   * session's initial history, so `system` and the wrapper's default system prompt are not added.
+   */
+  history?: ChatHistoryItem[];
+  /** Plain completion of the prompt, without the chat template. */
+  raw?: boolean;
+  /** A JSON schema the output must follow (grammar-constrained). */
+  jsonSchema?: object;
+  onText?: (chunk: string) => void;
+  signal?: AbortSignal;
+}
+
+export interface GenerateTimings {
+  loadMs: number;
+  /** From the call until the first token of the answer (prompt processing included). */
+  firstTokenMs: number;
+  totalMs: number;
+  /** Generation speed after the first token. */
+  tokensPerSecond: number;
+}
+
+export interface GenerateResult {
+  text: string;
+  stopReason: string;
+  promptTokens: number;
+  completionTokens: number;
+  timings: GenerateTimings;
+}
+
+export function readJsonSchema(file: string): object {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch {
+    throw new NotFoundError(`JSON schema file not found: ${file}`);
+  }
+  try {
+    const schema = JSON.parse(text) as unknown;
+    if (typeof schema !== "object" || schema === null || Array.isArray(schema)) throw new Error("not an object");
+    return schema;
+  } catch (err) {
+    throw new UsageError(`${file} is not a JSON schema object (${(err as Error).message}).`);
+  }
+}
+
+export async function grammarFor(llama: Llama, schema: object | undefined): Promise<LlamaGrammar | undefined> {
+  if (!schema) return undefined;
+  try {
+    return await llama.createGrammarForJsonSchema(schema as Parameters<Llama["createGrammarForJsonSchema"]>[0]);
+  } catch (err) {
+    throw new UsageError(`The JSON schema is not supported: ${(err as Error).message}`);
+  }
+}
+
+/** node-llama-cpp's sampling options from ours: temperature 0 is greedy; repeat penalty 1 is off. */
+export function samplingFor(o: SamplingOptions, contextSize: number) {
+  return {
+    maxTokens: o.maxTokens ?? contextSize,
+    temperature: o.temperature ?? SAMPLING_DEFAULTS.temperature,
+    topP: o.topP ?? SAMPLING_DEFAULTS.topP,
+    topK: o.topK ?? SAMPLING_DEFAULTS.topK,
+    minP: o.minP ?? SAMPLING_DEFAULTS.minP,
+    seed: o.seed,
+    repeatPenalty: o.repeatPenalty !== undefined && o.repeatPenalty !== 1 ? { penalty: o.repeatPenalty } : (false as const),
+    customStopTriggers: o.stop && o.stop.length > 0 ? o.stop : undefined,
+  };
+}
+
+/**
+ * One generation on a sequence: chat-templated by default, plain completion with `raw`. The caller
+ * owns the sequence (run uses a fresh one; serve hands out pooled ones).
+ */
+export async function generateOn(loaded: LoadedModel, sequence: LlamaContextSequence, o: GenerateOptions): Promise<GenerateResult> {
+  const { LlamaChatSession, LlamaCompletion } = await import("node-llama-cpp");
+  const grammar = await grammarFor(loaded.llama, o.jsonSchema);
+  const sampling = samplingFor(o, loaded.context.contextSize);
+  const started = performance.now();
+  let firstAt: number | undefined;
+  const onTextChunk = (chunk: string) => {
+    firstAt ??= performance.now();
+    o.onText?.(chunk);
+  };
+  const before = { input: sequence.tokenMeter.usedInputTokens, output: sequence.tokenMeter.usedOutputTokens };
+  let text: string;
+  let stopReason: string;
+  try {
+    if (o.raw) {
+      const completion = new LlamaCompletion({ contextSequence: sequence });
+      const r = await completion.generateCompletionWithMeta(o.prompt, { ...sampling, grammar, onTextChunk, signal: o.signal, stopOnAbortSignal: true });
+      text = r.response;
+      stopReason = r.metadata.stopReason;
+    } else {
+      const session: LlamaChatSession = new LlamaChatSession({ contextSequence: sequence, systemPrompt: o.system, autoDisposeSequence: false, chatWrapper: await loaded.chatWrapper() });
+      if (o.history) session.setChatHistory(o.history);
+      const r = await session.promptWithMeta(o.prompt, { ...sampling, grammar, onTextChunk, signal: o.signal, stopOnAbortSignal: true });
+      text = r.responseText;
+      stopReason = r.stopReason;
+      session.dispose({ disposeSequence: false });
+    }
+  } catch (err) {
+    if (o.signal?.aborted) throw new CancelledError();
+    throw err;
+  }
+  const ended = performance.now();
+  const completionTokens = sequence.tokenMeter.usedOutputTokens - before.output;
+  const promptTokens = sequence.tokenMeter.usedInputTokens - before.input;
+  const genMs = firstAt !== undefined ? ended - firstAt : 0;
+  return {
+    text,
+    stopReason,
+    promptTokens,
+    completionTokens,
+    timings: {
+      loadMs: loaded.loadMs,
+      firstTokenMs: Math.round((firstAt ?? ended) - started),
+      totalMs: Math.round(ended - started),
+      tokensPerSecond: genMs > 0 && completionTokens > 1 ? ((completionTokens - 1) * 1000) / genMs : 0,
+    },
+  };
+}
+
+/** A one-shot generation on a fresh sequence of the loaded context. */
+export async function generate(loaded: LoadedModel, o: GenerateOptions): Promise<GenerateResult> {
+  const sequence = loaded.context.getSequence();
+  try {
+    return await generateOn(loaded, sequence, o);
+  } finally {
+    sequence.dispose();
+  }
+}

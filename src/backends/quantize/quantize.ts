@@ -1,0 +1,487 @@
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
+import { statfs } from "node:fs/promises";
+import path from "node:path";
+import { findCatalogEntry } from "../../core/catalog.js";
+import { CancelledError, ExternalError, NotFoundError, SlmError, UsageError } from "../../core/errors.js";
+import { emit, type BackendContext } from "../../core/events.js";
+import { exec } from "../../core/exec.js";
+import { formatBytes, formatDuration } from "../../core/format.js";
+import { withLock } from "../../core/lock.js";
+import { slmPaths } from "../../core/paths.js";
+import { toolVersion, type LlamaCppTool } from "../llamacpp/tools.js";
+import { hasModel, registerModel } from "../store/registry.js";
+import { resolveModel } from "../store/resolve.js";
+import type { LineageStep, ModelEntry, StoredFile } from "../store/types.js";
+import { type CalibrationInfo, prepareCalibration } from "./calibration.js";
+import { type GgufHeader, fileTypeName, readGgufHeader } from "./ggufHeader.js";
+import {
+  BITS_TO_TYPE,
+  DEFAULT_TYPE,
+  type QuantType,
+  canonicalTensorType,
+  canonicalType,
+  isUnquantized,
+  nominalBitsPerWeight,
+  parseQuantTypes,
+  requiresImatrix,
+  suggest,
+  TENSOR_TYPES,
+} from "./types.js";
+
+export interface QuantizeRequest {
+  /** Any model reference: registered name, catalog alias, .gguf path. */
+  ref: string;
+  type?: string;
+  bits?: number;
+  imatrix?: string;
+  calibration?: string;
+  /** Most calibration chunks llama-imatrix processes (default: all). */
+  chunks?: number;
+  outputTensorType?: string;
+  tokenEmbeddingType?: string;
+  pure?: boolean;
+  threads?: number;
+  allowRequantize?: boolean;
+  out?: string;
+}
+
+/** A request checked against everything that needs no llama.cpp tool. */
+export interface QuantizePlan {
+  request: QuantizeRequest;
+  source: ModelEntry;
+  header: GgufHeader;
+  /** The source's file type by name (F16, Q8_0…); undefined when the header does not say. */
+  sourceFileType?: string;
+  /** As asked (or from --bits / the default); made canonical against llama-quantize's list when it runs. */
+  type: string;
+  tools: LlamaCppTool[];
+}
+
+export interface QuantizeResult {
+  model: ModelEntry;
+  type: string;
+  source: { name: string; path: string; fileType?: string; size: number; bitsPerWeight?: number };
+  sizeBefore: number;
+  sizeAfter: number;
+  bitsPerWeight?: number;
+  imatrix?: { path: string; source: string; calibration?: Omit<CalibrationInfo, "parseSpecial"> };
+  toolVersion: string;
+  seconds: number;
+  warnings: string[];
+}
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$/;
+
+/** Checks the flags, the source model and its format before any tool is needed (or built). */
+export async function planQuantize(req: QuantizeRequest): Promise<QuantizePlan> {
+  if (req.type !== undefined && req.bits !== undefined) throw new UsageError("Give --bits or --type, not both.");
+  if (req.bits !== undefined && !BITS_TO_TYPE[req.bits]) throw new UsageError(`--bits must be one of ${Object.keys(BITS_TO_TYPE).join(", ")}.`);
+  if (req.imatrix && req.calibration) throw new UsageError("Give --imatrix or --calibration, not both.", { hint: "--calibration computes an importance matrix; --imatrix uses one computed earlier." });
+  const type = (req.type ?? (req.bits !== undefined ? BITS_TO_TYPE[req.bits]! : DEFAULT_TYPE)).trim();
+  if (!type) throw new UsageError("--type needs a quantization type, e.g. Q4_K_M.");
+  assertImatrixGiven(type, req);
+  if (req.imatrix && !existsSync(req.imatrix)) throw new NotFoundError(`Importance matrix file not found: ${req.imatrix}`);
+  if (req.calibration && !existsSync(req.calibration)) throw new NotFoundError(`Calibration file not found: ${req.calibration}`);
+  for (const [flag, value] of [["--output-tensor-type", req.outputTensorType], ["--token-embedding-type", req.tokenEmbeddingType]] as const) {
+    if (value !== undefined && !canonicalTensorType(value)) {
+      const close = suggest(value, TENSOR_TYPES);
+      throw new UsageError(`${flag}: unknown tensor type "${value}".`, { hint: `${close.length ? `Did you mean ${close.join(" or ")}? ` : ""}Tensor types: ${TENSOR_TYPES.join(", ")}.` });
+    }
+  }
+  if (req.out !== undefined) assertFreeName(req.out);
+
+  const source = resolveModel(req.ref);
+  if (source.format !== "gguf") {
+    throw new UsageError(`${source.name} is in Hugging Face format (safetensors); llama-quantize needs a GGUF file.`, {
+      hint: "Quantize a GGUF of this model instead (slm pull <repo> without --format hf, or a local .gguf). Converting HF weights to GGUF arrives with `slm convert`.",
+    });
+  }
+  if (!existsSync(source.path)) throw new NotFoundError(`The file of ${source.name} is missing: ${source.path}`, { hint: `Run \`slm pull ${source.name}\` again.` });
+  const header = readGgufHeader(source.path);
+  if (!header.complete) throw new SlmError(`${source.path} is not a readable GGUF file: it is truncated.`, { hint: "Pull or copy it again; an interrupted download or copy leaves a short file." });
+  const sourceFileType = fileTypeName(header.fileType);
+  if (!isUnquantized(sourceFileType) && !req.allowRequantize) {
+    throw new UsageError(`${source.name} is already quantized (${sourceFileType}); quantizing it again loses more quality than quantizing its F16/BF16/F32 original.`, {
+      hint: "Quantize the unquantized GGUF instead, or pass --allow-requantize to do it anyway.",
+    });
+  }
+  return { request: req, source, header, sourceFileType, type, tools: req.calibration ? ["llama-quantize", "llama-imatrix"] : ["llama-quantize"] };
+}
+
+function assertImatrixGiven(type: string, req: QuantizeRequest): void {
+  if (!requiresImatrix(type) || req.imatrix || req.calibration) return;
+  throw new UsageError(`${type.toUpperCase()} needs an importance matrix: without one, ${type.toUpperCase().startsWith("IQ") ? "IQ types" : "types of 3 bits or fewer"} lose too much quality.`, {
+    hint: "Add --calibration FILE (plain text, or chat JSONL rendered with the model's template) to compute one, or --imatrix FILE to use one made by llama-imatrix. Or pick a 4-bit or larger type, e.g. --bits 4.",
+  });
+}
+
+function assertFreeName(name: string): void {
+  if (!NAME.test(name) || name.toLowerCase().endsWith(".gguf")) {
+    throw new UsageError(`"${name}" cannot be a model name: use letters, digits, ".", "_", "-" or "+" (no slashes or colons, no .gguf ending).`);
+  }
+  if (findCatalogEntry(name)) throw new UsageError(`"${name}" is a catalog name; a quantized model needs a name of its own.`, { hint: "Choose another name with --out." });
+  if (hasModel(name)) throw new UsageError(`A model named "${name}" is already registered.`, { hint: `Choose another name with --out, or remove it first with \`slm rm ${name}\`.` });
+}
+
+/** `<source name>-<type>`: the source's registered name, or a file's name without .gguf, made path-safe. */
+export function derivedName(source: ModelEntry, type: string): string {
+  let base = source.name;
+  if (source.source.type === "local") base = base.replace(/\.gguf$/i, "");
+  base = base.replace(/:[A-Za-z0-9_]+$/, "");
+  base = base.slice(base.lastIndexOf("/") + 1);
+  base = base.replace(/[^A-Za-z0-9._+-]/g, "-").replace(/^[^A-Za-z0-9]+/, "") || "model";
+  return `${base}-${type}`;
+}
+
+/** "[  12/ 201] blk.0.attn_q.weight - …" → 12 of 201 tensors. */
+export function parseTensorProgress(line: string): { current: number; total: number } | undefined {
+  const m = /^\[\s*(\d+)\s*\/\s*(\d+)\s*\]/.exec(line);
+  return m ? { current: Number(m[1]), total: Number(m[2]) } : undefined;
+}
+
+/** llama-quantize's closing lines: "model size = 12.63 MiB (32.00 BPW)" and "quant size = 3.36 MiB (8.50 BPW)". */
+export function parseSizeLine(line: string): { which: "model" | "quant"; mib: number; bpw: number } | undefined {
+  const m = /(model|quant) size\s*=\s*([\d.]+)\s*MiB\s*\(([\d.]+)\s*BPW\)/.exec(line);
+  return m ? { which: m[1] as "model" | "quant", mib: Number(m[2]), bpw: Number(m[3]) } : undefined;
+}
+
+/** llama-imatrix's progress: the chunk count it announces, and "[N]ppl," after each chunk (no newline). */
+export function parseImatrixProgress(text: string): { total?: number; done?: number } {
+  const total = /computing over (\d+) chunks/.exec(text);
+  const chunks = [...text.matchAll(/\[(\d+)\]\s*[\d.]+(?:e[+-]?\d+)?,/g)];
+  return { total: total ? Number(total[1]) : undefined, done: chunks.length ? Number(chunks[chunks.length - 1]![1]) : undefined };
+}
+
+/**
+ * --threads, else SLM_THREADS (the setting `slm run` honours too), else the tools' own default (every
+ * core). Oversubscribed cores slow llama.cpp down badly, so a machine-wide cap must reach the tools.
+ */
+function threadsFor(req: QuantizeRequest): number | undefined {
+  if (req.threads) return req.threads;
+  const env = Number(process.env.SLM_THREADS);
+  return Number.isInteger(env) && env > 0 ? env : undefined;
+}
+
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new CancelledError();
+}
+
+/** Quantization types the installed llama-quantize knows, from its help text. */
+export async function listQuantTypes(quantizeBin: string, signal?: AbortSignal): Promise<QuantType[]> {
+  // llama-quantize prints its help and exits 1.
+  const r = await exec(quantizeBin, ["--help"], { signal, okExitCodes: [0, 1], timeoutMs: 30_000 });
+  return parseQuantTypes(`${r.stdout}\n${r.stderr}`);
+}
+
+export interface RunOptions {
+  tools: Partial<Record<LlamaCppTool, string>>;
+}
+
+/**
+ * Runs a plan: an importance matrix first when calibration data is given, then llama-quantize into a
+ * temporary folder under $SLM_HOME/models, which becomes the model's folder by one rename once the
+ * output has been read back. The registry entry comes last, so an interrupted, failed or disk-full
+ * run leaves neither a file nor an entry behind.
+ */
+export async function runQuantize(plan: QuantizePlan, o: RunOptions, ctx: BackendContext = {}): Promise<QuantizeResult> {
+  // Counted from here, not from planning: a tools build or a question in between is not quantizing.
+  const started = performance.now();
+  const req = plan.request;
+  const quantizeBin = o.tools["llama-quantize"];
+  if (!quantizeBin) throw new SlmError("runQuantize needs the path of llama-quantize.");
+  const warnings: string[] = [];
+  const warn = (message: string) => {
+    warnings.push(message);
+    emit(ctx.onEvent, { type: "log", level: "warn", message });
+  };
+
+  const types = await listQuantTypes(quantizeBin, ctx.signal);
+  let type = plan.type.toUpperCase();
+  if (types.length > 0) {
+    const canonical = canonicalType(plan.type, types);
+    if (!canonical) {
+      const names = types.map((t) => t.name);
+      const close = suggest(plan.type, names);
+      throw new UsageError(`Unknown quantization type "${plan.type}".`, { hint: `${close.length ? `Did you mean ${close.join(" or ")}? ` : ""}llama-quantize knows: ${names.join(", ")}.` });
+    }
+    type = canonical;
+  } else {
+    emit(ctx.onEvent, { type: "log", level: "debug", message: "llama-quantize printed no type list; passing the type through unchecked" });
+  }
+  // An alias or a number may name a low-bit type only now that it is resolved (e.g. "10" → Q2_K).
+  assertImatrixGiven(type, req);
+  const name = req.out ?? derivedName(plan.source, type);
+  if (req.out === undefined) assertFreeName(name);
+  if (!isUnquantized(plan.sourceFileType)) warn(`${plan.source.name} is already ${plan.sourceFileType}: requantizing loses more quality than quantizing the F16/F32 original.`);
+  const version = await toolVersion(quantizeBin, ctx.signal);
+
+  const modelsDir = path.join(slmPaths().home, "models");
+  mkdirSync(modelsDir, { recursive: true });
+  removeAbandonedWork(modelsDir);
+  return withLock(
+    `quantize:${name}`,
+    async () => {
+      // Re-checked under the lock: another slm may have registered the name while we were starting.
+      if (hasModel(name)) throw new UsageError(`A model named "${name}" is already registered.`, { hint: `Choose another name with --out, or remove it first with \`slm rm ${name}\`.` });
+      await assertDiskSpace(modelsDir, plan, type);
+      const work = mkdtempSync(path.join(modelsDir, `.tmp-${process.pid}-`));
+      try {
+        return await quantizeIn(work, { plan, type, name, version, modelsDir, tools: o.tools, warn, warnings, started }, ctx);
+      } finally {
+        rmSync(work, { recursive: true, force: true });
+      }
+    },
+    { staleMs: 60_000 },
+  );
+}
+
+interface Job {
+  plan: QuantizePlan;
+  type: string;
+  name: string;
+  version: string;
+  modelsDir: string;
+  tools: Partial<Record<LlamaCppTool, string>>;
+  warn: (m: string) => void;
+  warnings: string[];
+  started: number;
+}
+
+async function quantizeIn(work: string, j: Job, ctx: BackendContext): Promise<QuantizeResult> {
+  const { plan, type, name } = j;
+  const req = plan.request;
+  const src = plan.source;
+  const step = async <T>(id: string, title: string, fn: () => Promise<T>, detail?: (t: T) => string | undefined): Promise<T> => {
+    emit(ctx.onEvent, { type: "step", id, status: "start", title });
+    try {
+      const out = await fn();
+      emit(ctx.onEvent, { type: "step", id, status: "done", title, detail: detail?.(out) });
+      return out;
+    } catch (err) {
+      emit(ctx.onEvent, { type: "step", id, status: "fail", title, detail: err instanceof CancelledError ? "cancelled" : undefined });
+      throw err;
+    }
+  };
+
+  // ── Importance matrix ──
+  let imatrix: QuantizeResult["imatrix"];
+  let imatrixFile: string | undefined;
+  if (req.calibration) {
+    const imatrixBin = j.tools["llama-imatrix"];
+    if (!imatrixBin) throw new SlmError("--calibration needs the path of llama-imatrix.");
+    const calibFile = path.join(work, "calibration.txt");
+    const calib = await step("quantize:calibration", `Preparing calibration data from ${path.basename(req.calibration)}`, () => prepareCalibration(req.calibration!, src.path, calibFile), (c) =>
+      c.format === "chat-jsonl" ? `${c.examples} conversations through the chat template, ${formatBytes(c.chars)}` : `plain text, ${formatBytes(c.chars)}`,
+    );
+    throwIfAborted(ctx.signal);
+    imatrixFile = path.join(work, "imatrix.gguf");
+    await step("quantize:imatrix", "Computing the importance matrix (llama-imatrix)", () => runImatrix(imatrixBin, src.path, calibFile, imatrixFile!, plan, calib, ctx), (chunks) => `${chunks} chunks`);
+    rmSync(calibFile, { force: true });
+    const { parseSpecial: _p, ...info } = calib;
+    imatrix = { path: imatrixFile, source: path.resolve(req.calibration), calibration: { ...info, file: path.resolve(info.file) } };
+  } else if (req.imatrix) {
+    // A copy travels with the model, so its lineage still points at a file after the original moves.
+    imatrixFile = path.join(work, `imatrix${path.extname(req.imatrix) || ".gguf"}`);
+    copyFileSync(req.imatrix, imatrixFile);
+    imatrix = { path: imatrixFile, source: path.resolve(req.imatrix) };
+  }
+  throwIfAborted(ctx.signal);
+
+  // ── llama-quantize ──
+  const outFile = path.join(work, `${name}.gguf`);
+  const args = [
+    ...(plan.request.allowRequantize ? ["--allow-requantize"] : []),
+    ...(req.pure ? ["--pure"] : []),
+    ...(imatrixFile ? ["--imatrix", imatrixFile] : []),
+    ...(req.outputTensorType ? ["--output-tensor-type", canonicalTensorType(req.outputTensorType)!] : []),
+    ...(req.tokenEmbeddingType ? ["--token-embedding-type", canonicalTensorType(req.tokenEmbeddingType)!] : []),
+    src.path,
+    outFile,
+    type,
+    ...(threadsFor(req) ? [String(threadsFor(req))] : []),
+  ];
+  const sizes: { model?: number; quant?: number } = {};
+  let fallbacks = 0;
+  const qStarted = performance.now();
+  await step(
+    "quantize:run",
+    `Quantizing ${src.name} to ${type}`,
+    () =>
+      exec(j.tools["llama-quantize"]!, args, {
+        signal: ctx.signal,
+        buffer: false,
+        tailLines: 30,
+        onLine: (line) => {
+          const p = parseTensorProgress(line);
+          if (p) {
+            const secs = (performance.now() - qStarted) / 1000;
+            emit(ctx.onEvent, { type: "progress", id: "quantize:run", unit: "steps", current: p.current, total: p.total, rate: secs > 0.5 ? p.current / secs : undefined });
+            if (/falling back/.test(line)) fallbacks++;
+            return;
+          }
+          const s = parseSizeLine(line);
+          if (s) sizes[s.which] = s.bpw;
+          else if (line.trim()) emit(ctx.onEvent, { type: "log", level: "debug", message: line });
+        },
+      }),
+    () => formatDuration((performance.now() - qStarted) / 1000),
+  );
+  throwIfAborted(ctx.signal);
+  if (fallbacks > 0) j.warn(`${fallbacks} tensor(s) have shapes ${type} cannot hold and were stored in a fallback type.`);
+  // Reading the header back proves the file is complete before it is registered.
+  const outHeader = readGgufHeader(outFile);
+  if (!outHeader.complete) throw new SlmError(`llama-quantize finished but ${path.basename(outFile)} is truncated; the disk may be full.`);
+
+  // ── Into place, then into the registry ──
+  return step("quantize:register", `Registering ${name}`, async () => {
+    const finalDir = path.join(j.modelsDir, name);
+    // A folder without a registry entry is what an older crash or `slm rm` left: nothing refers to it.
+    if (existsSync(finalDir)) rmSync(finalDir, { recursive: true, force: true });
+    renameSync(work, finalDir);
+    const modelPath = path.join(finalDir, path.basename(outFile));
+    const files: StoredFile[] = [{ path: modelPath, size: statSync(modelPath).size }];
+    let imatrixFinal: string | undefined;
+    if (imatrixFile && imatrix) {
+      imatrixFinal = path.join(finalDir, path.basename(imatrixFile));
+      files.push({ path: imatrixFinal, size: statSync(imatrixFinal).size });
+      imatrix.path = imatrixFinal;
+    }
+    const stepInfo: LineageStep = {
+      from: src.source.type === "local" ? src.path : src.name,
+      method: "quantize",
+      parameters: {
+        type,
+        imatrix: imatrixFinal ?? null,
+        imatrixSource: imatrix?.source ?? null,
+        ...(imatrix?.calibration ? { calibration: { format: imatrix.calibration.format, examples: imatrix.calibration.examples, sha256: imatrix.calibration.sha256 } } : {}),
+        toolVersion: j.version,
+        sourceFileType: plan.sourceFileType ?? null,
+        ...(req.outputTensorType ? { outputTensorType: canonicalTensorType(req.outputTensorType) } : {}),
+        ...(req.tokenEmbeddingType ? { tokenEmbeddingType: canonicalTensorType(req.tokenEmbeddingType) } : {}),
+        ...(req.pure ? { pure: true } : {}),
+        ...(req.allowRequantize && !isUnquantized(plan.sourceFileType) ? { requantized: true } : {}),
+      },
+      at: new Date().toISOString(),
+    };
+    const entry: ModelEntry = {
+      name,
+      format: "gguf",
+      path: modelPath,
+      files,
+      source: { type: "derived" },
+      quant: type,
+      size: files[0]!.size,
+      parameters: outHeader.parameters,
+      contextLength: outHeader.contextLength,
+      architecture: outHeader.architecture,
+      lineage: [stepInfo, ...src.lineage],
+      // A "base + adapter" source stays one: the adapters apply to the quantized base as well.
+      ...(src.adapters?.length ? { adapters: src.adapters } : {}),
+      createdAt: new Date().toISOString(),
+    };
+    try {
+      await registerModel(entry);
+    } catch (err) {
+      rmSync(finalDir, { recursive: true, force: true });
+      throw err;
+    }
+    return {
+      model: entry,
+      type,
+      source: { name: src.name, path: src.path, fileType: plan.sourceFileType, size: statSync(src.path).size, bitsPerWeight: sizes.model },
+      sizeBefore: statSync(src.path).size,
+      sizeAfter: entry.size,
+      bitsPerWeight: sizes.quant ?? (outHeader.parameters > 0 ? (entry.size * 8) / outHeader.parameters : undefined),
+      imatrix,
+      toolVersion: j.version,
+      seconds: (performance.now() - j.started) / 1000,
+      warnings: j.warnings,
+    };
+  }, (r) => r.model.path);
+}
+
+async function runImatrix(bin: string, model: string, calib: string, out: string, plan: QuantizePlan, c: CalibrationInfo, ctx: BackendContext): Promise<number> {
+  // 512 tokens per chunk is llama.cpp's usual choice; a model trained on less gets its own context.
+  const ctxSize = Math.min(512, plan.header.contextLength ?? 512);
+  const args = [
+    "-m", model, "-f", calib, "-o", out, "-c", String(ctxSize),
+    ...(threadsFor(plan.request) ? ["-t", String(threadsFor(plan.request))] : []),
+    ...(plan.request.chunks ? ["--chunks", String(plan.request.chunks)] : []),
+    ...(c.parseSpecial ? ["--parse-special"] : []),
+  ];
+  let seen = "";
+  let total: number | undefined;
+  let done = 0;
+  const t0 = performance.now();
+  try {
+    await exec(bin, args, {
+      signal: ctx.signal,
+      buffer: false,
+      tailLines: 30,
+      onData: (chunk) => {
+        // Progress arrives as "[1]7.2,[2]6.9," without newlines: scan a sliding window of raw output.
+        seen = (seen + chunk).slice(-4096);
+        const p = parseImatrixProgress(seen);
+        total ??= p.total;
+        if (p.done !== undefined && p.done !== done) {
+          done = p.done;
+          const secs = (performance.now() - t0) / 1000;
+          emit(ctx.onEvent, { type: "progress", id: "quantize:imatrix", unit: "steps", current: done, total, rate: secs > 0.5 ? done / secs : undefined });
+        }
+      },
+    });
+  } catch (err) {
+    const short = err instanceof ExternalError ? /you need at least (\d+) tokens/.exec(err.stderrTail) : null;
+    if (short) {
+      throw new UsageError(`The calibration data is too short: llama-imatrix needs at least ${short[1]} tokens (two chunks of ${ctxSize}).`, { hint: "Give more calibration text, ideally a few hundred kilobytes.", cause: err });
+    }
+    throw err;
+  }
+  if (!existsSync(out)) throw new SlmError(`llama-imatrix finished but wrote no importance matrix (${out}).`);
+  return total ?? done;
+}
+
+/** Refuses to start when the output clearly cannot fit: better than a disk-full failure minutes later. */
+async function assertDiskSpace(dir: string, plan: QuantizePlan, type: string): Promise<void> {
+  const bpw = nominalBitsPerWeight(type);
+  if (!bpw || plan.header.parameters <= 0) return;
+  // One bit per weight of margin covers K-quant mixes and tensors kept in F32 (norms).
+  const needed = (plan.header.parameters * (bpw + 1)) / 8;
+  let free: number;
+  try {
+    const s = await statfs(dir);
+    free = s.bavail * s.bsize;
+  } catch {
+    return;
+  }
+  if (free < needed) {
+    throw new SlmError(`Not enough disk space for the ${type} model: it needs about ${formatBytes(needed)} in ${dir}, and ${formatBytes(free)} is free.`, {
+      hint: "Free some space, or point SLM_HOME at a larger disk.",
+    });
+  }
+}
+
+/** Removes `.tmp-<pid>-*` work folders whose process is gone (killed with SIGKILL, or a power cut). */
+function removeAbandonedWork(modelsDir: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(modelsDir);
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    const m = /^\.tmp-(\d+)-/.exec(n);
+    if (!m || alive(Number(m[1]))) continue;
+    rmSync(path.join(modelsDir, n), { recursive: true, force: true });
+  }
+}
+
+function alive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}

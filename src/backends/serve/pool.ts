@@ -1,0 +1,286 @@
+import type { LlamaContextSequence, LlamaEmbeddingContext } from "node-llama-cpp";
+import { CancelledError } from "../../core/errors.js";
+import { emit, type EventSink } from "../../core/events.js";
+import { type LoadOptions, type LoadedModel, loadModel } from "../llama/loader.js";
+import { resolveModel } from "../store/resolve.js";
+import type { ModelEntry } from "../store/types.js";
+import { HttpError } from "./httpError.js";
+
+export interface PoolOptions {
+  /** Runtime settings for every model this pool loads (--ctx, --threads, --gpu, --lora). */
+  load: Omit<LoadOptions, "sequences">;
+  /** Sequences per model context: this many requests generate at once, the rest wait in order. */
+  parallel: number;
+  /** Unload a model this long after its last request ended; 0 keeps models loaded. */
+  idleTimeoutMs: number;
+  onEvent?: EventSink;
+}
+
+/** A sequence of a loaded model, held for one request. */
+export interface Lease {
+  id: string;
+  loaded: LoadedModel;
+  sequence: LlamaContextSequence;
+  /** Gives the sequence back; `clean` after a failure, whose leftover state is then wiped first. */
+  release(clean?: boolean): Promise<void>;
+}
+
+export interface ModelStatus {
+  id: string;
+  state: "loading" | "ready";
+  /** Requests generating now / waiting for a free sequence. */
+  busy: number;
+  queued: number;
+  parallel: number;
+  contextSize?: number;
+  pinned: boolean;
+}
+
+interface Waiter {
+  resolve(s: LlamaContextSequence): void;
+  reject(err: unknown): void;
+}
+
+/** One model in the pool: loading or loaded, with its sequences and the requests waiting for them. */
+class PooledModel {
+  loaded?: LoadedModel;
+  ready!: Promise<LoadedModel>;
+  /** Requests that hold or wait for this model: it is unloaded only when none do. */
+  users = 0;
+  busy = 0;
+  created = 0;
+  readonly free: LlamaContextSequence[] = [];
+  readonly waiters: Waiter[] = [];
+  idleTimer?: NodeJS.Timeout;
+  pinned = false;
+  embedding?: Promise<LlamaEmbeddingContext>;
+  /** The name a client can ask for again: a file loaded by path is listed by its path, not its file name. */
+  readonly id: string;
+  constructor(
+    readonly key: string,
+    readonly entry: ModelEntry,
+  ) {
+    this.id = entry.source.type === "local" ? entry.path : entry.name;
+  }
+}
+
+/**
+ * Loads models on first use, shares each model's context between requests (one sequence per request, up
+ * to `parallel`, then a FIFO queue) and unloads a model after it has been idle for `idleTimeoutMs`.
+ * Sequences are kept between requests rather than recreated: node-llama-cpp then reuses the evaluated
+ * prefix of the previous request, which saves re-reading a shared system prompt or an earlier turn.
+ */
+export class ModelPool {
+  private readonly models = new Map<string, PooledModel>();
+  /** Disposals in progress: a model loaded again waits for them, so two copies never sit in memory. */
+  private readonly unloading = new Set<Promise<void>>();
+  private readonly shutdown = new AbortController();
+
+  constructor(private readonly o: PoolOptions) {}
+
+  /** Loads a model now and keeps it loaded (models named on the command line). */
+  async preload(ref: string): Promise<string> {
+    const m = this.modelFor(ref);
+    m.pinned = true;
+    this.stopIdleTimer(m);
+    await m.ready;
+    return m.entry.name;
+  }
+
+  /** Waits for the model and a free sequence of it; rejects with CancelledError if `signal` fires first. */
+  async lease(ref: string, signal: AbortSignal): Promise<Lease> {
+    const m = this.modelFor(ref);
+    m.users++;
+    this.stopIdleTimer(m);
+    let sequence: LlamaContextSequence;
+    let loaded: LoadedModel;
+    try {
+      loaded = await m.ready;
+      sequence = await this.acquire(m, loaded, signal);
+    } catch (err) {
+      this.leave(m);
+      throw err;
+    }
+    m.busy++;
+    let released = false;
+    return {
+      id: m.entry.name,
+      loaded,
+      sequence,
+      release: async (clean = false) => {
+        if (released) return;
+        released = true;
+        m.busy--;
+        await this.giveBack(m, loaded, sequence, clean);
+        this.leave(m);
+      },
+    };
+  }
+
+  /** Embeddings come from a second, embedding-only context of the same model, created on first use. */
+  async embed(ref: string, inputs: string[], signal: AbortSignal): Promise<{ id: string; vectors: number[][]; tokens: number }> {
+    const m = this.modelFor(ref);
+    m.users++;
+    this.stopIdleTimer(m);
+    try {
+      const loaded = await m.ready;
+      m.embedding ??= loaded.model.createEmbeddingContext({ contextSize: loaded.context.contextSize, threads: loaded.settings.threads }).catch((err: unknown) => {
+        m.embedding = undefined;
+        throw new HttpError(400, `${m.entry.name} cannot compute embeddings: ${(err as Error).message}`, { param: "model", code: "model_not_embedding" });
+      });
+      const ec = await m.embedding;
+      let tokens = 0;
+      const lengths = inputs.map((text) => ec.calculateInputLength(text));
+      lengths.forEach((n, i) => {
+        if (n >= loaded.context.contextSize) throw new HttpError(400, `input[${i}] is ${n} tokens; ${m.entry.name}'s context holds ${loaded.context.contextSize}.`, { param: "input", code: "context_length_exceeded" });
+        tokens += n;
+      });
+      const vectors: number[][] = [];
+      for (const text of inputs) {
+        if (signal.aborted) throw new CancelledError();
+        vectors.push([...(await ec.getEmbeddingFor(text)).vector]);
+      }
+      return { id: m.entry.name, vectors, tokens };
+    } finally {
+      this.leave(m);
+    }
+  }
+
+  status(): ModelStatus[] {
+    return [...this.models.values()].map((m) => ({
+      id: m.id,
+      state: m.loaded ? "ready" : "loading",
+      busy: m.busy,
+      queued: m.waiters.length,
+      parallel: this.o.parallel,
+      contextSize: m.loaded?.context.contextSize,
+      pinned: m.pinned,
+    }));
+  }
+
+  /** Refuses new work, fails queued requests, and disposes every model once its disposal is safe. */
+  async close(): Promise<void> {
+    this.shutdown.abort();
+    const all = [...this.models.values()];
+    this.models.clear();
+    for (const m of all) {
+      this.stopIdleTimer(m);
+      for (const w of m.waiters.splice(0)) w.reject(new CancelledError("The server is shutting down."));
+    }
+    await Promise.allSettled([...all.map((m) => this.dispose(m)), ...this.unloading]);
+  }
+
+  private modelFor(ref: string): PooledModel {
+    if (this.shutdown.signal.aborted) throw new HttpError(503, "The server is shutting down.");
+    // resolveModel reads the registry each time, so models pulled while the server runs are found.
+    const entry = resolveModel(ref);
+    const key = `${entry.path}\0${JSON.stringify(entry.adapters ?? [])}`;
+    let m = this.models.get(key);
+    if (!m) {
+      const created = new PooledModel(key, entry);
+      m = created;
+      this.models.set(key, created);
+      created.ready = this.load(created);
+      // A failed load is forgotten, so the next request tries again (the file may have been fixed).
+      created.ready.catch(() => {
+        if (this.models.get(key) === created) this.models.delete(key);
+      });
+    }
+    return m;
+  }
+
+  private async load(m: PooledModel): Promise<LoadedModel> {
+    await Promise.allSettled([...this.unloading]);
+    emit(this.o.onEvent, { type: "log", level: "debug", message: `loading ${m.entry.name}` });
+    const loaded = await loadModel(m.entry, { ...this.o.load, sequences: this.o.parallel }, { signal: this.shutdown.signal, onEvent: this.o.onEvent });
+    // Resolving the chat template takes ~0.5 s; doing it here keeps that off the first request.
+    await loaded.chatWrapper();
+    m.loaded = loaded;
+    emit(this.o.onEvent, { type: "log", level: "debug", message: `loaded ${m.entry.name} in ${loaded.loadMs} ms (context ${loaded.context.contextSize} tokens × ${this.o.parallel} sequences, ${loaded.settings.threads} threads)` });
+    return loaded;
+  }
+
+  private acquire(m: PooledModel, loaded: LoadedModel, signal: AbortSignal): Promise<LlamaContextSequence> {
+    if (signal.aborted) return Promise.reject(new CancelledError());
+    const free = m.free.pop();
+    if (free) return Promise.resolve(free);
+    if (m.created < this.o.parallel) {
+      m.created++;
+      return Promise.resolve(loaded.context.getSequence());
+    }
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        const i = m.waiters.indexOf(waiter);
+        if (i >= 0) m.waiters.splice(i, 1);
+        reject(new CancelledError());
+      };
+      const waiter: Waiter = {
+        resolve: (s) => {
+          signal.removeEventListener("abort", onAbort);
+          resolve(s);
+        },
+        reject: (err) => {
+          signal.removeEventListener("abort", onAbort);
+          reject(err);
+        },
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      m.waiters.push(waiter);
+    });
+  }
+
+  private async giveBack(m: PooledModel, loaded: LoadedModel, sequence: LlamaContextSequence, clean: boolean): Promise<void> {
+    let seq: LlamaContextSequence | undefined = sequence;
+    if (clean) {
+      try {
+        await seq.clearHistory();
+      } catch {
+        // A sequence that cannot even be cleared is dropped; its slot is free again once disposed.
+        await seq.dispose().catch(() => undefined);
+        m.created--;
+        seq = undefined;
+      }
+    }
+    const next = m.waiters.shift();
+    if (!next) {
+      if (seq) m.free.push(seq);
+      return;
+    }
+    if (seq) return next.resolve(seq);
+    try {
+      m.created++;
+      next.resolve(loaded.context.getSequence());
+    } catch (err) {
+      m.created--;
+      next.reject(err);
+    }
+  }
+
+  private leave(m: PooledModel): void {
+    m.users--;
+    if (m.users > 0 || m.pinned || this.o.idleTimeoutMs <= 0 || this.models.get(m.key) !== m) return;
+    this.stopIdleTimer(m);
+    m.idleTimer = setTimeout(() => {
+      if (m.users > 0 || this.models.get(m.key) !== m) return;
+      this.models.delete(m.key);
+      const p = this.dispose(m).then(() => emit(this.o.onEvent, { type: "log", level: "debug", message: `unloaded ${m.entry.name} (idle for ${Math.round(this.o.idleTimeoutMs / 1000)} s)` }));
+      this.unloading.add(p);
+      void p.finally(() => this.unloading.delete(p));
+    }, this.o.idleTimeoutMs);
+    // An idle timer alone must not keep the process alive.
+    m.idleTimer.unref();
+  }
+
+  private stopIdleTimer(m: PooledModel): void {
+    if (m.idleTimer) clearTimeout(m.idleTimer);
+    m.idleTimer = undefined;
+  }
+
+  private async dispose(m: PooledModel): Promise<void> {
+    const loaded = await m.ready.catch(() => undefined);
+    if (!loaded) return;
+    const ec = await m.embedding?.catch(() => undefined);
+    await ec?.dispose().catch(() => undefined);
+    await loaded.dispose().catch(() => undefined);
+  }
+}

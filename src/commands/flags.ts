@@ -1,0 +1,57 @@
+import { type Command, InvalidArgumentError, Option } from "commander";
+import { collect, positiveInt } from "./action.js";
+
+/** Flags shared by every command that generates text (run, chat, serve, eval). */
+export interface SamplingFlags {
+  maxTokens?: number;
+  temperature?: number;
+  topP?: number;
+  topK?: number;
+  minP?: number;
+  repeatPenalty?: number;
+  seed?: number;
+  stop?: string[];
+}
+
+export interface RuntimeFlags {
+  ctx?: number;
+  threads?: number;
+  gpu?: string;
+  lora?: string[];
+}
+
+function numberIn(name: string, min: number, max: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a number from ${min} to ${max}.`);
+    return n;
+  };
+}
+
+function nonNegativeInt(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a whole number ≥ 0.`);
+    return n;
+  };
+}
+
+export function addSamplingOptions(cmd: Command): Command {
+  return cmd
+    .option("-n, --max-tokens <n>", "most tokens to generate (default: until the model stops or the context is full)", positiveInt("--max-tokens"))
+    .option("-t, --temperature <t>", "randomness; 0 = greedy and repeatable (default 0.8)", numberIn("--temperature", 0, 5))
+    .option("--top-p <p>", "nucleus sampling (default 0.95)", numberIn("--top-p", 0, 1))
+    .option("--top-k <k>", "sample from the k most likely tokens (default 40)", nonNegativeInt("--top-k"))
+    .option("--min-p <p>", "drop tokens below this share of the top one (default 0.05)", numberIn("--min-p", 0, 1))
+    .option("--repeat-penalty <x>", "penalise repeated tokens (1 = off, the default)", numberIn("--repeat-penalty", 0, 5))
+    .option("--seed <n>", "sampling seed: the same seed gives the same output", nonNegativeInt("--seed"))
+    .option("--stop <text>", "stop when this text is generated (repeatable)", collect);
+}
+
+export function addRuntimeOptions(cmd: Command): Command {
+  return cmd
+    .option("-c, --ctx <n>", "context size in tokens (default: the model's, up to 4096, fitted to memory)", positiveInt("--ctx"))
+    .option("--threads <n>", "CPU threads (default: one per physical core)", positiveInt("--threads"))
+    .addOption(new Option("--gpu <kind>", "GPU backend").choices(["auto", "off", "cuda", "vulkan", "metal"]).default("auto"))
+    .option("--lora <file[:scale]>", "load a GGUF LoRA adapter, optionally scaled (repeatable)", collect);
+}

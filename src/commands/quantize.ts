@@ -1,0 +1,64 @@
+import { type Command, Option } from "commander";
+import type { QuantizeRequest, QuantizeResult } from "../backends/quantize/quantize.js";
+import { formatBytes, formatDuration } from "../core/format.js";
+import { action, positiveInt } from "./action.js";
+import { ensureLlamaCppTools } from "./setup.js";
+
+type QuantizeFlags = Omit<QuantizeRequest, "ref" | "bits"> & { bits?: string; yes?: boolean };
+
+export function register(program: Command): void {
+  program
+    .command("quantize")
+    .description("Quantize a GGUF model with llama.cpp (default Q4_K_M) and register the result with its lineage")
+    .argument("<model>", "registered name, catalog name, or a .gguf file (F16/BF16/F32)")
+    .addOption(new Option("-b, --bits <n>", "pick the usual type for a size: 2=Q2_K 3=Q3_K_M 4=Q4_K_M 5=Q5_K_M 6=Q6_K 8=Q8_0").choices(["2", "3", "4", "5", "6", "8"]))
+    .option("-t, --type <type>", "any type llama-quantize knows (Q4_K_M, Q8_0, IQ4_XS…); default Q4_K_M")
+    .option("--imatrix <file>", "importance matrix made by llama-imatrix")
+    .option("--calibration <file>", "compute an importance matrix from this text, or chat JSONL rendered with the model's template")
+    .option("--chunks <n>", "with --calibration: most chunks llama-imatrix reads (default: all)", positiveInt("--chunks"))
+    .option("--output-tensor-type <type>", "tensor type for output.weight (e.g. q8_0, f16)")
+    .option("--token-embedding-type <type>", "tensor type for the token embeddings (e.g. q8_0)")
+    .option("--pure", "every tensor in the one type: no K-quant mixture")
+    .option("--threads <n>", "CPU threads (default: every core)", positiveInt("--threads"))
+    .option("--allow-requantize", "accept an already-quantized source (quality suffers)")
+    .option("-o, --out <name>", "register under this name (default <model>-<type>)")
+    .option("-y, --yes", "build llama.cpp's tools without asking if they are missing")
+    .addHelpText(
+      "after",
+      `
+IQ types and types of 3 bits or fewer need an importance matrix (--imatrix or --calibration).
+The result lives in $SLM_HOME/models/<name>/ and is used by name: slm run <name>, slm info <name>.
+Ctrl+C, a failing tool or a full disk leave no file and no registry entry.
+
+Examples:
+  slm quantize tiny-arith                                  Q4_K_M → tiny-arith-Q4_K_M
+  slm quantize ./model-f16.gguf --bits 8 --out my-model-q8
+  slm quantize tiny-arith --type Q2_K --calibration test/fixtures/tiny-arith/data/add-train.jsonl`,
+    )
+    .action(
+      action(async (ctx, model: string, flags: QuantizeFlags) => {
+        const { planQuantize, runQuantize } = await import("../backends/quantize/quantize.js");
+        const { yes, bits, ...rest } = flags;
+        // Everything that needs no tool is checked first, so a typo never waits for a 10-minute build.
+        const plan = await planQuantize({ ...rest, ref: model, bits: bits === undefined ? undefined : Number(bits) });
+        const tools = await ensureLlamaCppTools(ctx, plan.tools, !!yes);
+        const render = await ctx.renderer();
+        const r = await runQuantize(plan, { tools }, { signal: ctx.signal, onEvent: render.onEvent });
+        render.result(r, summary(r));
+      }),
+    );
+}
+
+function summary(r: QuantizeResult): string {
+  const ratio = r.sizeBefore > 0 ? ` (${Math.round((r.sizeAfter / r.sizeBefore) * 100)} %)` : "";
+  const bpw = r.bitsPerWeight !== undefined ? `, ${r.bitsPerWeight.toFixed(2)} bits per weight${r.source.bitsPerWeight !== undefined ? ` (was ${r.source.bitsPerWeight.toFixed(2)})` : ""}` : "";
+  const lines = [
+    `${r.model.name}: ${r.type}, ${formatBytes(r.sizeBefore)} → ${formatBytes(r.sizeAfter)}${ratio}${bpw}, ${formatDuration(r.seconds)}`,
+    r.model.path,
+  ];
+  if (r.imatrix) {
+    const c = r.imatrix.calibration;
+    lines.push(`importance matrix: ${c ? `from ${c.file}${c.format === "chat-jsonl" ? ` (${c.examples} conversations)` : ""}` : r.imatrix.source}`);
+  }
+  return lines.join("\n");
+}

@@ -1,0 +1,69 @@
+import type { Command } from "commander";
+import { CancelledError, UsageError } from "../core/errors.js";
+import { action } from "./action.js";
+import { type RuntimeFlags, type SamplingFlags, addRuntimeOptions, addSamplingOptions } from "./flags.js";
+
+interface RunFlags extends SamplingFlags, RuntimeFlags {
+  system?: string;
+  raw?: boolean;
+  jsonSchema?: string;
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+export function register(program: Command): void {
+  const cmd = program
+    .command("run")
+    .description("Generate a reply to one prompt and print it as it streams (scriptable; --json for one result object)")
+    .argument("<model>", "registered name, catalog name, or a .gguf file")
+    .argument("[prompt]", "the prompt; read from stdin when left out")
+    .option("-s, --system <text>", "system prompt")
+    .option("--raw", "plain completion of the prompt, without the model's chat template")
+    .option("--json-schema <file>", "constrain the output to this JSON schema");
+  addSamplingOptions(cmd);
+  addRuntimeOptions(cmd);
+  cmd.addHelpText(
+    "after",
+    `
+Examples:
+  slm run tiny-arith "12+34" --temperature 0
+  echo "Summarise: ..." | slm run qwen2.5-0.5b
+  slm run tiny-arith "57-23" --lora test/fixtures/tiny-arith/gguf/lora-sub-f32.gguf
+  slm run qwen2.5-0.5b "Name a colour" --json-schema colour.schema.json --json`,
+  );
+  cmd.action(
+    action(async (ctx, modelRef: string, promptArg: string | undefined, flags: RunFlags) => {
+      const prompt = promptArg ?? (process.stdin.isTTY ? undefined : await readStdin());
+      if (prompt === undefined || prompt.trim() === "") throw new UsageError("Give a prompt as an argument or on stdin.", { hint: "For a conversation, use `slm chat`." });
+      const [{ resolveModel }, { loadModel }, { generate, readJsonSchema }, { parseLoraSpec }, { parseGpu }] = await Promise.all([
+        import("../backends/store/resolve.js"),
+        import("../backends/llama/loader.js"),
+        import("../backends/llama/generate.js"),
+        import("../backends/llama/lora.js"),
+        import("../backends/llama/runtime.js"),
+      ]);
+      const entry = resolveModel(modelRef);
+      const schema = flags.jsonSchema ? readJsonSchema(flags.jsonSchema) : undefined;
+      const lora = (flags.lora ?? []).map(parseLoraSpec);
+      const render = await ctx.renderer(false);
+      const loaded = await loadModel(entry, { gpu: parseGpu(flags.gpu ?? "auto"), lora, contextSize: flags.ctx, threads: flags.threads, verbose: ctx.globals.verbose }, { signal: ctx.signal, onEvent: render.onEvent });
+      try {
+        const stream = !ctx.globals.json;
+        const r = await generate(loaded, { ...flags, prompt, jsonSchema: schema, signal: ctx.signal, onText: stream ? (t) => process.stdout.write(t) : undefined });
+        if (stream) process.stdout.write(r.text.endsWith("\n") ? "" : "\n");
+        const settings = { ...flags, model: entry.name, path: entry.path, threads: loaded.settings.threads, contextSize: loaded.context.contextSize, gpu: loaded.llama.gpu || "none", adapters: loaded.adapters };
+        if (ctx.globals.verbose && !ctx.globals.json) {
+          process.stderr.write(`${r.promptTokens} prompt + ${r.completionTokens} generated tokens; first token ${r.timings.firstTokenMs} ms, ${r.timings.tokensPerSecond.toFixed(1)} tokens/s, load ${r.timings.loadMs} ms\n`);
+        }
+        if (ctx.globals.json) render.result({ ...r, settings }, "");
+        if (r.stopReason === "abort") throw new CancelledError();
+      } finally {
+        await loaded.dispose();
+      }
+    }),
+  );
+}

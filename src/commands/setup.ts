@@ -1,0 +1,155 @@
+import { type Command, Option } from "commander";
+import type { BuildResult } from "../backends/llamacpp/build.js";
+import type { GpuVariant, LlamaCppTool } from "../backends/llamacpp/tools.js";
+import { CancelledError, UsageError } from "../core/errors.js";
+import type { EventSink } from "../core/events.js";
+import { formatDuration } from "../core/format.js";
+import type { Renderer } from "../ui/render.js";
+import { type CommandContext, action, positiveInt } from "./action.js";
+
+interface SetupFlags {
+  cuda?: boolean;
+  vulkan?: boolean;
+  force?: boolean;
+  jobs?: number;
+}
+
+const COMPONENTS = ["llama.cpp"] as const;
+
+export function register(program: Command): void {
+  program
+    .command("setup")
+    .description("Install what later commands need: llama.cpp's tools (llama-quantize, llama-imatrix, llama-perplexity, llama-bench, llama-export-lora)")
+    .argument("<component>", `what to set up: ${COMPONENTS.join(", ")}`)
+    .addOption(new Option("--cuda", "build the CUDA variant (needs the CUDA toolkit)").conflicts("vulkan"))
+    .addOption(new Option("--vulkan", "build the Vulkan variant (needs the Vulkan SDK)").conflicts("cuda"))
+    .option("--force", "build again even when the tools are already there")
+    .option("-j, --jobs <n>", "parallel compile jobs (default: every core)", positiveInt("--jobs"))
+    .addHelpText(
+      "after",
+      `
+llama.cpp's tools are found on PATH or in SLM_LLAMA_CPP_DIR; otherwise this builds them from the
+llama.cpp source that node-llama-cpp ships (the exact release of its native binding), with cmake and a
+C++ compiler, into $SLM_HOME/llama.cpp/<release>/ (about 10 minutes on 2 cores, once). Nothing is
+downloaded. A failed or interrupted build leaves nothing behind; a second slm waits for the first.
+
+Examples:
+  slm setup llama.cpp
+  slm setup llama.cpp --cuda`,
+    )
+    .action(
+      action(async (ctx, component: string, flags: SetupFlags) => {
+        if (!(COMPONENTS as readonly string[]).includes(component)) {
+          throw new UsageError(`Unknown component "${component}".`, { hint: `slm setup knows: ${COMPONENTS.join(", ")}.` });
+        }
+        const variant: GpuVariant = flags.cuda ? "cuda" : flags.vulkan ? "vulkan" : "cpu";
+        const { findTools, LLAMA_CPP_TOOLS, toolVersion } = await import("../backends/llamacpp/tools.js");
+        // Tools already on PATH or in SLM_LLAMA_CPP_DIR are used as they are, unless a GPU build or a rebuild is asked for.
+        if (variant === "cpu" && !flags.force) {
+          const found = await findTools(LLAMA_CPP_TOOLS);
+          if (found.every((t) => t.path)) {
+            const render = await ctx.renderer(false);
+            const version = await toolVersion(found[0]!.path!, ctx.signal);
+            const tools = Object.fromEntries(found.map((t) => [t.name, t.path!]));
+            const lines = found.map((t) => `  ${t.name.padEnd(18)} ${t.path} (${t.origin})`);
+            render.result({ built: false, version, tools }, `llama.cpp's tools are installed (${version}):\n${lines.join("\n")}\nRun with --force to build slm's own copy anyway.`);
+            return;
+          }
+        }
+        const render = await ctx.renderer();
+        const r = await buildTools(ctx, render, { variant, force: flags.force, jobs: flags.jobs });
+        const lines = Object.entries(r.tools).map(([n, p]) => `  ${n.padEnd(18)} ${p}`);
+        const head = r.built
+          ? `Built llama.cpp ${r.release}${variant === "cpu" ? "" : ` (${variant})`} in ${formatDuration(r.seconds)} (${r.manifest.version ?? "unknown version"}):`
+          : `llama.cpp ${r.release}${variant === "cpu" ? "" : ` (${variant})`} is already built (${r.manifest.version ?? "unknown version"}); --force builds it again:`;
+        render.result({ built: r.built, release: r.release, variant: r.variant, dir: r.dir, version: r.manifest.version, tools: r.tools, seconds: Math.round(r.seconds) }, `${head}\n${lines.join("\n")}`);
+      }),
+    );
+}
+
+/**
+ * Builds with the live view. Ink's task line shows a title and a bar, so the elapsed time goes into the
+ * title, refreshed once a second; plain output gets a line every 30 s instead of a redraw.
+ */
+async function buildTools(ctx: CommandContext, render: Renderer, o: { variant?: GpuVariant; force?: boolean; jobs?: number }): Promise<BuildResult> {
+  const { buildLlamaCpp } = await import("../backends/llamacpp/build.js");
+  const onEvent: TickingSink = render.mode === "json" ? render.onEvent : withElapsed(render.onEvent, render.mode === "ink" ? 1_000 : 30_000);
+  try {
+    return await buildLlamaCpp(o, { signal: ctx.signal, onEvent });
+  } finally {
+    onEvent.stop?.();
+  }
+}
+
+type TickingSink = EventSink & { stop?: () => void };
+
+function withElapsed(sink: EventSink, everyMs: number): TickingSink {
+  const BUILD = "llama.cpp:build";
+  let started: number | undefined;
+  let title = "";
+  let lastProgress: Parameters<EventSink>[0] | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const tick = () => {
+    if (started === undefined) return;
+    const pct = lastProgress?.type === "progress" ? ` ${lastProgress.current}%,` : "";
+    sink({ type: "step", ts: Date.now(), id: BUILD, status: "start", title: `${title} —${pct} ${formatDuration((Date.now() - started) / 1000)} elapsed` });
+    // Ink's step line forgets its bar on a new "start"; give it back at once.
+    if (lastProgress && everyMs < 5_000) sink(lastProgress);
+  };
+  const out: TickingSink = (e) => {
+    if (e.type === "step" && e.id === BUILD && e.status === "start") {
+      started = Date.now();
+      title = e.title;
+      timer = setInterval(tick, everyMs);
+      timer.unref();
+    } else if (e.type === "step" && e.id === BUILD) {
+      clearInterval(timer);
+      started = undefined;
+    } else if (e.type === "progress" && e.id === BUILD) {
+      lastProgress = e;
+      // Plain mode prints the elapsed line instead of progress lines, so a log shows one line per 30 s.
+      if (everyMs >= 5_000) return;
+    }
+    sink(e);
+  };
+  out.stop = () => clearInterval(timer);
+  return out;
+}
+
+/**
+ * The llama.cpp tools a command needs. Missing ones are built after asking on a terminal (or straight
+ * away with --yes); without a terminal the answer is the missing-dependency error naming
+ * `slm setup llama.cpp`, so scripts and CI never start a 10-minute build by surprise.
+ */
+export async function ensureLlamaCppTools<T extends LlamaCppTool>(ctx: CommandContext, names: readonly T[], yes: boolean): Promise<Record<T, string>> {
+  const { findTools, missingToolsError } = await import("../backends/llamacpp/tools.js");
+  const found = await findTools(names);
+  const missing = found.filter((t) => !t.path).map((t) => t.name);
+  if (missing.length === 0) return Object.fromEntries(found.map((t) => [t.name, t.path!])) as Record<T, string>;
+  if (!yes) {
+    const interactive = !ctx.globals.json && !!process.stdin.isTTY && !!process.stderr.isTTY;
+    if (!interactive) throw missingToolsError(missing);
+    const ok = await confirm(`llama.cpp's ${missing.join(", ")} ${missing.length === 1 ? "is" : "are"} not installed. Build ${missing.length === 1 ? "it" : "them"} now from the bundled source (about 10 minutes on 2 cores, once)? [y/N] `, ctx.signal);
+    if (!ok) throw missingToolsError(missing);
+  }
+  const r = await buildTools(ctx, await ctx.renderer(), {});
+  const again = await findTools(names);
+  return Object.fromEntries(again.map((t) => [t.name, t.path ?? r.tools[t.name]!])) as Record<T, string>;
+}
+
+async function confirm(question: string, signal: AbortSignal): Promise<boolean> {
+  const { createInterface } = await import("node:readline/promises");
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  // readline swallows Ctrl+C at a prompt; hand it to slm's interrupt handler, which aborts `signal`.
+  rl.on("SIGINT", () => process.kill(process.pid, "SIGINT"));
+  try {
+    const answer = await rl.question(question, { signal });
+    return /^y(es)?$/i.test(answer.trim());
+  } catch (err) {
+    // Ctrl+C at the question is a cancel, not a "no".
+    if (signal.aborted) throw new CancelledError();
+    throw err;
+  } finally {
+    rl.close();
+  }
+}

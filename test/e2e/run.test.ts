@@ -1,0 +1,108 @@
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { FIXTURE, ROOT, lastJson, sandbox, slm } from "../helpers/cli.js";
+
+const LORA = path.join(FIXTURE, "gguf", "lora-sub-f32.gguf");
+const F16 = path.join(ROOT, "models", "tiny-arith-f16.gguf");
+
+describe("slm run", () => {
+  const sb = sandbox();
+
+  it("answers the built-in model's sum at temperature 0", async () => {
+    const r = await slm(["run", "tiny-arith", "12+34", "--temperature", "0"], sb);
+    expect(r.exitCode, r.all).toBe(0);
+    expect(r.stdout).toBe("46");
+  });
+
+  it("reads the prompt from stdin", async () => {
+    const r = await slm(["run", "tiny-arith", "-t", "0"], sb, { input: "20+22" });
+    expect(r.exitCode, r.all).toBe(0);
+    expect(r.stdout.trim()).toBe("42");
+  });
+
+  it("prints one JSON result with text, token counts, timings and the settings used", async () => {
+    const r = await slm(["run", "tiny-arith", "33+44", "-t", "0", "--json"], sb);
+    expect(r.exitCode, r.all).toBe(0);
+    const lines = r.stdout.trim().split("\n");
+    expect(lines).toHaveLength(1);
+    const res = lastJson(r.stdout);
+    expect(res.type).toBe("result");
+    const data = res.data as { text: string; promptTokens: number; completionTokens: number; timings: { totalMs: number }; settings: { threads: number; contextSize: number; temperature: number } };
+    expect(data.text).toBe("77");
+    expect(data.promptTokens).toBeGreaterThan(3);
+    expect(data.completionTokens).toBeGreaterThanOrEqual(2);
+    expect(data.timings.totalMs).toBeGreaterThan(0);
+    expect(data.settings).toMatchObject({ contextSize: 256, temperature: 0 });
+    expect(data.settings.threads).toBeGreaterThanOrEqual(1);
+  });
+
+  it("is repeatable at temperature 0 and with a fixed seed", async () => {
+    const a = await slm(["run", "tiny-arith", "45+45", "-t", "0"], sb);
+    const b = await slm(["run", "tiny-arith", "45+45", "-t", "0"], sb);
+    expect(a.stdout).toBe(b.stdout);
+    const s1 = await slm(["run", "tiny-arith", "7+8", "-t", "1.5", "--seed", "7", "-n", "12"], sb);
+    const s2 = await slm(["run", "tiny-arith", "7+8", "-t", "1.5", "--seed", "7", "-n", "12"], sb);
+    expect(s1.exitCode, s1.all).toBe(0);
+    expect(s1.stdout).toBe(s2.stdout);
+  });
+
+  it("--raw skips the chat template (fewer prompt tokens, a different continuation)", async () => {
+    const chat = lastJson((await slm(["run", "tiny-arith", "12+34", "-t", "0", "--json"], sb)).stdout).data as { promptTokens: number };
+    const raw = await slm(["run", "tiny-arith", "12+34", "-t", "0", "--raw", "-n", "4", "--json"], sb);
+    expect(raw.exitCode, raw.all).toBe(0);
+    const rawData = lastJson(raw.stdout).data as { promptTokens: number; completionTokens: number };
+    expect(rawData.promptTokens).toBeLessThan(chat.promptTokens);
+    expect(rawData.completionTokens).toBeLessThanOrEqual(4);
+  });
+
+  it("constrains output to a JSON schema", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "slm-schema-"));
+    const schema = path.join(dir, "s.json");
+    writeFileSync(schema, JSON.stringify({ type: "object", properties: { answer: { enum: ["yes", "no"] } }, required: ["answer"] }));
+    const r = await slm(["run", "tiny-arith", "12+34", "-t", "0", "--json-schema", schema, "-n", "40"], sb);
+    expect(r.exitCode, r.all).toBe(0);
+    expect(["yes", "no"]).toContain(JSON.parse(r.stdout).answer);
+    writeFileSync(schema, "{not json");
+    const bad = await slm(["run", "tiny-arith", "1+1", "--json-schema", schema], sb);
+    expect(bad.exitCode).toBe(2);
+  });
+
+  it("loads a LoRA adapter that turns addition into subtraction", async () => {
+    const base = await slm(["run", "tiny-arith", "57-23", "-t", "0"], sb);
+    const lora = await slm(["run", "tiny-arith", "57-23", "-t", "0", "--lora", LORA], sb);
+    expect(lora.exitCode, lora.all).toBe(0);
+    expect(lora.stdout.trim()).toBe("34");
+    expect(base.stdout.trim()).not.toBe("34");
+    const scaled0 = await slm(["run", "tiny-arith", "57-23", "-t", "0", "--lora", `${LORA}:0`], sb);
+    expect(scaled0.stdout).toBe(base.stdout);
+  });
+
+  it("runs a local .gguf file by path", async () => {
+    const r = await slm(["run", path.join(FIXTURE, "gguf", "tiny-arith-f32.gguf"), "30+11", "-t", "0"], sb);
+    expect(r.exitCode, r.all).toBe(0);
+    expect(r.stdout.trim()).toBe("41");
+  });
+
+  it("gives clear errors for a missing model, a missing adapter, a truncated and a non-GGUF file", async () => {
+    const missing = await slm(["run", "no-such-model", "hi"], sb);
+    expect(missing.exitCode).toBe(3);
+    const noLora = await slm(["run", "tiny-arith", "1+1", "--lora", "/nonexistent/a.gguf"], sb);
+    expect(noLora.exitCode).toBe(3);
+    const dir = mkdtempSync(path.join(tmpdir(), "slm-bad-"));
+    const truncated = path.join(dir, "t.gguf");
+    writeFileSync(truncated, readFileSync(F16).subarray(0, 1_000_000));
+    const t = await slm(["run", truncated, "1+1"], sb);
+    expect(t.exitCode).toBe(1);
+    expect(t.stderr).toMatch(/truncated/);
+    const junk = path.join(dir, "junk.gguf");
+    writeFileSync(junk, "this is not a model at all, just text");
+    const j = await slm(["run", junk, "1+1"], sb);
+    expect(j.exitCode).toBe(1);
+    expect(j.stderr).toMatch(/not a readable GGUF/);
+    for (const r of [missing, noLora, t, j]) expect(r.stderr).not.toMatch(/\n\s+at /);
+    const empty = await slm(["run", "tiny-arith", ""], sb);
+    expect(empty.exitCode).toBe(2);
+  });
+});
