@@ -22,6 +22,11 @@ export interface LlamaShape {
 /** HuggingFaceTB/SmolLM2-135M's config: 134.5M parameters. */
 export const SMOLLM2_135M: LlamaShape = { name: "SmolLM2-135M-shaped (random)", vocab: 49152, hidden: 576, layers: 30, heads: 9, kvHeads: 3, ffn: 1536, context: 8192, tied: true };
 
+/** Qwen/Qwen2.5-0.5B's dimensions (494M parameters) in the llama layout (no attention biases): a bigger realistic size. */
+export const QWEN25_05B: LlamaShape = { name: "Qwen2.5-0.5B-shaped (random)", vocab: 151936, hidden: 896, layers: 24, heads: 14, kvHeads: 2, ffn: 4864, context: 32768, tied: true };
+
+export const SHAPES: Record<string, LlamaShape> = { "smollm2-135m": SMOLLM2_135M, "qwen2.5-0.5b": QWEN25_05B };
+
 const T = { U32: 4, I32: 5, F32: 6, BOOL: 7, STRING: 8, ARRAY: 9 } as const;
 const GGML_F32 = 0;
 const GGML_F16 = 1;

@@ -20,6 +20,11 @@ export interface RuntimeFlags {
   lora?: string[];
 }
 
+/** --batch, kept apart from addRuntimeOptions so a command offers it only once it passes it on. */
+export interface BatchFlags {
+  batch?: number;
+}
+
 function numberIn(name: string, min: number, max: number) {
   return (value: string): number => {
     const n = Number(value);
@@ -54,4 +59,12 @@ export function addRuntimeOptions(cmd: Command): Command {
     .option("--threads <n>", "CPU threads (default: one per physical core)", positiveInt("--threads"))
     .addOption(new Option("--gpu <kind>", "GPU backend").choices(["auto", "off", "cuda", "vulkan", "metal"]).default("auto"))
     .option("--lora <file[:scale]>", "load a GGUF LoRA adapter, optionally scaled (repeatable)", collect);
+}
+
+/**
+ * Tokens per llama_decode (llama.cpp's n_batch; node-llama-cpp sets n_ubatch to the same). Prompts
+ * longer than this are processed in several batches. Default: node-llama-cpp's, min(context, 512).
+ */
+export function addBatchOption(cmd: Command): Command {
+  return cmd.option("-b, --batch <n>", "batch size in tokens: prompt tokens per decode (default: the context size, up to 512)", positiveInt("--batch"));
 }

@@ -6,8 +6,13 @@ import { CancelledError, ExternalError } from "./errors.js";
 /**
  * The one way slm runs another program. Arguments are arrays (never a shell string); output can be
  * followed line by line while it runs (progress), and a failure becomes an ExternalError that names
- * the command, its arguments and the tail of what it printed. execa is imported on first use so that
- * commands that never spawn anything do not pay for it.
+ * the command, its arguments and the tail of what it printed.
+ *
+ * Built on node:child_process rather than execa (DESIGN §3's choice): importing execa 9 took 190–230 ms
+ * on the 2-core machine, against 8 ms for child_process, and quantize's whole overhead over running
+ * llama-quantize directly is budgeted at 5 % of a 2–3 s run (docs/benchmarks.md). Everything used here
+ * (arrays, abort, timeouts, process-group kill, line callbacks, tails) is a few lines on spawn(). What
+ * is given up: execa's Windows shims (cross-spawn); slm only spawns real executables, not .cmd files.
  */
 
 export type StreamName = "stdout" | "stderr";
@@ -113,104 +118,123 @@ type RunOutcome =
   | { ok: true; result: ExecResult }
   | { ok: false; cancelled: boolean; timedOut: boolean; why: string; error: ExternalError; result: ExecResult };
 
+/** What a finished child left: its exit, and how it got there. */
+interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  spawnError?: NodeJS.ErrnoException;
+  timedOut: boolean;
+  cancelled: boolean;
+}
+
 async function run(file: string, args: readonly string[], o: ExecOptions): Promise<RunOutcome> {
-  const { execa } = await import("execa");
+  const { spawn } = await import("node:child_process");
   const label = o.label ?? path.basename(file);
   const keep = o.tailLines ?? 20;
+  const buffer = o.buffer ?? true;
   const tails = {
     stdout: new LineTail(keep, o.onLine ? (l) => o.onLine!(l, "stdout") : undefined),
     stderr: new LineTail(keep, o.onLine ? (l) => o.onLine!(l, "stderr") : undefined),
   };
+  const full: Record<StreamName, string[]> = { stdout: [], stderr: [] };
   const started = performance.now();
   const tree = (o.killTree ?? false) && process.platform !== "win32";
-  const child = execa(file, [...args], {
-    cwd: o.cwd,
-    env: o.env,
-    extendEnv: o.extendEnv ?? true,
-    cancelSignal: tree ? undefined : o.signal,
-    detached: tree,
-    timeout: o.timeoutMs,
-    input: o.input,
-    stdin: o.input === undefined ? "ignore" : "pipe",
-    buffer: o.buffer ?? true,
-    // Tools like cmake print far more than execa's default limit; the tail is what matters.
-    maxBuffer: 256 * 1024 * 1024,
-    reject: false,
-    stripFinalNewline: true,
-    // A killed tool gets 3 s to clean up (llama-quantize has nothing to flush) before SIGKILL.
-    forceKillAfterDelay: 3_000,
-  });
-  for (const name of ["stdout", "stderr"] as const) {
-    const stream = child[name];
-    stream?.setEncoding("utf8");
-    stream?.on("data", (chunk: string) => {
-      o.onData?.(chunk, name);
-      tails[name].push(chunk);
+  const exit = await new Promise<Exit>((resolve) => {
+    const state = { timedOut: false, cancelled: false };
+    let child: import("node:child_process").ChildProcess;
+    try {
+      child = spawn(file, [...args], {
+        cwd: o.cwd,
+        env: o.extendEnv === false ? o.env : { ...process.env, ...o.env },
+        stdio: [o.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+        // Its own process group, so the whole tree can be ended at once (see killTree).
+        detached: tree,
+        windowsHide: true,
+      });
+    } catch (err) {
+      resolve({ code: null, signal: null, spawnError: err as NodeJS.ErrnoException, ...state });
+      return;
+    }
+    const kill = (sig: NodeJS.Signals) => {
+      try {
+        if (tree && child.pid !== undefined) process.kill(-child.pid, sig);
+        else child.kill(sig);
+      } catch {
+        // Already gone.
+      }
+    };
+    // SIGTERM first; a tool that ignores it gets SIGKILL 3 s later (llama.cpp's tools have nothing to flush).
+    const stop = () => {
+      kill("SIGTERM");
+      setTimeout(() => kill("SIGKILL"), 3_000).unref();
+    };
+    const onAbort = () => {
+      state.cancelled = true;
+      stop();
+    };
+    // A child must not outlive slm (a second Ctrl+C exits at once, without waiting for cleanup).
+    const onExit = () => kill("SIGKILL");
+    const timer = o.timeoutMs
+      ? setTimeout(() => {
+          state.timedOut = true;
+          stop();
+        }, o.timeoutMs)
+      : undefined;
+    if (o.signal?.aborted) onAbort();
+    else o.signal?.addEventListener("abort", onAbort, { once: true });
+    process.once("exit", onExit);
+    for (const name of ["stdout", "stderr"] as const) {
+      const stream = child[name];
+      stream?.setEncoding("utf8");
+      stream?.on("data", (chunk: string) => {
+        o.onData?.(chunk, name);
+        tails[name].push(chunk);
+        if (buffer) full[name].push(chunk);
+      });
+    }
+    if (o.input !== undefined) child.stdin?.end(o.input);
+    let spawnError: NodeJS.ErrnoException | undefined;
+    child.on("error", (err: NodeJS.ErrnoException) => {
+      spawnError = err;
     });
-  }
-  let cleanup = () => undefined as void;
-  if (tree && child.pid !== undefined) cleanup = killGroupOnAbort(child.pid, o.signal);
-  const r = await child.finally(() => cleanup());
+    // "close" waits for the output streams too, so every line has been handed over by then.
+    child.on("close", (code, signal) => {
+      if (timer) clearTimeout(timer);
+      o.signal?.removeEventListener("abort", onAbort);
+      process.removeListener("exit", onExit);
+      resolve({ code, signal, spawnError, ...state });
+    });
+  });
   tails.stdout.end();
   tails.stderr.end();
-  const bufferedOrTail = (v: unknown, name: StreamName) => (o.buffer === false ? tails[name].text() : typeof v === "string" ? v : "");
+  const text = (name: StreamName) => (buffer ? full[name].join("").replace(/\r?\n$/, "") : tails[name].text());
   const result: ExecResult = {
     command: file,
     args: [...args],
-    exitCode: r.exitCode ?? -1,
-    stdout: bufferedOrTail(r.stdout, "stdout"),
-    stderr: bufferedOrTail(r.stderr, "stderr"),
+    exitCode: exit.code ?? -1,
+    stdout: text("stdout"),
+    stderr: text("stderr"),
     durationMs: Math.round(performance.now() - started),
   };
   const okCodes = o.okExitCodes ?? [0];
-  const exitedOk = r.exitCode !== undefined && okCodes.includes(r.exitCode) && !r.isCanceled && !r.timedOut && r.signal === undefined;
-  // execa marks a non-zero exit as failed even when we accept that code.
-  if (exitedOk) return { ok: true, result };
-  const cancelled = r.isCanceled || (o.signal?.aborted ?? false);
+  if (!exit.spawnError && !exit.timedOut && !exit.cancelled && exit.code !== null && okCodes.includes(exit.code)) return { ok: true, result };
+  const cancelled = exit.cancelled || (o.signal?.aborted ?? false);
   if (cancelled) return { ok: false, cancelled, timedOut: false, why: "cancelled", error: new ExternalError(`${label} was cancelled.`, { command: file, args: [...args], stderrTail: "" }), result };
-  const cause = (r as { cause?: unknown }).cause;
-  const code = (cause as { code?: string } | undefined)?.code;
+  const code = exit.spawnError?.code;
   // `short` is the bare reason (probes add it to a check's detail); `why` names the program for errors.
   let short: string;
-  if (r.timedOut) short = `timed out after ${((o.timeoutMs ?? 0) / 1000).toFixed(0)} s`;
+  if (exit.timedOut) short = `timed out after ${((o.timeoutMs ?? 0) / 1000).toFixed(0)} s`;
   else if (code === "ENOENT") short = `could not be started: ${file} does not exist`;
   else if (code === "EACCES") short = `could not be started: ${file} is not executable`;
-  else if (r.signal) short = `was killed by ${r.signal}`;
-  else if (r.exitCode !== undefined) short = `exited with code ${r.exitCode}`;
-  else short = r.shortMessage ?? "failed";
+  else if (exit.spawnError) short = `could not be started: ${exit.spawnError.message}`;
+  else if (exit.signal) short = `was killed by ${exit.signal}`;
+  else short = `exited with code ${exit.code}`;
   const why = `${label} ${short}`;
   // Most tools (llama.cpp's included) report errors on stderr; some print usage on stdout instead.
   const stderrTail = tails.stderr.text() || tails.stdout.text();
   const shown = stderrTail.split("\n").slice(-6).map((l) => `  ${l.trimEnd()}`).join("\n");
-  const error = new ExternalError(shown ? `${why}:\n${shown}` : `${why}.`, { command: file, args: [...args], stderrTail }, { cause });
-  return { ok: false, cancelled, timedOut: r.timedOut, why: short, error, result };
-}
-
-/**
- * Ends a detached program's whole process group when `signal` aborts or this process exits (a second
- * Ctrl+C exits at once, and the group must not outlive us). SIGTERM first, SIGKILL 3 s later.
- */
-function killGroupOnAbort(pid: number, signal: AbortSignal | undefined): () => void {
-  const kill = (sig: NodeJS.Signals) => {
-    try {
-      process.kill(-pid, sig);
-    } catch {
-      // The group is already gone.
-    }
-  };
-  const onAbort = () => {
-    kill("SIGTERM");
-    setTimeout(() => kill("SIGKILL"), 3_000).unref();
-  };
-  const onExit = () => kill("SIGKILL");
-  if (signal?.aborted) onAbort();
-  else signal?.addEventListener("abort", onAbort, { once: true });
-  process.once("exit", onExit);
-  return () => {
-    signal?.removeEventListener("abort", onAbort);
-    process.removeListener("exit", onExit);
-    // A pending SIGKILL stays armed: children of the group may outlive its leader.
-  };
+  const error = new ExternalError(shown ? `${why}:\n${shown}` : `${why}.`, { command: file, args: [...args], stderrTail }, { cause: exit.spawnError });
+  return { ok: false, cancelled, timedOut: exit.timedOut, why: short, error, result };
 }
 
 /** `which`, over explicit folders, honouring PATHEXT on Windows. An absolute name is checked as is. */

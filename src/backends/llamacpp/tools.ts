@@ -154,7 +154,8 @@ export async function toolVersion(toolPath: string, signal?: AbortSignal): Promi
     version = `llama.cpp ${manifest.release}${manifest.commit ? ` (${manifest.commit})` : ""}${manifest.variant !== "cpu" ? ` ${manifest.variant}` : ""}`;
   } else {
     const dir = path.dirname(toolPath);
-    const candidates = [toolPath, ...["llama-imatrix", "llama-perplexity", "llama-cli"].map((n) => path.join(dir, n))].filter((f, i, a) => a.indexOf(f) === i && existsSync(f));
+    // Siblings first: they know --version; llama-quantize answers it with its usage text.
+    const candidates = [...["llama-imatrix", "llama-perplexity", "llama-cli"].map((n) => path.join(dir, n)), toolPath].filter((f, i, a) => a.indexOf(f) === i && existsSync(f));
     for (const file of candidates) {
       const r = await probe(file, ["--version"], { timeoutMs: 10_000, signal, okExitCodes: [0, 1] });
       const v = parseVersion(`${r.stdout}\n${r.stderr}`);

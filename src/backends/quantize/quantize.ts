@@ -6,14 +6,13 @@ import { CancelledError, ExternalError, NotFoundError, SlmError, UsageError } fr
 import { emit, type BackendContext } from "../../core/events.js";
 import { exec } from "../../core/exec.js";
 import { formatBytes, formatDuration } from "../../core/format.js";
-import { withLock } from "../../core/lock.js";
 import { slmPaths } from "../../core/paths.js";
-import { toolVersion, type LlamaCppTool } from "../llamacpp/tools.js";
-import { hasModel, registerModel } from "../store/registry.js";
+import { readGgufSummary, type GgufSummary } from "../gguf/summary.js";
+import { describeVersion, parseVersion, toolVersion, type LlamaCppTool } from "../llamacpp/tools.js";
+import { hasModel, updateRegistry } from "../store/registry.js";
 import { resolveModel } from "../store/resolve.js";
 import type { LineageStep, ModelEntry, StoredFile } from "../store/types.js";
 import { type CalibrationInfo, prepareCalibration } from "./calibration.js";
-import { type GgufHeader, fileTypeName, readGgufHeader } from "./ggufHeader.js";
 import {
   BITS_TO_TYPE,
   DEFAULT_TYPE,
@@ -49,7 +48,7 @@ export interface QuantizeRequest {
 export interface QuantizePlan {
   request: QuantizeRequest;
   source: ModelEntry;
-  header: GgufHeader;
+  summary: GgufSummary;
   /** The source's file type by name (F16, Q8_0…); undefined when the header does not say. */
   sourceFileType?: string;
   /** As asked (or from --bits / the default); made canonical against llama-quantize's list when it runs. */
@@ -97,15 +96,15 @@ export async function planQuantize(req: QuantizeRequest): Promise<QuantizePlan> 
     });
   }
   if (!existsSync(source.path)) throw new NotFoundError(`The file of ${source.name} is missing: ${source.path}`, { hint: `Run \`slm pull ${source.name}\` again.` });
-  const header = readGgufHeader(source.path);
-  if (!header.complete) throw new SlmError(`${source.path} is not a readable GGUF file: it is truncated.`, { hint: "Pull or copy it again; an interrupted download or copy leaves a short file." });
-  const sourceFileType = fileTypeName(header.fileType);
+  // slm's own header reader (a few ms, no node-llama-cpp): it also refuses a truncated file.
+  const summary = await readGgufSummary(source.path);
+  const sourceFileType = summary.fileType;
   if (!isUnquantized(sourceFileType) && !req.allowRequantize) {
     throw new UsageError(`${source.name} is already quantized (${sourceFileType}); quantizing it again loses more quality than quantizing its F16/BF16/F32 original.`, {
       hint: "Quantize the unquantized GGUF instead, or pass --allow-requantize to do it anyway.",
     });
   }
-  return { request: req, source, header, sourceFileType, type, tools: req.calibration ? ["llama-quantize", "llama-imatrix"] : ["llama-quantize"] };
+  return { request: req, source, summary, sourceFileType, type, tools: req.calibration ? ["llama-quantize", "llama-imatrix"] : ["llama-quantize"] };
 }
 
 function assertImatrixGiven(type: string, req: QuantizeRequest): void {
@@ -195,7 +194,8 @@ export async function runQuantize(plan: QuantizePlan, o: RunOptions, ctx: Backen
     emit(ctx.onEvent, { type: "log", level: "warn", message });
   };
 
-  const types = await listQuantTypes(quantizeBin, ctx.signal);
+  // Both are subprocess or file work: run them together rather than one after the other.
+  const [types, version] = await Promise.all([listQuantTypes(quantizeBin, ctx.signal), toolVersion(quantizeBin, ctx.signal)]);
   let type = plan.type.toUpperCase();
   if (types.length > 0) {
     const canonical = canonicalType(plan.type, types);
@@ -213,26 +213,19 @@ export async function runQuantize(plan: QuantizePlan, o: RunOptions, ctx: Backen
   const name = req.out ?? derivedName(plan.source, type);
   if (req.out === undefined) assertFreeName(name);
   if (!isUnquantized(plan.sourceFileType)) warn(`${plan.source.name} is already ${plan.sourceFileType}: requantizing loses more quality than quantizing the F16/F32 original.`);
-  const version = await toolVersion(quantizeBin, ctx.signal);
 
   const modelsDir = path.join(slmPaths().home, "models");
   mkdirSync(modelsDir, { recursive: true });
   removeAbandonedWork(modelsDir);
-  return withLock(
-    `quantize:${name}`,
-    async () => {
-      // Re-checked under the lock: another slm may have registered the name while we were starting.
-      if (hasModel(name)) throw new UsageError(`A model named "${name}" is already registered.`, { hint: `Choose another name with --out, or remove it first with \`slm rm ${name}\`.` });
-      await assertDiskSpace(modelsDir, plan, type);
-      const work = mkdtempSync(path.join(modelsDir, `.tmp-${process.pid}-`));
-      try {
-        return await quantizeIn(work, { plan, type, name, version, modelsDir, tools: o.tools, warn, warnings, started }, ctx);
-      } finally {
-        rmSync(work, { recursive: true, force: true });
-      }
-    },
-    { staleMs: 60_000 },
-  );
+  // No lock here: work happens in a folder of our own, and the name is claimed atomically at the end
+  // (the register step), where a second slm that chose the same name finds it taken.
+  await assertDiskSpace(modelsDir, plan, type);
+  const work = mkdtempSync(path.join(modelsDir, `.tmp-${process.pid}-`));
+  try {
+    return await quantizeIn(work, { plan, type, name, version, modelsDir, tools: o.tools, warn, warnings, started }, ctx);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
 }
 
 interface Job {
@@ -321,6 +314,7 @@ async function quantizeIn(work: string, j: Job, ctx: BackendContext): Promise<Qu
           }
           const s = parseSizeLine(line);
           if (s) sizes[s.which] = s.bpw;
+          else if (j.version === "unknown" && parseVersion(line)) j.version = describeVersion(parseVersion(line)!);
           else if (line.trim()) emit(ctx.onEvent, { type: "log", level: "debug", message: line });
         },
       }),
@@ -329,21 +323,17 @@ async function quantizeIn(work: string, j: Job, ctx: BackendContext): Promise<Qu
   throwIfAborted(ctx.signal);
   if (fallbacks > 0) j.warn(`${fallbacks} tensor(s) have shapes ${type} cannot hold and were stored in a fallback type.`);
   // Reading the header back proves the file is complete before it is registered.
-  const outHeader = readGgufHeader(outFile);
-  if (!outHeader.complete) throw new SlmError(`llama-quantize finished but ${path.basename(outFile)} is truncated; the disk may be full.`);
+  const outSummary = await readGgufSummary(outFile);
 
   // ── Into place, then into the registry ──
   return step("quantize:register", `Registering ${name}`, async () => {
     const finalDir = path.join(j.modelsDir, name);
-    // A folder without a registry entry is what an older crash or `slm rm` left: nothing refers to it.
-    if (existsSync(finalDir)) rmSync(finalDir, { recursive: true, force: true });
-    renameSync(work, finalDir);
     const modelPath = path.join(finalDir, path.basename(outFile));
-    const files: StoredFile[] = [{ path: modelPath, size: statSync(modelPath).size }];
+    const files: StoredFile[] = [{ path: modelPath, size: statSync(outFile).size }];
     let imatrixFinal: string | undefined;
     if (imatrixFile && imatrix) {
       imatrixFinal = path.join(finalDir, path.basename(imatrixFile));
-      files.push({ path: imatrixFinal, size: statSync(imatrixFinal).size });
+      files.push({ path: imatrixFinal, size: statSync(imatrixFile).size });
       imatrix.path = imatrixFinal;
     }
     const stepInfo: LineageStep = {
@@ -371,18 +361,28 @@ async function quantizeIn(work: string, j: Job, ctx: BackendContext): Promise<Qu
       source: { type: "derived" },
       quant: type,
       size: files[0]!.size,
-      parameters: outHeader.parameters,
-      contextLength: outHeader.contextLength,
-      architecture: outHeader.architecture,
+      parameters: outSummary.parameters,
+      contextLength: outSummary.contextLength,
+      architecture: outSummary.architecture,
       lineage: [stepInfo, ...src.lineage],
       // A "base + adapter" source stays one: the adapters apply to the quantized base as well.
       ...(src.adapters?.length ? { adapters: src.adapters } : {}),
       createdAt: new Date().toISOString(),
     };
+    let moved = false;
     try {
-      await registerModel(entry);
+      // Under the registry's lock: the name is checked, the folder moved into place and the entry
+      // written as one step, so two slm processes can never both claim a name.
+      await updateRegistry((reg) => {
+        if (reg.models[name]) throw new UsageError(`A model named "${name}" was registered while this one was being made.`, { hint: "Run again with another --out name." });
+        // A folder without a registry entry is what an older crash or `slm rm` left: nothing refers to it.
+        if (existsSync(finalDir)) rmSync(finalDir, { recursive: true, force: true });
+        renameSync(work, finalDir);
+        moved = true;
+        reg.models[name] = entry;
+      });
     } catch (err) {
-      rmSync(finalDir, { recursive: true, force: true });
+      if (moved) rmSync(finalDir, { recursive: true, force: true });
       throw err;
     }
     return {
@@ -391,7 +391,7 @@ async function quantizeIn(work: string, j: Job, ctx: BackendContext): Promise<Qu
       source: { name: src.name, path: src.path, fileType: plan.sourceFileType, size: statSync(src.path).size, bitsPerWeight: sizes.model },
       sizeBefore: statSync(src.path).size,
       sizeAfter: entry.size,
-      bitsPerWeight: sizes.quant ?? (outHeader.parameters > 0 ? (entry.size * 8) / outHeader.parameters : undefined),
+      bitsPerWeight: sizes.quant ?? (outSummary.parameters > 0 ? (entry.size * 8) / outSummary.parameters : undefined),
       imatrix,
       toolVersion: j.version,
       seconds: (performance.now() - j.started) / 1000,
@@ -402,7 +402,7 @@ async function quantizeIn(work: string, j: Job, ctx: BackendContext): Promise<Qu
 
 async function runImatrix(bin: string, model: string, calib: string, out: string, plan: QuantizePlan, c: CalibrationInfo, ctx: BackendContext): Promise<number> {
   // 512 tokens per chunk is llama.cpp's usual choice; a model trained on less gets its own context.
-  const ctxSize = Math.min(512, plan.header.contextLength ?? 512);
+  const ctxSize = Math.min(512, plan.summary.contextLength ?? 512);
   const args = [
     "-m", model, "-f", calib, "-o", out, "-c", String(ctxSize),
     ...(threadsFor(plan.request) ? ["-t", String(threadsFor(plan.request))] : []),
@@ -444,9 +444,9 @@ async function runImatrix(bin: string, model: string, calib: string, out: string
 /** Refuses to start when the output clearly cannot fit: better than a disk-full failure minutes later. */
 async function assertDiskSpace(dir: string, plan: QuantizePlan, type: string): Promise<void> {
   const bpw = nominalBitsPerWeight(type);
-  if (!bpw || plan.header.parameters <= 0) return;
+  if (!bpw || plan.summary.parameters <= 0) return;
   // One bit per weight of margin covers K-quant mixes and tensors kept in F32 (norms).
-  const needed = (plan.header.parameters * (bpw + 1)) / 8;
+  const needed = (plan.summary.parameters * (bpw + 1)) / 8;
   let free: number;
   try {
     const s = await statfs(dir);

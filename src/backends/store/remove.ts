@@ -1,4 +1,4 @@
-import { existsSync, rmSync, statSync } from "node:fs";
+import { existsSync, rmSync, rmdirSync, statSync } from "node:fs";
 import path from "node:path";
 import { NotFoundError, UsageError } from "../../core/errors.js";
 import { slmPaths } from "../../core/paths.js";
@@ -56,6 +56,12 @@ export async function removeModel(name: string): Promise<RemoveResult> {
         freedBytes += f.size;
         rmSync(f.path, { force: true });
         removedBlobs++;
+      }
+      // Derived models live in a folder of their own under $SLM_HOME/models: drop it once it is empty.
+      try {
+        rmdirSync(path.dirname(f.path));
+      } catch {
+        // not empty, or already gone
       }
     }
   }
