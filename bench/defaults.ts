@@ -2,7 +2,7 @@
  * Are slm's automatic settings fast? `slm run` at default settings against the best settings found by
  * hand, on the same model, in one run.
  *
- *   npx tsx bench/defaults.ts [--rounds 3] [-n 100] [--batches 64,128,256,512] [--slm-bin PATH] [--keep DIR]
+ *   npx tsx bench/defaults.ts [--rounds 3] [-n 100] [--batches 64,128,256,512|none] [--slm-bin PATH] [--keep DIR]
  *
  * Model: a random-weight SmolLM2-135M-shaped Q8_0 (bench/ggufWriter.ts + llama-quantize), written to a
  * temp folder (or DIR with --keep, reused when present).
@@ -36,7 +36,9 @@ function arg(name: string, fallback: string): string {
 }
 const rounds = Number(arg("--rounds", "3"));
 const genTokens = Number(arg("-n", "100"));
-const batches = arg("--batches", "64,128,256,512").split(",").map(Number);
+// "none" skips the batch sweep.
+const batchArg = arg("--batches", "64,128,256,512");
+const batches = batchArg === "none" ? [] : batchArg.split(",").map(Number);
 const slmBin = path.resolve(arg("--slm-bin", BIN));
 const keep = process.argv.includes("--keep") ? path.resolve(arg("--keep", "")) : undefined;
 const cores = Number(machine().nproc);
@@ -120,6 +122,7 @@ async function main(): Promise<void> {
     console.log(`\ndefault vs best: first token ${f(d.ttft / bestTtft, 2)}× the best time (target ≤ 1.10), tokens/s ${f(d.tps / bestTps, 2)}× the best (target ≥ 0.90)`);
 
     // 2. Batch size, on prompt processing (pp512), at the default thread count.
+    if (batches.length === 0) return;
     const bconfigs: { label: string; args: string[] }[] = [{ label: "default", args: [] }, ...batches.map((b) => ({ label: `--batch ${b}`, args: ["--batch", String(b)] }))];
     const pp = new Map<string, { v: number[]; batch: number; threads: number; others: number[] }>();
     for (let round = 0; round < rounds; round++) {

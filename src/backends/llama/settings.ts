@@ -32,9 +32,12 @@ function sampleCpu(): CpuSample | undefined {
     // user nice system idle iowait irq softirq steal: steal counts as busy (another VM had the core).
     const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = readFileSync("/proc/stat", "utf8").split("\n", 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
     const stat = readFileSync("/proc/self/stat", "utf8");
-    // Fields 14 and 15 (utime, stime) of all this process's threads; field 2 may hold spaces, so count after ")".
+    // Fields 14–17: utime and stime of all this process's threads, cutime and cstime of its finished
+    // children (node-llama-cpp tests its binary in a child process while loading). Field 2 may hold
+    // spaces, so count after ")".
     const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return { at: performance.now(), busy: user + nice + system + irq + softirq + steal, self: Number(rest[11]) + Number(rest[12]) };
+    const self = [11, 12, 13, 14].reduce((sum, i) => sum + Number(rest[i]), 0);
+    return { at: performance.now(), busy: user + nice + system + irq + softirq + steal, self };
   } catch {
     return undefined; // not Linux
   }
