@@ -1,17 +1,9 @@
 import { type Command, InvalidArgumentError, Option } from "commander";
+import type { SamplingOptions } from "../backends/llama/generate.js";
 import { collect, positiveInt } from "./action.js";
 
-/** Flags shared by every command that generates text (run, chat, serve, eval). */
-export interface SamplingFlags {
-  maxTokens?: number;
-  temperature?: number;
-  topP?: number;
-  topK?: number;
-  minP?: number;
-  repeatPenalty?: number;
-  seed?: number;
-  stop?: string[];
-}
+/** Flags shared by every command that generates text (run, chat, serve, eval): the sampling options themselves. */
+export type SamplingFlags = SamplingOptions;
 
 export interface RuntimeFlags {
   ctx?: number;

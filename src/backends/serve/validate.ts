@@ -1,3 +1,4 @@
+import type { SamplingOptions } from "../llama/generate.js";
 import { HttpError } from "./httpError.js";
 
 /**
@@ -8,15 +9,7 @@ import { HttpError } from "./httpError.js";
 
 export type Body = Record<string, unknown>;
 
-export interface SamplingRequest {
-  temperature?: number;
-  topP?: number;
-  topK?: number;
-  minP?: number;
-  repeatPenalty?: number;
-  seed?: number;
-  maxTokens?: number;
-  stop?: string[];
+export interface SamplingRequest extends SamplingOptions {
   /** A JSON schema the output must follow: from response_format json_schema, or any object for json_object. */
   jsonSchema?: object;
 }
