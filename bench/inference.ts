@@ -2,7 +2,7 @@
  * `slm bench` against llama.cpp's `llama-bench`, same model files, threads and sizes, in one run.
  *
  *   npx tsx bench/inference.ts [--rounds 3] [--reps 5] [--threads 1[,2]] [-p 512] [-n 128]
- *                              [--types F16,Q8_0] [--sequence] [--slm-bin PATH] [--keep DIR]
+ *                              [--types F16,Q8_0] [--sequence] [--uv1] [--slm-bin PATH] [--keep DIR]
  *
  * Writes a random-weight SmolLM2-135M-shaped model in F16 (bench/ggufWriter.ts) and a Q8_0 of it
  * (llama-quantize) into a temp folder (or DIR with --keep, reused when present). Then, for each type
@@ -13,7 +13,9 @@
  * drifting load hits both sides alike).
  *
  * --sequence adds `slm bench --api sequence` (node-llama-cpp's public per-token API, what run and
- * chat use) to every round, to show what that path costs.
+ * chat use) to every round, to show what that path costs. --uv1 adds `slm bench` with
+ * UV_THREADPOOL_SIZE=1 in its environment (one libuv worker thread runs every llama_decode; see
+ * docs/benchmarks.md for why that matters with more than one thread).
  *
  * The machine's load is printed with every measurement: the 1-minute load average before it and the
  * CPU other processes used while it ran (from /proc/stat, minus this run's own children), in cores.
@@ -37,10 +39,11 @@ const pp = Number(arg("-p", "512"));
 const tg = Number(arg("-n", "128"));
 const types = arg("--types", "F16,Q8_0").split(",").filter(Boolean);
 const withSequence = process.argv.includes("--sequence");
+const withUv1 = process.argv.includes("--uv1");
 const slmBin = path.resolve(arg("--slm-bin", BIN));
 const keep = process.argv.includes("--keep") ? path.resolve(arg("--keep", "")) : undefined;
 
-type Side = "slm" | "slm-sequence" | "llama-bench";
+type Side = "slm" | "slm-sequence" | "slm-uv1" | "llama-bench";
 interface Measurement {
   side: Side;
   pp?: number;
@@ -54,12 +57,12 @@ interface Measurement {
   threads?: number;
 }
 
-function run(cmd: string, args: string[]): { stdout: string; wall: number; others: number; load: number } {
+function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): { stdout: string; wall: number; others: number; load: number } {
   const load = loadavg()[0]!;
   const busy0 = machineCpuSeconds().busy;
   const own0 = childrenCpuSeconds();
   const t0 = performance.now();
-  const r = spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 64 << 20 });
+  const r = spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 64 << 20, env });
   const wall = (performance.now() - t0) / 1000;
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (${r.status}):\n${(r.stderr ?? "").slice(-2000)}\n${(r.stdout ?? "").slice(-2000)}`);
   const others = Math.max(0, machineCpuSeconds().busy - busy0 - (childrenCpuSeconds() - own0)) / wall;
@@ -71,13 +74,14 @@ interface SlmBenchJson {
   tests: { kind: "pp" | "tg"; mean: number; stddev: number }[];
 }
 
-function slmBench(file: string, threads: number, api: "decode" | "sequence"): Measurement {
-  const r = run(process.execPath, [slmBin, "bench", file, "-p", String(pp), "-n", String(tg), "-r", String(reps), "--threads", String(threads), "--api", api, "--json"]);
+function slmBench(file: string, threads: number, api: "decode" | "sequence", uv1 = false): Measurement {
+  const env = uv1 ? { ...process.env, UV_THREADPOOL_SIZE: "1" } : process.env;
+  const r = run(process.execPath, [slmBin, "bench", file, "-p", String(pp), "-n", String(tg), "-r", String(reps), "--threads", String(threads), "--api", api, "--json"], env);
   const last = r.stdout.trim().split("\n").pop()!;
   const data = (JSON.parse(last) as { data: SlmBenchJson }).data;
   const p = data.tests.find((t) => t.kind === "pp");
   const g = data.tests.find((t) => t.kind === "tg");
-  return { side: api === "decode" ? "slm" : "slm-sequence", pp: p?.mean, ppSd: p?.stddev, tg: g?.mean, tgSd: g?.stddev, load: r.load, others: r.others, threads: data.settings.threads };
+  return { side: uv1 ? "slm-uv1" : api === "decode" ? "slm" : "slm-sequence", pp: p?.mean, ppSd: p?.stddev, tg: g?.mean, tgSd: g?.stddev, load: r.load, others: r.others, threads: data.settings.threads };
 }
 
 interface LlamaBenchJson {
@@ -122,6 +126,7 @@ async function main(): Promise<void> {
         for (let round = 0; round < rounds; round++) {
           const sides: (() => Measurement)[] = [() => slmBench(file, threads, "decode"), () => llamaBench(bench.path!, file, threads)];
           if (withSequence) sides.push(() => slmBench(file, threads, "sequence"));
+          if (withUv1) sides.push(() => slmBench(file, threads, "decode", true));
           // Rotate the order each round so neither side always runs first (or right after the other).
           const order = sides.map((_, i) => sides[(i + round) % sides.length]!);
           const m = order.map((s) => s());
@@ -131,7 +136,7 @@ async function main(): Promise<void> {
       }
     }
 
-    const header = ["model", "threads", "test", "slm t/s (rounds)", "llama-bench t/s (rounds)", "slm median", "llama-bench median", "ratio", "ratio per round", ...(withSequence ? ["sequence API median", "sequence ratio"] : []), "others' cores (max)"];
+    const header = ["model", "threads", "test", "slm t/s (rounds)", "llama-bench t/s (rounds)", "slm median", "llama-bench median", "ratio", "ratio per round", ...(withSequence ? ["sequence API median", "sequence ratio"] : []), ...(withUv1 ? ["UV_THREADPOOL_SIZE=1 median", "its ratio"] : []), "others' cores (max)"];
     const rows: string[][] = [];
     for (const type of types) {
       for (const threads of threadList) {
@@ -143,6 +148,7 @@ async function main(): Promise<void> {
           const s = val("slm");
           const l = val("llama-bench");
           const q = val("slm-sequence");
+          const u = val("slm-uv1");
           const perRound = s.map((v, i) => (l[i] ? v / l[i]! : NaN));
           const others = Math.max(...mine.flatMap((a) => a.m.map((x) => x.others)));
           rows.push([
@@ -156,6 +162,7 @@ async function main(): Promise<void> {
             `${(median(s) / median(l)).toFixed(2)}×`,
             perRound.map((v) => v.toFixed(2)).join(" / "),
             ...(withSequence ? [f(median(q)), `${(median(q) / median(l)).toFixed(2)}×`] : []),
+            ...(withUv1 ? [f(median(u)), `${(median(u) / median(l)).toFixed(2)}×`] : []),
             others.toFixed(2),
           ]);
         }

@@ -70,5 +70,5 @@ Examples:
 function settingsLine(r: BenchResult): string {
   const s = r.settings;
   const adapters = s.adapters.length > 0 ? `, LoRA ${s.adapters.join(", ")}` : "";
-  return `${r.model.path}\nthreads ${s.threads}, context ${s.contextSize}, batch ${s.batchSize}, GPU layers ${s.gpuLayers}, flash attention ${s.flashAttention}, api ${s.api}${adapters}; load ${r.loadMs} ms`;
+  return `${r.model.path}\nthreads ${s.threads}, context ${s.contextSize}, batch ${s.batchSize}, GPU layers ${s.gpuLayers}, flash attention ${s.flashAttention}, api ${s.api}, libuv pool ${s.libuvThreads}${adapters}; load ${r.loadMs} ms`;
 }

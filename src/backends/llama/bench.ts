@@ -75,6 +75,8 @@ export interface BenchResult {
     flashAttention: "auto" | boolean;
     api: BenchApi;
     adapters: string[];
+    /** Threads in node's libuv pool (UV_THREADPOOL_SIZE, default 4), which runs each llama_decode. */
+    libuvThreads: number;
   };
   tests: BenchTest[];
   loadMs: number;
@@ -222,6 +224,18 @@ async function runTests(loaded: LoadedModel, o: BenchOptions, ctx: BackendContex
     }
     const bos = model.tokens.shouldPrependBosToken && model.tokens.bos !== null ? (model.tokens.bos as number) : undefined;
     // Any id below the vocabulary size will do; the header always has the token list in practice.
+    const libuvThreads = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+    if (context.currentThreads > 1 && libuvThreads !== 1) {
+      // Measured in docs/benchmarks.md: node's libuv pool hands successive decodes to different worker
+      // threads, and each decode starts its llama.cpp threads afresh from whichever one runs it; with 2
+      // threads here tg128 then ran at 0.55× llama-bench, and at 0.97× with UV_THREADPOOL_SIZE=1. The
+      // pool size is read once, before slm's code runs, so only the environment can set it.
+      emit(ctx.onEvent, {
+        type: "log",
+        level: "warn",
+        message: `generation with ${context.currentThreads} threads can run up to 2× slower than llama-bench while node's libuv pool has ${libuvThreads} threads; run with UV_THREADPOOL_SIZE=1 in the environment to measure what llama.cpp can do (docs/bench.md).`,
+      });
+    }
     const vocab = loaded.summary.vocabSize ?? 1 + Math.max(bos ?? 0, (model.tokens.eos as number | null) ?? 0);
     const batch = context.batchSize;
     const check = () => {
@@ -284,6 +298,7 @@ async function runTests(loaded: LoadedModel, o: BenchOptions, ctx: BackendContex
         flashAttention: context.flashAttention,
         api: evaluator.api,
         adapters: loaded.adapters.map((a) => (a.scale === 1 ? a.path : `${a.path}:${a.scale}`)),
+        libuvThreads,
       },
       tests,
       loadMs: loaded.loadMs,
