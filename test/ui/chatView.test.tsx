@@ -9,6 +9,10 @@ import { ChatView, tailLines } from "../../src/ui/ink/ChatView.js";
 import { editLine, emptyLine, submitLine } from "../../src/ui/ink/chatInput.js";
 
 const tick = (ms = 30) => new Promise((r) => setTimeout(r, ms));
+/** Waits (up to 5 s) for file-backed commands like /save and /load, which finish later on a busy machine. */
+async function until(cond: () => boolean): Promise<void> {
+  for (const end = Date.now() + 5000; !cond() && Date.now() < end; ) await tick(20);
+}
 const KEY = { enter: "\r", up: "\u001B[A", down: "\u001B[B", ctrlC: "\u0003", backspace: "\u007F" };
 
 /**
@@ -185,13 +189,14 @@ describe("ChatView", () => {
     const file = path.join(dir, "c.json");
     await type(view.stdin, `/save ${file}`);
     await type(view.stdin, KEY.enter);
-    await tick();
+    await until(() => frame().includes("Saved 2 messages"));
     expect(frame()).toContain("Saved 2 messages");
     expect(JSON.parse(readFileSync(file, "utf8"))).toEqual({ version: 1, messages: [{ role: "user", content: "12+34" }, { role: "assistant", content: "46" }] });
     await type(view.stdin, "/reset");
     await type(view.stdin, KEY.enter);
     await type(view.stdin, `/load ${file}`);
     await type(view.stdin, KEY.enter);
+    await until(() => frame().includes("Loaded 2 messages"));
     expect(frame()).toContain("Loaded 2 messages");
     expect(engine.messages).toHaveLength(2);
     expect(frame()).toContain("ctx 14/256");
