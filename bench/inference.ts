@@ -2,7 +2,8 @@
  * `slm bench` against llama.cpp's `llama-bench`, same model files, threads and sizes, in one run.
  *
  *   npx tsx bench/inference.ts [--rounds 3] [--reps 5] [--threads 1[,2]] [-p 512] [-n 128]
- *                              [--types F16,Q8_0] [--sequence] [--uv1] [--slm-bin PATH] [--keep DIR]
+ *                              [--types F16,Q8_0] [--sequence] [--uv1] [--max-others 0.3] [--retries 3]
+ *                              [--slm-bin PATH] [--keep DIR]
  *
  * Writes a random-weight SmolLM2-135M-shaped model in F16 (bench/ggufWriter.ts) and a Q8_0 of it
  * (llama-quantize) into a temp folder (or DIR with --keep, reused when present). Then, for each type
@@ -19,6 +20,8 @@
  *
  * The machine's load is printed with every measurement: the 1-minute load average before it and the
  * CPU other processes used while it ran (from /proc/stat, minus this run's own children), in cores.
+ * A round in which other processes used more than --max-others cores (default 0.3) during any of its
+ * measurements is printed, marked disturbed and run again, up to --retries times (default 3).
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
@@ -40,6 +43,10 @@ const tg = Number(arg("-n", "128"));
 const types = arg("--types", "F16,Q8_0").split(",").filter(Boolean);
 const withSequence = process.argv.includes("--sequence");
 const withUv1 = process.argv.includes("--uv1");
+// A round in which other processes used more than this many cores is thrown away and run again (up to
+// --retries times): on a 2-core machine a neighbour busy on one core collapses multi-threaded figures.
+const maxOthers = Number(arg("--max-others", "0.3"));
+const retries = Number(arg("--retries", "3"));
 const slmBin = path.resolve(arg("--slm-bin", BIN));
 const keep = process.argv.includes("--keep") ? path.resolve(arg("--keep", "")) : undefined;
 
@@ -129,9 +136,15 @@ async function main(): Promise<void> {
           if (withUv1) sides.push(() => slmBench(file, threads, "decode", true));
           // Rotate the order each round so neither side always runs first (or right after the other).
           const order = sides.map((_, i) => sides[(i + round) % sides.length]!);
-          const m = order.map((s) => s());
+          let m: Measurement[] = [];
+          for (let attempt = 0; attempt <= retries; attempt++) {
+            m = order.map((s) => s());
+            const worst = Math.max(...m.map((x) => x.others));
+            for (const x of m) console.log(`  ${type} t${threads} round ${round + 1} ${x.side.padEnd(12)} pp ${f(x.pp)} ± ${f(x.ppSd)}  tg ${f(x.tg)} ± ${f(x.tgSd)}  (load ${x.load.toFixed(2)}, others ${x.others.toFixed(2)} cores)`);
+            if (worst <= maxOthers) break;
+            console.log(`  ${type} t${threads} round ${round + 1}: disturbed (other processes on ${worst.toFixed(2)} cores > ${maxOthers})${attempt < retries ? ", repeating it" : ", kept: out of retries"}`);
+          }
           all.push({ type, threads, round, m });
-          for (const x of m) console.log(`  ${type} t${threads} round ${round + 1} ${x.side.padEnd(12)} pp ${f(x.pp)} ± ${f(x.ppSd)}  tg ${f(x.tg)} ± ${f(x.tgSd)}  (load ${x.load.toFixed(2)}, others ${x.others.toFixed(2)} cores)`);
         }
       }
     }
