@@ -15,6 +15,7 @@ import { register as registerQuantize } from "./commands/quantize.js";
 import { register as registerSetup } from "./commands/setup.js";
 import { register as registerServe } from "./commands/serve.js";
 import { register as registerBench } from "./commands/bench.js";
+import { register as registerEval } from "./commands/eval.js";
 
 function version(): string {
   return (JSON.parse(readFileSync(path.join(packageRoot(), "package.json"), "utf8")) as { version: string }).version;
@@ -40,7 +41,7 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 network, 5 missing dependency
 7 integrity, 130 cancelled.`,
     );
   program.exitOverride();
-  for (const register of [registerPull, registerList, registerInfo, registerRm, registerRun, registerChat, registerDoctor, registerQuantize, registerSetup, registerServe, registerBench]) register(program);
+  for (const register of [registerPull, registerList, registerInfo, registerRm, registerRun, registerChat, registerDoctor, registerQuantize, registerSetup, registerServe, registerBench, registerEval]) register(program);
   for (const cmd of program.commands) cmd.exitOverride();
   return program;
 }

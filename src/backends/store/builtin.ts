@@ -1,9 +1,14 @@
 import { statSync } from "node:fs";
 import { builtinPath, catalog, type CatalogEntry } from "../../core/catalog.js";
+import { readRegistry } from "./registry.js";
 import type { ModelEntry } from "./types.js";
 
-/** Built-in models ship in the package: they are always "registered", with no download. */
+/**
+ * Built-in models ship in the package: they are always "registered", with no download. The registry
+ * holds only what slm learnt about them later (eval results).
+ */
 export function builtinEntry(e: CatalogEntry): ModelEntry {
+  const evals = readRegistry().builtinEvals?.[e.id];
   const file = builtinPath(e)!;
   const size = statSync(file).size;
   return {
@@ -18,6 +23,7 @@ export function builtinEntry(e: CatalogEntry): ModelEntry {
     contextLength: e.contextLength,
     architecture: "llama",
     lineage: [],
+    ...(evals && evals.length > 0 ? { evals } : {}),
     createdAt: new Date(statSync(file).mtimeMs).toISOString(),
   };
 }

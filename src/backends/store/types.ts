@@ -41,10 +41,32 @@ export interface ModelEntry {
   lineage: LineageStep[];
   /** GGUF LoRA adapters loaded on top of `path` ("base + adapter" models registered by fine-tuning). */
   adapters?: { path: string; scale: number }[];
+  /** Results of `slm eval`, newest last: one per task file and settings (a rerun replaces its record). */
+  evals?: EvalRecord[];
   createdAt: string;
+}
+
+/** One stored `slm eval` result: what was measured, on which data (by content hash), and when. */
+export interface EvalRecord {
+  kind: "generate" | "choice" | "perplexity" | "kld";
+  /** Short name shown in tables (the task file's name without .jsonl, "perplexity", "kld"). */
+  name: string;
+  /** Absolute path of the task or text file, as given then. */
+  file: string;
+  /** sha256 of that file's content when it was evaluated. */
+  sha256: string;
+  /** e.g. accuracy, accuracy_low, accuracy_high; acc, acc_norm; ppl, ppl_error; kld_mean, same_top. */
+  metrics: Record<string, number>;
+  /** Questions scored, or tokens for perplexity and KLD. */
+  n: number;
+  /** What else decides the numbers: --limit, --match, --max-tokens, sampling, --ctx, the KLD base. */
+  settings: Record<string, string | number | boolean>;
+  at: string;
 }
 
 export interface Registry {
   version: 1;
   models: Record<string, ModelEntry>;
+  /** Eval results of built-in models, which ship with slm and have no entry in `models`. */
+  builtinEvals?: Record<string, EvalRecord[]>;
 }

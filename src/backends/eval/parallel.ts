@@ -1,0 +1,53 @@
+import type { LlamaContextSequence } from "node-llama-cpp";
+import { CancelledError } from "../../core/errors.js";
+import { emit, type BackendContext } from "../../core/events.js";
+import type { LoadedModel } from "../llama/loader.js";
+
+/**
+ * Runs `work` for every item on the loaded context's parallel sequences: one worker per sequence, each
+ * taking the next item when it finishes one. Workers that wait for a decode at the same moment are
+ * evaluated together: node-llama-cpp gathers every sequence's pending tokens into one llama_decode per
+ * cycle, so N questions cost about one decode per generated token instead of N. That matters because
+ * `slm` runs inference with one libuv worker (bin/slm.cjs), so native calls never overlap otherwise.
+ *
+ * Results keep the items' order. Progress events carry `id`.
+ */
+export async function forEachOnSequences<I, R, S>(
+  loaded: LoadedModel,
+  items: readonly I[],
+  setup: (sequence: LlamaContextSequence) => Promise<S> | S,
+  work: (state: S, item: I, index: number) => Promise<R>,
+  progressId: string,
+  ctx: BackendContext,
+): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  const workers = Math.max(1, Math.min(loaded.context.totalSequences, items.length));
+  let next = 0;
+  let done = 0;
+  // The first failure stops every worker from taking more items; all are awaited before it is
+  // rethrown, so no worker still uses the context when the caller disposes it.
+  let failure: { err: unknown } | undefined;
+  const started = performance.now();
+  emit(ctx.onEvent, { type: "progress", id: progressId, unit: "steps", current: 0, total: items.length });
+  const run = async () => {
+    const sequence = loaded.context.getSequence();
+    try {
+      const state = await setup(sequence);
+      while (next < items.length && !failure) {
+        if (ctx.signal?.aborted) throw new CancelledError();
+        const i = next++;
+        results[i] = await work(state, items[i]!, i);
+        done++;
+        const seconds = (performance.now() - started) / 1000;
+        emit(ctx.onEvent, { type: "progress", id: progressId, unit: "steps", current: done, total: items.length, rate: seconds > 0 ? done / seconds : undefined });
+      }
+    } catch (err) {
+      failure ??= { err };
+    } finally {
+      sequence.dispose();
+    }
+  };
+  await Promise.all(Array.from({ length: workers }, run));
+  if (failure) throw failure.err;
+  return results;
+}

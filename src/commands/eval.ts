@@ -1,0 +1,71 @@
+import { type Command, Option } from "commander";
+import type { EvalResult } from "../backends/eval/evaluate.js";
+import type { MatchMode } from "../backends/eval/match.js";
+import { UsageError } from "../core/errors.js";
+import { action, collect, positiveInt } from "./action.js";
+import { type BatchFlags, type RuntimeFlags, type SamplingFlags, addBatchOption, addRuntimeOptions, addSamplingOptions } from "./flags.js";
+
+interface EvalFlags extends SamplingFlags, RuntimeFlags, BatchFlags {
+  task?: string[];
+  match: MatchMode;
+  limit?: number;
+  parallel?: number;
+  report?: string;
+  store: boolean;
+}
+
+export function register(program: Command): void {
+  const cmd = program
+    .command("eval")
+    .description("Score one or more models on the same task files and compare them in one table")
+    .argument("<models...>", "registered names, catalog names or .gguf files; MODEL+ADAPTER.gguf[:SCALE] adds a LoRA adapter to one model")
+    .option("--task <file.jsonl>", "questions to score (repeatable): generation or multiple choice, see docs/eval.md", collect)
+    .addOption(new Option("--match <mode>", "how generated answers are compared with the expected ones").choices(["exact", "contains", "regex"]).default("exact"))
+    .option("--limit <n>", "score only the first N questions of each task", positiveInt("--limit"))
+    .option("--parallel <n>", "questions evaluated at once per model, as parallel sequences of one context (default 8)", positiveInt("--parallel"))
+    .option("--report <file>", "also write a shareable report: FILE.md (Markdown) or FILE.html (self-contained, with charts)")
+    .option("--no-store", "do not save the results with registered models");
+  addSamplingOptions(cmd);
+  addRuntimeOptions(cmd);
+  addBatchOption(cmd);
+  cmd.addHelpText(
+    "after",
+    `
+Answers are greedy (temperature 0) and at most 256 tokens unless -t / -n say otherwise; with a
+temperature, question i is sampled with seed + i. --lora adds the adapter to every model; --ctx is the
+context of each of the --parallel sequences. Results of registered and built-in models are saved with
+the model (slm info, slm list --metrics); a model given as a file path is not stored.
+
+Examples:
+  slm eval tiny-arith --task test/fixtures/tiny-arith/data/add-eval.jsonl
+  slm eval tiny-arith tiny-arith+test/fixtures/tiny-arith/gguf/lora-sub-f32.gguf --task sub-eval.jsonl
+  slm eval qwen2.5-0.5b qwen2.5-0.5b-Q4_K_M --task qa.jsonl --match contains --report qa.html`,
+  );
+  cmd.action(
+    action(async (ctx, models: string[], flags: EvalFlags) => {
+      const [{ planEval }, { runEval }, { writeReport, reportFormat }, { comparisonTable, textTable }, { parseGpu }] = await Promise.all([
+        import("../backends/eval/plan.js"),
+        import("../backends/eval/evaluate.js"),
+        import("../backends/eval/report.js"),
+        import("../backends/eval/table.js"),
+        import("../backends/llama/runtime.js"),
+      ]);
+      if (flags.report && !reportFormat(flags.report)) throw new UsageError(`--report takes a .md or .html file name (got ${flags.report}).`);
+      const plan = planEval({ models, tasks: flags.task, match: flags.match, limit: flags.limit, lora: flags.lora });
+      const render = await ctx.renderer();
+      const { task: _t, report, lora: _l, gpu, ctx: contextSize, ...rest } = flags;
+      const result = await runEval(plan, { ...rest, ctx: contextSize, gpu: parseGpu(gpu ?? "auto"), verbose: ctx.globals.verbose }, { signal: ctx.signal, onEvent: render.onEvent });
+      const written = report ? await writeReport(result, report) : undefined;
+      render.result({ ...result, report: written?.path }, [textTable(comparisonTable(result)), ...notes(result, written?.path)].join("\n"));
+    }),
+  );
+}
+
+function notes(r: EvalResult, report: string | undefined): string[] {
+  const lines: string[] = [];
+  const stored = r.models.filter((m) => m.stored).map((m) => m.model);
+  if (stored.length > 0) lines.push(`Saved with ${stored.join(", ")} (slm info shows them).`);
+  for (const m of r.models.filter((x) => !x.stored)) lines.push(`Not saved: ${m.notStored}.`);
+  if (report) lines.push(`Report: ${report}`);
+  return lines;
+}
