@@ -7,6 +7,8 @@ import { type BatchFlags, type RuntimeFlags, type SamplingFlags, addBatchOption,
 
 interface EvalFlags extends SamplingFlags, RuntimeFlags, BatchFlags {
   task?: string[];
+  perplexity?: string;
+  kldBase?: string;
   match: MatchMode;
   limit?: number;
   parallel?: number;
@@ -20,6 +22,8 @@ export function register(program: Command): void {
     .description("Score one or more models on the same task files and compare them in one table")
     .argument("<models...>", "registered names, catalog names or .gguf files; MODEL+ADAPTER.gguf[:SCALE] adds a LoRA adapter to one model")
     .option("--task <file.jsonl>", "questions to score (repeatable): generation or multiple choice, see docs/eval.md", collect)
+    .option("--perplexity <file>", "perplexity of a text file, computed like llama-perplexity (chunks of --ctx tokens, default 512)")
+    .option("--kld-base <model>", "with --perplexity: KL divergence of each model's next-token distributions from this model's")
     .addOption(new Option("--match <mode>", "how generated answers are compared with the expected ones").choices(["exact", "contains", "regex"]).default("exact"))
     .option("--limit <n>", "score only the first N questions of each task", positiveInt("--limit"))
     .option("--parallel <n>", "questions evaluated at once per model, as parallel sequences of one context (default 8)", positiveInt("--parallel"))
@@ -33,13 +37,15 @@ export function register(program: Command): void {
     `
 Answers are greedy (temperature 0) and at most 256 tokens unless -t / -n say otherwise; with a
 temperature, question i is sampled with seed + i. --lora adds the adapter to every model; --ctx is the
-context of each of the --parallel sequences. Results of registered and built-in models are saved with
+context of each of the --parallel sequences, and the chunk size of --perplexity (default 512, or the
+model's training context if shorter). Results of registered and built-in models are saved with
 the model (slm info, slm list --metrics); a model given as a file path is not stored.
 
 Examples:
   slm eval tiny-arith --task test/fixtures/tiny-arith/data/add-eval.jsonl
   slm eval tiny-arith tiny-arith+test/fixtures/tiny-arith/gguf/lora-sub-f32.gguf --task sub-eval.jsonl
-  slm eval qwen2.5-0.5b qwen2.5-0.5b-Q4_K_M --task qa.jsonl --match contains --report qa.html`,
+  slm eval qwen2.5-0.5b qwen2.5-0.5b-Q4_K_M --task qa.jsonl --match contains --report qa.html
+  slm eval qwen2.5-0.5b-Q4_K_M qwen2.5-0.5b-Q8_0 --perplexity wiki.txt --kld-base qwen2.5-0.5b:F16`,
   );
   cmd.action(
     action(async (ctx, models: string[], flags: EvalFlags) => {
@@ -51,9 +57,9 @@ Examples:
         import("../backends/llama/runtime.js"),
       ]);
       if (flags.report && !reportFormat(flags.report)) throw new UsageError(`--report takes a .md or .html file name (got ${flags.report}).`);
-      const plan = planEval({ models, tasks: flags.task, match: flags.match, limit: flags.limit, lora: flags.lora });
+      const plan = planEval({ models, tasks: flags.task, perplexity: flags.perplexity, kldBase: flags.kldBase, match: flags.match, limit: flags.limit, lora: flags.lora });
       const render = await ctx.renderer();
-      const { task: _t, report, lora: _l, gpu, ctx: contextSize, ...rest } = flags;
+      const { task: _t, perplexity: _p, kldBase: _k, report, lora: _l, gpu, ctx: contextSize, ...rest } = flags;
       const result = await runEval(plan, { ...rest, ctx: contextSize, gpu: parseGpu(gpu ?? "auto"), verbose: ctx.globals.verbose }, { signal: ctx.signal, onEvent: render.onEvent });
       const written = report ? await writeReport(result, report) : undefined;
       render.result({ ...result, report: written?.path }, [textTable(comparisonTable(result)), ...notes(result, written?.path)].join("\n"));

@@ -35,6 +35,10 @@ export function register(program: Command): void {
         ];
         const width = Math.max(...lines.map(([k]) => k.length));
         let text = lines.filter(([, v]) => v !== undefined && v !== "").map(([k, v]) => `${k.padEnd(width)}  ${v}`).join("\n");
+        if (m.evals?.length) {
+          const { recordLine } = await import("../backends/eval/summary.js");
+          text += `\n\nevals (slm eval)\n${m.evals.map((r) => `  ${recordLine(r)}`).join("\n")}`;
+        }
         if (flags.template && g?.chatTemplate) text += `\n\n${g.chatTemplate}`;
         const data = { ...info, gguf: g && !flags.template ? { ...g, chatTemplate: undefined } : g };
         render.result(data, text);

@@ -8,8 +8,9 @@ export function register(program: Command): void {
     .alias("ls")
     .description("List registered models (pulled, built in, or made by slm), or the catalog with --catalog")
     .option("--catalog", "show the catalog of known model names instead")
+    .option("--metrics", "add a column per eval task with each model's latest stored score (slm eval)")
     .action(
-      action(async (ctx, flags: { catalog?: boolean }) => {
+      action(async (ctx, flags: { catalog?: boolean; metrics?: boolean }) => {
         const render = await ctx.renderer(false);
         if (flags.catalog) {
           const { catalog } = await import("../core/catalog.js");
@@ -21,7 +22,15 @@ export function register(program: Command): void {
         const { builtinEntries } = await import("../backends/store/builtin.js");
         const models = [...builtinEntries(), ...listModels()];
         const rows = models.map((m) => [m.name, m.format, m.quant ?? "", formatBytes(m.size), m.parameters ? formatCount(m.parameters) : "", m.source.type === "hub" ? m.source.repo : m.source.type]);
-        render.result(models, table(["NAME", "FORMAT", "QUANT", "SIZE", "PARAMS", "SOURCE"], rows));
+        const headers = ["NAME", "FORMAT", "QUANT", "SIZE", "PARAMS", "SOURCE"];
+        if (flags.metrics) {
+          const { headline, latestByName } = await import("../backends/eval/summary.js");
+          const latest = models.map(latestByName);
+          const names = [...new Set(latest.flatMap((l) => [...l.keys()]))].sort();
+          headers.push(...names.map((n) => n.toUpperCase()));
+          rows.forEach((r, i) => r.push(...names.map((n) => (latest[i]!.get(n) ? headline(latest[i]!.get(n)!) : "–"))));
+        }
+        render.result(models, table(headers, rows));
       }),
     );
 }

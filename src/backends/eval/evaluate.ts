@@ -1,4 +1,5 @@
 import { emit, type BackendContext } from "../../core/events.js";
+import { readGgufSummary } from "../gguf/summary.js";
 import type { SamplingOptions } from "../llama/generate.js";
 import { loadModel } from "../llama/loader.js";
 import type { LoraSpec } from "../llama/lora.js";
@@ -6,12 +7,17 @@ import type { GpuChoice } from "../llama/runtime.js";
 import type { EvalRecord } from "../store/types.js";
 import { type ChoiceScore, scoreChoices } from "./choice.js";
 import { EVAL_MAX_TOKENS, type GenerationScore, scoreGeneration } from "./generation.js";
+import { type KldResult, klDivergence } from "./kld.js";
+import { type PerplexityResult, perplexity } from "./perplexity.js";
 import type { EvalModel, EvalPlan } from "./plan.js";
 import type { MatchMode } from "./match.js";
 import { storeEvals, whyNotStored } from "./store.js";
 
 /** Parallel sequences per model when --parallel is not given: enough to batch decodes well on a CPU. */
 export const DEFAULT_PARALLEL = 8;
+
+/** Perplexity chunk size without --ctx (what llama-perplexity is usually run with), or the model's training context if shorter. */
+export const DEFAULT_TEXT_CTX = 512;
 
 export interface EvalRunOptions extends SamplingOptions {
   match: MatchMode;
@@ -40,10 +46,15 @@ export interface ModelResult {
   path: string;
   adapters: LoraSpec[];
   tasks: TaskResult[];
+  /** --perplexity without --kld-base. */
+  perplexity?: PerplexityResult;
+  /** --kld-base: the divergence from the base, with this model's perplexity on the same chunks. */
+  kld?: KldResult & { base: string };
   /** Whether the results were stored with the model, and why not when they were not. */
   stored: boolean;
   notStored?: string;
-  threads: number;
+  /** Threads of the task context (the perplexity runs choose theirs the same way). */
+  threads?: number;
   parallel: number;
   seconds: number;
 }
@@ -51,6 +62,8 @@ export interface ModelResult {
 export interface EvalResult {
   models: ModelResult[];
   tasks: { name: string; file: string; sha256: string; kind: "generate" | "choice"; questions: number; total: number }[];
+  /** The --perplexity text, with the chunk size used. */
+  text?: { name: string; file: string; sha256: string; ctx: number; kldBase?: string };
   settings: Record<string, string | number | boolean>;
   date: string;
 }
@@ -84,11 +97,66 @@ function taskRecord(t: TaskResult, o: EvalRunOptions, at: string): EvalRecord {
   return { kind: s.kind, name: t.task, file: t.file, sha256: t.sha256, metrics, n: s.questions, settings: taskSettings(o, s.kind), at };
 }
 
-async function evaluateModel(m: EvalModel, plan: EvalPlan, o: EvalRunOptions, ctx: BackendContext): Promise<ModelResult> {
+function textRecords(r: ModelResult, plan: EvalPlan, ctxSize: number, at: string): EvalRecord[] {
+  const text = plan.text;
+  if (!text) return [];
+  const base = { file: text.file, sha256: text.sha256, at };
+  if (r.kld) {
+    const k = r.kld;
+    return [
+      { ...base, kind: "perplexity", name: `ppl ${text.name}`, metrics: { ppl: k.ppl, ppl_error: k.pplError }, n: k.tokens, settings: { ctx: ctxSize } },
+      {
+        ...base,
+        kind: "kld",
+        name: `kld ${text.name}`,
+        metrics: { kld_mean: k.mean, kld_mean_error: k.meanError, kld_median: k.median, kld_p99: k.p99, kld_max: k.max, same_top: k.sameTop, same_top_error: k.sameTopError, ppl: k.ppl, base_ppl: k.basePpl },
+        n: k.tokens,
+        settings: { ctx: ctxSize, base: k.base },
+      },
+    ];
+  }
+  if (r.perplexity) return [{ ...base, kind: "perplexity", name: `ppl ${text.name}`, metrics: { ppl: r.perplexity.ppl, ppl_error: r.perplexity.pplError }, n: r.perplexity.tokens, settings: { ctx: ctxSize } }];
+  return [];
+}
+
+/** --ctx, else 512 capped at the shortest training context of the models that read the text. */
+async function textContext(plan: EvalPlan, o: EvalRunOptions): Promise<number> {
+  if (o.ctx) return o.ctx;
+  const models = [...plan.models, ...(plan.kldBase ? [plan.kldBase] : [])];
+  const trained = await Promise.all(models.map(async (m) => (await readGgufSummary(m.entry.path)).contextLength));
+  return Math.min(DEFAULT_TEXT_CTX, ...trained.filter((n): n is number => typeof n === "number" && n > 0));
+}
+
+/** Perplexity, or KL divergence from the base (which gives the perplexity too), of one model on the text. */
+async function scoreText(m: EvalModel, plan: EvalPlan, ctxSize: number, o: EvalRunOptions, ctx: BackendContext): Promise<Pick<ModelResult, "perplexity" | "kld">> {
+  if (!plan.text) return {};
+  const common = { modelPath: m.modelRef, adapters: m.extraAdapters, textFile: plan.text.file, ctxSize, threads: o.threads, batchSize: o.batch, gpu: o.gpu };
+  if (!plan.kldBase) return { perplexity: await perplexity(common, ctx) };
+  const kld = await klDivergence({ ...common, basePath: plan.kldBase.modelRef, baseAdapters: plan.kldBase.extraAdapters }, ctx);
+  return { kld: { ...kld, base: plan.kldBase.label } };
+}
+
+async function evaluateModel(m: EvalModel, plan: EvalPlan, textCtx: number, o: EvalRunOptions, ctx: BackendContext): Promise<ModelResult> {
   const started = performance.now();
+  const parallel = o.parallel ?? DEFAULT_PARALLEL;
+  const tasks = plan.tasks.length > 0 ? await scoreTasks(m, plan, parallel, o, ctx) : { tasks: [], threads: o.threads, adapters: [...(m.entry.adapters ?? []), ...m.extraAdapters] };
+  const text = await scoreText(m, plan, textCtx, o, ctx);
+  return {
+    label: m.label,
+    model: m.entry.name,
+    path: m.entry.path,
+    ...tasks,
+    ...text,
+    stored: false,
+    parallel,
+    seconds: (performance.now() - started) / 1000,
+  };
+}
+
+/** Loads the model once with `parallel` sequences and scores every task on it. */
+async function scoreTasks(m: EvalModel, plan: EvalPlan, parallel: number, o: EvalRunOptions, ctx: BackendContext): Promise<Pick<ModelResult, "tasks" | "threads" | "adapters">> {
   const stepId = `model:${m.label}`;
   emit(ctx.onEvent, { type: "step", id: stepId, status: "start", title: `Loading ${m.label}` });
-  const parallel = o.parallel ?? DEFAULT_PARALLEL;
   const loaded = await loadModel(m.entry, { gpu: o.gpu, lora: m.extraAdapters, contextSize: o.ctx, threads: o.threads, batchSize: o.batch, sequences: parallel, verbose: o.verbose }, ctx);
   const tasks: TaskResult[] = [];
   try {
@@ -104,17 +172,7 @@ async function evaluateModel(m: EvalModel, plan: EvalPlan, o: EvalRunOptions, ct
   } finally {
     await loaded.dispose();
   }
-  return {
-    label: m.label,
-    model: m.entry.name,
-    path: m.entry.path,
-    adapters: loaded.adapters,
-    tasks,
-    stored: false,
-    threads: loaded.settings.threads,
-    parallel,
-    seconds: (performance.now() - started) / 1000,
-  };
+  return { tasks, threads: loaded.settings.threads, adapters: loaded.adapters };
 }
 
 /**
@@ -123,8 +181,9 @@ async function evaluateModel(m: EvalModel, plan: EvalPlan, o: EvalRunOptions, ct
  */
 export async function runEval(plan: EvalPlan, o: EvalRunOptions, ctx: BackendContext = {}): Promise<EvalResult> {
   const date = new Date().toISOString();
+  const textCtx = plan.text ? await textContext(plan, o) : 0;
   const models: ModelResult[] = [];
-  for (const m of plan.models) models.push(await evaluateModel(m, plan, o, ctx));
+  for (const m of plan.models) models.push(await evaluateModel(m, plan, textCtx, o, ctx));
   for (const [i, r] of models.entries()) {
     const m = plan.models[i]!;
     const reason = o.store === false ? "--no-store" : whyNotStored(m.entry, m.extraAdapters.length);
@@ -132,12 +191,13 @@ export async function runEval(plan: EvalPlan, o: EvalRunOptions, ctx: BackendCon
       r.notStored = reason;
       continue;
     }
-    r.stored = await storeEvals(m.entry, r.tasks.map((t) => taskRecord(t, o, date)));
+    r.stored = await storeEvals(m.entry, [...r.tasks.map((t) => taskRecord(t, o, date)), ...textRecords(r, plan, textCtx, date)]);
     if (!r.stored) r.notStored = `${m.entry.name} is no longer registered`;
   }
   return {
     models,
     tasks: plan.tasks.map((t) => ({ name: t.name, file: t.file, sha256: t.sha256, kind: t.kind, questions: t.items.length, total: t.total })),
+    text: plan.text ? { ...plan.text, ctx: textCtx, kldBase: plan.kldBase?.label } : undefined,
     settings: { match: o.match, ...(o.limit !== undefined ? { limit: o.limit } : {}), maxTokens: o.maxTokens ?? EVAL_MAX_TOKENS, temperature: o.temperature ?? 0 },
     date,
   };

@@ -1,4 +1,5 @@
-import { existsSync, statSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { NotFoundError, UsageError } from "../../core/errors.js";
 import { type LoraSpec, parseLoraSpec } from "../llama/lora.js";
@@ -11,6 +12,8 @@ import { type Task, limitTask, readTask } from "./tasks.js";
 export interface EvalModel {
   /** As typed on the command line. */
   ref: string;
+  /** The model part of `ref` (without "+adapter"), which resolveModel takes. */
+  modelRef: string;
   /** The name in tables: the model's, with "+ adapter.gguf" for each added adapter. */
   label: string;
   entry: ModelEntry;
@@ -29,10 +32,17 @@ export interface EvalPlanRequest {
   lora?: string[];
 }
 
+/** The text of --perplexity (and --kld-base): its path, its name in tables and its content hash. */
+export interface EvalText {
+  file: string;
+  name: string;
+  sha256: string;
+}
+
 export interface EvalPlan {
   models: EvalModel[];
   tasks: Task[];
-  perplexityFile?: string;
+  text?: EvalText;
   kldBase?: EvalModel;
 }
 
@@ -54,14 +64,14 @@ function evalModel(ref: string, lora: LoraSpec[]): EvalModel {
   }
   const extraAdapters = [...(adapter ? [parseLoraSpec(adapter)] : []), ...lora];
   const label = [entry.name, ...extraAdapters.map((a) => `${path.basename(a.path)}${a.scale !== 1 ? `:${a.scale}` : ""}`)].join(" + ");
-  return { ref, label, entry, extraAdapters };
+  return { ref, modelRef: model, label, entry, extraAdapters };
 }
 
-function textFile(file: string, flag: string): string {
+function evalText(file: string): EvalText {
   const abs = path.resolve(file);
-  if (!existsSync(abs)) throw new NotFoundError(`${flag} file not found: ${abs}`);
-  if (statSync(abs).isDirectory()) throw new UsageError(`${abs} is a folder; ${flag} takes a text file.`);
-  return abs;
+  if (!existsSync(abs)) throw new NotFoundError(`--perplexity file not found: ${abs}`);
+  if (statSync(abs).isDirectory()) throw new UsageError(`${abs} is a folder; --perplexity takes a text file.`);
+  return { file: abs, name: path.basename(abs).replace(/\.[^.]*$/, ""), sha256: createHash("sha256").update(readFileSync(abs)).digest("hex") };
 }
 
 /**
@@ -86,7 +96,7 @@ export function planEval(r: EvalPlanRequest): EvalPlan {
   return {
     models,
     tasks,
-    perplexityFile: r.perplexity ? textFile(r.perplexity, "--perplexity") : undefined,
+    text: r.perplexity ? evalText(r.perplexity) : undefined,
     kldBase: r.kldBase ? evalModel(r.kldBase, []) : undefined,
   };
 }

@@ -22,11 +22,17 @@ function taskLines(r: EvalResult): string[] {
 }
 
 function modelLines(r: EvalResult): string[] {
-  return r.models.map((m) => `${m.label}: ${m.path}${m.adapters.length ? ` with ${m.adapters.map((a) => `${a.path} ×${a.scale}`).join(", ")}` : ""}; ${m.threads} threads, ${m.parallel} sequences, ${m.seconds.toFixed(1)} s${m.stored ? "" : ` (not stored: ${m.notStored})`}`);
+  return r.models.map((m) => `${m.label}: ${m.path}${m.adapters.length ? ` with ${m.adapters.map((a) => `${a.path} ×${a.scale}`).join(", ")}` : ""}; ${m.threads ? `${m.threads} threads, ` : ""}${m.tasks.length ? `${m.parallel} sequences, ` : ""}${m.seconds.toFixed(1)} s${m.stored ? "" : ` (not stored: ${m.notStored})`}`);
 }
 
 function settingsLine(r: EvalResult): string {
   return Object.entries(r.settings).map(([k, v]) => `${k} ${v}`).join(", ");
+}
+
+function textLines(r: EvalResult): string[] {
+  const t = r.text;
+  if (!t) return [];
+  return [`${t.name} — ${t.kldBase ? `perplexity and KL divergence from ${t.kldBase}` : "perplexity"} in chunks of ${t.ctx} tokens (second halves scored, as llama-perplexity), ${t.file} (sha256 ${t.sha256.slice(0, 16)}…)`];
 }
 
 export function markdownReport(r: EvalResult, t: ComparisonTable = comparisonTable(r)): string {
@@ -51,7 +57,7 @@ export function markdownReport(r: EvalResult, t: ComparisonTable = comparisonTab
     "",
     "## Tasks",
     "",
-    ...taskLines(r).map((l) => `- ${l}`),
+    ...[...taskLines(r), ...textLines(r)].map((l) => `- ${l}`),
     "",
     "## Models",
     "",
@@ -118,7 +124,7 @@ ${rows.join("\n")}
 <p>Accuracies are shares of questions answered right, with their 95 % Wilson interval (whiskers in the charts); the best of each column is highlighted.</p>
 ${charts.join("\n")}
 <h2>Tasks</h2>
-${list(taskLines(r))}
+${list([...taskLines(r), ...textLines(r)])}
 <h2>Models</h2>
 ${list(modelLines(r))}
 <p>Settings: ${esc(settingsLine(r))}.</p>

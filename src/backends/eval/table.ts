@@ -74,6 +74,22 @@ export function comparisonTable(r: EvalResult): ComparisonTable {
       );
     }
   }
+  if (r.text) {
+    const name = r.text.name;
+    columns.push(
+      column("ppl", `ppl ${name}`, "lower", false, r.models, (m) => {
+        const p = m.kld ?? m.perplexity;
+        return p ? { value: p.ppl, text: `${p.ppl.toFixed(3)} ± ${p.pplError.toFixed(3)}` } : undefined;
+      }),
+    );
+    if (r.text.kldBase) {
+      columns.push(
+        column("kld_mean", "KLD mean", "lower", false, r.models, (m) => (m.kld ? { value: m.kld.mean, text: `${m.kld.mean.toPrecision(3)} ± ${m.kld.meanError.toPrecision(2)}` } : undefined)),
+        column("kld_p99", "KLD p99", "lower", false, r.models, (m) => (m.kld ? { value: m.kld.p99, text: m.kld.p99.toPrecision(3) } : undefined)),
+        column("same_top", "same top", "higher", true, r.models, (m) => (m.kld ? { value: m.kld.sameTop, text: `${pct(m.kld.sameTop)} ± ${pct(m.kld.sameTopError)} %` } : undefined)),
+      );
+    }
+  }
   if (r.tasks.length > 0) {
     columns.push(
       column("questions_per_s", "questions/s", "higher", false, r.models, (m) => {
@@ -91,7 +107,7 @@ export function textTable(t: ComparisonTable): string {
   const headers = ["MODEL", ...t.columns.map((c) => `${c.label.toUpperCase()} ${c.better === "higher" ? "↑" : "↓"}`)];
   const rows = t.models.map((name, i) => [name, ...t.columns.map((c) => (c.cells[i] ? `${c.cells[i]!.text}${c.best.includes(i) ? " *" : ""}` : "–"))]);
   const marked = t.columns.some((c) => c.best.length > 0);
-  const shares = t.columns.some((c) => c.share);
+  const shares = t.columns.some((c) => c.cells.some((x) => x?.low !== undefined));
   const notes = [marked ? "* best in its column" : "", shares ? "accuracies with their 95 % Wilson interval" : ""].filter(Boolean);
   return [table(headers, rows), ...(notes.length > 0 ? [notes.join("; ")] : [])].join("\n");
 }
