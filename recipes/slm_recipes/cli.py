@@ -1,0 +1,52 @@
+"""The shell every recipe runs in: `--config FILE`, stdout reserved for events, SIGINT as a request, and
+failures mapped to exit codes with a one-line message on stderr (tracebacks only for unexpected errors)."""
+import argparse
+import json
+import sys
+import traceback
+
+from . import events as ev
+from .errors import Cancelled, ConfigError, MissingModule, RecipeError
+from .interrupt import Interrupt
+
+
+def main(description, validate, run, modules):
+    """validate(raw dict) → config; run(config, steps, interrupt) → result data. `modules` are checked before
+    anything heavy is imported."""
+    ev.claim_stdout()
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", required=True, help="JSON config file")
+    args = parser.parse_args()
+    steps = ev.Steps()
+    interrupt = Interrupt().install()
+    try:
+        try:
+            with open(args.config, encoding="utf-8") as f:
+                raw = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(f"cannot read config {args.config}: {e}") from None
+        cfg = validate(raw)
+        from .deps import require
+
+        require(modules + (["bitsandbytes"] if getattr(cfg, "qlora", False) else []),
+                "QLoRA" if getattr(cfg, "qlora", False) else "")
+        data = run(cfg, steps, interrupt)
+        ev.result(data)
+        return 0
+    except (Cancelled, KeyboardInterrupt) as e:
+        steps.fail("interrupted")
+        print(f"cancelled: {e}" if str(e) else "cancelled", file=sys.stderr)
+        return Cancelled.exit_code
+    except MissingModule as e:
+        ev.log("warn", f"{e}; install it in slm's Python environment (slm setup python)")
+        steps.fail(str(e))
+        print(str(e), file=sys.stderr)
+        return e.exit_code
+    except RecipeError as e:
+        steps.fail(str(e))
+        print(str(e), file=sys.stderr)
+        return e.exit_code
+    except Exception as e:  # an unexpected failure: keep the traceback for the stderr tail
+        steps.fail(f"{type(e).__name__}: {e}")
+        traceback.print_exc()
+        return 1

@@ -1,0 +1,147 @@
+"""Validation of recipe config files (the recipe protocol in docs/finetune-recipes.md). Pure Python: it runs,
+and is tested, without torch. Every problem is a ConfigError naming the key, so a mistake on the TypeScript side
+fails loudly instead of being ignored."""
+import os
+from types import SimpleNamespace
+
+from .errors import ConfigError
+
+_ABSENT = object()
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool) or isinstance(v, float) and v.is_integer()
+
+
+def _is_num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+class _Reader:
+    def __init__(self, raw, what):
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{what} config must be a JSON object")
+        self.raw, self.what, self.seen = raw, what, set()
+
+    def get(self, key, default=_ABSENT):
+        self.seen.add(key)
+        if key not in self.raw:
+            if default is _ABSENT:
+                raise ConfigError(f"{self.what} config: missing key {key!r}")
+            return default
+        return self.raw[key]
+
+    def bad(self, key, want):
+        return ConfigError(f"{self.what} config: {key!r} must be {want}, got {self.raw.get(key)!r}")
+
+    def string(self, key, default=_ABSENT, nullable=False):
+        v = self.get(key, default)
+        if v is None and nullable:
+            return None
+        if not isinstance(v, str) or not v:
+            raise self.bad(key, "a non-empty string" + (" or null" if nullable else ""))
+        return v
+
+    def boolean(self, key, default=_ABSENT):
+        v = self.get(key, default)
+        if not isinstance(v, bool):
+            raise self.bad(key, "true or false")
+        return v
+
+    def integer(self, key, minimum, default=_ABSENT, nullable=False):
+        v = self.get(key, default)
+        if v is None and nullable:
+            return None
+        if not _is_int(v) or v < minimum:
+            raise self.bad(key, f"an integer >= {minimum}" + (" or null" if nullable else ""))
+        return int(v)
+
+    def number(self, key, low, high=None, low_open=False, high_open=False, default=_ABSENT):
+        v = self.get(key, default)
+        ok = _is_num(v) and (v > low if low_open else v >= low)
+        if ok and high is not None:
+            ok = v < high if high_open else v <= high
+        if not ok:
+            lo = f"{'>' if low_open else '>='} {low}"
+            hi = "" if high is None else f" and {'<' if high_open else '<='} {high}"
+            raise self.bad(key, f"a number {lo}{hi}")
+        return float(v)
+
+    def choice(self, key, options, default=_ABSENT):
+        v = self.get(key, default)
+        if v not in options:
+            raise self.bad(key, "one of " + ", ".join(repr(o) for o in options))
+        return v
+
+    def finish(self):
+        unknown = sorted(set(self.raw) - self.seen)
+        if unknown:
+            raise ConfigError(f"{self.what} config: unknown key(s) {', '.join(map(repr, unknown))}")
+
+
+def _existing_dir(path, key, must_have=None):
+    if not os.path.isdir(path):
+        raise ConfigError(f"{key}: {path} is not a folder")
+    if must_have and not os.path.isfile(os.path.join(path, must_have)):
+        raise ConfigError(f"{key}: {path} has no {must_have}")
+    return os.path.abspath(path)
+
+
+def _existing_file(path, key):
+    if not os.path.isfile(path):
+        raise ConfigError(f"{key}: {path} does not exist")
+    return os.path.abspath(path)
+
+
+def finetune_config(raw):
+    r = _Reader(raw, "finetune")
+    c = SimpleNamespace()
+    c.base = _existing_dir(r.string("base"), "base", "config.json")
+    c.train = _existing_file(r.string("train"), "train")
+    ev = r.string("eval", nullable=True)
+    c.eval = _existing_file(ev, "eval") if ev else None
+    c.output_dir = os.path.abspath(r.string("output_dir"))
+    c.chat_template = r.string("chat_template", nullable=True)
+    c.train_on_prompt = r.boolean("train_on_prompt")
+    c.epochs = r.number("epochs", 0, low_open=True)
+    c.max_steps = r.integer("max_steps", 1, nullable=True)
+    c.lr = r.number("lr", 0, low_open=True)
+    c.rank = r.integer("rank", 1)
+    c.alpha = r.number("alpha", 0, low_open=True)
+    c.dropout = r.number("dropout", 0, 1, high_open=True)
+    tm = r.get("target_modules")
+    if tm != "all-linear" and not (isinstance(tm, list) and tm and all(isinstance(m, str) and m for m in tm)):
+        raise r.bad("target_modules", '"all-linear" or a non-empty list of module names')
+    c.target_modules = tm
+    c.batch_size = r.integer("batch_size", 1)
+    c.grad_accum = r.integer("grad_accum", 1)
+    c.max_seq_len = r.integer("max_seq_len", 2)
+    c.packing = r.boolean("packing")
+    c.qlora = r.boolean("qlora")
+    c.seed = r.integer("seed", 0)
+    c.resume = r.boolean("resume")
+    c.merge = r.boolean("merge")
+    c.device = r.choice("device", ("auto", "cpu", "cuda"))
+    c.gpus = r.integer("gpus", 1)
+    # Optional keys beyond the agreed protocol (defaults chosen by the recipe; see docs/finetune-recipes.md).
+    c.checkpointing = r.choice("checkpointing", ("auto", "none", "full", "selective"), default="auto")
+    c.compile = r.boolean("compile", default=False)
+    c.save_every = r.integer("save_every", 1, default=None, nullable=True)
+    c.warmup_ratio = r.number("warmup_ratio", 0, 0.5, default=0.03)
+    r.finish()
+    if c.gpus > 1:
+        # Data-parallel training is not implemented: saying so beats silently training on one GPU.
+        raise ConfigError("gpus: training on more than one GPU is not supported by this recipe yet; use gpus: 1")
+    if c.qlora and c.device == "cpu":
+        raise ConfigError("qlora: 4-bit training (bitsandbytes) needs a CUDA GPU; use device \"cuda\" or \"auto\", or drop qlora")
+    return c
+
+
+def merge_config(raw):
+    r = _Reader(raw, "merge")
+    c = SimpleNamespace()
+    c.base = _existing_dir(r.string("base"), "base", "config.json")
+    c.adapter = _existing_dir(r.string("adapter"), "adapter", "adapter_config.json")
+    c.out = os.path.abspath(r.string("out"))
+    r.finish()
+    return c

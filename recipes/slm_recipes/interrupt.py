@@ -1,0 +1,19 @@
+"""SIGINT as a request, not an exception: the training loop polls `requested` between optimizer steps, saves a
+checkpoint and exits 130. A second SIGINT raises KeyboardInterrupt at once, for a user who does not want to wait."""
+import signal
+
+
+class Interrupt:
+    def __init__(self):
+        self.requested = False
+
+    def install(self):
+        signal.signal(signal.SIGINT, self._handle)
+        # slm forwards Ctrl+C as SIGINT; SIGTERM (e.g. a job scheduler) gets the same clean stop.
+        signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True

@@ -1,0 +1,279 @@
+"""One fine-tuning run: load → data → train → save (→ merge), reporting each phase as events.
+
+Steps are optimizer steps (each `grad_accum` micro-batches of `batch_size` examples). The run is a pure
+function of the config and the data: the seed fixes the LoRA initialisation, each epoch's order and dropout,
+so a resumed run continues exactly where the checkpoint left off."""
+import math
+import os
+import random
+import time
+from contextlib import nullcontext
+
+import torch
+
+from . import checkpoint as ckpt
+from . import events as ev
+from .data import Encoder, collate, encode_all, epoch_batches, pack, read_jsonl, real_tokens
+from .errors import Cancelled, ConfigError, RecipeError
+from .fsutil import atomic_dir, sha256_file
+from .merge import merge
+from .model import apply_lora, compute_dtype, load_base, load_tokenizer, pick_device, trainable_parameters
+from .train_step import (CausalLMLoss, compile_layers, make_optimizer, make_scheduler, set_checkpointing, to_device,
+                         train_step, warmup_steps_for)
+
+PROGRESS_EVERY_S = 0.5
+METRIC_POINTS = 200  # about this many loss points over a run, whatever its length
+
+
+def resolve_checkpointing(mode, device):
+    # Selective checkpointing on GPUs (most of the memory saving of full checkpointing, little of its cost);
+    # none on the CPU, where the models that train in reasonable time are small.
+    if mode != "auto":
+        return mode
+    return "selective" if device.type == "cuda" else "none"
+
+
+def fingerprint(cfg, train_sha):
+    keys = ("base", "train_on_prompt", "chat_template", "epochs", "max_steps", "lr", "rank", "alpha", "dropout",
+            "target_modules", "batch_size", "grad_accum", "max_seq_len", "packing", "qlora", "seed", "warmup_ratio")
+    fp = {k: getattr(cfg, k) for k in keys}
+    fp["train_sha256"] = train_sha
+    return fp
+
+
+class Run:
+    def __init__(self, cfg, steps, interrupt):
+        self.cfg, self.steps, self.interrupt = cfg, steps, interrupt
+
+    # --- phases ---------------------------------------------------------------------------------------------
+
+    def load(self):
+        cfg = self.cfg
+        self.steps.start("load", "Load base model", cfg.base)
+        self.device = pick_device(cfg.device)
+        self.dtype = compute_dtype(self.device)
+        random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        self.tokenizer = load_tokenizer(cfg.base)
+        if cfg.chat_template:
+            self.tokenizer.chat_template = cfg.chat_template
+        self.model = load_base(cfg.base, self.device, self.dtype, cfg.qlora)
+        self.checkpointing = resolve_checkpointing(cfg.checkpointing, self.device)
+        set_checkpointing(self.model, self.checkpointing)
+        self.peft = apply_lora(self.model, cfg.rank, cfg.alpha, cfg.dropout, cfg.target_modules)
+        if cfg.compile:
+            compile_layers(self.model)
+        self.params = trainable_parameters(self.peft)
+        self.loss_fn = CausalLMLoss(self.model, self.dtype)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.autocast = lambda: torch.autocast("cuda", dtype=self.dtype, enabled=self.dtype != torch.float32)
+        else:
+            self.autocast = nullcontext
+        n_train = sum(p.numel() for p in self.params)
+        n_all = sum(p.numel() for p in self.peft.parameters())
+        ev.log("info", f"device {self.device}, {str(self.dtype).replace('torch.', '')}, checkpointing "
+                       f"{self.checkpointing}, loss {'chunked' if self.loss_fn.chunked else 'standard'}"
+                       f"{', compiled layers' if cfg.compile else ''}; LoRA r={cfg.rank} alpha={cfg.alpha:g}: "
+                       f"{n_train:,} trainable of {n_all:,} parameters")
+        self.steps.done(f"{n_train:,} trainable parameters")
+
+    def data(self):
+        cfg = self.cfg
+        self.steps.start("data", "Prepare data", cfg.train)
+        enc = Encoder(self.tokenizer, cfg.chat_template, cfg.train_on_prompt)
+        train, stats = encode_all(read_jsonl(cfg.train), enc, cfg.max_seq_len)
+        if not train:
+            raise ConfigError(f"train: no example has a token to learn from within max_seq_len {cfg.max_seq_len}")
+        self.n_examples = len(train)
+        self.items = pack(train, cfg.max_seq_len, cfg.seed) if cfg.packing else train
+        self.eval_items = None
+        if cfg.eval:
+            ev_items, ev_stats = encode_all(read_jsonl(cfg.eval), enc, cfg.max_seq_len)
+            self.eval_items = ev_items or None
+            if ev_stats.truncated:
+                ev.log("warn", f"{ev_stats.truncated} eval examples were longer than max_seq_len {cfg.max_seq_len} "
+                               "and were truncated")
+        for n, what in ((stats.truncated, "were longer than max_seq_len {} and were truncated"),
+                        (stats.dropped, "had no token to learn from within max_seq_len {} and were dropped"),
+                        (stats.inexact_masks, "rendered with a chat template whose prefixes do not tokenize as "
+                                              "prefixes of the whole; their loss masks may be off by a token")):
+            if n:
+                ev.log("warn", f"{n} training examples " + what.format(cfg.max_seq_len))
+        self.batches_per_epoch = math.ceil(len(self.items) / cfg.batch_size)
+        self.steps_per_epoch = math.ceil(self.batches_per_epoch / cfg.grad_accum)
+        self.total_steps = cfg.max_steps or math.ceil(cfg.epochs * self.steps_per_epoch)
+        detail = (f"{stats.examples} examples, {stats.tokens:,} tokens ({stats.loss_tokens:,} trained), longest "
+                  f"{stats.longest}" + (f", packed into {len(self.items)} sequences" if cfg.packing else "")
+                  + f"; {self.total_steps} steps")
+        self.steps.done(detail)
+
+    def train(self):
+        cfg = self.cfg
+        self.optimizer = make_optimizer(self.params, cfg.lr, self.device.type)
+        self.scheduler = make_scheduler(self.optimizer, self.total_steps,
+                                        warmup_steps_for(self.total_steps, cfg.warmup_ratio))
+        self.fingerprint = fingerprint(cfg, sha256_file(cfg.train))
+        self.step, self.resumed_from = 0, None
+        self.counters = {"tokens": 0, "seconds": 0.0}
+        if cfg.resume:
+            found = ckpt.latest(cfg.output_dir)
+            if not found:
+                raise ConfigError(f"resume: no checkpoint in {ckpt.checkpoints_dir(cfg.output_dir)}")
+            self.step, self.counters = ckpt.load(found[0], self.peft, self.optimizer, self.scheduler,
+                                                 self.fingerprint)
+            self.resumed_from = found[0]  # the checkpoint folder, …/checkpoints/step-N
+            ev.log("info", f"resumed from {found[0]} (step {self.step} of {self.total_steps})")
+        elif ckpt.latest(cfg.output_dir):
+            ev.log("info", f"starting over: removing earlier checkpoints in {ckpt.checkpoints_dir(cfg.output_dir)}")
+            ckpt.clear(cfg.output_dir)
+        save_every = cfg.save_every or max(1, math.ceil(self.total_steps / 10))
+        log_every = max(1, self.total_steps // METRIC_POINTS)
+        self.last_saved = self.step
+        self.train_loss = self.eval_loss = self.peak_gib = None
+
+        self.steps.start("train", "Train", f"{self.total_steps} steps")
+        self.peft.train()
+        self.run_start = time.time()
+        start_step, last_progress = self.step, 0.0
+        order_epoch, order = None, None
+        window = []  # (step, loss tensor, grad-norm tensor) since the last metrics: read then, so steps need no sync
+        win_tokens, win_start = 0, time.time()
+        try:
+            while self.step < self.total_steps:
+                epoch, k = divmod(self.step, self.steps_per_epoch)
+                if epoch != order_epoch:
+                    order_epoch, order = epoch, epoch_batches(len(self.items), cfg.batch_size, cfg.seed, epoch)
+                micro = []
+                for idx in order[k * cfg.grad_accum : (k + 1) * cfg.grad_accum]:
+                    items = [self.items[i] for i in idx]
+                    n = real_tokens(items)
+                    win_tokens += n
+                    self.counters["tokens"] += n
+                    micro.append(to_device(collate(items, self.tokenizer.pad_token_id), self.device))
+                loss, gnorm = train_step(self.loss_fn, micro, self.params, self.optimizer, self.scheduler,
+                                         self.autocast)
+                self.step += 1
+                window.append((self.step, loss, gnorm))
+                now = time.time()
+                if now - last_progress >= PROGRESS_EVERY_S or self.step == self.total_steps:
+                    ev.progress("train", "steps", self.step, self.total_steps,
+                                (self.step - start_step) / max(now - self.run_start, 1e-9))
+                    last_progress = now
+                if self.step % log_every == 0 or self.step == self.total_steps:
+                    self._metrics(window, win_tokens, time.time() - win_start)
+                    window, win_tokens, win_start = [], 0, time.time()
+                if self.eval_items and (self.step % self.steps_per_epoch == 0 or self.step == self.total_steps):
+                    self.eval_loss = self.evaluate()
+                    if self.eval_loss is not None:
+                        ev.metric("eval_loss", self.eval_loss, step=self.step)
+                if self.step < self.total_steps:
+                    if self.interrupt.requested:
+                        self._stop()
+                    if self.step % save_every == 0:
+                        self._save_checkpoint()
+        except torch.cuda.OutOfMemoryError:
+            raise RecipeError(f"out of GPU memory at step {self.step + 1} ({cfg.batch_size} × up to "
+                              f"{cfg.max_seq_len} tokens per micro-batch, checkpointing {self.checkpointing}); "
+                              "lower batch_size or max_seq_len (raise grad_accum to keep the batch), or use "
+                              "checkpointing \"full\"") from None
+        self.counters["seconds"] += time.time() - self.run_start
+        if self.device.type == "cuda":
+            self.peak_gib = torch.cuda.max_memory_allocated(self.device) / 2**30
+        detail = f"{self.step} steps"
+        if self.train_loss is not None:
+            detail += f", train loss {self.train_loss:.4f}"
+        if self.eval_loss is not None:
+            detail += f", eval loss {self.eval_loss:.4f}"
+        self.steps.done(detail)
+
+    def _metrics(self, window, tokens, seconds):
+        losses = []
+        for step, loss, _ in window:
+            value = float(loss)
+            if not math.isfinite(value):
+                raise RecipeError(f"the loss became {value} at step {step}; try a lower lr")
+            losses.append(value)
+        step, _, gnorm = window[-1]
+        self.train_loss = sum(losses) / len(losses)
+        ev.metric("loss", self.train_loss, step=step)
+        ev.metric("lr", self.scheduler.get_last_lr()[0], step=step)
+        ev.metric("grad_norm", float(gnorm), step=step)
+        if seconds > 0:
+            ev.metric("tokens_per_s", tokens / seconds, step=step, unit="tokens/s")
+        if self.device.type == "cuda":
+            ev.metric("gpu_mem_gib", torch.cuda.max_memory_allocated(self.device) / 2**30, step=step, unit="GiB")
+
+    @torch.no_grad()
+    def evaluate(self):
+        self.peft.eval()
+        total, count = 0.0, 0
+        try:
+            for i in range(0, len(self.eval_items), self.cfg.batch_size):
+                if self.interrupt.requested:
+                    return None
+                batch = to_device(collate(self.eval_items[i : i + self.cfg.batch_size],
+                                          self.tokenizer.pad_token_id), self.device)
+                with self.autocast():
+                    loss, n = self.loss_fn(batch)
+                total += float(loss)
+                count += n
+        finally:
+            self.peft.train()
+        return total / count if count else None
+
+    def _save_checkpoint(self):
+        counters = dict(self.counters, seconds=self.counters["seconds"] + time.time() - self.run_start)
+        path = ckpt.save(self.cfg.output_dir, self.peft, self.optimizer, self.scheduler, self.step, counters,
+                         self.fingerprint)
+        self.last_saved = self.step
+        ev.log("debug", f"checkpoint {path}")
+        return path
+
+    def _stop(self):
+        """SIGINT: the step in flight has finished; save it (unless just saved) and exit 130."""
+        path = self._save_checkpoint() if self.step != self.last_saved else ckpt.latest(self.cfg.output_dir)[0]
+        ev.log("warn", f"interrupted at step {self.step} of {self.total_steps}; checkpoint saved in {path}; "
+                       "run again with resume to continue")
+        self.steps.fail(f"interrupted at step {self.step}")
+        raise Cancelled(f"interrupted at step {self.step}; checkpoint {path}")
+
+    def save(self):
+        out = os.path.join(self.cfg.output_dir, "adapter")
+        self.steps.start("save", "Save adapter", out)
+        with atomic_dir(out) as tmp:
+            self.peft.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+        self.adapter_dir = out
+        self.steps.done(out)
+
+    def merge(self):
+        out = os.path.join(self.cfg.output_dir, "merged")
+        self.steps.start("merge", "Merge adapter into the base model", out)
+        # Free the training copy (possibly 4-bit, possibly on the GPU) before loading the full-precision base.
+        del self.peft, self.model, self.optimizer, self.loss_fn
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        info = merge(self.cfg.base, self.adapter_dir, out)
+        self.steps.done(f"{info['bytes'] / 2**20:.1f} MiB")
+        return out
+
+    def result(self, merged_dir):
+        return {"adapter_dir": self.adapter_dir, "merged_dir": merged_dir, "train_loss": self.train_loss,
+                "eval_loss": self.eval_loss, "steps": self.step,
+                "epochs": round(self.step / self.steps_per_epoch, 4), "tokens": self.counters["tokens"],
+                "seconds": round(self.counters["seconds"], 3), "peak_gpu_mem_gib": self.peak_gib,
+                "resumed_from": self.resumed_from}
+
+
+def run(cfg, steps, interrupt):
+    r = Run(cfg, steps, interrupt)
+    for phase in (r.load, r.data):
+        phase()
+        if interrupt.requested:
+            steps.fail("interrupted")
+            raise Cancelled("interrupted before training started")
+    r.train()
+    r.save()
+    merged = r.merge() if cfg.merge else None
+    return r.result(merged)
