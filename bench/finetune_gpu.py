@@ -13,7 +13,7 @@ bf16 autocast on CUDA (fp32 on CPU), and trains on the same random tokens (every
   c-<ckpt>[-compile]
                   the recipe's step (recipes/slm_recipes/train_step.py, as finetune_lora.py runs it): loss
                   chunked over the vocabulary from the body's hidden states, fused AdamW, LR schedule,
-                  activation checkpointing none | selective | full, optionally torch.compile'd layers
+                  activation checkpointing none | selective | full, optionally torch.compile'd layers and loss
 Warm-up steps (and compilation) are outside the timing. Peak memory is torch.cuda.max_memory_allocated over
 the whole variant (weights included). The first-step loss of each variant is printed next to (b)'s: the same
 weights and tokens must give the same loss, whatever the path that computes it."""
@@ -94,7 +94,7 @@ def recipe_step_fn(variant, model, device, dtype, lr, total_steps):
     if compiled:
         compile_layers(model)
     params = trainable_parameters(peft)
-    loss_fn = CausalLMLoss(model, dtype)
+    loss_fn = CausalLMLoss(model, dtype, compiled=compiled)
     opt = make_optimizer(params, lr, device.type)
     sched = make_scheduler(opt, total_steps, 0)
     autocast = (lambda: torch.autocast("cuda", dtype=dtype)) if device.type == "cuda" else nullcontext

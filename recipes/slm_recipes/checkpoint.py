@@ -82,7 +82,11 @@ def load(path, peft_model, optimizer, scheduler, fingerprint):
             if name not in params:
                 raise ConfigError(f"resume: checkpoint parameter {name} does not exist in the model")
             params[name].copy_(value)
+    # The device may change between runs (cpu ↔ cuda): keep this run's choice of fused kernels.
+    fused = [g.get("fused") for g in optimizer.param_groups]
     optimizer.load_state_dict(state["optimizer"])
+    for g, f in zip(optimizer.param_groups, fused):
+        g["fused"] = f
     scheduler.load_state_dict(state["scheduler"])
     _set_rng_state(state["rng"])
     return state["step"], state["counters"]

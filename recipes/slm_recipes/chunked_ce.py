@@ -8,7 +8,11 @@ backward. Peak extra memory is one chunk's logits; backward is a multiply by the
 that carry a label are computed at all (prompt tokens masked out of the loss cost nothing).
 
 The output projection must be frozen (LoRA never trains lm_head unless asked): its weight gradient is not
-computed. Callers fall back to the ordinary loss otherwise."""
+computed. Callers fall back to the ordinary loss otherwise.
+
+With `compiled=True` the per-chunk function goes through torch.compile, which fuses the log-sum-exp, the
+softmax, the one-hot subtraction and the cast into a couple of kernels instead of one pass over the chunk's
+logits each (the head's elementwise work is memory-bound)."""
 import torch
 
 IGNORE = -100
@@ -19,24 +23,44 @@ def default_chunk_rows(vocab_size, budget_bytes=1 << 30):
     return max(64, min(8192, budget_bytes // (4 * vocab_size)))
 
 
+def chunk_loss_and_grad(h, w, t):
+    """Sum of −log softmax(h·Wᵀ)[t] over the rows of one chunk, and its gradient with respect to h."""
+    logits = (h @ w.t()).float()
+    lse = torch.logsumexp(logits, dim=-1)
+    loss = (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+    # d(lse − logit_t)/d logits = softmax − one_hot(t)
+    probs = torch.exp(logits - lse[:, None])
+    probs = probs.scatter_add(1, t[:, None], torch.full_like(lse[:, None], -1.0))
+    return loss, probs.to(h.dtype) @ w
+
+
+def chunk_loss(h, w, t):
+    logits = (h @ w.t()).float()
+    return (torch.logsumexp(logits, dim=-1) - logits.gather(1, t[:, None]).squeeze(1)).sum()
+
+
+_compiled = {}
+
+
+def _fn(f, compiled):
+    if not compiled:
+        return f
+    if f not in _compiled:
+        _compiled[f] = torch.compile(f, dynamic=True)
+    return _compiled[f]
+
+
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden, weight, targets, chunk_rows, compute_dtype):
+    def forward(ctx, hidden, weight, targets, chunk_rows, compute_dtype, compiled):
+        fn = _fn(chunk_loss_and_grad, compiled)
         h_all = hidden.to(compute_dtype)
         w = weight.to(compute_dtype)
         grad_h = torch.empty_like(h_all)
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         for s in range(0, h_all.shape[0], chunk_rows):
-            h = h_all[s : s + chunk_rows]
-            t = targets[s : s + chunk_rows]
-            logits = (h @ w.t()).float()
-            lse = torch.logsumexp(logits, dim=-1)
-            total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
-            # d(lse − logit_t)/d logits = softmax − one_hot(t), computed in place in the logits buffer.
-            probs = logits.sub_(lse[:, None]).exp_()
-            probs.scatter_add_(1, t[:, None], torch.full_like(lse[:, None], -1.0))
-            grad_h[s : s + chunk_rows] = probs.to(compute_dtype) @ w
-            del logits, probs
+            loss, grad_h[s : s + chunk_rows] = fn(h_all[s : s + chunk_rows], w, targets[s : s + chunk_rows])
+            total += loss
         ctx.save_for_backward(grad_h)
         ctx.hidden_dtype = hidden.dtype
         return total
@@ -44,10 +68,10 @@ class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         (grad_h,) = ctx.saved_tensors
-        return (grad_h * grad_out.to(grad_h.dtype)).to(ctx.hidden_dtype), None, None, None, None
+        return (grad_h * grad_out.to(grad_h.dtype)).to(ctx.hidden_dtype), None, None, None, None, None
 
 
-def linear_cross_entropy_sum(hidden, weight, labels, chunk_rows=None, compute_dtype=None):
+def linear_cross_entropy_sum(hidden, weight, labels, chunk_rows=None, compute_dtype=None, compiled=False):
     """Sum of next-token cross-entropy over labelled positions.
 
     hidden: [batch, seq, dim] final hidden states; weight: [vocab, dim] frozen output projection;
@@ -66,12 +90,11 @@ def linear_cross_entropy_sum(hidden, weight, labels, chunk_rows=None, compute_dt
     compute_dtype = compute_dtype or hidden.dtype
     with torch.autocast(device_type=hidden.device.type, enabled=False):
         if torch.is_grad_enabled() and h.requires_grad:
-            return _LinearCrossEntropy.apply(h, weight, t, chunk_rows, compute_dtype), n
+            return _LinearCrossEntropy.apply(h, weight, t, chunk_rows, compute_dtype, compiled), n
         # Evaluation: the same chunked loss without computing gradients.
+        fn = _fn(chunk_loss, compiled)
         h, w = h.to(compute_dtype), weight.to(compute_dtype)
         total = torch.zeros((), dtype=torch.float32, device=h.device)
         for s in range(0, n, chunk_rows):
-            logits = (h[s : s + chunk_rows] @ w.t()).float()
-            tt = t[s : s + chunk_rows]
-            total += (torch.logsumexp(logits, -1) - logits.gather(1, tt[:, None]).squeeze(1)).sum()
+            total += fn(h[s : s + chunk_rows], w, t[s : s + chunk_rows])
         return total, n

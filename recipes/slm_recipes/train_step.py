@@ -32,9 +32,10 @@ def body_and_head(causal_lm):
 class CausalLMLoss:
     """loss_fn(batch) → (sum of token losses as fp32, number of loss tokens). `chunked` says which path runs."""
 
-    def __init__(self, causal_lm, compute_dtype, chunked=True):
+    def __init__(self, causal_lm, compute_dtype, chunked=True, compiled=False):
         self.causal_lm = causal_lm
         self.compute_dtype = compute_dtype
+        self.compiled = compiled
         self.parts = body_and_head(causal_lm) if chunked else None
         self.chunked = self.parts is not None
 
@@ -45,7 +46,8 @@ class CausalLMLoss:
             body, head = self.parts
             out = body(**inputs, use_cache=False)
             hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-            return linear_cross_entropy_sum(hidden, head.weight, labels, compute_dtype=self.compute_dtype)
+            return linear_cross_entropy_sum(hidden, head.weight, labels, compute_dtype=self.compute_dtype,
+                                            compiled=self.compiled)
         logits = self.causal_lm(**inputs, use_cache=False).logits
         t = labels[:, 1:]
         loss = torch.nn.functional.cross_entropy(

@@ -64,7 +64,7 @@ class Run:
         if cfg.compile:
             compile_layers(self.model)
         self.params = trainable_parameters(self.peft)
-        self.loss_fn = CausalLMLoss(self.model, self.dtype)
+        self.loss_fn = CausalLMLoss(self.model, self.dtype, compiled=cfg.compile)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
             self.autocast = lambda: torch.autocast("cuda", dtype=self.dtype, enabled=self.dtype != torch.float32)

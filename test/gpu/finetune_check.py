@@ -346,29 +346,27 @@ def convert(script, args):
     check(r.returncode == 0, f"{script} exit {r.returncode}: {(r.stdout + r.stderr)[-1500:]}")
 
 
-def c_gguf_adapter(state):
+def c_gguf(state, needs, script, reference, make_args):
+    """Converts with one of llama.cpp's scripts and compares tensor names with the fixture's reference GGUF."""
     if not LLAMA:
         raise Skip("LLAMA_CPP_DIR is not set")
-    if "run1" not in state:
-        raise Skip("no trained adapter (train failed)")
-    out = os.path.join(WORK, "adapter.gguf")
-    convert("convert_lora_to_gguf.py", ["--base", os.path.join(FIX, "hf"), "--outfile", out, "--outtype", "f32",
-                                        state["run1"]["adapter_dir"]])
-    names, ref = gguf_tensor_names(out), gguf_tensor_names(os.path.join(FIX, "gguf", "lora-sub-f32.gguf"))
-    check(names == ref, f"tensors differ from the reference adapter: {sorted(names ^ ref)[:6]}")
+    if needs not in state:
+        raise Skip(f"nothing to convert ({needs} failed)")
+    out = os.path.join(WORK, f"{needs}.gguf")
+    convert(script, make_args(state[needs], out))
+    names, ref = gguf_tensor_names(out), gguf_tensor_names(os.path.join(FIX, "gguf", reference))
+    check(names == ref, f"tensors differ from {reference}: {sorted(names ^ ref)[:6]}")
     return f"{len(names)} tensors, {os.path.getsize(out):,} bytes"
+
+
+def c_gguf_adapter(state):
+    return c_gguf(state, "run1", "convert_lora_to_gguf.py", "lora-sub-f32.gguf", lambda run, out: [
+        "--base", os.path.join(FIX, "hf"), "--outfile", out, "--outtype", "f32", run["adapter_dir"]])
 
 
 def c_gguf_merged(state):
-    if not LLAMA:
-        raise Skip("LLAMA_CPP_DIR is not set")
-    if "merged1" not in state:
-        raise Skip("no merged model (merge failed)")
-    out = os.path.join(WORK, "merged-f16.gguf")
-    convert("convert_hf_to_gguf.py", [state["merged1"], "--outfile", out, "--outtype", "f16"])
-    names, ref = gguf_tensor_names(out), gguf_tensor_names(os.path.join(FIX, "gguf", "tiny-arith-f16.gguf"))
-    check(names == ref, f"tensors differ from the reference model: {sorted(names ^ ref)[:6]}")
-    return f"{len(names)} tensors, {os.path.getsize(out):,} bytes"
+    return c_gguf(state, "merged1", "convert_hf_to_gguf.py", "tiny-arith-f16.gguf",
+                  lambda merged, out: [merged, "--outfile", out, "--outtype", "f16"])
 
 
 def c_bench_tiny():
