@@ -30,8 +30,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import torch  # noqa: E402
 
 from slm_recipes.model import apply_lora, trainable_parameters  # noqa: E402
-from slm_recipes.train_step import (CausalLMLoss, compile_layers, make_optimizer, make_scheduler,  # noqa: E402
-                                    set_checkpointing, train_step)
+from slm_recipes.train_step import (CausalLMLoss, compile_layers, keep_input_dtype, make_optimizer,  # noqa: E402
+                                    make_scheduler, set_checkpointing, train_step)
 
 SHAPES = {
     # meta-llama/Llama-3.2-1B (rope scaling left out: it changes no cost)
@@ -91,6 +91,8 @@ def recipe_step_fn(variant, model, device, dtype, lr, total_steps):
     ckpt_mode, compiled = parts[1], "compile" in parts[2:]
     set_checkpointing(model, ckpt_mode)
     peft = lora(model)
+    if dtype != torch.float32:
+        keep_input_dtype(peft)
     if compiled:
         compile_layers(model)
     params = trainable_parameters(peft)

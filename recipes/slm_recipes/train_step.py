@@ -55,6 +55,19 @@ class CausalLMLoss:
         return loss, int((t != IGNORE).sum())
 
 
+def keep_input_dtype(peft_model):
+    """PEFT casts each LoRA layer's input to the adapter weights' dtype (fp32 LoRA weights on a bf16 base:
+    a full fp32 copy of every projection's input, which autocast then casts back to bf16 for the matmul).
+    Under autocast that round trip only costs memory bandwidth, so it is switched off; the matmuls still run
+    in bf16 and the LoRA weights and their gradients stay fp32."""
+    n = 0
+    for module in peft_model.modules():
+        if hasattr(module, "lora_A"):
+            module.cast_input_dtype_enabled = False
+            n += 1
+    return n
+
+
 # --- activation memory ------------------------------------------------------------------------------------
 
 def _attention_ops():

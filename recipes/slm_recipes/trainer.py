@@ -18,8 +18,8 @@ from .errors import Cancelled, ConfigError, RecipeError
 from .fsutil import atomic_dir, sha256_file
 from .merge import merge
 from .model import apply_lora, compute_dtype, load_base, load_tokenizer, pick_device, trainable_parameters
-from .train_step import (CausalLMLoss, compile_layers, make_optimizer, make_scheduler, set_checkpointing, to_device,
-                         train_step, warmup_steps_for)
+from .train_step import (CausalLMLoss, compile_layers, keep_input_dtype, make_optimizer, make_scheduler,
+                         set_checkpointing, to_device, train_step, warmup_steps_for)
 
 PROGRESS_EVERY_S = 0.5
 METRIC_POINTS = 200  # about this many loss points over a run, whatever its length
@@ -61,6 +61,8 @@ class Run:
         self.checkpointing = resolve_checkpointing(cfg.checkpointing, self.device)
         set_checkpointing(self.model, self.checkpointing)
         self.peft = apply_lora(self.model, cfg.rank, cfg.alpha, cfg.dropout, cfg.target_modules)
+        if self.dtype != torch.float32:
+            keep_input_dtype(self.peft)
         if cfg.compile:
             compile_layers(self.model)
         self.params = trainable_parameters(self.peft)
