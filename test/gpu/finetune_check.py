@@ -41,7 +41,7 @@ TRAIN = dict(chat_template=None, train_on_prompt=False, epochs=1, max_steps=3000
              qlora=False, seed=0, resume=False, merge=False, device="auto", gpus=1)
 # The interrupt/resume runs: short, on the CPU (deterministic, so "resumed exactly" can be checked bit for
 # bit), with packing, so that path trains too.
-SHORT = dict(TRAIN, max_steps=200, batch_size=64, packing=True, device="cpu", save_every=1000)
+SHORT = dict(TRAIN, max_steps=400, batch_size=64, packing=True, device="cpu", save_every=1000)
 
 
 class Checks:
@@ -289,7 +289,7 @@ def c_interrupt(state):
     check(found is not None, "no checkpoint after SIGINT")
     check(not os.path.exists(os.path.join(WORK, "run2", "adapter")), "an interrupted run wrote a final adapter")
     state["interrupted_at"] = found[1]
-    return f"stopped at step {found[1]} of 200"
+    return f"stopped at step {found[1]} of 400"
 
 
 def c_resume(state):
@@ -298,7 +298,7 @@ def c_resume(state):
     rc, events, err = run_recipe("finetune_lora.py", short_cfg("run2", resume=True, merge=True),
                                  record="events-resumed.ndjson")
     res = result_of(events, rc, err)
-    check(str(res["resumed_from"]).endswith(f"checkpoints{os.sep}step-{state['interrupted_at']}") and res["steps"] == 200,
+    check(str(res["resumed_from"]).endswith(f"checkpoints{os.sep}step-{state['interrupted_at']}") and res["steps"] == 400,
           f"result {res}")
     check(steps_done(events) == ["load", "data", "train", "save", "merge"], f"steps done: {steps_done(events)}")
     check(os.path.isfile(os.path.join(res["merged_dir"], "config.json")), "no merged model")
