@@ -41,7 +41,7 @@ SHAPES = {
     "tiny": dict(vocab_size=1024, hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, tie_word_embeddings=True, max_position_embeddings=512, rms_norm_eps=1e-5),
 }
-DEFAULT_VARIANTS = "a,b,c-none,c-selective,c-none-compile"
+DEFAULT_VARIANTS = "a,b,c-none,c-selective,c-full,c-none-compile,c-selective-compile"
 
 
 def build(shape, device, dtype, seed):

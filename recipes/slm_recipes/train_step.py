@@ -131,8 +131,7 @@ def to_device(batch, device):
     """Lists from data.collate → tensors on `device`, plus n_loss (loss tokens after the shift), counted on the
     host so that the step needs no device synchronisation to normalise its loss."""
     n_loss = sum(1 for row in batch["labels"] for t in row[1:] if t != IGNORE)
-    out = {k: torch.tensor(v, dtype=torch.long).pin_memory().to(device, non_blocking=True) if device.type == "cuda"
-           else torch.tensor(v, dtype=torch.long) for k, v in batch.items()}
+    out = {k: torch.tensor(v, dtype=torch.long, device=device) for k, v in batch.items()}
     out["n_loss"] = n_loss
     return out
 

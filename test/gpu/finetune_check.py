@@ -2,6 +2,7 @@
 
 Checks, each reported PASS / FAIL / SKIP by name:
   stack           torch, transformers, peft import; which device they see
+  python-unit     test/python's unittest suite, with its torch tests (chunked loss, accumulation, schedule)
   chunked-loss    the recipe's chunked cross-entropy equals the ordinary loss, value and gradients
   packing-mask    a packed sequence attends within its documents only (position ids → document mask)
   train           finetune_lora.py on hf/ + data/sub-train.jsonl: exit 0, events in slm's vocabulary, adapter
@@ -189,6 +190,13 @@ def c_stack():
         raise Skip(f"missing python module: {e.name}")
     where = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA GPU: running on the CPU"
     return f"torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}; {where}"
+
+
+def c_python_unit():
+    r = subprocess.run([PY, "-m", "unittest", "discover", "-s", os.path.join(ROOT, "test", "python")],
+                       capture_output=True, text=True, timeout=600)
+    check(r.returncode == 0, r.stderr[-2000:])
+    return r.stderr.strip().splitlines()[-1]
 
 
 def c_chunked_loss():
@@ -387,11 +395,12 @@ def main():
     print(f"# outputs in {OUT}; work in {WORK}", flush=True)
     os.makedirs(OUT, exist_ok=True)
     state = {}
-    rest = ["chunked-loss", "packing-mask", "train", "accuracy", "interrupt", "resume", "merge", "gguf-adapter",
+    rest = ["python-unit", "chunked-loss", "packing-mask", "train", "accuracy", "interrupt", "resume", "merge", "gguf-adapter",
             "gguf-merged", "bench-tiny"]
     if not checks.run("stack", c_stack):
         checks.skip(rest, "the Python ML stack is missing")
     else:
+        checks.run("python-unit", c_python_unit)
         checks.run("chunked-loss", c_chunked_loss)
         checks.run("packing-mask", c_packing_mask)
         checks.run("train", c_train, state)
