@@ -140,8 +140,8 @@ def to_device(batch, device):
 
 def make_optimizer(params, lr, device_type):
     # Fused AdamW: one kernel for all parameters instead of several per tensor (CUDA only).
-    return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                             fused=device_type == "cuda")
+    extra = {"fused": True} if device_type == "cuda" else {}
+    return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, **extra)
 
 
 def make_scheduler(optimizer, total_steps, warmup_steps):
