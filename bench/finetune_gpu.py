@@ -183,6 +183,8 @@ def main():
             r = {"variant": v, "error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:200]}
         results.append(r)
         print(json.dumps(r), flush=True)
+        if "compile" in v:
+            torch._dynamo.reset()  # compiled graphs must not keep this variant's model alive
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
