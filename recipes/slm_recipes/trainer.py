@@ -3,6 +3,7 @@
 Steps are optimizer steps (each `grad_accum` micro-batches of `batch_size` examples). The run is a pure
 function of the config and the data: the seed fixes the LoRA initialisation, each epoch's order and dropout,
 so a resumed run continues exactly where the checkpoint left off."""
+import gc
 import math
 import os
 import random
@@ -51,6 +52,8 @@ class Run:
         cfg = self.cfg
         self.steps.start("load", "Load base model", cfg.base)
         self.device = pick_device(cfg.device)
+        if cfg.qlora and self.device.type != "cuda":
+            raise ConfigError("qlora: 4-bit training (bitsandbytes) needs a CUDA GPU, and torch sees none")
         self.dtype = compute_dtype(self.device)
         random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
@@ -87,7 +90,6 @@ class Run:
         train, stats = encode_all(read_jsonl(cfg.train), enc, cfg.max_seq_len)
         if not train:
             raise ConfigError(f"train: no example has a token to learn from within max_seq_len {cfg.max_seq_len}")
-        self.n_examples = len(train)
         self.items = pack(train, cfg.max_seq_len, cfg.seed) if cfg.packing else train
         self.eval_items = None
         if cfg.eval:
@@ -253,7 +255,8 @@ class Run:
         out = os.path.join(self.cfg.output_dir, "merged")
         self.steps.start("merge", "Merge adapter into the base model", out)
         # Free the training copy (possibly 4-bit, possibly on the GPU) before loading the full-precision base.
-        del self.peft, self.model, self.optimizer, self.loss_fn
+        del self.peft, self.model, self.optimizer, self.scheduler, self.loss_fn, self.params
+        gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
         info = merge(self.cfg.base, self.adapter_dir, out)
