@@ -71,7 +71,7 @@ interface Toolchain {
 }
 
 /** Checks for everything the build needs before anything is written, each with its own fix. */
-async function findToolchain(variant: GpuVariant, env: NodeJS.ProcessEnv): Promise<Toolchain> {
+export async function findToolchain(variant: GpuVariant, env: NodeJS.ProcessEnv): Promise<Toolchain> {
   const dirs = pathDirs(env);
   const cmake = await findExecutable("cmake", dirs, env);
   if (!cmake) throw new MissingDependencyError("Building llama.cpp's tools needs cmake, which is not on PATH.", "install cmake (apt install cmake / brew install cmake)");
