@@ -10,7 +10,7 @@ import { lastJson, sandbox, slm } from "../helpers/cli.js";
 interface BenchJson {
   model: { name: string; description: string; sizeBytes: number; parameters: number };
   backend: string;
-  settings: { threads: number; contextSize: number; batchSize: number; gpuLayers: number; api: string };
+  settings: { threads: number; contextSize: number; batchSize: number; gpuLayers: number; api: string; libuvThreads: number; engine: string };
   tests: { name: string; kind: string; tokens: number; repetitions: number; samples: number[]; samplesMs: number[]; mean: number; stddev: number }[];
 }
 
@@ -40,11 +40,20 @@ describe("slm bench", () => {
     expect(data.settings.batchSize).toBeGreaterThan(0);
     expect(data.settings.gpuLayers).toBe(0);
     expect(data.settings.api).toBe("decode");
+    // bin/slm.cjs gives inference commands a one-thread libuv pool (2× faster multi-thread generation).
+    expect(data.settings.libuvThreads).toBe(1);
+    expect(["localBuild", "prebuilt"]).toContain(data.settings.engine);
     expect(data.backend).toBe("CPU");
     expect(data.model.parameters).toBeGreaterThan(3_000_000);
     // Progress went out as events before the result.
     const events = r.stdout.trim().split("\n").map((l) => JSON.parse(l) as { type: string; id?: string });
     expect(events.some((e) => e.type === "progress" && e.id === "bench:tg16")).toBe(true);
+  });
+
+  it("keeps a UV_THREADPOOL_SIZE the user set", async () => {
+    const r = await slm(["bench", "tiny-arith", "-p", "0", "-n", "4", "-r", "1", "--json"], sb, { env: { ...sb.env, UV_THREADPOOL_SIZE: "3" } });
+    expect(r.exitCode, r.all).toBe(0);
+    expect((lastJson(r.stdout).data as BenchJson).settings.libuvThreads).toBe(3);
   });
 
   it("prints llama-bench's table and the settings it used; -p 0 skips the prompt test; --threads is honoured", async () => {

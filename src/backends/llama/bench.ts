@@ -77,6 +77,8 @@ export interface BenchResult {
     adapters: string[];
     /** Threads in node's libuv pool (UV_THREADPOOL_SIZE, default 4), which runs each llama_decode. */
     libuvThreads: number;
+    /** node-llama-cpp's binary: "localBuild" after `slm setup engine`, else its generic "prebuilt" one. */
+    engine: "localBuild" | "prebuilt";
   };
   tests: BenchTest[];
   loadMs: number;
@@ -236,6 +238,13 @@ async function runTests(loaded: LoadedModel, o: BenchOptions, ctx: BackendContex
         message: `generation with ${context.currentThreads} threads can run up to 2× slower than llama-bench while node's libuv pool has ${libuvThreads} threads; run with UV_THREADPOOL_SIZE=1 in the environment to measure what llama.cpp can do (docs/bench.md).`,
       });
     }
+    if (loaded.llama.buildType === "prebuilt" && loaded.llama.gpu === false) {
+      emit(ctx.onEvent, {
+        type: "log",
+        level: "warn",
+        message: "node-llama-cpp's prebuilt CPU engine is compiled for generic CPUs (F16 prompt processing measured 2× slower than llama-bench here); `slm setup engine` builds one for this machine.",
+      });
+    }
     const vocab = loaded.summary.vocabSize ?? 1 + Math.max(bos ?? 0, (model.tokens.eos as number | null) ?? 0);
     const batch = context.batchSize;
     const check = () => {
@@ -299,6 +308,7 @@ async function runTests(loaded: LoadedModel, o: BenchOptions, ctx: BackendContex
         api: evaluator.api,
         adapters: loaded.adapters.map((a) => (a.scale === 1 ? a.path : `${a.path}:${a.scale}`)),
         libuvThreads,
+        engine: loaded.llama.buildType,
       },
       tests,
       loadMs: loaded.loadMs,
