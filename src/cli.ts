@@ -16,6 +16,7 @@ import { register as registerSetup } from "./commands/setup.js";
 import { register as registerServe } from "./commands/serve.js";
 import { register as registerBench } from "./commands/bench.js";
 import { register as registerEval } from "./commands/eval.js";
+import { register as registerConvert } from "./commands/convert.js";
 
 function version(): string {
   return (JSON.parse(readFileSync(path.join(packageRoot(), "package.json"), "utf8")) as { version: string }).version;
@@ -36,12 +37,12 @@ export function buildProgram(): Command {
 Models are named by a catalog alias (slm list --catalog), hf:org/repo[:QUANT], org/repo[:QUANT],
 a local .gguf file, a local Hugging Face model folder, or a name registered by an earlier command.
 
-Environment: SLM_HOME (default ~/.slm), SLM_LLAMA_CPP_DIR, HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE.
+Environment: SLM_HOME (default ~/.slm), SLM_LLAMA_CPP_DIR, SLM_PYTHON, HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE.
 Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 network, 5 missing dependency, 6 external tool,
 7 integrity, 130 cancelled.`,
     );
   program.exitOverride();
-  for (const register of [registerPull, registerList, registerInfo, registerRm, registerRun, registerChat, registerDoctor, registerQuantize, registerSetup, registerServe, registerBench, registerEval]) register(program);
+  for (const register of [registerPull, registerList, registerInfo, registerRm, registerRun, registerChat, registerDoctor, registerQuantize, registerSetup, registerServe, registerBench, registerEval, registerConvert]) register(program);
   for (const cmd of program.commands) cmd.exitOverride();
   return program;
 }

@@ -10,7 +10,7 @@ export function register(program: Command): void {
   program
     .command("quantize")
     .description("Quantize a GGUF model with llama.cpp (default Q4_K_M) and register the result with its lineage")
-    .argument("<model>", "registered name, catalog name, or a .gguf file (F16/BF16/F32)")
+    .argument("<model>", "registered name, catalog name, a .gguf file (F16/BF16/F32), or a Hugging Face folder (converted to F16 first)")
     .addOption(new Option("-b, --bits <n>", "pick the usual type for a size: 2=Q2_K 3=Q3_K_M 4=Q4_K_M 5=Q5_K_M 6=Q6_K 8=Q8_0").choices(["2", "3", "4", "5", "6", "8"]))
     .option("-t, --type <type>", "any type llama-quantize knows (Q4_K_M, Q8_0, IQ4_XS…); default Q4_K_M")
     .option("--imatrix <file>", "importance matrix made by llama-imatrix")
@@ -27,6 +27,8 @@ export function register(program: Command): void {
       "after",
       `
 IQ types and types of 3 bits or fewer need an importance matrix (--imatrix or --calibration).
+A Hugging Face model (safetensors) is converted to F16 with llama.cpp's convert_hf_to_gguf.py first,
+which needs slm's Python environment (slm setup python, or SLM_PYTHON).
 The result lives in $SLM_HOME/models/<name>/ and is used by name: slm run <name>, slm info <name>.
 Ctrl+C, a failing tool or a full disk leave no file and no registry entry.
 

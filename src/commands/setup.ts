@@ -7,24 +7,28 @@ import { formatDuration } from "../core/format.js";
 import type { Renderer } from "../ui/render.js";
 import { type CommandContext, action, positiveInt } from "./action.js";
 
-interface SetupFlags {
+export interface SetupFlags {
   cuda?: boolean;
   vulkan?: boolean;
+  cpu?: boolean;
+  qlora?: boolean;
   force?: boolean;
   jobs?: number;
 }
 
-const COMPONENTS = ["llama.cpp"] as const;
+const COMPONENTS = ["llama.cpp", "python", "engine"] as const;
 
 export function register(program: Command): void {
   program
     .command("setup")
-    .description("Install what later commands need: llama.cpp's tools (llama-quantize, llama-imatrix, llama-perplexity, llama-bench, llama-export-lora)")
+    .description("Install what later commands need: llama.cpp's tools (quantize, perplexity…), or the Python stack for fine-tuning and convert")
     .argument("<component>", `what to set up: ${COMPONENTS.join(", ")}`)
-    .addOption(new Option("--cuda", "build the CUDA variant (needs the CUDA toolkit)").conflicts("vulkan"))
-    .addOption(new Option("--vulkan", "build the Vulkan variant (needs the Vulkan SDK)").conflicts("cuda"))
-    .option("--force", "build again even when the tools are already there")
-    .option("-j, --jobs <n>", "parallel compile jobs (default: every core)", positiveInt("--jobs"))
+    .addOption(new Option("--cuda", "llama.cpp: build the CUDA variant (needs the CUDA toolkit); python: CUDA torch (default where nvidia-smi works)").conflicts(["vulkan", "cpu"]))
+    .addOption(new Option("--vulkan", "llama.cpp: build the Vulkan variant (needs the Vulkan SDK)").conflicts(["cuda", "cpu"]))
+    .addOption(new Option("--cpu", "python: CPU-only torch (default without an NVIDIA GPU)").conflicts(["cuda", "vulkan"]))
+    .option("--qlora", "python: also install bitsandbytes, for slm finetune --qlora")
+    .option("--force", "build or install again even when it is already there")
+    .option("-j, --jobs <n>", "llama.cpp: parallel compile jobs (default: every core)", positiveInt("--jobs"))
     .addHelpText(
       "after",
       `
@@ -33,15 +37,31 @@ llama.cpp source that node-llama-cpp ships (the exact release of its native bind
 C++ compiler, into $SLM_HOME/llama.cpp/<release>/ (about 10 minutes on 2 cores, once). Nothing is
 downloaded. A failed or interrupted build leaves nothing behind; a second slm waits for the first.
 
+python creates $SLM_HOME/venv (with uv when it is on PATH, else python3 -m venv) and installs the
+pinned torch, transformers, peft, accelerate, safetensors and sentencepiece from PyPI, plus the gguf
+package of that same llama.cpp source. It needs the network; a failed or interrupted setup leaves
+nothing behind. SLM_PYTHON, when set, is used instead of the venv by every command.
+
 Examples:
   slm setup llama.cpp
-  slm setup llama.cpp --cuda`,
+  slm setup llama.cpp --cuda
+  slm setup python
+  slm setup python --cpu`,
     )
     .action(
       action(async (ctx, component: string, flags: SetupFlags) => {
         if (!(COMPONENTS as readonly string[]).includes(component)) {
           throw new UsageError(`Unknown component "${component}".`, { hint: `slm setup knows: ${COMPONENTS.join(", ")}.` });
         }
+        if (component === "engine") {
+          const { setupEngineAction } = await import("./setupEngine.js");
+          return setupEngineAction(ctx, flags);
+        }
+        if (component === "python") {
+          const { setupPythonAction } = await import("./setupPython.js");
+          return setupPythonAction(ctx, flags);
+        }
+        if (flags.cpu || flags.qlora) throw new UsageError(`${flags.cpu ? "--cpu" : "--qlora"} is for \`slm setup python\`; llama.cpp's default build is the CPU one.`);
         const variant: GpuVariant = flags.cuda ? "cuda" : flags.vulkan ? "vulkan" : "cpu";
         const { findTools, LLAMA_CPP_TOOLS, toolVersion } = await import("../backends/llamacpp/tools.js");
         // Tools already on PATH or in SLM_LLAMA_CPP_DIR are used as they are, unless a GPU build or a rebuild is asked for.
@@ -81,10 +101,10 @@ async function buildTools(ctx: CommandContext, render: Renderer, o: { variant?: 
   }
 }
 
-type TickingSink = EventSink & { stop?: () => void };
+export type TickingSink = EventSink & { stop?: () => void };
 
-function withElapsed(sink: EventSink, everyMs: number): TickingSink {
-  const BUILD = "llama.cpp:build";
+/** Adds the elapsed time to the title of the long step `id` (a build): a redraw a second, or a line each 30 s. */
+export function withElapsed(sink: EventSink, everyMs: number, BUILD = "llama.cpp:build"): TickingSink {
   let started: number | undefined;
   let title = "";
   let lastProgress: Parameters<EventSink>[0] | undefined;

@@ -65,3 +65,20 @@ type DistributiveOmit<T, K extends keyof T> = T extends unknown ? Omit<T, K> : n
 export function emit(sink: EventSink | undefined, e: DistributiveOmit<SlmEvent, "ts">): void {
   sink?.({ ...e, ts: Date.now() } as SlmEvent);
 }
+
+/**
+ * Runs `fn` as one step: a `start` event before it, `done` (with an optional detail made from its
+ * result) after it, or `fail` if it throws ("cancelled" when it was stopped by Ctrl+C).
+ */
+export async function withStep<T>(ctx: BackendContext, id: string, title: string, fn: () => Promise<T>, detail?: (t: T) => string | undefined): Promise<T> {
+  emit(ctx.onEvent, { type: "step", id, status: "start", title });
+  try {
+    const out = await fn();
+    emit(ctx.onEvent, { type: "step", id, status: "done", title, detail: detail?.(out) });
+    return out;
+  } catch (err) {
+    const cancelled = err instanceof Error && (err.name === "CancelledError" || err.name === "AbortError");
+    emit(ctx.onEvent, { type: "step", id, status: "fail", title, detail: cancelled ? "cancelled" : undefined });
+    throw err;
+  }
+}

@@ -47,6 +47,12 @@ export interface ExecOptions {
    * Not on Windows, where there are no process groups; there only the program itself is ended.
    */
   killTree?: boolean;
+  /**
+   * How a cancel or timeout asks the program to stop (default SIGTERM), and how long it may take before
+   * SIGKILL (default 3 s). Python recipes get SIGINT and a minute, to save a checkpoint first.
+   */
+  killSignal?: NodeJS.Signals;
+  killGraceMs?: number;
 }
 
 export interface ExecResult {
@@ -164,9 +170,12 @@ async function run(file: string, args: readonly string[], o: ExecOptions): Promi
       }
     };
     // SIGTERM first; a tool that ignores it gets SIGKILL 3 s later (llama.cpp's tools have nothing to flush).
+    let stopping = false;
     const stop = () => {
-      kill("SIGTERM");
-      setTimeout(() => kill("SIGKILL"), 3_000).unref();
+      if (stopping) return;
+      stopping = true;
+      kill(o.killSignal ?? "SIGTERM");
+      setTimeout(() => kill("SIGKILL"), o.killGraceMs ?? 3_000).unref();
     };
     const onAbort = () => {
       state.cancelled = true;

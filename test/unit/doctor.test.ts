@@ -143,8 +143,9 @@ describe("runDoctor with an isolated environment", () => {
       expect(check(report, t)).toMatchObject({ status: "missing", fix: FIX_LLAMA_CPP });
     }
     expect(check(report, "cmake").status).toBe("missing");
-    expect(report.features.python).toMatchObject({ source: "PATH", command: "python3" });
-    expect(check(report, "python").status).toBe("missing");
+    // No fallback to a python3 on PATH: slm's Python is SLM_PYTHON or its own venv.
+    expect(report.features.python).toMatchObject({ source: "none", command: path.join(tmp, "home", "venv") });
+    expect(check(report, "python")).toMatchObject({ status: "missing", fix: "slm setup python" });
     expect(report.storage.hfToken).toEqual({ set: false });
   });
 
@@ -166,17 +167,35 @@ describe("runDoctor with an isolated environment", () => {
     expect(check(report, "cmake").status).toBe("warn");
   });
 
-  it.runIf(posix)("asks SLM_PYTHON which ML modules it has and names the missing ones", async () => {
-    const answer = { version: "3.99.1", modules: { torch: true, transformers: false, peft: false, accelerate: true, safetensors: true } };
-    // Answers only when called the way doctor must call it, so a changed invocation fails the test.
-    const py = script(path.join(tmp, "py"), "python", `[ "$1" = "-c" ] || exit 3\ncase "$2" in *find_spec*) echo '${JSON.stringify(answer)}' ;; *) exit 4 ;; esac`);
+  it.runIf(posix)("asks SLM_PYTHON which ML modules it has, with versions, and names the missing ones", async () => {
+    const gone = { error: "ModuleNotFoundError: No module named x" };
+    const answer = {
+      version: "3.99.1",
+      modules: { torch: { version: "2.11.0+cpu" }, transformers: gone, peft: gone, accelerate: { version: "1.15.0" }, safetensors: { version: "0.8.0" }, sentencepiece: { version: "0.2.1" }, bitsandbytes: gone },
+      torch: { cuda: null, gpu: false, devices: [] },
+    };
+    // Answers only when called the way doctor must call it (modules imported for real), so a changed invocation fails the test.
+    const py = script(path.join(tmp, "py"), "python", `[ "$1" = "-c" ] || exit 3\ncase "$2" in *import_module*) echo '${JSON.stringify(answer)}' ;; *) exit 4 ;; esac`);
     const report = await runDoctor({}, { env: isolatedEnv({ SLM_PYTHON: py }), importLlama: noLlama });
-    expect(report.features.python).toMatchObject({ source: "SLM_PYTHON", path: py, version: "3.99.1", modules: answer.modules });
+    expect(report.features.python).toMatchObject({ source: "SLM_PYTHON", path: py, version: "3.99.1", modules: { torch: { version: "2.11.0+cpu" }, peft: gone } });
     expect(check(report, "python")).toMatchObject({ status: "ok" });
     const stack = check(report, "fine-tuning stack");
     expect(stack).toMatchObject({ status: "missing", fix: FIX_PYTHON });
-    expect(stack.detail).toContain("transformers, peft");
-    expect(stack.detail).not.toContain("torch");
+    expect(stack.detail).toMatch(/^missing transformers \(.*\), peft/);
+    expect(stack.detail).toContain("has torch 2.11.0+cpu, accelerate 1.15.0");
+    expect(check(report, "bitsandbytes")).toMatchObject({ status: "warn", fix: "slm setup python --qlora" });
+    expect(check(report, "torch GPU")).toMatchObject({ status: "warn" });
+    expect(check(report, "torch GPU").detail).toContain("CPU-only torch");
+  });
+
+  it.runIf(posix)("reports the versions and the GPU torch sees when the stack is complete", async () => {
+    const modules = Object.fromEntries(["torch", "transformers", "peft", "accelerate", "safetensors", "sentencepiece", "bitsandbytes"].map((m, i) => [m, { version: `1.${i}` }]));
+    const answer = { version: "3.12.3", modules, torch: { cuda: "12.8", gpu: true, devices: ["NVIDIA H100 80GB HBM3"] } };
+    const py = script(path.join(tmp, "py-full"), "python", `echo '${JSON.stringify(answer)}'`);
+    const report = await runDoctor({}, { env: isolatedEnv({ SLM_PYTHON: py }), importLlama: noLlama });
+    expect(check(report, "fine-tuning stack")).toMatchObject({ status: "ok", detail: "torch 1.0, transformers 1.1, peft 1.2, accelerate 1.3, safetensors 1.4, sentencepiece 1.5" });
+    expect(check(report, "bitsandbytes")).toMatchObject({ status: "ok", detail: "1.6" });
+    expect(check(report, "torch GPU")).toMatchObject({ status: "ok", detail: "CUDA 12.8: NVIDIA H100 80GB HBM3" });
   });
 
   it.runIf(posix)("prefers $SLM_HOME/venv/bin/python and reports a Python that fails, with its stderr", async () => {

@@ -1,16 +1,16 @@
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
+import { copyFileSync, existsSync, rmSync, statSync } from "node:fs";
 import { statfs } from "node:fs/promises";
 import path from "node:path";
-import { findCatalogEntry } from "../../core/catalog.js";
 import { CancelledError, ExternalError, NotFoundError, SlmError, UsageError } from "../../core/errors.js";
-import { emit, type BackendContext } from "../../core/events.js";
+import { emit, type BackendContext, withStep } from "../../core/events.js";
 import { exec } from "../../core/exec.js";
 import { formatBytes, formatDuration } from "../../core/format.js";
-import { slmPaths } from "../../core/paths.js";
 import { readGgufSummary, type GgufSummary } from "../gguf/summary.js";
 import { describeVersion, parseVersion, toolVersion, type LlamaCppTool } from "../llamacpp/tools.js";
-import { hasModel, updateRegistry } from "../store/registry.js";
+import { type ConvertEnv, convertHfToGguf, prepareConvert } from "../convert/convert.js";
+import { assertFreeName, derivedName, derivedWorkDir, installDerived, modelsDir } from "../store/derived.js";
 import { resolveModel } from "../store/resolve.js";
+export { derivedName } from "../store/derived.js";
 import type { LineageStep, ModelEntry, StoredFile } from "../store/types.js";
 import { type CalibrationInfo, prepareCalibration } from "./calibration.js";
 import {
@@ -48,7 +48,12 @@ export interface QuantizeRequest {
 export interface QuantizePlan {
   request: QuantizeRequest;
   source: ModelEntry;
-  summary: GgufSummary;
+  /** The source's GGUF header; undefined for a Hugging Face folder, which is converted to F16 first. */
+  summary?: GgufSummary;
+  /** Weights in the source, from the GGUF header or the safetensors headers (0 when unknown). */
+  parameters: number;
+  /** For a Hugging Face source: the checked Python and converter, so a missing module fails before any tool build. */
+  convert?: ConvertEnv;
   /** The source's file type by name (F16, Q8_0…); undefined when the header does not say. */
   sourceFileType?: string;
   /** As asked (or from --bits / the default); made canonical against llama-quantize's list when it runs. */
@@ -69,8 +74,6 @@ export interface QuantizeResult {
   warnings: string[];
 }
 
-const NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$/;
-
 /** Checks the flags, the source model and its format before any tool is needed (or built). */
 export async function planQuantize(req: QuantizeRequest): Promise<QuantizePlan> {
   if (req.type !== undefined && req.bits !== undefined) throw new UsageError("Give --bits or --type, not both.");
@@ -90,10 +93,11 @@ export async function planQuantize(req: QuantizeRequest): Promise<QuantizePlan> 
   if (req.out !== undefined) assertFreeName(req.out);
 
   const source = resolveModel(req.ref);
-  if (source.format !== "gguf") {
-    throw new UsageError(`${source.name} is in Hugging Face format (safetensors); llama-quantize needs a GGUF file.`, {
-      hint: "Quantize a GGUF of this model instead (slm pull <repo> without --format hf, or a local .gguf). Converting HF weights to GGUF arrives with `slm convert`.",
-    });
+  const tools: LlamaCppTool[] = req.calibration ? ["llama-quantize", "llama-imatrix"] : ["llama-quantize"];
+  if (source.format === "hf") {
+    // Converted to F16 with llama.cpp's convert_hf_to_gguf.py first: Python and its modules are checked now.
+    const convert = await prepareConvert(source.path);
+    return { request: req, source, parameters: convert.folder.parameters ?? 0, convert, sourceFileType: "F16", type, tools };
   }
   if (!existsSync(source.path)) throw new NotFoundError(`The file of ${source.name} is missing: ${source.path}`, { hint: `Run \`slm pull ${source.name}\` again.` });
   // slm's own header reader (a few ms, no node-llama-cpp): it also refuses a truncated file.
@@ -104,7 +108,7 @@ export async function planQuantize(req: QuantizeRequest): Promise<QuantizePlan> 
       hint: "Quantize the unquantized GGUF instead, or pass --allow-requantize to do it anyway.",
     });
   }
-  return { request: req, source, summary, sourceFileType, type, tools: req.calibration ? ["llama-quantize", "llama-imatrix"] : ["llama-quantize"] };
+  return { request: req, source, summary, parameters: summary.parameters, sourceFileType, type, tools };
 }
 
 function assertImatrixGiven(type: string, req: QuantizeRequest): void {
@@ -112,24 +116,6 @@ function assertImatrixGiven(type: string, req: QuantizeRequest): void {
   throw new UsageError(`${type.toUpperCase()} needs an importance matrix: without one, ${type.toUpperCase().startsWith("IQ") ? "IQ types" : "types of 3 bits or fewer"} lose too much quality.`, {
     hint: "Add --calibration FILE (plain text, or chat JSONL rendered with the model's template) to compute one, or --imatrix FILE to use one made by llama-imatrix. Or pick a 4-bit or larger type, e.g. --bits 4.",
   });
-}
-
-function assertFreeName(name: string): void {
-  if (!NAME.test(name) || name.toLowerCase().endsWith(".gguf")) {
-    throw new UsageError(`"${name}" cannot be a model name: use letters, digits, ".", "_", "-" or "+" (no slashes or colons, no .gguf ending).`);
-  }
-  if (findCatalogEntry(name)) throw new UsageError(`"${name}" is a catalog name; a quantized model needs a name of its own.`, { hint: "Choose another name with --out." });
-  if (hasModel(name)) throw new UsageError(`A model named "${name}" is already registered.`, { hint: `Choose another name with --out, or remove it first with \`slm rm ${name}\`.` });
-}
-
-/** `<source name>-<type>`: the source's registered name, or a file's name without .gguf, made path-safe. */
-export function derivedName(source: ModelEntry, type: string): string {
-  let base = source.name;
-  if (source.source.type === "local") base = base.replace(/\.gguf$/i, "");
-  base = base.replace(/:[A-Za-z0-9_]+$/, "");
-  base = base.slice(base.lastIndexOf("/") + 1);
-  base = base.replace(/[^A-Za-z0-9._+-]/g, "-").replace(/^[^A-Za-z0-9]+/, "") || "model";
-  return `${base}-${type}`;
 }
 
 /** "[  12/ 201] blk.0.attn_q.weight - …" → 12 of 201 tensors. */
@@ -214,15 +200,12 @@ export async function runQuantize(plan: QuantizePlan, o: RunOptions, ctx: Backen
   if (req.out === undefined) assertFreeName(name);
   if (!isUnquantized(plan.sourceFileType)) warn(`${plan.source.name} is already ${plan.sourceFileType}: requantizing loses more quality than quantizing the F16/F32 original.`);
 
-  const modelsDir = path.join(slmPaths().home, "models");
-  mkdirSync(modelsDir, { recursive: true });
-  removeAbandonedWork(modelsDir);
   // No lock here: work happens in a folder of our own, and the name is claimed atomically at the end
   // (the register step), where a second slm that chose the same name finds it taken.
-  await assertDiskSpace(modelsDir, plan, type);
-  const work = mkdtempSync(path.join(modelsDir, `.tmp-${process.pid}-`));
+  await assertDiskSpace(modelsDir(), plan, type);
+  const work = derivedWorkDir();
   try {
-    return await quantizeIn(work, { plan, type, name, version, modelsDir, tools: o.tools, warn, warnings, started }, ctx);
+    return await quantizeIn(work, { plan, type, name, version, tools: o.tools, warn, warnings, started }, ctx);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
@@ -233,7 +216,6 @@ interface Job {
   type: string;
   name: string;
   version: string;
-  modelsDir: string;
   tools: Partial<Record<LlamaCppTool, string>>;
   warn: (m: string) => void;
   warnings: string[];
@@ -244,17 +226,21 @@ async function quantizeIn(work: string, j: Job, ctx: BackendContext): Promise<Qu
   const { plan, type, name } = j;
   const req = plan.request;
   const src = plan.source;
-  const step = async <T>(id: string, title: string, fn: () => Promise<T>, detail?: (t: T) => string | undefined): Promise<T> => {
-    emit(ctx.onEvent, { type: "step", id, status: "start", title });
-    try {
-      const out = await fn();
-      emit(ctx.onEvent, { type: "step", id, status: "done", title, detail: detail?.(out) });
-      return out;
-    } catch (err) {
-      emit(ctx.onEvent, { type: "step", id, status: "fail", title, detail: err instanceof CancelledError ? "cancelled" : undefined });
-      throw err;
-    }
-  };
+  const step = <T>(id: string, title: string, fn: () => Promise<T>, detail?: (t: T) => string | undefined): Promise<T> => withStep(ctx, id, title, fn, detail);
+
+  // ── A Hugging Face source becomes an F16 GGUF first (deleted before the folder is installed) ──
+  let input = src.path;
+  let contextLength = plan.summary?.contextLength;
+  let sizeBefore = src.format === "hf" ? 0 : statSync(src.path).size;
+  let converted: { outtype: "f16"; llamaCppRelease: string; size: number } | undefined;
+  if (src.format === "hf") {
+    const c = await convertHfToGguf({ input: src.path, outtype: "f16", out: path.join(work, "source-F16.gguf") }, ctx, plan.convert);
+    input = c.path;
+    contextLength = c.contextLength;
+    sizeBefore = c.size;
+    converted = { outtype: "f16", llamaCppRelease: c.llamaCppRelease, size: c.size };
+    throwIfAborted(ctx.signal);
+  }
 
   // ── Importance matrix ──
   let imatrix: QuantizeResult["imatrix"];
@@ -263,12 +249,12 @@ async function quantizeIn(work: string, j: Job, ctx: BackendContext): Promise<Qu
     const imatrixBin = j.tools["llama-imatrix"];
     if (!imatrixBin) throw new SlmError("--calibration needs the path of llama-imatrix.");
     const calibFile = path.join(work, "calibration.txt");
-    const calib = await step("quantize:calibration", `Preparing calibration data from ${path.basename(req.calibration)}`, () => prepareCalibration(req.calibration!, src.path, calibFile), (c) =>
+    const calib = await step("quantize:calibration", `Preparing calibration data from ${path.basename(req.calibration)}`, () => prepareCalibration(req.calibration!, input, calibFile), (c) =>
       c.format === "chat-jsonl" ? `${c.examples} conversations through the chat template, ${formatBytes(c.chars)}` : `plain text, ${formatBytes(c.chars)}`,
     );
     throwIfAborted(ctx.signal);
     imatrixFile = path.join(work, "imatrix.gguf");
-    await step("quantize:imatrix", "Computing the importance matrix (llama-imatrix)", () => runImatrix(imatrixBin, src.path, calibFile, imatrixFile!, plan, calib, ctx), (chunks) => `${chunks} chunks`);
+    await step("quantize:imatrix", "Computing the importance matrix (llama-imatrix)", () => runImatrix(imatrixBin, input, calibFile, imatrixFile!, plan, contextLength, calib, ctx), (chunks) => `${chunks} chunks`);
     rmSync(calibFile, { force: true });
     const { parseSpecial: _p, ...info } = calib;
     imatrix = { path: imatrixFile, source: path.resolve(req.calibration), calibration: { ...info, file: path.resolve(info.file) } };
@@ -288,7 +274,7 @@ async function quantizeIn(work: string, j: Job, ctx: BackendContext): Promise<Qu
     ...(imatrixFile ? ["--imatrix", imatrixFile] : []),
     ...(req.outputTensorType ? ["--output-tensor-type", canonicalTensorType(req.outputTensorType)!] : []),
     ...(req.tokenEmbeddingType ? ["--token-embedding-type", canonicalTensorType(req.tokenEmbeddingType)!] : []),
-    src.path,
+    input,
     outFile,
     type,
     ...(threadsFor(req) ? [String(threadsFor(req))] : []),
@@ -324,10 +310,11 @@ async function quantizeIn(work: string, j: Job, ctx: BackendContext): Promise<Qu
   if (fallbacks > 0) j.warn(`${fallbacks} tensor(s) have shapes ${type} cannot hold and were stored in a fallback type.`);
   // Reading the header back proves the file is complete before it is registered.
   const outSummary = await readGgufSummary(outFile);
+  if (converted) rmSync(input, { force: true });
 
   // ── Into place, then into the registry ──
   return step("quantize:register", `Registering ${name}`, async () => {
-    const finalDir = path.join(j.modelsDir, name);
+    const finalDir = path.join(modelsDir(), name);
     const modelPath = path.join(finalDir, path.basename(outFile));
     const files: StoredFile[] = [{ path: modelPath, size: statSync(outFile).size }];
     let imatrixFinal: string | undefined;
@@ -350,6 +337,7 @@ async function quantizeIn(work: string, j: Job, ctx: BackendContext): Promise<Qu
         ...(req.tokenEmbeddingType ? { tokenEmbeddingType: canonicalTensorType(req.tokenEmbeddingType) } : {}),
         ...(req.pure ? { pure: true } : {}),
         ...(req.allowRequantize && !isUnquantized(plan.sourceFileType) ? { requantized: true } : {}),
+        ...(converted ? { convertedFrom: "hf", intermediate: "F16", llamaCppRelease: converted.llamaCppRelease } : {}),
       },
       at: new Date().toISOString(),
     };
@@ -369,27 +357,12 @@ async function quantizeIn(work: string, j: Job, ctx: BackendContext): Promise<Qu
       ...(src.adapters?.length ? { adapters: src.adapters } : {}),
       createdAt: new Date().toISOString(),
     };
-    let moved = false;
-    try {
-      // Under the registry's lock: the name is checked, the folder moved into place and the entry
-      // written as one step, so two slm processes can never both claim a name.
-      await updateRegistry((reg) => {
-        if (reg.models[name]) throw new UsageError(`A model named "${name}" was registered while this one was being made.`, { hint: "Run again with another --out name." });
-        // A folder without a registry entry is what an older crash or `slm rm` left: nothing refers to it.
-        if (existsSync(finalDir)) rmSync(finalDir, { recursive: true, force: true });
-        renameSync(work, finalDir);
-        moved = true;
-        reg.models[name] = entry;
-      });
-    } catch (err) {
-      if (moved) rmSync(finalDir, { recursive: true, force: true });
-      throw err;
-    }
+    await installDerived(work, entry);
     return {
       model: entry,
       type,
-      source: { name: src.name, path: src.path, fileType: plan.sourceFileType, size: statSync(src.path).size, bitsPerWeight: sizes.model },
-      sizeBefore: statSync(src.path).size,
+      source: { name: src.name, path: src.path, fileType: plan.sourceFileType, size: sizeBefore, bitsPerWeight: sizes.model },
+      sizeBefore,
       sizeAfter: entry.size,
       bitsPerWeight: sizes.quant ?? (outSummary.parameters > 0 ? (entry.size * 8) / outSummary.parameters : undefined),
       imatrix,
@@ -400,9 +373,9 @@ async function quantizeIn(work: string, j: Job, ctx: BackendContext): Promise<Qu
   }, (r) => r.model.path);
 }
 
-async function runImatrix(bin: string, model: string, calib: string, out: string, plan: QuantizePlan, c: CalibrationInfo, ctx: BackendContext): Promise<number> {
+async function runImatrix(bin: string, model: string, calib: string, out: string, plan: QuantizePlan, contextLength: number | undefined, c: CalibrationInfo, ctx: BackendContext): Promise<number> {
   // 512 tokens per chunk is llama.cpp's usual choice; a model trained on less gets its own context.
-  const ctxSize = Math.min(512, plan.summary.contextLength ?? 512);
+  const ctxSize = Math.min(512, contextLength ?? 512);
   const args = [
     "-m", model, "-f", calib, "-o", out, "-c", String(ctxSize),
     ...(threadsFor(plan.request) ? ["-t", String(threadsFor(plan.request))] : []),
@@ -444,9 +417,10 @@ async function runImatrix(bin: string, model: string, calib: string, out: string
 /** Refuses to start when the output clearly cannot fit: better than a disk-full failure minutes later. */
 async function assertDiskSpace(dir: string, plan: QuantizePlan, type: string): Promise<void> {
   const bpw = nominalBitsPerWeight(type);
-  if (!bpw || plan.summary.parameters <= 0) return;
-  // One bit per weight of margin covers K-quant mixes and tensors kept in F32 (norms).
-  const needed = (plan.summary.parameters * (bpw + 1)) / 8;
+  if (!bpw || plan.parameters <= 0) return;
+  // One bit per weight of margin covers K-quant mixes and tensors kept in F32 (norms); an HF source
+  // also needs room for its F16 conversion while llama-quantize reads it.
+  const needed = (plan.parameters * (bpw + 1)) / 8 + (plan.source.format === "hf" ? plan.parameters * 2 : 0);
   let free: number;
   try {
     const s = await statfs(dir);
@@ -458,30 +432,5 @@ async function assertDiskSpace(dir: string, plan: QuantizePlan, type: string): P
     throw new SlmError(`Not enough disk space for the ${type} model: it needs about ${formatBytes(needed)} in ${dir}, and ${formatBytes(free)} is free.`, {
       hint: "Free some space, or point SLM_HOME at a larger disk.",
     });
-  }
-}
-
-/** Removes `.tmp-<pid>-*` work folders whose process is gone (killed with SIGKILL, or a power cut). */
-function removeAbandonedWork(modelsDir: string): void {
-  let names: string[];
-  try {
-    names = readdirSync(modelsDir);
-  } catch {
-    return;
-  }
-  for (const n of names) {
-    const m = /^\.tmp-(\d+)-/.exec(n);
-    if (!m || alive(Number(m[1]))) continue;
-    rmSync(path.join(modelsDir, n), { recursive: true, force: true });
-  }
-}
-
-function alive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
   }
 }

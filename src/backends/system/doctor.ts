@@ -6,13 +6,12 @@ import { findExecutable, pathDirs, probe } from "../../core/exec.js";
 import { formatBytes } from "../../core/format.js";
 import { hubEndpoint, hubOffline, slmPaths, type SlmPaths } from "../../core/paths.js";
 import { SETUP_COMMAND, toolSearchDirs } from "../llamacpp/tools.js";
+import { type PythonFacts, probePython, pythonChecks } from "./python.js";
 
 export { findExecutable } from "../../core/exec.js";
 
-// `slm setup python` arrives with the fine-tune work; until then doctor names the manual step, so it
-// never points at a command that does not exist.
 export const FIX_LLAMA_CPP = SETUP_COMMAND;
-export const FIX_PYTHON = "set SLM_PYTHON to a Python with torch, transformers, peft, accelerate, safetensors";
+export { FIX_PYTHON, FIX_QLORA, PYTHON_MODULES, type PythonFacts } from "./python.js";
 
 /**
  * `slm doctor`: what this machine has, and what the later features (llama.cpp tools, fine-tuning) still
@@ -79,15 +78,6 @@ export interface ProgramFacts {
   error?: string;
 }
 
-export interface PythonFacts {
-  source: "SLM_PYTHON" | "venv" | "PATH";
-  command: string;
-  path?: string;
-  version?: string;
-  modules?: Record<string, boolean>;
-  error?: string;
-}
-
 export interface FeatureFacts {
   llamaCppDir?: string;
   llamaCppTools: { name: (typeof LLAMA_CPP_TOOLS)[number]; path?: string }[];
@@ -121,14 +111,13 @@ const TOOL_PURPOSE: Record<(typeof LLAMA_CPP_TOOLS)[number], string> = {
   "llama-perplexity": "perplexity in slm eval",
   "llama-bench": "benchmarks against llama.cpp",
 };
-export const PYTHON_MODULES = ["torch", "transformers", "peft", "accelerate", "safetensors"] as const;
 /** Kept in step with package.json `engines`. */
 const NODE_MAJOR_REQUIRED = 20;
 const LOW_DISK_BYTES = 10e9;
 const LOW_RAM_BYTES = 2e9;
 const PROGRAM_TIMEOUT_MS = 5_000;
-/** Python's start-up (pyenv shims, site-packages scans) is the slowest probe but stays well under this. */
-const PYTHON_TIMEOUT_MS = 10_000;
+/** Importing torch and transformers (and CUDA's start) is the slowest probe: seconds on a cold disk. */
+const PYTHON_TIMEOUT_MS = 60_000;
 /** getLlama with build "never" only loads prebuilt binaries; a slower answer means something is wedged. */
 const GPU_TIMEOUT_MS = 20_000;
 
@@ -308,7 +297,15 @@ function gpuChecks(g: GpuFacts): DoctorCheck[] {
   }
   if (g.binary) {
     const cpu = g.binary.cpuFeatures.length ? `; CPU: ${g.binary.cpuFeatures.join(" ")}` : "";
-    checks.push({ name: "llama.cpp binding", status: "ok", detail: `${g.binary.buildType} ${g.binary.release}${cpu}` });
+    // The prebuilt CPU binaries target generic CPU generations: measured 2× slower F16 prompt processing
+    // than a native build on the dev machine (src/backends/llama/engine.ts).
+    const prebuiltCpu = g.binary.buildType === "prebuilt" && g.type === false;
+    checks.push({
+      name: "llama.cpp binding",
+      status: prebuiltCpu ? "warn" : "ok",
+      detail: `${g.binary.buildType} ${g.binary.release}${cpu}${prebuiltCpu ? " (generic CPU build; a native one processes prompts faster)" : ""}`,
+      ...(prebuiltCpu ? { fix: "slm setup engine" } : {}),
+    });
   }
   return checks;
 }
@@ -384,7 +381,6 @@ function storageChecks(s: StorageFacts): DoctorCheck[] {
 // ── Features ───────────────────────────────────────────────────────────────────────────────────────
 
 async function probeFeatures(env: NodeJS.ProcessEnv, signal: AbortSignal | undefined): Promise<FeatureFacts> {
-  const paths = slmPaths(env);
   const llamaCppDir = env.SLM_LLAMA_CPP_DIR ? path.resolve(env.SLM_LLAMA_CPP_DIR) : undefined;
   // The same search as every command that runs the tools: SLM_LLAMA_CPP_DIR, PATH, then what
   // `slm setup llama.cpp` built under $SLM_HOME/llama.cpp.
@@ -393,7 +389,7 @@ async function probeFeatures(env: NodeJS.ProcessEnv, signal: AbortSignal | undef
     Promise.all(LLAMA_CPP_TOOLS.map(async (name) => ({ name, path: await findExecutable(name, toolDirs, env) }))),
     programFacts(["cmake"], env, signal),
     programFacts(env.CXX ? [env.CXX] : ["c++", "g++", "clang++"], env, signal),
-    probePython(env, paths.home, signal),
+    probePython(env, signal, PYTHON_TIMEOUT_MS),
   ]);
   return { llamaCppDir, llamaCppTools, cmake, compiler, python };
 }
@@ -426,41 +422,6 @@ async function runProbe(file: string, args: string[], env: NodeJS.ProcessEnv, ti
   return { ok: r.ok, stdout: r.stdout, error: r.error };
 }
 
-const PYTHON_SCRIPT = `import importlib.util, json, sys
-print(json.dumps({"version": sys.version.split()[0], "modules": {m: importlib.util.find_spec(m) is not None for m in ${JSON.stringify(PYTHON_MODULES)}}}))`;
-
-async function probePython(env: NodeJS.ProcessEnv, home: string, signal: AbortSignal | undefined): Promise<PythonFacts> {
-  const venvPython = process.platform === "win32" ? path.join(home, "venv", "Scripts", "python.exe") : path.join(home, "venv", "bin", "python");
-  let facts: PythonFacts;
-  if (env.SLM_PYTHON) {
-    // An explicit SLM_PYTHON is never silently replaced by another interpreter: a typo should show.
-    facts = { source: "SLM_PYTHON", command: env.SLM_PYTHON, path: await findExecutable(env.SLM_PYTHON, pathDirs(env), env) };
-  } else if (await findExecutable(venvPython, [], env)) {
-    facts = { source: "venv", command: venvPython, path: venvPython };
-  } else {
-    const command = process.platform === "win32" ? "python" : "python3";
-    facts = { source: "PATH", command, path: await findExecutable(command, pathDirs(env), env) };
-  }
-  if (!facts.path) return facts;
-  const r = await runProbe(facts.path, ["-c", PYTHON_SCRIPT], env, PYTHON_TIMEOUT_MS, signal);
-  if (!r.ok) return { ...facts, error: r.error };
-  const parsed = parsePythonProbe(r.stdout);
-  return parsed ? { ...facts, ...parsed } : { ...facts, error: `unexpected output: ${firstLine(r.stdout) ?? "(none)"}` };
-}
-
-function parsePythonProbe(stdout: string): { version: string; modules: Record<string, boolean> } | undefined {
-  const last = stdout.trim().split(/\r?\n/).pop() ?? "";
-  try {
-    const v = JSON.parse(last) as { version?: unknown; modules?: unknown };
-    if (typeof v.version !== "string" || typeof v.modules !== "object" || v.modules === null) return undefined;
-    const modules: Record<string, boolean> = {};
-    for (const m of PYTHON_MODULES) modules[m] = (v.modules as Record<string, unknown>)[m] === true;
-    return { version: v.version, modules };
-  } catch {
-    return undefined;
-  }
-}
-
 function featureChecks(f: FeatureFacts): DoctorCheck[] {
   const allTools = f.llamaCppTools.every((t) => t.path);
   const looked = f.llamaCppDir ? "in SLM_LLAMA_CPP_DIR, on PATH or in $SLM_HOME/llama.cpp" : "on PATH, in SLM_LLAMA_CPP_DIR or in $SLM_HOME/llama.cpp";
@@ -480,25 +441,6 @@ function featureChecks(f: FeatureFacts): DoctorCheck[] {
   checks.push(buildTool("cmake", f.cmake, "install cmake (apt install cmake / brew install cmake)"));
   checks.push(buildTool("C++ compiler", f.compiler, "install a C++ compiler (apt install g++ / xcode-select --install)"));
 
-  const py = f.python;
-  const origin = py.source === "SLM_PYTHON" ? "SLM_PYTHON" : py.source === "venv" ? "slm's venv" : "PATH";
-  if (!py.path) {
-    const detail = py.source === "SLM_PYTHON" ? `SLM_PYTHON=${py.command} does not exist or is not executable` : `${py.command} not found on PATH`;
-    checks.push({ name: "python", status: "missing", detail: `${detail} — needed for fine-tuning`, fix: FIX_PYTHON });
-    checks.push({ name: "fine-tuning stack", status: "missing", detail: `needs Python with ${PYTHON_MODULES.join(", ")}`, fix: FIX_PYTHON });
-    return checks;
-  }
-  if (py.error || !py.modules) {
-    checks.push({ name: "python", status: "error", detail: `${py.path} (${origin}) failed: ${py.error ?? "no answer"}`, fix: FIX_PYTHON });
-    checks.push({ name: "fine-tuning stack", status: "missing", detail: "cannot tell: Python did not run", fix: FIX_PYTHON });
-    return checks;
-  }
-  checks.push({ name: "python", status: "ok", detail: `${py.version} (${py.path}, from ${origin})` });
-  const absent = PYTHON_MODULES.filter((m) => !py.modules![m]);
-  checks.push(
-    absent.length === 0
-      ? { name: "fine-tuning stack", status: "ok", detail: PYTHON_MODULES.join(", ") }
-      : { name: "fine-tuning stack", status: "missing", detail: `missing ${absent.join(", ")} — needed for fine-tuning and GPTQ/AWQ`, fix: FIX_PYTHON },
-  );
+  checks.push(...pythonChecks(f.python));
   return checks;
 }
