@@ -1,10 +1,10 @@
 /**
- * A minimal GGUF (v3) writer for benchmarks: a llama-architecture model of a chosen shape with random
- * F16 weights and a synthetic SentencePiece vocabulary, so llama.cpp loads, quantizes and runs it.
- * The weights are noise: good for speed, meaningless for quality.
+ * A llama-architecture model for benchmarks, written with src/backends/gguf/writer.ts: a chosen shape
+ * with random F16 weights and a synthetic SentencePiece vocabulary, so llama.cpp loads, quantizes and
+ * runs it. The weights are noise: good for speed, meaningless for quality.
  */
 import { randomBytes } from "node:crypto";
-import { closeSync, openSync, writeSync } from "node:fs";
+import { type GgufMetaValue, type GgufTensorOut, writeGguf } from "../src/backends/gguf/writer.js";
 
 export interface LlamaShape {
   name: string;
@@ -27,89 +27,8 @@ export const QWEN25_05B: LlamaShape = { name: "Qwen2.5-0.5B-shaped (random)", vo
 
 export const SHAPES: Record<string, LlamaShape> = { "smollm2-135m": SMOLLM2_135M, "qwen2.5-0.5b": QWEN25_05B };
 
-const T = { U32: 4, I32: 5, F32: 6, BOOL: 7, STRING: 8, ARRAY: 9 } as const;
 const GGML_F32 = 0;
 const GGML_F16 = 1;
-const ALIGN = 32;
-
-type Value = { t: "u32"; v: number } | { t: "f32"; v: number } | { t: "bool"; v: boolean } | { t: "str"; v: string } | { t: "strs"; v: string[] } | { t: "f32s"; v: number[] } | { t: "i32s"; v: number[] };
-
-class Buf {
-  private parts: Buffer[] = [];
-  size = 0;
-  push(b: Buffer): void {
-    this.parts.push(b);
-    this.size += b.length;
-  }
-  u32(n: number): void {
-    const b = Buffer.alloc(4);
-    b.writeUInt32LE(n);
-    this.push(b);
-  }
-  i32(n: number): void {
-    const b = Buffer.alloc(4);
-    b.writeInt32LE(n);
-    this.push(b);
-  }
-  u64(n: number): void {
-    const b = Buffer.alloc(8);
-    b.writeBigUInt64LE(BigInt(n));
-    this.push(b);
-  }
-  f32(n: number): void {
-    const b = Buffer.alloc(4);
-    b.writeFloatLE(n);
-    this.push(b);
-  }
-  str(s: string): void {
-    const b = Buffer.from(s, "utf8");
-    this.u64(b.length);
-    this.push(b);
-  }
-  concat(): Buffer {
-    return Buffer.concat(this.parts);
-  }
-}
-
-function writeValue(b: Buf, key: string, val: Value): void {
-  b.str(key);
-  switch (val.t) {
-    case "u32":
-      b.u32(T.U32);
-      b.u32(val.v);
-      return;
-    case "f32":
-      b.u32(T.F32);
-      b.f32(val.v);
-      return;
-    case "bool":
-      b.u32(T.BOOL);
-      b.push(Buffer.from([val.v ? 1 : 0]));
-      return;
-    case "str":
-      b.u32(T.STRING);
-      b.str(val.v);
-      return;
-    case "strs":
-      b.u32(T.ARRAY);
-      b.u32(T.STRING);
-      b.u64(val.v.length);
-      for (const s of val.v) b.str(s);
-      return;
-    case "f32s":
-      b.u32(T.ARRAY);
-      b.u32(T.F32);
-      b.u64(val.v.length);
-      for (const x of val.v) b.f32(x);
-      return;
-    case "i32s":
-      b.u32(T.ARRAY);
-      b.u32(T.I32);
-      b.u64(val.v.length);
-      for (const x of val.v) b.i32(x);
-      return;
-  }
-}
 
 /** <unk> <s> </s>, the 256 byte-fallback tokens, then made-up word pieces up to `size`. */
 function vocabulary(size: number): { tokens: string[]; scores: number[]; types: number[] } {
@@ -154,8 +73,6 @@ function tensors(s: LlamaShape): TensorSpec[] {
   return out;
 }
 
-const pad = (n: number) => (ALIGN - (n % ALIGN)) % ALIGN;
-
 /**
  * Random F16 values of weight-like magnitude (2^-10 … 2^-3, either sign), as raw bits: sign, an
  * exponent field of 5–12 and a random mantissa. Never NaN or Inf.
@@ -173,81 +90,54 @@ function randomF16(count: number): Buffer {
 /** Writes the model; returns its parameter count and size in bytes. */
 export function writeLlamaGguf(file: string, s: LlamaShape, chatTemplate?: string): { parameters: number; bytes: number } {
   const vocab = vocabulary(s.vocab);
-  const kv: [string, Value][] = [
-    ["general.architecture", { t: "str", v: "llama" }],
-    ["general.name", { t: "str", v: s.name }],
-    ["general.file_type", { t: "u32", v: 1 }], // MOSTLY_F16
-    ["general.alignment", { t: "u32", v: ALIGN }],
-    ["llama.context_length", { t: "u32", v: s.context }],
-    ["llama.embedding_length", { t: "u32", v: s.hidden }],
-    ["llama.block_count", { t: "u32", v: s.layers }],
-    ["llama.feed_forward_length", { t: "u32", v: s.ffn }],
-    ["llama.attention.head_count", { t: "u32", v: s.heads }],
-    ["llama.attention.head_count_kv", { t: "u32", v: s.kvHeads }],
-    ["llama.rope.dimension_count", { t: "u32", v: s.hidden / s.heads }],
-    ["llama.rope.freq_base", { t: "f32", v: 100000 }],
-    ["llama.attention.layer_norm_rms_epsilon", { t: "f32", v: 1e-5 }],
-    ["llama.vocab_size", { t: "u32", v: s.vocab }],
-    ["tokenizer.ggml.model", { t: "str", v: "llama" }],
-    ["tokenizer.ggml.tokens", { t: "strs", v: vocab.tokens }],
-    ["tokenizer.ggml.scores", { t: "f32s", v: vocab.scores }],
-    ["tokenizer.ggml.token_type", { t: "i32s", v: vocab.types }],
-    ["tokenizer.ggml.unknown_token_id", { t: "u32", v: 0 }],
-    ["tokenizer.ggml.bos_token_id", { t: "u32", v: 1 }],
-    ["tokenizer.ggml.eos_token_id", { t: "u32", v: 2 }],
-    ["tokenizer.ggml.add_bos_token", { t: "bool", v: true }],
-    ...(chatTemplate ? [["tokenizer.chat_template", { t: "str", v: chatTemplate }] as [string, Value]] : []),
+  const u32 = (value: number): GgufMetaValue => ({ type: "u32", value });
+  const f32 = (value: number): GgufMetaValue => ({ type: "f32", value });
+  const str = (value: string): GgufMetaValue => ({ type: "string", value });
+  const kv: [string, GgufMetaValue][] = [
+    ["general.architecture", str("llama")],
+    ["general.name", str(s.name)],
+    ["general.file_type", u32(1)], // MOSTLY_F16
+    ["general.alignment", u32(32)],
+    ["llama.context_length", u32(s.context)],
+    ["llama.embedding_length", u32(s.hidden)],
+    ["llama.block_count", u32(s.layers)],
+    ["llama.feed_forward_length", u32(s.ffn)],
+    ["llama.attention.head_count", u32(s.heads)],
+    ["llama.attention.head_count_kv", u32(s.kvHeads)],
+    ["llama.rope.dimension_count", u32(s.hidden / s.heads)],
+    ["llama.rope.freq_base", f32(100000)],
+    ["llama.attention.layer_norm_rms_epsilon", f32(1e-5)],
+    ["llama.vocab_size", u32(s.vocab)],
+    ["tokenizer.ggml.model", str("llama")],
+    ["tokenizer.ggml.tokens", { type: "array", itemType: "string", values: vocab.tokens }],
+    ["tokenizer.ggml.scores", { type: "array", itemType: "f32", values: vocab.scores }],
+    ["tokenizer.ggml.token_type", { type: "array", itemType: "i32", values: vocab.types }],
+    ["tokenizer.ggml.unknown_token_id", u32(0)],
+    ["tokenizer.ggml.bos_token_id", u32(1)],
+    ["tokenizer.ggml.eos_token_id", u32(2)],
+    ["tokenizer.ggml.add_bos_token", { type: "bool", value: true }],
+    ...(chatTemplate ? [["tokenizer.chat_template", str(chatTemplate)] as [string, GgufMetaValue]] : []),
   ];
   const specs = tensors(s);
-  const head = new Buf();
-  head.push(Buffer.from("GGUF", "ascii"));
-  head.u32(3);
-  head.u64(specs.length);
-  head.u64(kv.length);
-  for (const [k, v] of kv) writeValue(head, k, v);
-  let offset = 0;
-  const offsets: number[] = [];
-  for (const t of specs) {
-    head.str(t.name);
-    head.u32(t.dims.length);
-    for (const d of t.dims) head.u64(d);
-    head.u32(t.type);
-    head.u64(offset);
-    offsets.push(offset);
-    const n = t.dims.reduce((a, b) => a * b, 1) * (t.type === GGML_F16 ? 2 : 4);
-    offset += n + pad(n);
-  }
-  const header = head.concat();
-  const fd = openSync(file, "w");
-  let bytes = 0;
-  const put = (b: Buffer) => {
-    writeSync(fd, b);
-    bytes += b.length;
-  };
-  try {
-    put(header);
-    put(Buffer.alloc(pad(header.length)));
-    let parameters = 0;
-    for (const t of specs) {
-      const n = t.dims.reduce((a, b) => a * b, 1);
-      parameters += n;
-      if (t.type === GGML_F32) {
-        const b = Buffer.alloc(n * 4);
-        for (let i = 0; i < n; i++) b.writeFloatLE(1, i * 4); // RMS-norm weights start at 1
-        put(b);
-        put(Buffer.alloc(pad(b.length)));
-      } else {
+  let parameters = 0;
+  const out: GgufTensorOut[] = specs.map((t) => {
+    const n = t.dims.reduce((a, b) => a * b, 1);
+    parameters += n;
+    return {
+      ...t,
+      data: function* () {
+        if (t.type === GGML_F32) {
+          yield Buffer.from(new Float32Array(n).fill(1).buffer); // RMS-norm weights start at 1
+          return;
+        }
         // In 8 Mi-value pieces, so a 28M-value embedding does not need one giant buffer.
         for (let done = 0; done < n; ) {
           const k = Math.min(n - done, 8 << 20);
-          put(randomF16(k));
+          yield randomF16(k);
           done += k;
         }
-        put(Buffer.alloc(pad(n * 2)));
-      }
-    }
-    return { parameters, bytes };
-  } finally {
-    closeSync(fd);
-  }
+      },
+    };
+  });
+  return { parameters, bytes: writeGguf(file, kv, out) };
 }

@@ -48,19 +48,19 @@ Examples:
   );
   cmd.action(
     action(async (ctx, modelRef: string, flags: BenchFlags) => {
-      const [{ resolveModel }, { benchModel, benchTable, checkBenchOptions }, { parseLoraSpec }, { parseGpu }] = await Promise.all([
+      const [{ resolveModel }, { benchModel, benchTable, checkBenchOptions }, { resolveLoraArgs }, { parseGpu }] = await Promise.all([
         import("../backends/store/resolve.js"),
         import("../backends/llama/bench.js"),
-        import("../backends/llama/lora.js"),
+        import("../backends/adapters/resolve.js"),
         import("../backends/llama/runtime.js"),
       ]);
       const sizes = { promptTokens: flags.prompt, genTokens: flags.gen, repetitions: flags.repetitions, contextSize: flags.ctx, batchSize: flags.batch };
       // Flags first: a usage error must not wait for a model to load.
       checkBenchOptions(sizes);
       const entry = resolveModel(modelRef);
-      const lora = (flags.lora ?? []).map(parseLoraSpec);
       // No live view: a spinner redrawing on the main thread would take CPU from the measurement.
       const render = await ctx.renderer(false);
+      const lora = await resolveLoraArgs(flags.lora, { signal: ctx.signal, onEvent: render.onEvent }, { baseGguf: entry.format === "gguf" ? entry.path : undefined });
       const r = await benchModel(entry, { ...sizes, gpu: parseGpu(flags.gpu ?? "auto"), threads: flags.threads, lora, api: flags.api, verbose: ctx.globals.verbose }, { signal: ctx.signal, onEvent: render.onEvent });
       render.result(r, `${benchTable(r)}\n\n${settingsLine(r)}`);
     }),

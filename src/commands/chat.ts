@@ -29,15 +29,14 @@ Examples:
   );
   cmd.action(
     action(async (ctx, modelRef: string, flags: ChatFlags) => {
-      const [{ resolveModel }, { loadModel }, { ChatEngine }, { parseLoraSpec }, { parseGpu }] = await Promise.all([
+      const [{ resolveModel }, { loadModel }, { ChatEngine }, { resolveLoraArgs }, { parseGpu }] = await Promise.all([
         import("../backends/store/resolve.js"),
         import("../backends/llama/loader.js"),
         import("../backends/llama/chat.js"),
-        import("../backends/llama/lora.js"),
+        import("../backends/adapters/resolve.js"),
         import("../backends/llama/runtime.js"),
       ]);
       const entry = resolveModel(modelRef);
-      const lora = (flags.lora ?? []).map(parseLoraSpec);
       // The Ink view needs a terminal on both ends; anything else (pipes, files, --json) gets the REPL.
       const interactive = !ctx.globals.json && !!process.stdin.isTTY && !!process.stdout.isTTY && process.env.TERM !== "dumb";
       const talkative = !!process.stderr.isTTY && !ctx.globals.quiet && !ctx.globals.json;
@@ -45,6 +44,7 @@ Examples:
       // imports the same chalk while loading the model, so --no-color / NO_COLOR must be set before that.
       if (interactive && !colorEnabled(ctx.globals, process.stdout)) process.env.FORCE_COLOR = "0";
       const render = await ctx.renderer(false);
+      const lora = await resolveLoraArgs(flags.lora, { signal: ctx.signal, onEvent: render.onEvent }, { baseGguf: entry.format === "gguf" ? entry.path : undefined });
       if (talkative) process.stderr.write(`Loading ${entry.name}…`);
       const loaded = await loadModel(entry, { gpu: parseGpu(flags.gpu ?? "auto"), lora, contextSize: flags.ctx, threads: flags.threads, verbose: ctx.globals.verbose }, { signal: ctx.signal, onEvent: render.onEvent });
       if (talkative) process.stderr.write("\r\x1b[K");

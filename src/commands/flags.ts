@@ -50,7 +50,7 @@ export function addRuntimeOptions(cmd: Command): Command {
     .option("-c, --ctx <n>", "context size in tokens (default: the model's, up to 4096, fitted to memory)", positiveInt("--ctx"))
     .option("--threads <n>", "CPU threads (default: one per physical core)", positiveInt("--threads"))
     .addOption(new Option("--gpu <kind>", "GPU backend").choices(["auto", "off", "cuda", "vulkan", "metal"]).default("auto"))
-    .option("--lora <file[:scale]>", "load a GGUF LoRA adapter, optionally scaled (repeatable)", collect);
+    .option("--lora <adapter[:scale]>", "load a LoRA adapter, optionally scaled (repeatable): a GGUF file, a PEFT folder, or a Hub repo of one (converted once)", collect);
 }
 
 /**

@@ -33,23 +33,24 @@ Examples:
   slm run tiny-arith "12+34" --temperature 0
   echo "Summarise: ..." | slm run qwen2.5-0.5b
   slm run tiny-arith "57-23" --lora test/fixtures/tiny-arith/gguf/lora-sub-f32.gguf
+  slm run tiny-arith "57-23" --lora test/fixtures/tiny-arith/lora-sub      # a PEFT adapter folder
   slm run qwen2.5-0.5b "Name a colour" --json-schema colour.schema.json --json`,
   );
   cmd.action(
     action(async (ctx, modelRef: string, promptArg: string | undefined, flags: RunFlags) => {
       const prompt = promptArg ?? (process.stdin.isTTY ? undefined : await readStdin());
       if (prompt === undefined || prompt.trim() === "") throw new UsageError("Give a prompt as an argument or on stdin.", { hint: "For a conversation, use `slm chat`." });
-      const [{ resolveModel }, { loadModel }, { generate, readJsonSchema }, { parseLoraSpec }, { parseGpu }] = await Promise.all([
+      const [{ resolveModel }, { loadModel }, { generate, readJsonSchema }, { resolveLoraArgs }, { parseGpu }] = await Promise.all([
         import("../backends/store/resolve.js"),
         import("../backends/llama/loader.js"),
         import("../backends/llama/generate.js"),
-        import("../backends/llama/lora.js"),
+        import("../backends/adapters/resolve.js"),
         import("../backends/llama/runtime.js"),
       ]);
       const entry = resolveModel(modelRef);
       const schema = flags.jsonSchema ? readJsonSchema(flags.jsonSchema) : undefined;
-      const lora = (flags.lora ?? []).map(parseLoraSpec);
       const render = await ctx.renderer(false);
+      const lora = await resolveLoraArgs(flags.lora, { signal: ctx.signal, onEvent: render.onEvent }, { baseGguf: entry.format === "gguf" ? entry.path : undefined });
       const loaded = await loadModel(entry, { gpu: parseGpu(flags.gpu ?? "auto"), lora, contextSize: flags.ctx, threads: flags.threads, verbose: ctx.globals.verbose }, { signal: ctx.signal, onEvent: render.onEvent });
       try {
         const stream = !ctx.globals.json;

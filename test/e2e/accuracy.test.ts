@@ -1,29 +1,9 @@
-import { readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { generate } from "../../src/backends/llama/generate.js";
 import { type LoadedModel, loadModel } from "../../src/backends/llama/loader.js";
 import { resolveModel } from "../../src/backends/store/resolve.js";
+import { exactMatch, firstLines } from "../helpers/accuracy.js";
 import { FIXTURE } from "../helpers/cli.js";
-
-interface Line {
-  messages: { role: string; content: string }[];
-}
-
-function firstLines(file: string, n: number): { q: string; a: string }[] {
-  return readFileSync(path.join(FIXTURE, "data", file), "utf8")
-    .trim()
-    .split("\n")
-    .slice(0, n)
-    .map((l) => JSON.parse(l) as Line)
-    .map((l) => ({ q: l.messages.find((m) => m.role === "user")!.content, a: l.messages.find((m) => m.role === "assistant")!.content }));
-}
-
-async function exactMatch(loaded: LoadedModel, items: { q: string; a: string }[]): Promise<number> {
-  let ok = 0;
-  for (const it of items) if ((await generate(loaded, { prompt: it.q, temperature: 0, maxTokens: 8 })).text.trim() === it.a) ok++;
-  return ok / items.length;
-}
 
 describe("accuracy through the real stack (node-llama-cpp, chat template, sampling)", () => {
   let base: LoadedModel;

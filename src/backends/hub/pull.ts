@@ -27,6 +27,8 @@ export interface PullOptions {
   name?: string;
   /** Parallel HTTP ranges per large file. */
   connections?: number;
+  /** false: download into the cache without a registry entry (a LoRA adapter's repo is not a model). */
+  register?: boolean;
 }
 
 export interface PulledFile {
@@ -116,7 +118,7 @@ export async function pull(o: PullOptions, ctx: BackendContext = {}): Promise<Pu
   });
 
   const name = o.name ?? target.name ?? target.repo;
-  const existing = getModel(name);
+  const existing = o.register === false ? undefined : getModel(name);
   if (existing && (existing.source.type !== "hub" || existing.source.repo !== target.repo)) {
     throw new UsageError(`A different model is already registered as "${name}".`, { hint: "Choose another name with --name, or `slm rm` the old one first." });
   }
@@ -155,7 +157,7 @@ export async function pull(o: PullOptions, ctx: BackendContext = {}): Promise<Pu
       emit(ctx.onEvent, { type: "log", level: "warn", message: `Could not read the GGUF header of ${sel.entry}: ${(err as Error).message}` });
     }
   }
-  await registerModel(model);
+  if (o.register !== false) await registerModel(model);
   return { model, files: pulled, downloadedBytes, seconds: (Date.now() - started) / 1000 };
 }
 
