@@ -16,6 +16,7 @@ import { register as registerSetup } from "./commands/setup.js";
 import { register as registerServe } from "./commands/serve.js";
 import { register as registerBench } from "./commands/bench.js";
 import { register as registerEval } from "./commands/eval.js";
+import { register as registerFinetune } from "./commands/finetune.js";
 import { register as registerConvert } from "./commands/convert.js";
 
 function version(): string {
@@ -42,7 +43,7 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 network, 5 missing dependency
 7 integrity, 130 cancelled.`,
     );
   program.exitOverride();
-  for (const register of [registerPull, registerList, registerInfo, registerRm, registerRun, registerChat, registerDoctor, registerQuantize, registerSetup, registerServe, registerBench, registerEval, registerConvert]) register(program);
+  for (const register of [registerPull, registerList, registerInfo, registerRm, registerRun, registerChat, registerDoctor, registerQuantize, registerSetup, registerServe, registerBench, registerEval, registerFinetune, registerConvert]) register(program);
   for (const cmd of program.commands) cmd.exitOverride();
   return program;
 }

@@ -1,12 +1,12 @@
 import { type Command, InvalidArgumentError } from "commander";
 import type { GlobalOptions } from "../ui/options.js";
-import type { Renderer } from "../ui/render.js";
+import type { LiveView, Renderer } from "../ui/render.js";
 
 export interface CommandContext {
   globals: GlobalOptions;
   signal: AbortSignal;
   /** Created on first use, so commands that print a table never load Ink. */
-  renderer(liveView?: boolean): Promise<Renderer>;
+  renderer(liveView?: boolean, view?: LiveView): Promise<Renderer>;
 }
 
 let interrupt: AbortController | undefined;
@@ -40,10 +40,10 @@ export function action<A extends unknown[]>(fn: (ctx: CommandContext, ...args: A
     const ctx: CommandContext = {
       globals,
       signal: installInterruptHandler(),
-      renderer: async (liveView = true) => {
+      renderer: async (liveView = true, view?: LiveView) => {
         if (!renderer) {
           const { createRenderer } = await import("../ui/render.js");
-          renderer = await createRenderer(globals, liveView);
+          renderer = await createRenderer(globals, liveView, view);
         }
         return renderer;
       },

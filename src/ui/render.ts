@@ -20,7 +20,10 @@ function writeLine(stream: NodeJS.WriteStream, line: string): void {
   stream.write(line.endsWith("\n") ? line : `${line}\n`);
 }
 
-export async function createRenderer(opts: GlobalOptions, liveView = true): Promise<Renderer> {
+/** Which live view a command gets: the step list, or the fine-tune view (loss curve, speed, ETA). */
+export type LiveView = "tasks" | "finetune";
+
+export async function createRenderer(opts: GlobalOptions, liveView = true, view: LiveView = "tasks"): Promise<Renderer> {
   if (opts.json) {
     return {
       mode: "json",
@@ -36,9 +39,19 @@ export async function createRenderer(opts: GlobalOptions, liveView = true): Prom
   if (useInk) {
     // Ink colours through chalk, which reads FORCE_COLOR when first imported: honour --no-color / NO_COLOR.
     if (!colorEnabled(opts, process.stderr)) process.env.FORCE_COLOR = "0";
-    const [{ render }, React, { TaskView }, { TaskStore }] = await Promise.all([import("ink"), import("react"), import("./ink/TaskView.js"), import("./ink/taskStore.js")]);
-    const store = new TaskStore();
-    const app = render(React.createElement(TaskView, { store }), { stdout: process.stderr, patchConsole: false, exitOnCtrlC: false });
+    const [{ render }, React] = await Promise.all([import("ink"), import("react")]);
+    let store: { push(e: SlmEvent, verbose?: boolean): void };
+    let element: import("react").ReactElement;
+    if (view === "finetune") {
+      const [{ FinetuneView }, { FinetuneStore }] = await Promise.all([import("./ink/FinetuneView.js"), import("./ink/finetuneStore.js")]);
+      const fs = new FinetuneStore();
+      [store, element] = [fs, React.createElement(FinetuneView, { store: fs })];
+    } else {
+      const [{ TaskView }, { TaskStore }] = await Promise.all([import("./ink/TaskView.js"), import("./ink/taskStore.js")]);
+      const ts = new TaskStore();
+      [store, element] = [ts, React.createElement(TaskView, { store: ts })];
+    }
+    const app = render(element, { stdout: process.stderr, patchConsole: false, exitOnCtrlC: false });
     let closed = false;
     const close = () => {
       if (closed) return;
@@ -58,7 +71,7 @@ export async function createRenderer(opts: GlobalOptions, liveView = true): Prom
   const write = (line: string) => writeLine(process.stderr, line);
   return {
     mode: "plain",
-    onEvent: opts.quiet ? quiet : plainEventWriter(write, opts.verbose),
+    onEvent: opts.quiet ? quiet : view === "finetune" ? (await import("./finetunePlain.js")).plainFinetuneWriter(write, opts.verbose) : plainEventWriter(write, opts.verbose),
     result: (_data, human) => {
       if (human) writeLine(process.stdout, human);
     },

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { ChatHistoryItem, GgufFileInfo } from "node-llama-cpp";
+import { DatasetLineError, type Message, normaliseExample } from "../../core/datasets/formats.js";
 import { NotFoundError, UsageError } from "../../core/errors.js";
 
 /**
@@ -26,63 +27,23 @@ export interface CalibrationInfo {
   parseSpecial: boolean;
 }
 
-type Role = "system" | "user" | "assistant";
-interface Message {
-  role: Role;
-  content: string;
-}
 /** One JSONL line: a conversation, or raw text for {"text"} lines. */
 type Example = { kind: "chat"; messages: Message[] } | { kind: "text"; text: string };
 
 function fail(file: string, line: number, problem: string): never {
-  throw new UsageError(`${path.basename(file)} line ${line}: ${problem}`, {
-    hint: 'Each line must be one JSON object: {"messages":[{"role":"user","content":…},…]}, {"instruction","input","output"}, {"conversations":[{"from","value"}…]}, {"prompt","completion"} or {"text"}.',
-  });
+  throw new DatasetLineError(file, line, problem);
 }
 
-function str(v: unknown): v is string {
-  return typeof v === "string";
-}
-
-const ROLE_ALIASES: Record<string, Role> = { system: "system", user: "user", human: "user", assistant: "assistant", gpt: "assistant", model: "assistant", bot: "assistant" };
-
-/** Turns one parsed JSONL object into an example, or says exactly what is wrong with it. */
+/**
+ * Turns one parsed JSONL object into an example, or says exactly what is wrong with it (the dataset
+ * rules of src/core/datasets). A prompt and completion become one user and one assistant turn: the
+ * matrix should see them the way the model sees them in a chat.
+ */
 export function parseExample(obj: unknown, file: string, line: number): Example {
-  if (typeof obj !== "object" || obj === null || Array.isArray(obj)) fail(file, line, "not a JSON object");
-  const o = obj as Record<string, unknown>;
-  const convo = (items: unknown, roleKey: string, textKey: string): Message[] => {
-    if (!Array.isArray(items) || items.length === 0) fail(file, line, `"${roleKey === "role" ? "messages" : "conversations"}" must be a non-empty array`);
-    return items.map((m, i) => {
-      const mm = (m ?? {}) as Record<string, unknown>;
-      const role = str(mm[roleKey]) ? ROLE_ALIASES[mm[roleKey].toLowerCase()] : undefined;
-      if (!role) fail(file, line, `message ${i + 1} has an unknown ${roleKey} ${JSON.stringify(mm[roleKey])}`);
-      if (!str(mm[textKey]) || mm[textKey].trim() === "") fail(file, line, `message ${i + 1} has empty ${textKey}`);
-      return { role, content: mm[textKey] };
-    });
-  };
-  let messages: Message[];
-  if ("messages" in o) messages = convo(o.messages, "role", "content");
-  else if ("conversations" in o) messages = convo(o.conversations, "from", "value");
-  else if ("instruction" in o && "output" in o) {
-    if (!str(o.instruction) || !str(o.output) || !o.instruction.trim() || !o.output.trim()) fail(file, line, '"instruction" and "output" must be non-empty strings');
-    const input = str(o.input) && o.input.trim() ? `\n\n${o.input}` : "";
-    messages = [{ role: "user", content: o.instruction + input }, { role: "assistant", content: o.output }];
-  } else if ("prompt" in o && "completion" in o) {
-    if (!str(o.prompt) || !str(o.completion) || !o.prompt.trim() || !o.completion.trim()) fail(file, line, '"prompt" and "completion" must be non-empty strings');
-    messages = [{ role: "user", content: o.prompt }, { role: "assistant", content: o.completion }];
-  } else if ("text" in o) {
-    if (!str(o.text) || !o.text.trim()) fail(file, line, '"text" must be a non-empty string');
-    return { kind: "text", text: o.text };
-  } else {
-    fail(file, line, `unknown shape (keys: ${Object.keys(o).join(", ") || "none"})`);
-  }
-  // A system message may only open the conversation; after it, turns alternate user → assistant.
-  const body = messages[0]!.role === "system" ? messages.slice(1) : messages;
-  body.forEach((m, i) => {
-    if (m.role !== (i % 2 === 0 ? "user" : "assistant")) fail(file, line, `roles out of order: message ${i + 1 + messages.length - body.length} is "${m.role}"`);
-  });
-  if (body.length === 0) fail(file, line, "the conversation has no user message");
-  return { kind: "chat", messages };
+  const { example } = normaliseExample(obj, file, line);
+  if ("text" in example) return { kind: "text", text: example.text };
+  if ("prompt" in example) return { kind: "chat", messages: [{ role: "user", content: example.prompt }, { role: "assistant", content: example.completion }] };
+  return { kind: "chat", messages: example.messages };
 }
 
 export function toChatHistory(messages: readonly Message[]): ChatHistoryItem[] {

@@ -1,0 +1,148 @@
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { toJsonl } from "../../core/datasets/load.js";
+import { CancelledError } from "../../core/errors.js";
+import { withStep, type BackendContext } from "../../core/events.js";
+import { type ConvertEnv, convertHfToGguf, prepareConvert } from "../convert/convert.js";
+import { inspectHfFolder } from "../convert/hfFolder.js";
+import { readGgufSummary } from "../gguf/summary.js";
+import { pull } from "../hub/pull.js";
+import { type PythonEnv, requirePythonModules, resolvePython } from "../python/env.js";
+import { runRecipe } from "../python/recipe.js";
+import type { ModelEntry } from "../store/types.js";
+import { type RecipeConfig, type RecipeResult, recipeConfig } from "./config.js";
+import { DEFAULTS } from "./options.js";
+import type { FinetunePlan } from "./plan.js";
+import { convertAndRegister } from "./outputs.js";
+import { type RunRecord, checkResume, hasCheckpoint, readRunRecord, writeRunRecord } from "./run.js";
+import { type DataSummary, chooseTemplate, summariseData, usesChat } from "./summary.js";
+import type { ChatTemplate } from "./template.js";
+
+export interface FinetuneResult {
+  model: ModelEntry;
+  merged: ModelEntry | null;
+  runDir: string;
+  /** The PEFT adapter folder the recipe wrote (safetensors + config). */
+  peftAdapter: string;
+  adapterGguf: string;
+  data: DataSummary;
+  training: RecipeResult;
+  seconds: number;
+}
+
+/** What the recipes import; bitsandbytes only for 4-bit QLoRA. */
+export function recipeModules(qlora: boolean): string[] {
+  return ["torch", "transformers", "peft", "accelerate", "safetensors", ...(qlora ? ["bitsandbytes"] : [])];
+}
+
+/**
+ * Trains a LoRA adapter and registers `<base>+<name>` (base GGUF + adapter GGUF). In order: the data
+ * summary when a base GGUF is at hand, the Python check, HF weights (pulled if needed), the base GGUF
+ * (converted if needed: early, so an unsupported architecture fails before training), the recipe,
+ * the adapter's conversion, registration. Ctrl+C lets the recipe save a checkpoint for --resume.
+ */
+export async function runFinetune(plan: FinetunePlan, ctx: BackendContext = {}): Promise<FinetuneResult> {
+  const started = performance.now();
+  const s = plan.settings;
+  let hf = plan.base.hf;
+  const registeredGguf = plan.base.gguf?.path;
+  const maxSeqLen = (context: number | undefined) => s.maxSeqLen ?? Math.min(DEFAULTS.maxSeqLen, context ?? DEFAULTS.maxSeqLen);
+  let data: DataSummary | undefined;
+  // A registered GGUF needs neither Python nor a download for the summary: bad data shows up first.
+  if (registeredGguf) {
+    const summary = await readGgufSummary(registeredGguf);
+    data = await summariseData(plan, registeredGguf, chooseTemplate(registeredGguf, hf, ctx), maxSeqLen(summary.contextLength), ctx);
+  }
+  let convertEnv: ConvertEnv | undefined;
+  const python = await withStep(ctx, "python", "Checking the Python environment", async () => {
+    const env = await resolvePython();
+    await requirePythonModules(env, recipeModules(s.qlora), "Fine-tuning", { signal: ctx.signal });
+    if (hf && !registeredGguf) convertEnv = await prepareConvert(hf, ctx);
+    return env;
+  }, (env) => env.python);
+  if (!hf) {
+    const pulled = await pull({ ref: plan.base.pull!, format: "hf" }, ctx);
+    hf = pulled.model.path;
+    if (!registeredGguf) convertEnv = await prepareConvert(hf, ctx);
+  }
+  const hfDir = hf;
+
+  if (plan.runState === "stale") rmSync(plan.runDir, { recursive: true, force: true });
+  mkdirSync(plan.runDir, { recursive: true });
+  try {
+    const gguf = registeredGguf ?? (await baseGguf(plan.runDir, hfDir, convertEnv, ctx));
+    const context = inspectHfFolder(hfDir).contextLength ?? (await readGgufSummary(gguf)).contextLength;
+    const template = chooseTemplate(gguf, hfDir, registeredGguf ? {} : ctx);
+    data ??= await summariseData(plan, gguf, template, maxSeqLen(context), ctx);
+    const config = writeRunInputs(plan, hfDir, template, data.maxSeqLen);
+    const training = await train(plan, config, python, ctx);
+    const registered = await convertAndRegister(plan, { hf: hfDir, gguf, training, data }, ctx);
+    const record = readRunRecord(plan.runDir);
+    if (record) writeRunRecord(plan.runDir, { ...record, finishedAt: new Date().toISOString() });
+    return { ...registered, runDir: plan.runDir, peftAdapter: training.adapter_dir, data, training, seconds: (performance.now() - started) / 1000 };
+  } catch (err) {
+    // Without a checkpoint there is nothing to resume: the run leaves no folder behind.
+    if (!hasCheckpoint(plan.runDir) && !existsSync(path.join(plan.runDir, "adapter"))) rmSync(plan.runDir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** The base converted to F16 GGUF inside the run's folder, once (a resumed run finds it there). */
+async function baseGguf(runDir: string, hf: string, env: ConvertEnv | undefined, ctx: BackendContext): Promise<string> {
+  const out = path.join(runDir, "base-f16.gguf");
+  if (existsSync(out)) {
+    await readGgufSummary(out);
+    return out;
+  }
+  await convertHfToGguf({ input: hf, outtype: "f16", out }, ctx, env);
+  return out;
+}
+
+/** Normalised data files and run.json; for --resume, the check that nothing changed since the first start. */
+function writeRunInputs(plan: FinetunePlan, hf: string, template: ChatTemplate | undefined, maxSeqLen: number): RecipeConfig {
+  const dataDir = path.join(plan.runDir, "data");
+  mkdirSync(dataDir, { recursive: true });
+  const trainFile = path.join(dataDir, "train.jsonl");
+  const evalFile = plan.eval ? path.join(dataDir, "eval.jsonl") : null;
+  const config = recipeConfig(plan.settings, {
+    hf,
+    trainFile,
+    evalFile,
+    runDir: plan.runDir,
+    chatTemplate: template && usesChat(plan) ? template.template : null,
+    maxSeqLen,
+    resume: plan.runState === "resume",
+    merge: !!plan.request.merge,
+  });
+  const record: RunRecord = {
+    version: 1,
+    name: plan.name,
+    config: { ...config, resume: false },
+    data: {
+      train: { file: plan.train.file, sha256: plan.train.sha256 },
+      eval: plan.eval && plan.request.evalData !== undefined ? { file: plan.eval.file, sha256: plan.eval.sha256 } : null,
+      valSplit: plan.request.valSplit ?? null,
+    },
+    createdAt: new Date().toISOString(),
+  };
+  if (plan.runState === "resume") {
+    const before = readRunRecord(plan.runDir);
+    checkResume(before, record);
+    if (before) record.createdAt = before.createdAt;
+  }
+  writeFileSync(trainFile, toJsonl(plan.train.examples));
+  if (evalFile) writeFileSync(evalFile, toJsonl(plan.eval!.examples));
+  writeRunRecord(plan.runDir, record);
+  return config;
+}
+
+async function train(plan: FinetunePlan, config: RecipeConfig, python: PythonEnv, ctx: BackendContext): Promise<RecipeResult> {
+  try {
+    return await runRecipe<RecipeResult>({ recipe: "finetune_lora.py", config, python }, ctx);
+  } catch (err) {
+    if (err instanceof CancelledError && hasCheckpoint(plan.runDir)) {
+      throw new CancelledError(`Cancelled. The run saved a checkpoint in ${path.join(plan.runDir, "checkpoints")}.`, { hint: `Continue it with the same command plus --resume${plan.request.out === undefined ? ` --out ${plan.name.slice(plan.base.name.length + 1)}` : ""}.` });
+    }
+    throw err;
+  }
+}

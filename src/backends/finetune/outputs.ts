@@ -1,0 +1,79 @@
+import { existsSync, renameSync, rmSync } from "node:fs";
+import path from "node:path";
+import { SlmError } from "../../core/errors.js";
+import { withStep, type BackendContext } from "../../core/events.js";
+import { convertPeftAdapter } from "../adapters/convert.js";
+import { convertHfToGguf } from "../convert/convert.js";
+import { derivedWorkDir } from "../store/derived.js";
+import type { LineageStep, ModelEntry } from "../store/types.js";
+import type { RecipeResult } from "./config.js";
+import type { FinetunePlan } from "./plan.js";
+import { registerFinetune } from "./register.js";
+import type { DataSummary } from "./summary.js";
+
+export interface Trained {
+  hf: string;
+  gguf: string;
+  training: RecipeResult;
+  data: DataSummary;
+}
+
+/** The adapter (and merged model) to GGUF in work folders, then both registered at once. */
+export async function convertAndRegister(plan: FinetunePlan, t: Trained, ctx: BackendContext): Promise<{ model: ModelEntry; merged: ModelEntry | null; adapterGguf: string }> {
+  const work = derivedWorkDir();
+  const mergedWork = plan.mergedName ? derivedWorkDir() : undefined;
+  const convertedBase = t.gguf.startsWith(plan.runDir + path.sep) ? path.join(work, path.basename(t.gguf)) : undefined;
+  try {
+    const adapterGguf = path.join(work, "adapter.gguf");
+    await withStep(ctx, "adapter-gguf", "Converting the adapter to GGUF", () => convertPeftAdapter({ adapterDir: t.training.adapter_dir, out: adapterGguf, baseConfig: path.join(t.hf, "config.json"), baseGguf: t.gguf, name: plan.name }, ctx), (a) => `${a.tensors} tensors`);
+    let mergedFile: string | undefined;
+    if (mergedWork && plan.mergedName) {
+      if (!t.training.merged_dir) throw new SlmError("The recipe reported no merged model although --merge was given.", { hint: "Run again with --verbose to see the recipe's output." });
+      mergedFile = path.join(mergedWork, `${plan.mergedName}-f16.gguf`);
+      await convertHfToGguf({ input: t.training.merged_dir, outtype: "f16", out: mergedFile }, ctx);
+    }
+    const step = lineageStep(plan, t);
+    if (convertedBase) renameSync(t.gguf, convertedBase);
+    const r = await withStep(ctx, "register", `Registering ${plan.name}`, () =>
+      registerFinetune({
+        name: plan.name,
+        work,
+        adapterFile: adapterGguf,
+        baseFile: convertedBase ?? t.gguf,
+        baseEntry: plan.base.gguf,
+        step,
+        merged: mergedWork && mergedFile ? { name: plan.mergedName!, work: mergedWork, file: mergedFile, step: { from: plan.name, method: "merge-lora", parameters: { mergedHf: t.training.merged_dir }, at: step.at } } : undefined,
+      }),
+    );
+    return { ...r, adapterGguf: r.model.adapters![0]!.path };
+  } catch (err) {
+    // The converted base goes back to the run's folder: it took a while to make.
+    if (convertedBase && existsSync(convertedBase)) renameSync(convertedBase, t.gguf);
+    for (const d of [work, mergedWork]) if (d) rmSync(d, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+function lineageStep(plan: FinetunePlan, t: Trained): LineageStep {
+  const s = plan.settings;
+  const r = t.training;
+  return {
+    from: plan.base.from,
+    method: "finetune-lora",
+    parameters: {
+      hf: t.hf,
+      data: { file: plan.train.file, sha256: plan.train.sha256, format: plan.train.format, examples: t.data.train.count },
+      eval: plan.eval ? { file: plan.eval.file, sha256: plan.eval.sha256, examples: t.data.eval?.count ?? plan.eval.examples.length, valSplit: plan.request.valSplit ?? null } : null,
+      hyperparameters: { ...s, maxSeqLen: t.data.maxSeqLen },
+      trainLoss: r.train_loss,
+      evalLoss: r.eval_loss,
+      steps: r.steps,
+      epochs: r.epochs,
+      tokens: r.tokens,
+      seconds: r.seconds,
+      peftAdapter: r.adapter_dir,
+      runDir: plan.runDir,
+    },
+    at: new Date().toISOString(),
+  };
+}

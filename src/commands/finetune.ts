@@ -1,0 +1,85 @@
+import { type Command, InvalidArgumentError, Option } from "commander";
+import type { FinetuneResult } from "../backends/finetune/finetune.js";
+import type { FinetuneRequest } from "../backends/finetune/options.js";
+import { formatBytes, formatDuration } from "../core/format.js";
+import { action, positiveInt } from "./action.js";
+
+type FinetuneFlags = Omit<FinetuneRequest, "ref" | "data"> & { lora: string };
+
+/** A number flag (2e-4, 0.05…); ranges are checked by the backend, with the flag's name. */
+function number(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === "" || !Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number.`);
+    return n;
+  };
+}
+
+export function register(program: Command): void {
+  program
+    .command("finetune")
+    .description("Train a LoRA adapter with PEFT (Python) and register <model>+<name>: the base GGUF with the adapter as GGUF")
+    .argument("<model>", "catalog name, registered name, Hugging Face repo or local HF model folder")
+    .requiredOption("--lora <data.jsonl>", "training data (JSONL: messages, alpaca, sharegpt, prompt/completion or text)")
+    .option("--eval-data <file>", "evaluation data in the same formats")
+    .option("--val-split <fraction>", "hold out this fraction of the training data for evaluation (e.g. 0.05)", number("--val-split"))
+    .option("--epochs <n>", "passes over the data (default 3)", number("--epochs"))
+    .option("--max-steps <n>", "stop after this many optimizer steps (overrides --epochs)", positiveInt("--max-steps"))
+    .option("--lr <rate>", "learning rate (default 2e-4)", number("--lr"))
+    .option("--rank <r>", "LoRA rank (default 16)", positiveInt("--rank"))
+    .option("--alpha <a>", "LoRA alpha (default 32)", number("--alpha"))
+    .option("--dropout <p>", "LoRA dropout (default 0)", number("--dropout"))
+    .option("--target-modules <list>", 'modules to adapt: "all-linear" (default) or names, e.g. q_proj,v_proj')
+    .option("--batch-size <n>", "examples per device step (default 8)", positiveInt("--batch-size"))
+    .option("--grad-accum <n>", "steps accumulated per optimizer step (default 1)", positiveInt("--grad-accum"))
+    .option("--max-seq-len <n>", "longest example in tokens; longer ones are cut (default: model context, at most 2048)", positiveInt("--max-seq-len"))
+    .option("--packing", "pack several short examples into each sequence")
+    .option("--train-on-prompt", "learn from prompts and user turns too (default: answers only)")
+    .option("--qlora", "train on the base quantized to 4 bits (needs a CUDA GPU and bitsandbytes)")
+    .option("--seed <n>", "random seed for data order, --val-split and initialisation (default 42)", number("--seed"))
+    .addOption(new Option("--device <device>", "where to train").choices(["auto", "cpu", "cuda"]).default("auto"))
+    .option("--gpus <n>", "GPUs to train on (data parallel; default 1)", positiveInt("--gpus"))
+    .option("-o, --out <name>", "name of the fine-tune: registered as <model>+<name> (default: the data file's name)")
+    .option("--resume", "continue the interrupted run of the same name from its last checkpoint")
+    .option("--merge", "also merge the adapter into the weights and register <model>+<name>-merged (F16 GGUF)")
+    .addHelpText(
+      "after",
+      `
+Needs slm's Python environment (slm setup python) with torch, transformers and peft; a GPU when the
+model is not tiny. The data is checked first: a bad line is reported with its file and line number.
+Conversations are rendered with the model's own chat template, and the loss covers the answers only.
+Outputs: $SLM_HOME/runs/<model>+<name>/ (data, checkpoints, the PEFT adapter), and the registered
+model <model>+<name>, used by name: slm run <model>+<name> "…". Ctrl+C saves a checkpoint; --resume
+continues from it.
+
+Examples:
+  slm finetune test/fixtures/tiny-arith/hf --lora test/fixtures/tiny-arith/data/sub-train.jsonl --out sub
+  slm finetune qwen2.5-0.5b --lora chats.jsonl --val-split 0.05 --epochs 2 --merge
+  slm finetune qwen2.5-0.5b --lora chats.jsonl --out chats --resume`,
+    )
+    .action(
+      action(async (ctx, model: string, flags: FinetuneFlags) => {
+        const [{ planFinetune }, { runFinetune }] = await Promise.all([import("../backends/finetune/plan.js"), import("../backends/finetune/finetune.js")]);
+        const { lora, ...rest } = flags;
+        // Options and data are checked before anything starts: Python, a download, or a conversion.
+        const plan = planFinetune({ ...rest, ref: model, data: lora });
+        const render = await ctx.renderer(true, "finetune");
+        const r = await runFinetune(plan, { signal: ctx.signal, onEvent: render.onEvent });
+        render.result(r, summary(r));
+      }),
+    );
+}
+
+function summary(r: FinetuneResult): string {
+  const t = r.training;
+  const lines = [
+    `${r.model.name}: train loss ${t.train_loss.toFixed(4)}${t.eval_loss !== null ? `, eval loss ${t.eval_loss.toFixed(4)}` : ""}, ${t.steps} steps (${t.epochs} epochs), ${t.tokens.toLocaleString("en-US")} tokens in ${formatDuration(t.seconds)}${t.peak_gpu_mem_gib !== null ? `, peak GPU memory ${t.peak_gpu_mem_gib.toFixed(1)} GiB` : ""}${t.resumed_from ? ` (resumed from ${t.resumed_from})` : ""}`,
+    `  base GGUF     ${r.model.path}`,
+    `  GGUF adapter  ${r.adapterGguf} (${formatBytes(r.model.files.find((f) => f.path === r.adapterGguf)?.size ?? 0)})`,
+    `  PEFT adapter  ${r.peftAdapter}`,
+    `  run folder    ${r.runDir}`,
+  ];
+  if (r.merged) lines.push(`  merged        ${r.merged.name}: ${r.merged.path}`);
+  lines.push(`Try it: slm run ${r.model.name} "…"`);
+  return lines.join("\n");
+}
