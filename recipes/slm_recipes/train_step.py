@@ -145,12 +145,14 @@ def make_optimizer(params, lr, device_type):
 
 
 def make_scheduler(optimizer, total_steps, warmup_steps):
-    """Linear warm-up to the peak rate, then linear decay to zero at total_steps."""
+    """Linear warm-up to the peak rate (reached at the last warm-up step), then linear decay that reaches zero
+    just after the last step."""
+    span = max(1, total_steps - warmup_steps + (1 if warmup_steps else 0))
 
     def factor(step):
         if step < warmup_steps:
             return (step + 1) / warmup_steps
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+        return max(0.0, (total_steps - step) / span)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 

@@ -110,5 +110,80 @@ class TrainStepTest(unittest.TestCase):
         self.assertAlmostEqual(opt.param_groups[0]["lr"], 0.0)
 
 
+@unittest.skipIf(torch is None, "torch is not installed")
+class CheckpointTest(unittest.TestCase):
+    """Save after 3 steps, resume into fresh objects, 3 more steps: the same weights as 6 steps in one go
+    (dropout included, so the RNG state must come back too)."""
+
+    class Model(torch.nn.Module if torch else object):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.emb = torch.nn.Embedding(40, 12)
+            self.emb.weight.requires_grad_(False)  # frozen, like a LoRA base
+            self.drop = torch.nn.Dropout(0.3)
+            self.out = torch.nn.Linear(12, 40)
+
+        def forward(self, ids):
+            return self.out(self.drop(self.emb(ids)))
+
+        def save_pretrained(self, path):  # what checkpoint.save asks of a PEFT model
+            os.makedirs(path, exist_ok=True)
+            torch.save(self.out.state_dict(), os.path.join(path, "adapter.pt"))
+
+    def setup(self):
+        from slm_recipes.train_step import make_optimizer, make_scheduler
+
+        model = self.Model()
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = make_optimizer(params, 5e-2, "cpu")
+        return model, params, opt, make_scheduler(opt, 6, 1)
+
+    def steps(self, model, params, opt, sched, n):
+        from slm_recipes.train_step import train_step
+
+        g = torch.Generator().manual_seed(7)
+        ids = torch.randint(0, 40, (4, 6), generator=g)
+
+        def loss_fn(batch):
+            logits = model(batch["input_ids"])
+            return torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten(),
+                                                     reduction="sum"), 0
+
+        for _ in range(n):
+            train_step(loss_fn, [{"input_ids": ids, "labels": ids, "n_loss": 20}], params, opt, sched,
+                       lambda: torch.autocast("cpu", enabled=False))
+
+    def test_resume_is_exact(self):
+        import tempfile
+
+        from slm_recipes import checkpoint
+
+        with tempfile.TemporaryDirectory() as out:
+            ref = self.setup()
+            torch.manual_seed(1)
+            self.steps(*ref, 6)
+
+            run = self.setup()
+            torch.manual_seed(1)
+            self.steps(*run, 3)
+            fp = {"lr": 5e-2}
+            checkpoint.save(out, run[0], run[2], run[3], 3, {"tokens": 72, "seconds": 1.0}, fp)
+            self.steps(*run, 1)  # what happens after the checkpoint must not matter
+            path, step = checkpoint.latest(out)
+            self.assertEqual(step, 3)
+            self.assertTrue(os.path.isfile(os.path.join(path, "adapter", "adapter.pt")))
+
+            fresh = self.setup()
+            torch.manual_seed(12345)  # a different RNG state that the checkpoint must replace
+            step, counters = checkpoint.load(path, fresh[0], fresh[2], fresh[3], fp)
+            self.assertEqual((step, counters["tokens"]), (3, 72))
+            self.steps(*fresh, 3)
+            for a, b in zip(ref[1], fresh[1]):
+                self.assertTrue(torch.equal(a, b), float((a - b).abs().max()))
+            with self.assertRaisesRegex(Exception, "different settings \\(lr\\)"):
+                checkpoint.load(path, fresh[0], fresh[2], fresh[3], {"lr": 1e-3})
+
+
 if __name__ == "__main__":
     unittest.main()
