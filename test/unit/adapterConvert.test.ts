@@ -198,6 +198,9 @@ describe("conversion errors: clear, typed, and nothing left behind", () => {
     const err = await failure({ adapterDir: LORA_SUB, out: path.join(dir, "x.gguf"), baseGguf: other });
     expect(err).toBeInstanceOf(UsageError);
     expect((err as Error).message).toMatch(/the adapter is for another model/);
+    // Also when the head counts come from a config.json: the GGUF's shapes are still checked.
+    const both = await failure({ adapterDir: LORA_SUB, out: path.join(dir, "x.gguf"), baseConfig: BASE_CONFIG, baseGguf: other });
+    expect((both as Error).message).toMatch(/the adapter is for another model/);
     expect(readdirSync(dir)).toEqual(["other.gguf"]);
   });
 

@@ -95,11 +95,17 @@ export interface BaseSources {
 }
 
 /**
- * An explicit config wins; then the GGUF the adapter will run on (for llama; other architectures
- * prefer a config.json); then the adapter's own base_model_name_or_path, if that is on this machine.
+ * An explicit config wins (checked against the GGUF's tensors when both are given); then the GGUF
+ * the adapter will run on (for llama; other architectures prefer a config.json); then the adapter's
+ * own base_model_name_or_path, if that is on this machine.
  */
 export function findBaseModel(s: BaseSources, adapterDir: string): BaseModelInfo {
-  if (s.baseConfig) return baseFromConfig(s.baseConfig);
+  if (s.baseConfig) {
+    const cfg = baseFromConfig(s.baseConfig);
+    // The GGUF too, when given: its tensor shapes let the converter check the adapter fits.
+    const gguf = s.baseGguf ? baseFromGguf(s.baseGguf) : undefined;
+    return gguf && gguf.architecture === cfg.architecture ? { ...cfg, tensors: gguf.tensors } : cfg;
+  }
   const found = () => (s.baseModelName ? fromBaseModelName(s.baseModelName) : undefined);
   if (s.baseGguf) {
     const gguf = baseFromGguf(s.baseGguf);
