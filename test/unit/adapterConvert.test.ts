@@ -117,6 +117,23 @@ describe("PEFT → GGUF LoRA conversion (TypeScript) against llama.cpp's convert
     expect(r.alpha).toBeCloseTo(16 * Math.sqrt(8), 5);
     expect(readGgufHeader(out).metadata.get("adapter.lora.alpha")).toBeCloseTo(16 * Math.sqrt(8), 4);
   });
+
+  it("keeps mergekit's layer norms (F32, first), adapts lm_head, and writes aLoRA invocation tokens", async () => {
+    const adapter = copyAdapter((c) => (c.alora_invocation_tokens = [3, 4]));
+    writeSafetensors(path.join(adapter, "adapter_model.safetensors"), {
+      "base_model.model.lm_head.lora_A.weight": [8, 256],
+      "base_model.model.lm_head.lora_B.weight": [320, 8],
+      "base_model.model.model.layers.1.post_attention_layernorm.weight": [256],
+    });
+    const out = path.join(outDir(), "x.gguf");
+    await convertPeftAdapter({ adapterDir: adapter, out, outtype: "f16", baseGguf: BASE_GGUF });
+    expect(tensorsOf(out).map((t) => [t.name, t.dims, t.type])).toEqual([
+      ["blk.1.ffn_norm.weight", [256], GGML_TYPE.F32],
+      ["output.weight.lora_a", [256, 8], GGML_TYPE.F16],
+      ["output.weight.lora_b", [8, 320], GGML_TYPE.F16],
+    ]);
+    expect(readGgufHeader(out).metadata.get("adapter.alora.invocation_tokens")).toEqual({ itemType: 4, length: 2, values: [3, 4] });
+  });
 });
 
 describe("conversion errors: clear, typed, and nothing left behind", () => {
@@ -202,6 +219,17 @@ describe("conversion errors: clear, typed, and nothing left behind", () => {
     const both = await failure({ adapterDir: LORA_SUB, out: path.join(dir, "x.gguf"), baseConfig: BASE_CONFIG, baseGguf: other });
     expect((both as Error).message).toMatch(/the adapter is for another model/);
     expect(readdirSync(dir)).toEqual(["other.gguf"]);
+  });
+
+  it("an lm_head LoRA on a base with tied embeddings has nothing to adapt", async () => {
+    const dir = outDir();
+    const tied = path.join(dir, "tied.gguf");
+    writeLlamaGguf(tied, { name: "tied", vocab: 320, hidden: 256, layers: 4, heads: 8, kvHeads: 4, ffn: 768, context: 256, tied: true });
+    const adapter = copyAdapter();
+    writeSafetensors(path.join(adapter, "adapter_model.safetensors"), { "base_model.model.lm_head.lora_A.weight": [8, 256], "base_model.model.lm_head.lora_B.weight": [320, 8] });
+    const err = await failure({ adapterDir: adapter, out: path.join(dir, "x.gguf"), baseGguf: tied });
+    expect((err as Error).message).toMatch(/ties lm_head to its embeddings/);
+    expect(readdirSync(dir)).toEqual(["tied.gguf"]);
   });
 
   it("without a base model to read head counts from, it says how to give one", async () => {
