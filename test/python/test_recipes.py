@@ -17,6 +17,11 @@ from slm_recipes.config import finetune_config, merge_config  # noqa: E402
 from slm_recipes.errors import ConfigError  # noqa: E402
 
 FIXTURE = os.path.join(ROOT, "test", "fixtures", "tiny-arith")
+try:
+    import jinja2  # noqa: F401  (transformers renders chat templates with it; so does the stand-in)
+    HAS_JINJA = True
+except ImportError:
+    HAS_JINJA = False
 HAS_TORCH = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode == 0
 
 
@@ -105,12 +110,14 @@ class DataTest(unittest.TestCase):
     def trained_text(self, ids, labels):
         return self.tok.decode([t for t, l in zip(ids, labels) if l != data.IGNORE])
 
+    @unittest.skipUnless(HAS_JINJA, "jinja2 is not installed")
     def test_messages_loss_on_assistant_only(self):
         rec = {"messages": [{"role": "user", "content": "12+34"}, {"role": "assistant", "content": "46"}]}
         ids, labels = self.enc.encode(rec, data.DataStats())
         self.assertEqual(self.tok.decode(ids), "<s><|user|>12+34<|assistant|>46</s>")
         self.assertEqual(self.trained_text(ids, labels), "46</s>")
 
+    @unittest.skipUnless(HAS_JINJA, "jinja2 is not installed")
     def test_multi_turn_and_system(self):
         tmpl = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% if m['role'] == 'assistant' %}"
                 "</s>{% endif %}{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")
@@ -123,6 +130,7 @@ class DataTest(unittest.TestCase):
         self.assertEqual(self.trained_text(ids, labels), "b</s>d</s>")
         self.assertEqual(stats.inexact_masks, 0)
 
+    @unittest.skipUnless(HAS_JINJA, "jinja2 is not installed")
     def test_train_on_prompt(self):
         enc = data.Encoder(self.tok, train_on_prompt=True)
         rec = {"messages": [{"role": "user", "content": "1+1"}, {"role": "assistant", "content": "2"}]}
@@ -144,6 +152,7 @@ class DataTest(unittest.TestCase):
         with self.assertRaisesRegex(ConfigError, "no chat template"):
             enc.encode({"messages": [{"role": "user", "content": "x"}]}, data.DataStats())
 
+    @unittest.skipUnless(HAS_JINJA, "jinja2 is not installed")
     def test_truncation_and_dropping(self):
         recs = [{"messages": [{"role": "user", "content": "1234567890"}, {"role": "assistant", "content": "x"}]},
                 {"prompt": "ab", "completion": "cdefgh"},
@@ -157,6 +166,7 @@ class DataTest(unittest.TestCase):
         self.assertEqual(self.trained_text(examples[0].ids, examples[0].labels), "cdef")
         self.assertEqual(self.trained_text(examples[1].ids, examples[1].labels), "short</s>")
 
+    @unittest.skipUnless(HAS_JINJA, "jinja2 is not installed")
     def test_fixture_data_masks(self):
         recs = data.read_jsonl(os.path.join(FIXTURE, "data", "sub-eval.jsonl"))
         examples, stats = data.encode_all(recs, self.enc, 256)
