@@ -60,6 +60,8 @@ class Run:
         self.tokenizer = load_tokenizer(cfg.base)
         if cfg.chat_template:
             self.tokenizer.chat_template = cfg.chat_template
+        # Padding is masked out of attention and loss, so any id will do when the tokenizer has none.
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.model = load_base(cfg.base, self.device, self.dtype, cfg.qlora)
         self.checkpointing = resolve_checkpointing(cfg.checkpointing, self.device)
         set_checkpointing(self.model, self.checkpointing)
@@ -154,7 +156,7 @@ class Run:
                     n = real_tokens(items)
                     win_tokens += n
                     self.counters["tokens"] += n
-                    micro.append(to_device(collate(items, self.tokenizer.pad_token_id), self.device))
+                    micro.append(to_device(collate(items, self.pad_id), self.device))
                 loss, gnorm = train_step(self.loss_fn, micro, self.params, self.optimizer, self.scheduler,
                                          self.autocast)
                 self.step += 1
@@ -216,8 +218,7 @@ class Run:
             for i in range(0, len(self.eval_items), self.cfg.batch_size):
                 if self.interrupt.requested:
                     return None
-                batch = to_device(collate(self.eval_items[i : i + self.cfg.batch_size],
-                                          self.tokenizer.pad_token_id), self.device)
+                batch = to_device(collate(self.eval_items[i : i + self.cfg.batch_size], self.pad_id), self.device)
                 with self.autocast():
                     loss, n = self.loss_fn(batch)
                 total += float(loss)
