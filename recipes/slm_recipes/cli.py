@@ -38,7 +38,8 @@ def main(description, validate, run, modules):
         print(f"cancelled: {e}" if str(e) else "cancelled", file=sys.stderr)
         return Cancelled.exit_code
     except MissingModule as e:
-        ev.log("warn", f"{e}; install it in slm's Python environment (slm setup python)")
+        fix = "slm setup python --qlora" if "bitsandbytes" in e.modules else "slm setup python"
+        ev.log("warn", f"{e}" + (f" (needed for {e.purpose})" if e.purpose else "") + f"; install it with {fix}")
         steps.fail(str(e))
         print(str(e), file=sys.stderr)
         return e.exit_code

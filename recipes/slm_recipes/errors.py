@@ -20,7 +20,8 @@ class MissingModule(RecipeError):
 
     def __init__(self, modules, purpose):
         self.modules = list(modules)
-        super().__init__(f"missing python module: {', '.join(self.modules)}" + (f" (needed for {purpose})" if purpose else ""))
+        self.purpose = purpose
+        super().__init__(f"missing python module: {', '.join(self.modules)}")
 
 
 class Cancelled(RecipeError):
