@@ -240,6 +240,10 @@ class RecipeShellTest(unittest.TestCase):
         self.assertEqual(events[0]["type"], "log")
         self.assertEqual(events[0]["level"], "warn")
         self.assertIn("slm setup python", events[0]["message"])
+        r = self.run_recipe("finetune_lora.py", valid_config(qlora=True))
+        self.assertEqual(r.returncode, 5, r.stderr)
+        self.assertRegex(r.stderr.strip(), r"^missing python module: .*bitsandbytes$")
+        self.assertIn("slm setup python --qlora", json.loads(r.stdout.splitlines()[0])["message"])
         r = self.run_recipe("merge_lora.py", {"base": os.path.join(FIXTURE, "hf"),
                                               "adapter": os.path.join(FIXTURE, "lora-sub"), "out": "/tmp/m"})
         self.assertEqual(r.returncode, 5, r.stderr)
