@@ -38,7 +38,6 @@ export function register(program: Command): void {
     .option("--qlora", "train on the base quantized to 4 bits (needs a CUDA GPU and bitsandbytes)")
     .option("--seed <n>", "random seed for data order, --val-split and initialisation (default 42)", number("--seed"))
     .addOption(new Option("--device <device>", "where to train").choices(["auto", "cpu", "cuda"]).default("auto"))
-    .option("--gpus <n>", "GPUs to train on (data parallel; default 1)", positiveInt("--gpus"))
     .option("-o, --out <name>", "name of the fine-tune: registered as <model>+<name> (default: the data file's name)")
     .option("--resume", "continue the interrupted run of the same name from its last checkpoint")
     .option("--merge", "also merge the adapter into the weights and register <model>+<name>-merged (F16 GGUF)")
@@ -73,7 +72,7 @@ Examples:
 function summary(r: FinetuneResult): string {
   const t = r.training;
   const lines = [
-    `${r.model.name}: train loss ${t.train_loss.toFixed(4)}${t.eval_loss !== null ? `, eval loss ${t.eval_loss.toFixed(4)}` : ""}, ${t.steps} steps (${t.epochs} epochs), ${t.tokens.toLocaleString("en-US")} tokens in ${formatDuration(t.seconds)}${t.peak_gpu_mem_gib !== null ? `, peak GPU memory ${t.peak_gpu_mem_gib.toFixed(1)} GiB` : ""}${t.resumed_from ? ` (resumed from ${t.resumed_from})` : ""}`,
+    `${r.model.name}: train loss ${t.train_loss.toFixed(4)}${t.eval_loss !== null ? `, eval loss ${t.eval_loss.toFixed(4)}` : ""}, ${t.steps} steps (${t.epochs} epoch${t.epochs === 1 ? "" : "s"}), ${t.tokens.toLocaleString("en-US")} tokens in ${formatDuration(t.seconds)}${t.peak_gpu_mem_gib !== null ? `, peak GPU memory ${t.peak_gpu_mem_gib.toFixed(1)} GiB` : ""}${t.resumed_from ? ` (resumed from ${t.resumed_from})` : ""}`,
     `  base GGUF     ${r.model.path}`,
     `  GGUF adapter  ${r.adapterGguf} (${formatBytes(r.model.files.find((f) => f.path === r.adapterGguf)?.size ?? 0)})`,
     `  PEFT adapter  ${r.peftAdapter}`,

@@ -105,7 +105,6 @@ describe("planning a fine-tune", () => {
     expect(plan({ evalData: SUB, valSplit: 0.1 })).toMatch(/--eval-data or --val-split, not both/);
     expect(plan({ valSplit: 1 })).toMatch(/--val-split must be a fraction/);
     expect(plan({ qlora: true, device: "cpu" })).toMatch(/--qlora .* needs a CUDA GPU/);
-    expect(plan({ gpus: 2, device: "cpu" })).toMatch(/--gpus needs --device cuda/);
     expect(plan({ resume: true })).toMatch(/--resume needs the --out NAME/);
     expect(plan({ rank: 0 })).toMatch(/--rank must be a positive whole number/);
     expect(plan({ lr: -1 })).toMatch(/--lr must be a positive number/);
@@ -151,7 +150,7 @@ describe("planning a fine-tune", () => {
     const s = settingsOf({ ref: HF, data: SUB });
     const c = recipeConfig(s, { hf: HF, trainFile: "/r/t", evalFile: null, runDir: "/r", chatTemplate: null, maxSeqLen: 256, resume: false, merge: false });
     const rec = (config = c, sha = "a", valSplit: number | null = null): RunRecord => ({ version: 1, name: "n", config, data: { train: { file: SUB, sha256: sha }, eval: null, valSplit }, createdAt: "" });
-    expect(() => checkResume(rec(), rec({ ...c, merge: true, gpus: 2, device: "cuda", resume: true }))).not.toThrow();
+    expect(() => checkResume(rec(), rec({ ...c, merge: true, device: "cuda", resume: true }))).not.toThrow();
     expect(resumeConflicts(c, { ...c, lr: 1e-3, rank: 4 })).toEqual(["--lr: 0.0002 then, 0.001 now", "--rank: 16 then, 4 now"]);
     const msg = usage(() => checkResume(rec(), rec({ ...c, lr: 1e-3 }, "b", 0.1)));
     expect(msg).toMatch(/--val-split: null then, 0.1 now/);

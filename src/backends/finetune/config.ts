@@ -77,7 +77,8 @@ export function recipeConfig(s: FinetuneSettings, i: ConfigInputs): RecipeConfig
     resume: i.resume,
     merge: i.merge,
     device: s.device,
-    gpus: s.gpus,
+    // The recipe trains on one GPU: it refuses more (data-parallel training is not built yet).
+    gpus: 1,
   };
 }
 
@@ -104,7 +105,7 @@ const FLAG: Partial<Record<keyof RecipeConfig, string>> = {
 };
 
 /**
- * What a resumed run would change against the run it continues; --merge, --device and --gpus may
+ * What a resumed run would change against the run it continues; --merge and --device may
  * differ (they do not change what is trained). An empty list means it may resume.
  */
 export function resumeConflicts(before: RecipeConfig, now: RecipeConfig): string[] {

@@ -24,7 +24,6 @@ export interface FinetuneRequest {
   resume?: boolean;
   out?: string;
   merge?: boolean;
-  gpus?: number;
   trainOnPrompt?: boolean;
   device?: FinetuneDevice;
 }
@@ -50,7 +49,6 @@ export interface FinetuneSettings {
   seed: number;
   trainOnPrompt: boolean;
   device: FinetuneDevice;
-  gpus: number;
 }
 
 export const DEFAULTS = { epochs: 3, lr: 2e-4, rank: 16, alpha: 32, dropout: 0, batchSize: 8, gradAccum: 1, seed: 42, maxSeqLen: 2048 } as const;
@@ -85,8 +83,6 @@ export function settingsOf(r: FinetuneRequest): FinetuneSettings {
   if (r.valSplit !== undefined && !(r.valSplit > 0 && r.valSplit < 1)) throw new UsageError(`--val-split must be a fraction between 0 and 1, e.g. 0.05 (got ${r.valSplit}).`);
   const device = r.device ?? "auto";
   if (!DEVICES.includes(device)) throw new UsageError(`--device must be one of ${DEVICES.join(", ")} (got "${device}").`);
-  const gpus = positiveInt("--gpus", r.gpus, 1);
-  if (device === "cpu" && gpus > 1) throw new UsageError("--gpus needs --device cuda or auto, not cpu.");
   if (device === "cpu" && r.qlora) throw new UsageError("--qlora trains on a 4-bit model through bitsandbytes, which needs a CUDA GPU; it cannot run with --device cpu.");
   if (r.dropout !== undefined && !(r.dropout >= 0 && r.dropout < 1)) throw new UsageError(`--dropout must be at least 0 and below 1 (got ${r.dropout}).`);
   if (r.resume && r.out === undefined) {
@@ -108,7 +104,6 @@ export function settingsOf(r: FinetuneRequest): FinetuneSettings {
     seed: r.seed === undefined ? DEFAULTS.seed : nonNegativeInt("--seed", r.seed),
     trainOnPrompt: !!r.trainOnPrompt,
     device,
-    gpus,
   };
 }
 
