@@ -69,10 +69,13 @@ Examples:
     );
 }
 
+/** A loss as the recipe reported it: null when it had none (a run resumed at its last step). */
+const loss = (v: number | null | undefined) => (typeof v === "number" ? v.toFixed(4) : "n/a");
+
 function summary(r: FinetuneResult): string {
   const t = r.training;
   const lines = [
-    `${r.model.name}: train loss ${t.train_loss.toFixed(4)}${t.eval_loss !== null ? `, eval loss ${t.eval_loss.toFixed(4)}` : ""}, ${t.steps} steps (${t.epochs} epoch${t.epochs === 1 ? "" : "s"}), ${t.tokens.toLocaleString("en-US")} tokens in ${formatDuration(t.seconds)}${t.peak_gpu_mem_gib !== null ? `, peak GPU memory ${t.peak_gpu_mem_gib.toFixed(1)} GiB` : ""}${t.resumed_from ? ` (resumed from ${t.resumed_from})` : ""}`,
+    `${r.model.name}: train loss ${loss(t.train_loss)}${t.eval_loss !== null ? `, eval loss ${loss(t.eval_loss)}` : ""}, ${t.steps} steps (${t.epochs} epoch${t.epochs === 1 ? "" : "s"}), ${t.tokens.toLocaleString("en-US")} tokens in ${formatDuration(t.seconds)}${typeof t.peak_gpu_mem_gib === "number" ? `, peak GPU memory ${t.peak_gpu_mem_gib.toFixed(1)} GiB` : ""}${t.resumed_from ? ` (resumed from ${t.resumed_from})` : ""}`,
     `  base GGUF     ${r.model.path}`,
     `  GGUF adapter  ${r.adapterGguf} (${formatBytes(r.model.files.find((f) => f.path === r.adapterGguf)?.size ?? 0)})`,
     `  PEFT adapter  ${r.peftAdapter}`,

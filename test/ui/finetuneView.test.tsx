@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { render } from "ink-testing-library";
 import React from "react";
@@ -12,14 +12,18 @@ import { FinetuneStore } from "../../src/ui/ink/finetuneStore.js";
 import { etaSeconds } from "../../src/ui/trainState.js";
 import { ROOT } from "../helpers/cli.js";
 
-// A recording made by hand that follows the recipe protocol (recipes/slm_recipes/events.py): no real
-// run was recorded where this was written. A real one (events-cpu.ndjson) is preferred when present.
+// events-sample.ndjson is a recording made by hand that follows the recipe protocol
+// (recipes/slm_recipes/events.py): no real run could be recorded where it was written. A real one,
+// events-cpu.ndjson, is replayed too when it is there.
 const DIR = path.join(ROOT, "test", "fixtures", "finetune");
-function recording(): SlmEvent[] {
-  const lines = readFileSync(path.join(DIR, "events-sample.ndjson"), "utf8").split("\n").filter(Boolean);
+const REAL = path.join(DIR, "events-cpu.ndjson");
+function recording(file = "events-sample.ndjson"): SlmEvent[] {
+  const lines = readFileSync(path.join(DIR, file), "utf8").split("\n").filter(Boolean);
   // The recipe's lines go through the same parser runRecipe uses; the result event is runRecipe's return value.
   return lines.map((l) => parseEventLine(l)!).filter((e) => e && e.type !== "result");
 }
+/** An event as a recipe writes it before `ts` is filled in (each member of the union on its own). */
+type EventWithoutTs = SlmEvent extends infer E ? (E extends SlmEvent ? Omit<E, "ts"> : never) : never;
 const tick = () => new Promise((r) => setTimeout(r, 30));
 
 describe("the fine-tune view, replaying a recipe's events", () => {
@@ -61,10 +65,25 @@ describe("the fine-tune view, replaying a recipe's events", () => {
     view.unmount();
   });
 
+  it.skipIf(!existsSync(REAL))("replays a real recording (events-cpu.ndjson) to the end", async () => {
+    const events = recording(path.basename(REAL));
+    const store = new FinetuneStore();
+    const view = render(<FinetuneView store={store} />);
+    for (const e of events) store.push(e);
+    await tick();
+    const frame = view.lastFrame()!;
+    const last = events.filter((e) => e.type === "progress" && e.id === "train").pop();
+    expect(frame).toMatch(/✓ Train/);
+    if (last?.type === "progress" && last.total) expect(frame).toContain(`step ${last.current}/${last.total}`);
+    expect(frame).toMatch(/loss \d+\.\d{4} \(best \d+\.\d{4}\)/);
+    expect(frame.split("\n").filter((l) => /[┤│]/.test(l))).toHaveLength(6);
+    view.unmount();
+  });
+
   it("shows GPU memory when the recipe reports it, and debug logs only when verbose", async () => {
     const store = new FinetuneStore();
     const view = render(<FinetuneView store={store} />);
-    const at = (e: Omit<SlmEvent, "ts">) => ({ ...e, ts: 1 }) as SlmEvent;
+    const at = (e: EventWithoutTs) => ({ ...e, ts: 1 }) as SlmEvent;
     store.push(at({ type: "step", id: "train", status: "start", title: "Train", detail: "100 steps" }));
     store.push(at({ type: "progress", id: "train", unit: "steps", current: 10, total: 100, rate: 2 }));
     store.push(at({ type: "metric", name: "gpu_mem_gib", value: 12.34, unit: "GiB", step: 10 }));

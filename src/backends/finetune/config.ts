@@ -31,7 +31,8 @@ export interface RecipeConfig {
 export interface RecipeResult {
   adapter_dir: string;
   merged_dir: string | null;
-  train_loss: number;
+  /** null when no step ran in this call (a run resumed at its end). */
+  train_loss: number | null;
   eval_loss: number | null;
   steps: number;
   epochs: number;
