@@ -30,6 +30,7 @@ export function register(program: Command): void {
           ["tokenizer", g?.tokenizer ? `${g.tokenizer}${g.vocabSize ? ` (${g.vocabSize} tokens)` : ""}` : undefined],
           ["chat template", g ? (g.hasChatTemplate ? "yes" : "no") : undefined],
           ["splits", g && g.splitCount > 1 ? String(g.splitCount) : undefined],
+          ["LoRA adapters", m.adapters?.length ? m.adapters.map((a) => `${a.path}${a.scale !== 1 ? ` (scale ${a.scale})` : ""}`).join(", ") : undefined],
           ["source", sourceText(m.source)],
           ["lineage", m.lineage.length === 0 ? "none (original)" : m.lineage.map((l) => `${l.method} of ${l.from}`).join(" ← ")],
         ];

@@ -137,6 +137,9 @@ describe("slm finetune: a run with the stand-in recipe", () => {
         expect(run.exitCode, run.all).toBe(0);
         expect(run.stdout.trim()).toBe(a);
       }
+      const info = await slm(["info", "tiny-arith+sub"], sb);
+      expect(info.stdout).toMatch(new RegExp(`LoRA adapters\\s+${entry.adapters![0]!.path.replace(/[.+]/g, "\\$&")}`));
+      expect(info.stdout).toMatch(/lineage\s+finetune-lora of .*tiny-arith\/hf/);
     },
     SLOW,
   );
