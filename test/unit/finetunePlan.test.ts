@@ -105,7 +105,6 @@ describe("planning a fine-tune", () => {
     expect(plan({ evalData: SUB, valSplit: 0.1 })).toMatch(/--eval-data or --val-split, not both/);
     expect(plan({ valSplit: 1 })).toMatch(/--val-split must be a fraction/);
     expect(plan({ qlora: true, device: "cpu" })).toMatch(/--qlora .* needs a CUDA GPU/);
-    expect(plan({ resume: true })).toMatch(/--resume needs the --out NAME/);
     expect(plan({ rank: 0 })).toMatch(/--rank must be a positive whole number/);
     expect(plan({ lr: -1 })).toMatch(/--lr must be a positive number/);
     expect(plan({ dropout: 1 })).toMatch(/--dropout must be at least 0 and below 1/);
@@ -134,12 +133,13 @@ describe("planning a fine-tune", () => {
 
   it("knows interrupted, stale and missing runs", () => {
     const dir = path.join(home, "runs", "tiny-arith+sub-train");
-    expect(usage(() => planFinetune({ ref: HF, data: SUB, out: "sub-train", resume: true }))).toMatch(/Nothing to resume/);
+    // The run's name comes from the data file unless --out says otherwise, for --resume as well.
+    expect(usage(() => planFinetune({ ref: HF, data: SUB, resume: true }))).toMatch(/Nothing to resume: no interrupted run named tiny-arith\+sub-train/);
     mkdirSync(path.join(dir, "data"), { recursive: true });
     expect(planFinetune({ ref: HF, data: SUB }).runState).toBe("stale");
     mkdirSync(path.join(dir, "checkpoints", "step-20"), { recursive: true });
     expect(usage(() => planFinetune({ ref: HF, data: SUB }))).toMatch(/An interrupted run named tiny-arith\+sub-train[\s\S]*--resume/);
-    expect(planFinetune({ ref: HF, data: SUB, out: "sub-train", resume: true }).runState).toBe("resume");
+    expect(planFinetune({ ref: HF, data: SUB, resume: true }).runState).toBe("resume");
     // A finished run whose model was removed: neither resumed nor overwritten.
     writeFileSync(path.join(dir, "run.json"), JSON.stringify({ version: 1, name: "tiny-arith+sub-train", finishedAt: "2026-01-01T00:00:00Z" }));
     expect(usage(() => planFinetune({ ref: HF, data: SUB }))).toMatch(/A finished run named tiny-arith\+sub-train/);

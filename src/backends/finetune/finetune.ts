@@ -141,7 +141,7 @@ async function train(plan: FinetunePlan, config: RecipeConfig, python: PythonEnv
     return await runRecipe<RecipeResult>({ recipe: "finetune_lora.py", config, python }, ctx);
   } catch (err) {
     if (err instanceof CancelledError && hasCheckpoint(plan.runDir)) {
-      throw new CancelledError(`Cancelled. The run saved a checkpoint in ${path.join(plan.runDir, "checkpoints")}.`, { hint: `Continue it with the same command plus --resume${plan.request.out === undefined ? ` --out ${plan.name.slice(plan.base.name.length + 1)}` : ""}.` });
+      throw new CancelledError(`Cancelled. The run saved a checkpoint in ${path.join(plan.runDir, "checkpoints")}.`, { hint: "Continue it with the same command plus --resume." });
     }
     throw err;
   }

@@ -85,9 +85,6 @@ export function settingsOf(r: FinetuneRequest): FinetuneSettings {
   if (!DEVICES.includes(device)) throw new UsageError(`--device must be one of ${DEVICES.join(", ")} (got "${device}").`);
   if (device === "cpu" && r.qlora) throw new UsageError("--qlora trains on a 4-bit model through bitsandbytes, which needs a CUDA GPU; it cannot run with --device cpu.");
   if (r.dropout !== undefined && !(r.dropout >= 0 && r.dropout < 1)) throw new UsageError(`--dropout must be at least 0 and below 1 (got ${r.dropout}).`);
-  if (r.resume && r.out === undefined) {
-    throw new UsageError("--resume needs the --out NAME of the run to continue.", { hint: "`slm finetune` names a run <base>+<out>; an interrupted run prints the command that resumes it." });
-  }
   return {
     epochs: positive("--epochs", r.epochs, DEFAULTS.epochs),
     maxSteps: r.maxSteps === undefined ? null : positiveInt("--max-steps", r.maxSteps, 1),
