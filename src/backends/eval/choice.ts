@@ -44,7 +44,7 @@ async function promptTokens(loaded: LoadedModel, item: ChoiceItem): Promise<Toke
  * the most likely per byte. Questions run on the parallel sequences; each question's prompt is
  * evaluated once and every choice continues from it.
  */
-export async function scoreChoices(loaded: LoadedModel, task: Task & { kind: "choice" }, ctx: BackendContext): Promise<ChoiceScore> {
+export async function scoreChoices(loaded: LoadedModel, task: Task & { kind: "choice" }, progressId: string, ctx: BackendContext): Promise<ChoiceScore> {
   const started = performance.now();
   const samples = await forEachOnSequences(
     loaded,
@@ -61,7 +61,7 @@ export async function scoreChoices(loaded: LoadedModel, task: Task & { kind: "ch
       const { acc, accNorm } = pickChoices(logLikelihoods, item.choices);
       return { line: item.line, logLikelihoods, pick: acc, pickNorm: accNorm, answer: item.answer };
     },
-    `task:${task.name}`,
+    progressId,
     ctx,
   );
   const seconds = (performance.now() - started) / 1000;

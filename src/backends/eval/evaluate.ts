@@ -162,9 +162,9 @@ async function scoreTasks(m: EvalModel, plan: EvalPlan, parallel: number, o: Eva
   try {
     emit(ctx.onEvent, { type: "step", id: stepId, status: "done", title: `Loaded ${m.label}`, detail: `${loaded.settings.threads} threads, ${parallel} sequences of ${loaded.context.contextSize} tokens` });
     for (const task of plan.tasks) {
-      const id = `task:${task.name}`;
+      const id = `task:${m.label}:${task.name}`;
       emit(ctx.onEvent, { type: "step", id, status: "start", title: `${m.label}: ${task.name} (${task.items.length} questions)` });
-      const score = task.kind === "generate" ? await scoreGeneration(loaded, task, o, ctx) : await scoreChoices(loaded, task, ctx);
+      const score = task.kind === "generate" ? await scoreGeneration(loaded, task, o, id, ctx) : await scoreChoices(loaded, task, id, ctx);
       const headline = score.kind === "generate" ? `${(score.accuracy.value * 100).toFixed(1)} % ${score.match}` : `acc ${(score.acc.value * 100).toFixed(1)} %, acc_norm ${(score.accNorm.value * 100).toFixed(1)} %`;
       emit(ctx.onEvent, { type: "step", id, status: "done", title: `${m.label}: ${task.name}`, detail: `${headline}, ${score.questionsPerSecond.toFixed(1)} questions/s` });
       tasks.push({ task: task.name, file: task.file, sha256: task.sha256, score });

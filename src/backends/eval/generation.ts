@@ -1,9 +1,8 @@
-import type { LlamaChat } from "node-llama-cpp";
-import { CancelledError } from "../../core/errors.js";
 import type { BackendContext } from "../../core/events.js";
 import { type SamplingOptions, samplingFor } from "../llama/generate.js";
 import type { LoadedModel } from "../llama/loader.js";
 import { toChatHistory } from "../quantize/calibration.js";
+import { SequenceAnswerer } from "./answer.js";
 import { forEachOnSequences } from "./parallel.js";
 import { type MatchMode, type Proportion, isCorrect, wilson } from "./match.js";
 import type { GenerationItem, Task } from "./tasks.js";
@@ -34,13 +33,13 @@ export interface GenerationScore {
 }
 
 /**
- * Answers every question of a generation task on the model's parallel sequences (one LlamaChat per
+ * Answers every question of a generation task on the model's parallel sequences (one answerer per
  * sequence, kept for all the questions it answers, with the model's chat wrapper resolved once) and
  * scores the answers. Sampling is greedy unless a temperature is given; with a temperature, question i
  * is sampled with seed + i, so an answer does not depend on which sequence happened to take it.
  */
-export async function scoreGeneration(loaded: LoadedModel, task: Task & { kind: "generate" }, o: GenerationOptions, ctx: BackendContext): Promise<GenerationScore> {
-  const { LlamaChat } = await import("node-llama-cpp");
+/** `progressId` is the step whose progress events this emits. */
+export async function scoreGeneration(loaded: LoadedModel, task: Task & { kind: "generate" }, o: GenerationOptions, progressId: string, ctx: BackendContext): Promise<GenerationScore> {
   const chatWrapper = await loaded.chatWrapper();
   const sampling = samplingFor({ ...o, temperature: o.temperature ?? 0, maxTokens: o.maxTokens ?? EVAL_MAX_TOKENS }, loaded.context.contextSize);
   const baseSeed = o.seed ?? 0;
@@ -49,20 +48,13 @@ export async function scoreGeneration(loaded: LoadedModel, task: Task & { kind: 
   const samples = await forEachOnSequences(
     loaded,
     task.items,
-    (sequence) => new LlamaChat({ contextSequence: sequence, chatWrapper }),
-    async (chat: LlamaChat, item: GenerationItem, i): Promise<GenerationSample> => {
-      const before = chat.sequence.tokenMeter.usedOutputTokens;
-      let r: Awaited<ReturnType<LlamaChat["generateResponse"]>>;
-      try {
-        r = await chat.generateResponse(toChatHistory(item.messages), { ...sampling, seed: baseSeed + i, signal: ctx.signal });
-      } catch (err) {
-        if (ctx.signal?.aborted) throw new CancelledError();
-        throw err;
-      }
-      generatedTokens += chat.sequence.tokenMeter.usedOutputTokens - before;
-      return { line: item.line, output: r.response, correct: isCorrect(r.response, item.answers, item.match ?? o.match), stopReason: r.metadata.stopReason };
+    (sequence) => new SequenceAnswerer(loaded, sequence, chatWrapper, sampling, ctx.signal),
+    async (answerer: SequenceAnswerer, item: GenerationItem, i): Promise<GenerationSample> => {
+      const r = await answerer.answer(toChatHistory(item.messages), baseSeed + i, `${task.name} line ${item.line}`);
+      generatedTokens += r.tokens;
+      return { line: item.line, output: r.text, correct: isCorrect(r.text, item.answers, item.match ?? o.match), stopReason: r.stopReason };
     },
-    `task:${task.name}`,
+    progressId,
     ctx,
   );
   const seconds = (performance.now() - started) / 1000;
