@@ -175,6 +175,41 @@ describe("slm eval: comparison, report, stored results", () => {
   );
 
   it(
+    "--perplexity and --kld-base: perplexity, KL divergence from the base (zero for the base itself), stored per model",
+    async () => {
+      // ~1,800 tokens of arithmetic as plain text: enough for several chunks of 128.
+      const text = path.join(out, "arith.txt");
+      const lines = readFileSync(ADD, "utf8").trim().split("\n").slice(0, 200);
+      writeFileSync(text, lines.map((l) => (JSON.parse(l) as { messages: { content: string }[] }).messages.map((m) => m.content).join("=")).join("\n") + "\n");
+      const ppl = await evalJson(["tiny-arith", "--perplexity", text, "--ctx", "128"], sb);
+      const p = ppl.models[0]!.perplexity!;
+      expect(p.ppl).toBeGreaterThan(1);
+      expect(p.chunks).toBeGreaterThanOrEqual(4);
+      expect(ppl.text).toMatchObject({ name: "arith", ctx: 128 });
+
+      const r = await evalJson(["tiny-arith", "arith32", "--perplexity", text, "--kld-base", "arith32", "--ctx", "128"], sb);
+      const [f16, f32] = r.models.map((m) => m.kld!);
+      expect(f32).toMatchObject({ mean: 0, max: 0, sameTop: 1, base: "arith32" });
+      expect(f16!.mean).toBeGreaterThan(0);
+      expect(f16!.mean).toBeLessThan(1e-3);
+      // The same chunks give the same perplexity whichever way it is asked for.
+      expect(Math.abs(f16!.ppl - p.ppl) / p.ppl).toBeLessThan(1e-9);
+      const stored = registry(sb).builtinEvals!["tiny-arith"]!.filter((e) => e.file === text);
+      expect(stored.map((e) => `${e.kind}:${e.name}`).sort()).toEqual(["kld:kld arith", "perplexity:ppl arith"]);
+      expect(stored.find((e) => e.kind === "kld")).toMatchObject({ settings: { ctx: 128, base: "arith32" }, metrics: { kld_mean: f16!.mean, same_top: f16!.sameTop } });
+      // The perplexity record of the KLD run replaced the one of the plain run (same file, same settings).
+      expect(stored.find((e) => e.kind === "perplexity")!.metrics.ppl).toBe(f16!.ppl);
+
+      const t = await slm(["eval", "tiny-arith", "arith32", "--perplexity", text, "--kld-base", "arith32", "--ctx", "128", "--no-store"], sb);
+      expect(t.stdout.split("\n")[0]).toMatch(/^MODEL\s+PPL ARITH ↓\s+KLD MEAN ↓\s+KLD P99 ↓\s+SAME TOP ↑$/);
+      const bad = await slm(["eval", "tiny-arith", "--kld-base", "arith32"], sb);
+      expect(bad.exitCode).toBe(2);
+      expect(bad.stderr).toContain("--kld-base compares next-token distributions on a text");
+    },
+    SLOW,
+  );
+
+  it(
     "a model given as a file is scored but not stored, and says so",
     async () => {
       const r = await slm(["eval", F32, "--task", ADD, "--limit", "10"], sb);
