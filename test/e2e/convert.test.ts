@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, it, type TestContext } from "vitest";
 import type { ModelEntry, Registry } from "../../src/backends/store/types.js";
 import { findExecutable, pathDirs } from "../../src/core/exec.js";
 import { FIXTURE, type Sandbox, lastJson, sandbox, slm } from "../helpers/cli.js";
-import { ggufDifferences } from "../helpers/ggufCompare.js";
+import { fixtureDifferences } from "../helpers/ggufCompare.js";
 import { convertPythonForTests } from "../helpers/python.js";
 
 const HF = path.join(FIXTURE, "hf");
@@ -100,7 +100,7 @@ describe("slm convert: the real conversion", () => {
     expect(data.model.name).toBe("arith-f32");
     expect(data.model.path).toBe(path.join(sb.home, "models", "arith-f32", "arith-f32.gguf"));
     expect(data.conversion.architecture).toBe("llama");
-    expect(ggufDifferences(data.model.path, REF_F32)).toEqual([]);
+    expect(fixtureDifferences(data.model.path, REF_F32)).toEqual([]);
     const entry = registry(sb).models["arith-f32"]!;
     expect(entry).toMatchObject({ format: "gguf", quant: "F32", source: { type: "derived" }, architecture: "llama", contextLength: 256 });
     expect(entry.lineage[0]).toMatchObject({ from: HF, method: "convert", parameters: { outtype: "f32", tool: "convert_hf_to_gguf.py" } });
@@ -118,7 +118,7 @@ describe("slm convert: the real conversion", () => {
     expect(r.exitCode, r.all).toBe(0);
     const model = (lastJson(r.stdout).data as { model: ModelEntry }).model;
     expect(model.name).toBe("hf-F16");
-    expect(ggufDifferences(model.path, REF_F16)).toEqual([]);
+    expect(fixtureDifferences(model.path, REF_F16)).toEqual([]);
     // The name is now taken.
     const again = await slm(["convert", HF], sb);
     expect(again.exitCode).toBe(2);

@@ -3,7 +3,7 @@ import path from "node:path";
 import { beforeAll, describe, expect, it, type TestContext } from "vitest";
 import type { ModelEntry, Registry } from "../../src/backends/store/types.js";
 import { FIXTURE, type Sandbox, lastJson, sandbox, slm } from "../helpers/cli.js";
-import { ggufDifferences } from "../helpers/ggufCompare.js";
+import { fixtureDifferences } from "../helpers/ggufCompare.js";
 import { llamaCppToolsForTests } from "../helpers/llamaCppTools.js";
 import { convertPythonForTests } from "../helpers/python.js";
 
@@ -57,7 +57,7 @@ describe("slm quantize <HF folder>", () => {
       const ref = await slm(["quantize", REF_F16, "--bits", "8", "--out", "ref-q8", "--json"], sb);
       expect(ref.exitCode, ref.all).toBe(0);
       const refModel = (lastJson(ref.stdout).data as { model: ModelEntry }).model;
-      expect(ggufDifferences(model.path, refModel.path)).toEqual([]);
+      expect(fixtureDifferences(model.path, refModel.path)).toEqual([]);
 
       const run = await slm(["run", "arith-q8", "12+34", "-t", "0"], sb);
       expect(run.stdout).toBe("46");

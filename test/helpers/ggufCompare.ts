@@ -53,3 +53,33 @@ function show(v: GgufValue | undefined): string {
   if (v === undefined) return "(absent)";
   return JSON.stringify(v, (_k, x: unknown) => (typeof x === "bigint" ? x.toString() : x));
 }
+
+/** The token ids whose type or score differ between two GGUF vocabularies of the same length. */
+export function vocabDifferences(a: string, b: string): { tokenType: number[]; scores: number[] } {
+  const arr = (file: string, key: string) => {
+    const v = readGgufHeader(file, { arrayLimit: 1_000_000 }).metadata.get(key);
+    return typeof v === "object" && v !== null && "values" in v ? (v.values ?? []) : [];
+  };
+  const diff = (key: string) => {
+    const x = arr(a, key);
+    const y = arr(b, key);
+    if (x.length !== y.length) throw new Error(`${key}: ${x.length} ≠ ${y.length} entries`);
+    return x.flatMap((v, i) => (v === y[i] ? [] : [i]));
+  };
+  return { tokenType: diff("tokenizer.ggml.token_type"), scores: diff("tokenizer.ggml.scores") };
+}
+
+/**
+ * Differences between a GGUF converted from the fixture's hf/ folder now and the fixture's reference
+ * GGUFs (or models made from them). The references were converted before hf/tokenizer_config.json
+ * listed <unk>, <s> and </s> (ids 0-2) in added_tokens_decoder, then patched (the fixture's
+ * tools/patch_vocab.py). Converting hf/ as it is now marks those three as special: score -1000 instead
+ * of 0, and <unk> CONTROL instead of UNKNOWN. That, and only that, is allowed to differ; every tensor
+ * byte and every other key must be identical.
+ */
+export function fixtureDifferences(file: string, reference: string): string[] {
+  const diffs = ggufDifferences(file, reference, { ignoreKeys: /^general\.|^tokenizer\.ggml\.(scores|token_type)$/ });
+  const v = vocabDifferences(file, reference);
+  if (v.tokenType.join() !== "0" || v.scores.join() !== "0,1,2") diffs.push(`vocabulary: token types differ at ${v.tokenType.join(", ") || "none"}, scores at ${v.scores.join(", ") || "none"} (expected 0, and 0-2)`);
+  return diffs;
+}

@@ -93,6 +93,8 @@ export async function convertHfToGguf(opts: ConvertOptions, ctx: BackendContext 
     const args = [c.script, c.folder.dir, "--outtype", opts.outtype, "--outfile", tmpOut];
     let seen = 0;
     let writing = false;
+    // Rates count from the converter's start, not from the module check before it.
+    const runStarted = performance.now();
     try {
       await exec(c.python.python, args, {
         env: { ...c.env, PYTHONUNBUFFERED: "1", PYTHONIOENCODING: "utf-8" },
@@ -101,7 +103,7 @@ export async function convertHfToGguf(opts: ConvertOptions, ctx: BackendContext 
         tailLines: 40,
         label: "convert_hf_to_gguf.py",
         onLine: (line) => {
-          const secs = (performance.now() - started) / 1000;
+          const secs = (performance.now() - runStarted) / 1000;
           if (parseTensorLine(line)) {
             seen++;
             // The folder's tensor count is a close total: the converter may add (rope factors) or drop (tied embeddings) a few.
