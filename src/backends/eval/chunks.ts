@@ -1,0 +1,85 @@
+import { readFileSync, statSync } from "node:fs";
+import type { LlamaModel } from "node-llama-cpp";
+import { NotFoundError, UsageError } from "../../core/errors.js";
+
+/**
+ * How llama-perplexity cuts a text into chunks (tools/perplexity/perplexity.cpp, `perplexity()` and
+ * `kl_divergence()`): the whole text is tokenised once, with BOS in front when the model adds one;
+ * it is cut into floor(n / ctx) chunks of `ctx` tokens (the tail is dropped); the first token of each
+ * chunk is replaced by BOS (when the model adds one); each chunk starts on an empty KV cache; only the
+ * second half is scored: the logits at positions ctx/2 … ctx−2 predict tokens ctx/2+1 … ctx−1.
+ */
+export interface ChunkPlan {
+  ctx: number;
+  chunks: number;
+  /** First position whose logits are scored (ctx/2, rounded down). */
+  first: number;
+  /** Tokens scored per chunk: ctx − 1 − first. */
+  scoredPerChunk: number;
+  /** Tokens per llama_decode: a chunk longer than this is decoded in several calls. */
+  batch: number;
+  /** Tokens of the whole text, BOS included. */
+  tokens: number;
+}
+
+/** llama-perplexity's physical batch (n_ubatch): a chunk is decoded this many tokens at a time. */
+export const DEFAULT_EVAL_BATCH = 512;
+
+export function checkContextSize(ctx: number, batch?: number): void {
+  if (!Number.isInteger(ctx) || ctx < 4) throw new UsageError(`--ctx must be a whole number ≥ 4 for perplexity (got ${ctx}).`);
+  if (batch !== undefined && (!Number.isInteger(batch) || batch < 1)) throw new UsageError(`--batch must be a positive whole number (got ${batch}).`);
+}
+
+export function planChunks(tokenCount: number, ctx: number, batch = DEFAULT_EVAL_BATCH): ChunkPlan {
+  checkContextSize(ctx, batch);
+  // llama-perplexity refuses fewer than two chunks' worth of tokens; so does slm, with the same figures.
+  if (tokenCount < 2 * ctx) {
+    throw new UsageError(`The text is too short for --ctx ${ctx}: it has ${tokenCount} tokens and needs at least ${2 * ctx} (two chunks).`, { hint: "Use a longer text or a smaller --ctx." });
+  }
+  const first = Math.floor(ctx / 2);
+  return { ctx, chunks: Math.floor(tokenCount / ctx), first, scoredPerChunk: ctx - 1 - first, batch: Math.min(batch, ctx), tokens: tokenCount };
+}
+
+/** The tokens of chunk `i`, its first one replaced by BOS when the model adds one. */
+export function chunkTokens(all: Uint32Array, plan: ChunkPlan, i: number, bos: number | undefined): Uint32Array {
+  const chunk = all.slice(i * plan.ctx, (i + 1) * plan.ctx);
+  if (bos !== undefined) chunk[0] = bos;
+  return chunk;
+}
+
+/**
+ * The text as llama-perplexity's `-f` reads it: the whole file, one trailing newline removed, no
+ * escape processing.
+ */
+export function readEvalText(file: string): string {
+  let text: string;
+  try {
+    if (statSync(file).isDirectory()) throw new UsageError(`${file} is a folder; perplexity takes a text file.`);
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    throw new NotFoundError(`Text file not found: ${file}`);
+  }
+  if (text.endsWith("\n")) text = text.slice(0, -1);
+  if (text.length === 0) throw new UsageError(`${file} is empty: there is no text to score.`);
+  return text;
+}
+
+/** BOS for models that add one (what llama-perplexity's common_tokenize(…, add_special = true) adds). */
+export function bosOf(model: LlamaModel): number | undefined {
+  return model.tokens.shouldPrependBosToken && model.tokens.bos !== null ? (model.tokens.bos as number) : undefined;
+}
+
+/**
+ * Tokenises like llama-perplexity: special-token text (e.g. "<|user|>") is not parsed into control
+ * tokens (parse_special = false), and BOS goes in front when the model adds it.
+ */
+export function tokenizeText(model: LlamaModel, text: string): Uint32Array {
+  const body = model.tokenize(text, false);
+  const bos = bosOf(model);
+  const out = new Uint32Array(body.length + (bos === undefined ? 0 : 1));
+  let k = 0;
+  if (bos !== undefined) out[k++] = bos;
+  for (const t of body) out[k++] = t as number;
+  return out;
+}

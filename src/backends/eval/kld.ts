@@ -1,0 +1,161 @@
+import { emit, type BackendContext } from "../../core/events.js";
+import { UsageError } from "../../core/errors.js";
+import type { LoadedModel } from "../llama/loader.js";
+import type { LoraSpec } from "../llama/lora.js";
+import type { GpuChoice } from "../llama/runtime.js";
+import { bosOf, checkContextSize, planChunks, readEvalText, tokenizeText, DEFAULT_EVAL_BATCH } from "./chunks.js";
+import { scoreChunks } from "./lockstep.js";
+import { type DistributionRow, DistributionReader, LN_FLOAT32_MIN, logProbOf } from "./logprobs.js";
+import { loadForScoring } from "./perplexity.js";
+import { Moments, meanAndUncertainty, medianSorted, perplexityEstimate, percentileSorted, shareWithError } from "./stats.js";
+
+export interface KldOptions {
+  /** The model under test (e.g. a quantization). */
+  modelPath: string;
+  adapters?: LoraSpec[];
+  /** The reference model whose distribution the KL divergence is measured from (e.g. the F16/F32 source). */
+  basePath: string;
+  baseAdapters?: LoraSpec[];
+  textFile: string;
+  ctxSize: number;
+  threads?: number;
+  batchSize?: number;
+  gpu?: GpuChoice;
+}
+
+export interface KldResult {
+  /** Mean KL(base ‖ model) per scored token, in nats, and its standard error. */
+  mean: number;
+  meanError: number;
+  median: number;
+  /** 99th percentile (linear interpolation, as llama-perplexity). */
+  p99: number;
+  max: number;
+  /** Share of positions where both models' most likely token is the same, and its standard error. */
+  sameTop: number;
+  sameTopError: number;
+  ppl: number;
+  pplError: number;
+  basePpl: number;
+  basePplError: number;
+  tokens: number;
+  chunks: number;
+  ctxSize: number;
+  seconds: number;
+}
+
+/**
+ * KL(P_base ‖ P_model) of one position over the whole vocabulary, in float64:
+ * Σ_i pb_i · (ln pb_i − ln q_i), with both rows renormalised (see logprobs.ts). Tokens the base gives
+ * probability 0 contribute 0; a model probability that underflowed float32 is clamped to 2^-149.
+ */
+export function klDivergenceOfRows(base: DistributionRow, model: DistributionRow): number {
+  const pb = base.probs;
+  const q = model.probs;
+  let sum = 0;
+  let mass = 0;
+  for (let i = 0; i < pb.length; i++) {
+    const p = pb[i]!;
+    if (p === 0) continue;
+    const qi = q[i]!;
+    sum += p * (qi > 0 ? Math.log(p / qi) : Math.log(p) - LN_FLOAT32_MIN);
+    mass += p;
+  }
+  // With pb = Pb/Sb and q = Q/Sq: Σ pb (ln pb − ln q) = (1/Sb) Σ Pb ln(Pb/Q) − ln Sb + ln Sq.
+  const kl = sum / mass - base.logNorm + model.logNorm;
+  // Exact zero when the rows are identical; rounding must not make a divergence negative.
+  return Math.max(0, kl);
+}
+
+/**
+ * KL divergence of a model's next-token distributions from a base model's on the same text and
+ * chunks, like `llama-perplexity --kl-divergence`, but exact over the full vocabulary (llama-perplexity
+ * stores the base's log-probabilities as 16-bit values and skips tokens under e^-16).
+ *
+ * Both models are loaded at once and walk the chunks in lock-step (lockstep.ts): each scored position
+ * is compared as soon as both rows exist, so memory holds a few rows, never the base's distributions
+ * for the whole text (which llama-perplexity writes to a file: n_vocab × 2 bytes per token, e.g.
+ * 300 KB per token for a 150k vocabulary). The price is both models' weights in memory together.
+ */
+export async function klDivergence(o: KldOptions, ctx: BackendContext = {}): Promise<KldResult> {
+  checkContextSize(o.ctxSize, o.batchSize);
+  const text = readEvalText(o.textFile);
+  const opened: LoadedModel[] = [];
+  try {
+    for (const [id, p, adapters] of [["kld:load-base", o.basePath, o.baseAdapters], ["kld:load", o.modelPath, o.adapters]] as const) {
+      emit(ctx.onEvent, { type: "step", id, status: "start", title: `Loading ${p}` });
+      const loaded = await loadForScoring(p, { ...o, adapters }, ctx);
+      opened.push(loaded);
+      emit(ctx.onEvent, { type: "step", id, status: "done", title: `Loaded ${loaded.entry.name}`, detail: `${loaded.settings.threads} threads, ${loaded.loadMs} ms` });
+    }
+    return await klDivergenceOf(opened[0]!, opened[1]!, text, o.ctxSize, o.batchSize, ctx);
+  } finally {
+    for (const l of opened) await l.dispose();
+  }
+}
+
+/** KL divergence on two loaded models (contexts of at least `ctxSize` tokens each). */
+export async function klDivergenceOf(base: LoadedModel, model: LoadedModel, text: string, ctxSize: number, batchSize: number | undefined, ctx: BackendContext = {}): Promise<KldResult> {
+  const tokens = tokenizeText(model.model, text);
+  const baseTokens = tokenizeText(base.model, text);
+  if (base.summary.vocabSize !== model.summary.vocabSize || baseTokens.length !== tokens.length || baseTokens.some((t, i) => t !== tokens[i])) {
+    throw new UsageError(`${model.entry.name} and ${base.entry.name} do not share a vocabulary (${model.summary.vocabSize} and ${base.summary.vocabSize} tokens, or the text tokenises differently): their distributions cannot be compared.`, {
+      hint: "Compare a model with the model it was derived from (e.g. a quantization with its source).",
+    });
+  }
+  const plan = planChunks(tokens.length, ctxSize, Math.min(batchSize ?? DEFAULT_EVAL_BATCH, base.context.batchSize, model.context.batchSize));
+  const readers = [new DistributionReader(base), new DistributionReader(model)];
+  const values = new Float64Array(plan.chunks * plan.scoredPerChunk);
+  const kld = new Moments();
+  const nll = new Moments();
+  const nllBase = new Moments();
+  let sameTop = 0;
+  const stepId = "kld";
+  const title = `KL divergence of ${model.entry.name} from ${base.entry.name}`;
+  emit(ctx.onEvent, { type: "step", id: stepId, status: "start", title, detail: `${plan.chunks} chunks of ${ctxSize} tokens` });
+  try {
+    const { seconds } = await scoreChunks(
+      readers,
+      tokens,
+      plan,
+      bosOf(model.model),
+      ([b, m], target, index) => {
+        const v = klDivergenceOfRows(b!, m!);
+        values[index] = v;
+        kld.add(v);
+        nll.add(-logProbOf(m!, target));
+        nllBase.add(-logProbOf(b!, target));
+        if (b!.top === m!.top) sameTop++;
+      },
+      { ...ctx, stepId, onChunk: (c) => emit(ctx.onEvent, { type: "metric", name: "kld", value: kld.mean, step: c + 1 }) },
+    );
+    values.sort();
+    const mean = meanAndUncertainty(kld);
+    const top = shareWithError(sameTop, kld.count);
+    const p = perplexityEstimate(nll);
+    const pb = perplexityEstimate(nllBase);
+    emit(ctx.onEvent, { type: "step", id: stepId, status: "done", title, detail: `mean ${mean.mean.toFixed(6)} ± ${mean.error.toFixed(6)}, same top ${(top.share * 100).toFixed(2)} %` });
+    return {
+      mean: mean.mean,
+      meanError: mean.error,
+      median: medianSorted(values),
+      p99: percentileSorted(values, 0.99),
+      max: values.length > 0 ? values[values.length - 1]! : 0,
+      sameTop: top.share,
+      sameTopError: top.error,
+      ppl: p.ppl,
+      pplError: p.pplError,
+      basePpl: pb.ppl,
+      basePplError: pb.pplError,
+      tokens: kld.count,
+      chunks: plan.chunks,
+      ctxSize,
+      seconds,
+    };
+  } catch (err) {
+    emit(ctx.onEvent, { type: "step", id: stepId, status: "fail", title, detail: (err as Error).message });
+    throw err;
+  } finally {
+    for (const r of readers) r.dispose();
+  }
+}

@@ -1,0 +1,172 @@
+import type { LlamaContext, LlamaContextSequence } from "node-llama-cpp";
+import { SlmError } from "../../core/errors.js";
+import type { LoadedModel } from "../llama/loader.js";
+
+/**
+ * Exact full-vocabulary next-token distributions from node-llama-cpp 3.21.1, for every position of a
+ * batch that asks for one (not only the last), without top-k truncation.
+ *
+ * node-llama-cpp has no call that hands out raw logits. What it has is the sampler's probability
+ * output: `sampleToken(batchLogitIndex, sampler, probabilities = true)` copies the logits of one
+ * output row of the last llama_decode, runs the sampler chain, and returns every candidate with
+ * softmax(logits) computed natively. With temperature 0 the chain is the greedy sampler alone, which
+ * only picks the arg-max and drops nothing, so all `n_vocab` tokens come back (measured: the row
+ * always holds exactly the vocabulary size). The public API reaches the same native call through
+ * `LlamaContextSequence.controlledEvaluate(…, {generateNext: {probabilities: true}})`, but turns each
+ * row into a `Map` of n_vocab entries and couples decoding with sampling; measured on a
+ * SmolLM2-135M-shaped model (49,152 tokens) that cost several times more per position than the
+ * native call itself (docs/benchmarks.md, "Perplexity"). So this module drives the context's native
+ * binding directly, the way `slm bench` does (src/backends/llama/bench.ts): one llama_decode per
+ * batch with outputs exactly where the caller wants them, then one native call per output row.
+ * These members are internal, so they are checked at run time; node-llama-cpp is pinned exactly.
+ *
+ * Precision: the native softmax is float32 (expf of logit − max, summed in float32, divided). Every
+ * row is renormalised here in float64, so the float32 sum's rounding drops out and a log-probability
+ * is exact to about 1e-7 (one float32 rounding of expf and of the division). A probability below
+ * float32's smallest value (a logit more than ~103 nats under the row's maximum) comes back as 0; its
+ * log-probability is then taken as ln(2^-149) ≈ −103.3, an upper bound (see `logProbOf`).
+ */
+
+/** ln of float32's smallest positive (subnormal) value, 2^-149. */
+export const LN_FLOAT32_MIN = -149 * Math.LN2;
+
+/** One position's next-token distribution. Buffers are reused between rows: copy what must outlive them. */
+export interface DistributionRow {
+  /** Probability of each token id as llama.cpp returned it (float32 values), not yet renormalised. */
+  probs: Float64Array;
+  /** ln Σ probs (≈ 0, within float32 rounding); subtracted to renormalise in float64. */
+  logNorm: number;
+  /** Arg-max token: the lowest id among equal maxima, as llama-perplexity picks it. */
+  top: number;
+}
+
+/** ln p(token) of a row, renormalised, with underflowed probabilities clamped to 2^-149. */
+export function logProbOf(row: DistributionRow, token: number): number {
+  const p = row.probs[token]!;
+  return (p > 0 ? Math.log(p) : LN_FLOAT32_MIN) - row.logNorm;
+}
+
+/** The native binding members used here (AddonContext and AddonSampler in node-llama-cpp's addon). */
+interface AddonContextBinding {
+  initBatch(size: number): void;
+  addToBatch(sequenceId: number, firstTokenIndex: number, tokens: Uint32Array, logitIndexes: Uint32Array): Uint32Array;
+  decodeBatch(): Promise<void>;
+  disposeSequence(sequenceId: number): void;
+  sampleToken(batchLogitIndex: number, sampler: AddonSampler, probabilities: boolean): Promise<[number, number[] | undefined, unknown]>;
+}
+interface AddonSampler {
+  applyConfig(config: { temperature: number }): void;
+  dispose(): void;
+}
+type AddonSamplerClass = new (model: unknown) => AddonSampler;
+
+function binding(loaded: LoadedModel, sequence: LlamaContextSequence): { addon: AddonContextBinding; sequenceId: number; Sampler: AddonSamplerClass; model: unknown } {
+  const addon = (loaded.context as unknown as { _ctx?: Partial<AddonContextBinding> })._ctx;
+  const sequenceId = (sequence as unknown as { _sequenceId?: unknown })._sequenceId;
+  const Sampler = (loaded.llama as unknown as { _bindings?: { AddonSampler?: unknown } })._bindings?.AddonSampler;
+  const model = (loaded.model as unknown as { _model?: unknown })._model;
+  const methods = ["initBatch", "addToBatch", "decodeBatch", "disposeSequence", "sampleToken"] as const;
+  if (!addon || typeof sequenceId !== "number" || typeof Sampler !== "function" || model === undefined || methods.some((m) => typeof addon[m] !== "function")) {
+    throw new SlmError("This node-llama-cpp build does not expose the native calls slm's evaluation needs (it expects node-llama-cpp 3.21.1 exactly).", {
+      hint: "Reinstall slm's dependencies (npm ci) so that node-llama-cpp is the pinned version.",
+    });
+  }
+  return { addon: addon as AddonContextBinding, sequenceId, Sampler: Sampler as AddonSamplerClass, model };
+}
+
+/**
+ * One sequence of a loaded model's context, for scoring. `slots` rows can be fetched at the same
+ * time (one sampler and one row buffer each), so that llama.cpp's worker sorts one row while
+ * JavaScript reads another.
+ */
+export class DistributionReader {
+  readonly vocabSize: number;
+  readonly context: LlamaContext;
+  private readonly sequence: LlamaContextSequence;
+  private readonly addon: AddonContextBinding;
+  private readonly sequenceId: number;
+  private readonly samplers: AddonSampler[];
+  private readonly rows: DistributionRow[];
+  private outputIndexes: Uint32Array = new Uint32Array(0);
+
+  constructor(loaded: LoadedModel, slots = 2) {
+    this.context = loaded.context;
+    this.sequence = loaded.context.getSequence();
+    const b = binding(loaded, this.sequence);
+    this.addon = b.addon;
+    this.sequenceId = b.sequenceId;
+    this.vocabSize = loaded.summary.vocabSize ?? 0;
+    this.samplers = Array.from({ length: slots }, () => {
+      const s = new b.Sampler(b.model);
+      // Greedy: the chain then keeps every candidate (no top-k/top-p/min-p), see the module comment.
+      s.applyConfig({ temperature: 0 });
+      return s;
+    });
+    this.rows = Array.from({ length: slots }, () => ({ probs: new Float64Array(this.vocabSize), logNorm: 0, top: 0 }));
+  }
+
+  get slots(): number {
+    return this.samplers.length;
+  }
+
+  /** Empties the sequence's KV cache (each chunk starts from nothing, as in llama-perplexity). */
+  clear(): void {
+    this.addon.disposeSequence(this.sequenceId);
+  }
+
+  /**
+   * One llama_decode of `tokens` at positions start…, with output rows for the token indexes in
+   * `outputs` (ascending). Rows of the previous decode are invalid afterwards.
+   */
+  async decode(tokens: Uint32Array, start: number, outputs: Uint32Array): Promise<void> {
+    this.addon.initBatch(tokens.length);
+    this.outputIndexes = this.addon.addToBatch(this.sequenceId, start, tokens, outputs);
+    await this.addon.decodeBatch();
+  }
+
+  /** The distribution of output `k` of the last decode, in the buffer of `slot` (reused by the next call with that slot). */
+  async row(k: number, slot: number): Promise<DistributionRow> {
+    const index = this.outputIndexes[k];
+    if (index === undefined) throw new RangeError(`No output ${k} in the last batch.`);
+    const [, flat] = await this.addon.sampleToken(index, this.samplers[slot]!, true);
+    const row = this.rows[slot]!;
+    const V = this.vocabSize;
+    if (!flat || flat.length !== 2 * V) {
+      throw new SlmError(`llama.cpp returned ${flat ? flat.length / 2 : 0} of ${V} token probabilities: evaluation needs the full vocabulary.`);
+    }
+    const probs = row.probs;
+    let sum = 0;
+    // Candidates come sorted by logit, largest first; among equal largest logits llama-perplexity's
+    // arg-max is the lowest token id.
+    let top = flat[0]!;
+    const pTop = flat[1]!;
+    for (let i = 0; i < flat.length; i += 2) {
+      const t = flat[i]!;
+      const p = flat[i + 1]!;
+      probs[t] = p;
+      sum += p;
+      if (p === pTop && t < top) top = t;
+    }
+    row.logNorm = Math.log(sum);
+    row.top = top;
+    return row;
+  }
+
+  dispose(): void {
+    for (const s of this.samplers) s.dispose();
+    this.sequence.dispose();
+  }
+}
+
+/**
+ * Runs `fn` for 0 … count−1 with up to `slots` calls in flight, each with its own slot number, so
+ * native sampling of one row overlaps with JavaScript work on another. Order of completion is free.
+ */
+export async function forEachRow(count: number, slots: number, fn: (k: number, slot: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(slots, count) }, async (_, slot) => {
+      while (next < count) await fn(next++, slot);
+    }),
+  );
+}

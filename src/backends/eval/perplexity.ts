@@ -1,0 +1,91 @@
+import { emit, type BackendContext } from "../../core/events.js";
+import { type LoadedModel, loadModel } from "../llama/loader.js";
+import type { LoraSpec } from "../llama/lora.js";
+import type { GpuChoice } from "../llama/runtime.js";
+import { resolveModel } from "../store/resolve.js";
+import { DEFAULT_EVAL_BATCH, bosOf, checkContextSize, planChunks, readEvalText, tokenizeText } from "./chunks.js";
+import { scoreChunks } from "./lockstep.js";
+import { DistributionReader, logProbOf } from "./logprobs.js";
+import { Moments, perplexityEstimate } from "./stats.js";
+
+export interface PerplexityOptions {
+  /** A .gguf file or any model reference slm resolves (registered name, built-in). */
+  modelPath: string;
+  /** LoRA adapters on top of the model (after those of a registered "base + adapter" model). */
+  adapters?: LoraSpec[];
+  textFile: string;
+  /** Tokens per chunk (llama-perplexity's -c). */
+  ctxSize: number;
+  threads?: number;
+  /** Tokens per llama_decode (llama-perplexity's physical batch, -ub; default 512). */
+  batchSize?: number;
+  gpu?: GpuChoice;
+}
+
+export interface PerplexityResult {
+  ppl: number;
+  /** llama-perplexity's ± (standard error of the mean NLL, times the perplexity). */
+  pplError: number;
+  /** Tokens scored (llama-perplexity's count: (ctx − 1 − ctx/2) per chunk). */
+  tokens: number;
+  chunks: number;
+  ctxSize: number;
+  /** Tokens of the whole text, BOS included. */
+  textTokens: number;
+  /** Time spent evaluating the chunks (not loading or tokenising). */
+  seconds: number;
+  /** Tokens evaluated (chunks × ctx) per second: the figure to set against llama-perplexity's. */
+  tokensPerSecond: number;
+}
+
+/** Loads a model with a context of one chunk, as llama-perplexity does for a single sequence. */
+export async function loadForScoring(modelPath: string, o: { adapters?: LoraSpec[]; ctxSize: number; threads?: number; batchSize?: number; gpu?: GpuChoice }, ctx: BackendContext): Promise<LoadedModel> {
+  const entry = resolveModel(modelPath);
+  return loadModel(entry, { lora: o.adapters, contextSize: o.ctxSize, batchSize: Math.min(o.batchSize ?? DEFAULT_EVAL_BATCH, o.ctxSize), threads: o.threads, gpu: o.gpu, sequences: 1 }, ctx);
+}
+
+/**
+ * Perplexity of a text file computed the way llama-perplexity computes it (see chunks.ts for the
+ * chunking): exp of the mean negative log-likelihood of every scored token, with its ± estimate.
+ */
+export async function perplexity(o: PerplexityOptions, ctx: BackendContext = {}): Promise<PerplexityResult> {
+  checkContextSize(o.ctxSize, o.batchSize);
+  const text = readEvalText(o.textFile);
+  emit(ctx.onEvent, { type: "step", id: "perplexity:load", status: "start", title: `Loading ${o.modelPath}` });
+  const loaded = await loadForScoring(o.modelPath, o, ctx);
+  try {
+    emit(ctx.onEvent, { type: "step", id: "perplexity:load", status: "done", title: `Loaded ${loaded.entry.name}`, detail: `${loaded.settings.threads} threads, ${loaded.loadMs} ms` });
+    return await perplexityOf(loaded, text, o.ctxSize, o.batchSize, ctx);
+  } finally {
+    await loaded.dispose();
+  }
+}
+
+/** Perplexity on an already loaded model (its context must hold `ctxSize` tokens). */
+export async function perplexityOf(loaded: LoadedModel, text: string, ctxSize: number, batchSize: number | undefined, ctx: BackendContext = {}): Promise<PerplexityResult> {
+  const tokens = tokenizeText(loaded.model, text);
+  const plan = planChunks(tokens.length, ctxSize, Math.min(batchSize ?? DEFAULT_EVAL_BATCH, loaded.context.batchSize));
+  const reader = new DistributionReader(loaded);
+  const nll = new Moments();
+  const stepId = "perplexity";
+  const title = `Perplexity of ${loaded.entry.name}`;
+  emit(ctx.onEvent, { type: "step", id: stepId, status: "start", title, detail: `${plan.chunks} chunks of ${ctxSize} tokens` });
+  try {
+    const { seconds } = await scoreChunks(
+      [reader],
+      tokens,
+      plan,
+      bosOf(loaded.model),
+      ([row], target) => nll.add(-logProbOf(row!, target)),
+      { ...ctx, stepId, onChunk: (c) => emit(ctx.onEvent, { type: "metric", name: "ppl", value: perplexityEstimate(nll).ppl, step: c + 1 }) },
+    );
+    const { ppl, pplError } = perplexityEstimate(nll);
+    emit(ctx.onEvent, { type: "step", id: stepId, status: "done", title, detail: `${ppl.toFixed(4)} ± ${pplError.toFixed(5)}` });
+    return { ppl, pplError, tokens: nll.count, chunks: plan.chunks, ctxSize, textTokens: tokens.length, seconds, tokensPerSecond: (plan.chunks * ctxSize) / seconds };
+  } catch (err) {
+    emit(ctx.onEvent, { type: "step", id: stepId, status: "fail", title, detail: (err as Error).message });
+    throw err;
+  } finally {
+    reader.dispose();
+  }
+}
