@@ -14,6 +14,7 @@ const SUB = path.join(DATA, "sub-eval.jsonl");
 const CHOICE = path.join(DATA, "add-choice.jsonl");
 const F32 = path.join(FIXTURE, "gguf", "tiny-arith-f32.gguf");
 const LORA = path.join(FIXTURE, "gguf", "lora-sub-f32.gguf");
+const PEFT = path.join(FIXTURE, "lora-sub");
 const SLOW = 180_000;
 
 /** Registers models the way pull/quantize/finetune would leave them, straight into the sandbox's registry. */
@@ -73,10 +74,12 @@ describe("slm eval: scores", () => {
   it(
     "the LoRA adapter subtracts (≥ 95 % on sub-eval) where the base does not (≤ 10 %), compared in one run",
     async () => {
-      const r = await evalJson(["tiny-arith", `tiny-arith+${LORA}`, "--task", SUB, "--limit", "200"], sb);
-      expect(r.models.map((m) => m.label)).toEqual(["tiny-arith", "tiny-arith + lora-sub-f32.gguf"]);
+      // The adapter as a GGUF file, and as the PEFT folder it was converted from (converted on the fly).
+      const r = await evalJson(["tiny-arith", `tiny-arith+${LORA}`, `tiny-arith+${PEFT}`, "--task", SUB, "--limit", "200"], sb);
+      expect(r.models.map((m) => m.label)).toEqual(["tiny-arith", "tiny-arith + lora-sub-f32.gguf", "tiny-arith + lora-sub"]);
       expect(accuracy(r, 0)).toBeLessThanOrEqual(0.1);
       expect(accuracy(r, 1)).toBeGreaterThanOrEqual(0.95);
+      expect(accuracy(r, 2)).toBeGreaterThanOrEqual(0.95);
       expect(r.models[1]).toMatchObject({ stored: false, adapters: [{ path: LORA, scale: 1 }] });
       expect(r.models[1]!.notStored).toMatch(/extra LoRA adapters/);
       // --lora puts the adapter on every model.

@@ -2,7 +2,9 @@ import { createHash } from "node:crypto";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { NotFoundError, UsageError } from "../../core/errors.js";
-import { type LoraSpec, parseLoraSpec } from "../llama/lora.js";
+import type { BackendContext } from "../../core/events.js";
+import { resolveLoraArgs } from "../adapters/resolve.js";
+import { type LoraSpec, splitLoraSpec } from "../llama/lora.js";
 import { resolveModel } from "../store/resolve.js";
 import type { ModelEntry } from "../store/types.js";
 import type { MatchMode } from "./match.js";
@@ -14,10 +16,10 @@ export interface EvalModel {
   ref: string;
   /** The model part of `ref` (without "+adapter"), which resolveModel takes. */
   modelRef: string;
-  /** The name in tables: the model's, with "+ adapter.gguf" for each added adapter. */
+  /** The name in tables: the model's, with "+ adapter" for each added adapter. */
   label: string;
   entry: ModelEntry;
-  /** Adapters beyond the entry's own (--lora, or MODEL+ADAPTER.gguf). */
+  /** Adapters beyond the entry's own (--lora, or MODEL+ADAPTER). */
   extraAdapters: LoraSpec[];
 }
 
@@ -47,24 +49,38 @@ export interface EvalPlan {
 }
 
 /**
- * `MODEL+ADAPTER.gguf[:SCALE]`: a model with a LoRA adapter on top, so one run can compare a model with
- * and without it. Only when the whole reference is not itself an existing file.
+ * `MODEL+ADAPTER[+ADAPTER…]`: a model with LoRA adapters on top (each in any form --lora takes), so one
+ * run can compare a model with and without them. Only when the whole reference is not an existing file.
  */
-function splitAdapter(ref: string): { model: string; adapter?: string } {
-  const m = /^(.+?)\+([^+]+\.gguf(?::-?\d+(?:\.\d+)?)?)$/i.exec(ref);
-  if (!m || existsSync(ref)) return { model: ref };
-  return { model: m[1]!, adapter: m[2]! };
+function splitAdapters(ref: string): { model: string; adapters: string[] } {
+  if (!ref.includes("+") || existsSync(ref)) return { model: ref, adapters: [] };
+  const [model, ...adapters] = ref.split("+");
+  if (!model || adapters.some((a) => a === "")) throw new UsageError(`"${ref}" is not MODEL+ADAPTER[:SCALE].`);
+  return { model, adapters };
 }
 
-function evalModel(ref: string, lora: LoraSpec[]): EvalModel {
-  const { model, adapter } = splitAdapter(ref);
+/** An adapter as the user named it, for tables (a converted PEFT adapter's cache path says nothing). */
+function adapterLabel(spec: string): string {
+  const { target, scale } = splitLoraSpec(spec);
+  return `${path.basename(target)}${scale !== 1 ? `:${scale}` : ""}`;
+}
+
+/** Resolves the model (errors before any adapter is converted or downloaded). */
+function modelEntry(ref: string): { model: string; adapters: string[]; entry: ModelEntry } {
+  const { model, adapters } = splitAdapters(ref);
   const entry = resolveModel(model);
   if (entry.format !== "gguf") {
     throw new UsageError(`${entry.name} is in Hugging Face format; evaluating it needs a GGUF file.`, { hint: "Convert it first (slm convert), or pull a GGUF repository." });
   }
-  const extraAdapters = [...(adapter ? [parseLoraSpec(adapter)] : []), ...lora];
-  const label = [entry.name, ...extraAdapters.map((a) => `${path.basename(a.path)}${a.scale !== 1 ? `:${a.scale}` : ""}`)].join(" + ");
-  return { ref, modelRef: model, label, entry, extraAdapters };
+  return { model, adapters, entry };
+}
+
+/** Adapters as --lora takes them: GGUF files, PEFT folders or Hub repos (converted once, cached). */
+async function evalModel(ref: string, m: ReturnType<typeof modelEntry>, lora: readonly string[], ctx: BackendContext): Promise<EvalModel> {
+  const specs = [...m.adapters, ...lora];
+  const extraAdapters = await resolveLoraArgs(specs, ctx, { baseGguf: m.entry.path });
+  const label = [m.entry.name, ...specs.map(adapterLabel)].join(" + ");
+  return { ref, modelRef: m.model, label, entry: m.entry, extraAdapters };
 }
 
 function evalText(file: string): EvalText {
@@ -78,7 +94,7 @@ function evalText(file: string): EvalText {
  * Checks everything that needs no model loaded: the models resolve, every task file parses (a bad line
  * fails here, before minutes of inference), the text files exist. Nothing is written.
  */
-export function planEval(r: EvalPlanRequest): EvalPlan {
+export async function planEval(r: EvalPlanRequest, ctx: BackendContext = {}): Promise<EvalPlan> {
   if (r.models.length === 0) throw new UsageError("Name at least one model to evaluate.");
   const tasks = (r.tasks ?? []).map((t) => limitTask(readTask(t, r.match ?? "exact"), r.limit));
   const names = tasks.map((t) => t.name);
@@ -88,15 +104,13 @@ export function planEval(r: EvalPlanRequest): EvalPlan {
     throw new UsageError("Nothing to evaluate: give --task FILE.jsonl, --perplexity FILE or --kld-base MODEL.", { hint: "See `slm eval --help`." });
   }
   if (r.kldBase && !r.perplexity) throw new UsageError("--kld-base compares next-token distributions on a text: give it with --perplexity FILE.");
-  const lora = (r.lora ?? []).map(parseLoraSpec);
-  const models = r.models.map((m) => evalModel(m, lora));
+  const text = r.perplexity ? evalText(r.perplexity) : undefined;
+  const entries = r.models.map(modelEntry);
+  const base = r.kldBase ? modelEntry(r.kldBase) : undefined;
+  const models: EvalModel[] = [];
+  for (const [i, m] of entries.entries()) models.push(await evalModel(r.models[i]!, m, r.lora ?? [], ctx));
   const labels = models.map((m) => m.label);
   const dup = labels.find((l, i) => labels.indexOf(l) !== i);
   if (dup) throw new UsageError(`${dup} is named twice.`);
-  return {
-    models,
-    tasks,
-    text: r.perplexity ? evalText(r.perplexity) : undefined,
-    kldBase: r.kldBase ? evalModel(r.kldBase, []) : undefined,
-  };
+  return { models, tasks, text, kldBase: base ? await evalModel(r.kldBase!, base, [], ctx) : undefined };
 }
