@@ -70,7 +70,7 @@ async function child(kind: "naive" | "sequential"): Promise<void> {
     let text: string;
     if (kind === "naive") {
       const sequence = loaded.context.getSequence();
-      const session = new LlamaChatSession({ contextSequence: sequence });
+      const session = new LlamaChatSession({ contextSequence: sequence, autoDisposeSequence: true });
       text = await session.prompt(it.q, { temperature: 0, maxTokens: MAX_TOKENS });
       session.dispose();
     } else {
