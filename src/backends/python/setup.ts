@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { ExternalError, MissingDependencyError, NetworkError, SlmError } from "../../core/errors.js";
 import { emit, type BackendContext, withStep } from "../../core/events.js";
@@ -99,6 +99,8 @@ export async function setupPython(o: SetupPythonOptions = {}, ctx: BackendContex
       removeDeadWork(home, /^\.venv-(\d+)-/);
       removeDeadWork(home, /^venv\.old-(\d+)$/);
       const work = mkdtempSync(path.join(home, `.venv-${process.pid}-`));
+      // mkdtemp makes it private (0700); a venv is as readable as any installed program.
+      chmodSync(work, 0o755);
       try {
         await buildVenv(work, { base, variant, files, ggufPy: path.join(llama.dir, "gguf-py"), env }, ctx);
         const stack = await step(ctx, "python:check", "Checking the installed modules", async () => {

@@ -10,6 +10,8 @@ import { type ModuleFacts, OPTIONAL_MODULES, STACK_MODULES, type TorchFacts, pro
 export const FIX_PYTHON = SETUP_PYTHON;
 export const FIX_QLORA = `${SETUP_PYTHON} --qlora`;
 export const PYTHON_MODULES = STACK_MODULES;
+/** The part of the stack llama.cpp's converters import (peft and accelerate are for training only). */
+const CONVERT_NEEDS = new Set<string>(["torch", "transformers", "sentencepiece"]);
 
 export interface PythonFacts {
   /** "none": SLM_PYTHON is not set and the venv does not exist. */
@@ -72,7 +74,7 @@ export function pythonChecks(py: PythonFacts): DoctorCheckLike[] {
       : {
           name: "fine-tuning stack",
           status: "missing",
-          detail: `missing ${absent.map((m) => `${m} (${mods[m]!.error})`).join(", ")}${listed ? `; has ${listed}` : ""} — needed for fine-tuning and slm convert`,
+          detail: `missing ${absent.map((m) => `${m} (${mods[m]!.error})`).join(", ")}${listed ? `; has ${listed}` : ""} — needed for fine-tuning${absent.some((m) => CONVERT_NEEDS.has(m)) ? " and slm convert" : ""}`,
           fix: FIX_PYTHON,
         },
   );
@@ -87,7 +89,7 @@ export function pythonChecks(py: PythonFacts): DoctorCheckLike[] {
   if (t) {
     if (t.gpu) checks.push({ name: "torch GPU", status: "ok", detail: `CUDA ${t.cuda ?? "?"}: ${t.devices.join(", ") || "unnamed device"}` });
     else if (t.cuda) checks.push({ name: "torch GPU", status: "warn", detail: `torch is built for CUDA ${t.cuda} but sees no GPU — training runs on the CPU (tiny models only)` });
-    else checks.push({ name: "torch GPU", status: "warn", detail: `CPU-only torch${t.mps ? " (Apple MPS available)" : ""} — training runs on the CPU (tiny models only)`, fix: t.mps ? undefined : `${SETUP_PYTHON} --cuda --force (on a machine with an NVIDIA GPU)` });
+    else checks.push({ name: "torch GPU", status: "warn", detail: `CPU-only torch${t.mps ? " (Apple MPS available)" : ""} — training runs on the CPU (tiny models only); with an NVIDIA GPU, \`${SETUP_PYTHON} --cuda --force\`` });
   }
   return checks;
 }
