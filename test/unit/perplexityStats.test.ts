@@ -59,8 +59,10 @@ describe("llama-perplexity's statistics", () => {
 describe("chunks like llama-perplexity", () => {
   it("cuts floor(n / ctx) chunks and scores ctx − 1 − ctx/2 tokens of each", () => {
     const p = planChunks(1000, 128);
-    expect(p).toMatchObject({ chunks: 7, first: 64, scoredPerChunk: 63, batch: 128 });
-    expect(planChunks(5000, 1024).batch).toBe(512);
+    expect(p).toMatchObject({ chunks: 7, first: 64, scoredPerChunk: 63, piece: 128, parallel: 4 });
+    expect(planChunks(5000, 1024)).toMatchObject({ piece: 512, parallel: 1 });
+    // Never more chunks at once than there are.
+    expect(planChunks(300, 128).parallel).toBe(2);
   });
 
   it("refuses a text shorter than two chunks, naming both figures", () => {

@@ -3,7 +3,7 @@ import { UsageError } from "../../core/errors.js";
 import type { LoadedModel } from "../llama/loader.js";
 import type { LoraSpec } from "../llama/lora.js";
 import type { GpuChoice } from "../llama/runtime.js";
-import { bosOf, checkContextSize, planChunks, readEvalText, tokenizeText, DEFAULT_EVAL_BATCH } from "./chunks.js";
+import { bosOf, checkContextSize, planChunks, readEvalText, tokenizeText } from "./chunks.js";
 import { scoreChunks } from "./lockstep.js";
 import { type DistributionRow, DistributionReader, LN_FLOAT32_MIN, logProbOf } from "./logprobs.js";
 import { loadForScoring } from "./perplexity.js";
@@ -94,7 +94,7 @@ export async function klDivergence(o: KldOptions, ctx: BackendContext = {}): Pro
   }
 }
 
-/** KL divergence on two loaded models (contexts of at least `ctxSize` tokens each). */
+/** KL divergence on two models loaded by loadForScoring with the same `ctxSize` and `batchSize`. */
 export async function klDivergenceOf(base: LoadedModel, model: LoadedModel, text: string, ctxSize: number, batchSize: number | undefined, ctx: BackendContext = {}): Promise<KldResult> {
   const tokens = tokenizeText(model.model, text);
   const baseTokens = tokenizeText(base.model, text);
@@ -103,7 +103,7 @@ export async function klDivergenceOf(base: LoadedModel, model: LoadedModel, text
       hint: "Compare a model with the model it was derived from (e.g. a quantization with its source).",
     });
   }
-  const plan = planChunks(tokens.length, ctxSize, Math.min(batchSize ?? DEFAULT_EVAL_BATCH, base.context.batchSize, model.context.batchSize));
+  const plan = planChunks(tokens.length, ctxSize, batchSize);
   const readers = [new DistributionReader(base), new DistributionReader(model)];
   const values = new Float64Array(plan.chunks * plan.scoredPerChunk);
   const kld = new Moments();
@@ -127,7 +127,7 @@ export async function klDivergenceOf(base: LoadedModel, model: LoadedModel, text
         nllBase.add(-logProbOf(b!, target));
         if (b!.top === m!.top) sameTop++;
       },
-      { ...ctx, stepId, onChunk: (c) => emit(ctx.onEvent, { type: "metric", name: "kld", value: kld.mean, step: c + 1 }) },
+      { ...ctx, stepId, onChunk: (done) => emit(ctx.onEvent, { type: "metric", name: "kld", value: kld.mean, step: done }) },
     );
     values.sort();
     const mean = meanAndUncertainty(kld);

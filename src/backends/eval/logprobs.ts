@@ -1,4 +1,4 @@
-import type { LlamaContext, LlamaContextSequence } from "node-llama-cpp";
+import type { LlamaContextSequence } from "node-llama-cpp";
 import { SlmError } from "../../core/errors.js";
 import type { LoadedModel } from "../llama/loader.js";
 
@@ -60,67 +60,84 @@ interface AddonSampler {
 }
 type AddonSamplerClass = new (model: unknown) => AddonSampler;
 
-function binding(loaded: LoadedModel, sequence: LlamaContextSequence): { addon: AddonContextBinding; sequenceId: number; Sampler: AddonSamplerClass; model: unknown } {
+function binding(loaded: LoadedModel, sequences: LlamaContextSequence[]): { addon: AddonContextBinding; sequenceIds: number[]; Sampler: AddonSamplerClass; model: unknown } {
   const addon = (loaded.context as unknown as { _ctx?: Partial<AddonContextBinding> })._ctx;
-  const sequenceId = (sequence as unknown as { _sequenceId?: unknown })._sequenceId;
+  const sequenceIds = sequences.map((s) => (s as unknown as { _sequenceId?: unknown })._sequenceId);
   const Sampler = (loaded.llama as unknown as { _bindings?: { AddonSampler?: unknown } })._bindings?.AddonSampler;
   const model = (loaded.model as unknown as { _model?: unknown })._model;
   const methods = ["initBatch", "addToBatch", "decodeBatch", "disposeSequence", "sampleToken"] as const;
-  if (!addon || typeof sequenceId !== "number" || typeof Sampler !== "function" || model === undefined || methods.some((m) => typeof addon[m] !== "function")) {
+  if (!addon || sequenceIds.some((id) => typeof id !== "number") || typeof Sampler !== "function" || model === undefined || methods.some((m) => typeof addon[m] !== "function")) {
     throw new SlmError("This node-llama-cpp build does not expose the native calls slm's evaluation needs (it expects node-llama-cpp 3.21.1 exactly).", {
       hint: "Reinstall slm's dependencies (npm ci) so that node-llama-cpp is the pinned version.",
     });
   }
-  return { addon: addon as AddonContextBinding, sequenceId, Sampler: Sampler as AddonSamplerClass, model };
+  return { addon: addon as AddonContextBinding, sequenceIds: sequenceIds as number[], Sampler: Sampler as AddonSamplerClass, model };
+}
+
+/** Tokens of one sequence in a batch, and which of them need an output row (indexes into `tokens`, ascending). */
+export interface BatchPart {
+  sequence: number;
+  start: number;
+  tokens: Uint32Array;
+  outputs: Uint32Array;
 }
 
 /**
- * One sequence of a loaded model's context, for scoring. `slots` rows can be fetched at the same
+ * All sequences of a loaded model's context, for scoring. `slots` rows can be fetched at the same
  * time (one sampler and one row buffer each), so that llama.cpp's worker sorts one row while
  * JavaScript reads another.
  */
 export class DistributionReader {
   readonly vocabSize: number;
-  readonly context: LlamaContext;
-  private readonly sequence: LlamaContextSequence;
+  private readonly sequences: LlamaContextSequence[];
   private readonly addon: AddonContextBinding;
-  private readonly sequenceId: number;
+  private readonly sequenceIds: number[];
   private readonly samplers: AddonSampler[];
   private readonly rows: DistributionRow[];
-  private outputIndexes: Uint32Array = new Uint32Array(0);
+  private outputIndexes: number[] = [];
+  /** Most tokens one decode takes. */
+  readonly batchSize: number;
 
   constructor(loaded: LoadedModel, slots = 2) {
-    this.context = loaded.context;
-    this.sequence = loaded.context.getSequence();
-    const b = binding(loaded, this.sequence);
+    const V = loaded.summary.vocabSize;
+    if (!V) throw new SlmError(`${loaded.entry.name} does not state its vocabulary size in its GGUF header.`);
+    this.vocabSize = V;
+    this.batchSize = loaded.context.batchSize;
+    this.sequences = Array.from({ length: loaded.context.totalSequences }, () => loaded.context.getSequence());
+    const b = binding(loaded, this.sequences);
     this.addon = b.addon;
-    this.sequenceId = b.sequenceId;
-    this.vocabSize = loaded.summary.vocabSize ?? 0;
+    this.sequenceIds = b.sequenceIds;
     this.samplers = Array.from({ length: slots }, () => {
       const s = new b.Sampler(b.model);
       // Greedy: the chain then keeps every candidate (no top-k/top-p/min-p), see the module comment.
       s.applyConfig({ temperature: 0 });
       return s;
     });
-    this.rows = Array.from({ length: slots }, () => ({ probs: new Float64Array(this.vocabSize), logNorm: 0, top: 0 }));
+    this.rows = Array.from({ length: slots }, () => ({ probs: new Float64Array(V), logNorm: 0, top: 0 }));
   }
 
   get slots(): number {
     return this.samplers.length;
   }
 
-  /** Empties the sequence's KV cache (each chunk starts from nothing, as in llama-perplexity). */
+  /** Sequences of the context: chunks that can be decoded together. */
+  get parallel(): number {
+    return this.sequences.length;
+  }
+
+  /** Empties every sequence's KV cache (each chunk starts from nothing, as in llama-perplexity). */
   clear(): void {
-    this.addon.disposeSequence(this.sequenceId);
+    for (const id of this.sequenceIds) this.addon.disposeSequence(id);
   }
 
   /**
-   * One llama_decode of `tokens` at positions start…, with output rows for the token indexes in
-   * `outputs` (ascending). Rows of the previous decode are invalid afterwards.
+   * One llama_decode of all `parts` together. Output rows are numbered in the order of the parts and
+   * of their `outputs`; rows of the previous decode are invalid afterwards.
    */
-  async decode(tokens: Uint32Array, start: number, outputs: Uint32Array): Promise<void> {
-    this.addon.initBatch(tokens.length);
-    this.outputIndexes = this.addon.addToBatch(this.sequenceId, start, tokens, outputs);
+  async decode(parts: BatchPart[]): Promise<void> {
+    this.addon.initBatch(parts.reduce((n, p) => n + p.tokens.length, 0));
+    this.outputIndexes = [];
+    for (const p of parts) this.outputIndexes.push(...this.addon.addToBatch(this.sequenceIds[p.sequence]!, p.start, p.tokens, p.outputs));
     await this.addon.decodeBatch();
   }
 
@@ -154,7 +171,7 @@ export class DistributionReader {
 
   dispose(): void {
     for (const s of this.samplers) s.dispose();
-    this.sequence.dispose();
+    for (const s of this.sequences) s.dispose();
   }
 }
 

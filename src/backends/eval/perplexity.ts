@@ -3,7 +3,7 @@ import { type LoadedModel, loadModel } from "../llama/loader.js";
 import type { LoraSpec } from "../llama/lora.js";
 import type { GpuChoice } from "../llama/runtime.js";
 import { resolveModel } from "../store/resolve.js";
-import { DEFAULT_EVAL_BATCH, bosOf, checkContextSize, planChunks, readEvalText, tokenizeText } from "./chunks.js";
+import { bosOf, checkContextSize, decodeShape, planChunks, readEvalText, tokenizeText } from "./chunks.js";
 import { scoreChunks } from "./lockstep.js";
 import { DistributionReader, logProbOf } from "./logprobs.js";
 import { Moments, perplexityEstimate } from "./stats.js";
@@ -17,7 +17,7 @@ export interface PerplexityOptions {
   /** Tokens per chunk (llama-perplexity's -c). */
   ctxSize: number;
   threads?: number;
-  /** Tokens per llama_decode (llama-perplexity's physical batch, -ub; default 512). */
+  /** Tokens per llama_decode (llama-perplexity's physical batch, -ub; default 512): batchSize / ctxSize chunks go together. */
   batchSize?: number;
   gpu?: GpuChoice;
 }
@@ -38,10 +38,11 @@ export interface PerplexityResult {
   tokensPerSecond: number;
 }
 
-/** Loads a model with a context of one chunk, as llama-perplexity does for a single sequence. */
+/** Loads a model with one sequence of `ctxSize` tokens per chunk decoded at once (chunks.ts). */
 export async function loadForScoring(modelPath: string, o: { adapters?: LoraSpec[]; ctxSize: number; threads?: number; batchSize?: number; gpu?: GpuChoice }, ctx: BackendContext): Promise<LoadedModel> {
   const entry = resolveModel(modelPath);
-  return loadModel(entry, { lora: o.adapters, contextSize: o.ctxSize, batchSize: Math.min(o.batchSize ?? DEFAULT_EVAL_BATCH, o.ctxSize), threads: o.threads, gpu: o.gpu, sequences: 1 }, ctx);
+  const shape = decodeShape(o.ctxSize, o.batchSize);
+  return loadModel(entry, { lora: o.adapters, contextSize: o.ctxSize, batchSize: shape.batchSize, threads: o.threads, gpu: o.gpu, sequences: shape.parallel }, ctx);
 }
 
 /**
@@ -61,10 +62,10 @@ export async function perplexity(o: PerplexityOptions, ctx: BackendContext = {})
   }
 }
 
-/** Perplexity on an already loaded model (its context must hold `ctxSize` tokens). */
+/** Perplexity on a model loaded by loadForScoring with the same `ctxSize` and `batchSize`. */
 export async function perplexityOf(loaded: LoadedModel, text: string, ctxSize: number, batchSize: number | undefined, ctx: BackendContext = {}): Promise<PerplexityResult> {
   const tokens = tokenizeText(loaded.model, text);
-  const plan = planChunks(tokens.length, ctxSize, Math.min(batchSize ?? DEFAULT_EVAL_BATCH, loaded.context.batchSize));
+  const plan = planChunks(tokens.length, ctxSize, batchSize);
   const reader = new DistributionReader(loaded);
   const nll = new Moments();
   const stepId = "perplexity";
@@ -77,7 +78,7 @@ export async function perplexityOf(loaded: LoadedModel, text: string, ctxSize: n
       plan,
       bosOf(loaded.model),
       ([row], target) => nll.add(-logProbOf(row!, target)),
-      { ...ctx, stepId, onChunk: (c) => emit(ctx.onEvent, { type: "metric", name: "ppl", value: perplexityEstimate(nll).ppl, step: c + 1 }) },
+      { ...ctx, stepId, onChunk: (done) => emit(ctx.onEvent, { type: "metric", name: "ppl", value: perplexityEstimate(nll).ppl, step: done }) },
     );
     const { ppl, pplError } = perplexityEstimate(nll);
     emit(ctx.onEvent, { type: "step", id: stepId, status: "done", title, detail: `${ppl.toFixed(4)} ± ${pplError.toFixed(5)}` });
