@@ -4,10 +4,12 @@ import { findExecutable, pathDirs } from "../../src/core/exec.js";
 
 /**
  * A Python that can run llama.cpp's convert_hf_to_gguf.py for the fixture (a llama with a SentencePiece
- * tokenizer), for the tests that convert for real: SLM_PYTHON if set, else python3 on PATH, else
- * Debian's /usr/bin/python3 (where `apt install python3-numpy python3-torch python3-sentencepiece
- * python3-yaml python3-tqdm` puts the modules). gguf itself comes from the llama.cpp checkout slm makes,
- * so it is not asked for here. Without one, the answer is the reason to skip, naming what is missing.
+ * tokenizer), for the tests that convert for real: SLM_TEST_PYTHON (so CI can point these tests at an
+ * interpreter without changing what SLM_PYTHON means to every other test), else SLM_PYTHON, else python3
+ * on PATH, else Debian's /usr/bin/python3. It needs torch 2.1 or newer and transformers, which Debian 12
+ * does not package (its python3-torch is 1.13). gguf itself comes from the llama.cpp checkout slm
+ * makes, so it is not asked for here. Without one, the answer is the reason to skip, naming what is
+ * missing.
  */
 export const CONVERT_TEST_MODULES = ["numpy", "torch", "transformers", "yaml", "tqdm", "sentencepiece"];
 
@@ -25,8 +27,8 @@ export function convertPythonForTests(): Promise<ConvertPython> {
 
 async function locate(): Promise<ConvertPython> {
   const candidates = new Set<string>();
-  if (process.env.SLM_PYTHON) {
-    const p = await findExecutable(process.env.SLM_PYTHON, pathDirs());
+  for (const v of [process.env.SLM_TEST_PYTHON, process.env.SLM_PYTHON]) {
+    const p = v ? await findExecutable(v, pathDirs()) : undefined;
     if (p) candidates.add(p);
   }
   const onPath = await findExecutable("python3", pathDirs());
