@@ -186,7 +186,7 @@ export async function runEval(plan: EvalPlan, o: EvalRunOptions, ctx: BackendCon
   for (const m of plan.models) models.push(await evaluateModel(m, plan, textCtx, o, ctx));
   for (const [i, r] of models.entries()) {
     const m = plan.models[i]!;
-    const reason = o.store === false ? "--no-store" : whyNotStored(m.entry, m.extraAdapters.length);
+    const reason = o.store === false ? "--no-store" : whyNotStored(m.entry, m.label, m.extraAdapters.length);
     if (reason) {
       r.notStored = reason;
       continue;

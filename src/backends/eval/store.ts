@@ -5,9 +5,9 @@ import type { EvalRecord, ModelEntry } from "../store/types.js";
 const MAX_RECORDS = 100;
 
 /** Why a model's results are not stored, or undefined when they can be. */
-export function whyNotStored(entry: ModelEntry, extraAdapters: number): string | undefined {
+export function whyNotStored(entry: ModelEntry, label: string, extraAdapters: number): string | undefined {
   if (entry.source.type === "local") return `${entry.name} is a file, not a registered model`;
-  if (extraAdapters > 0) return `${entry.name} was evaluated with extra LoRA adapters, so the scores are not the registered model's`;
+  if (extraAdapters > 0) return `${label} has adapters that the registered ${entry.name} has not`;
   return undefined;
 }
 
