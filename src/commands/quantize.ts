@@ -3,11 +3,12 @@ import type { QuantizeRequest, QuantizeResult } from "../backends/quantize/quant
 import { formatBytes, formatDuration } from "../core/format.js";
 import { action, positiveInt } from "./action.js";
 import { ensureLlamaCppTools } from "./setup.js";
+import { type SweepFlags, addSweepOptions, rejectSweepFlags, sweepCommand } from "./quantizeSweep.js";
 
-type QuantizeFlags = Omit<QuantizeRequest, "ref" | "bits"> & { bits?: string; yes?: boolean };
+export type QuantizeFlags = Omit<QuantizeRequest, "ref" | "bits" | "lowBitWithoutImatrix"> & { bits?: string; yes?: boolean };
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command("quantize")
     .description("Quantize a GGUF model with llama.cpp (default Q4_K_M) and register the result with its lineage")
     .argument("<model>", "registered name, catalog name, a .gguf file (F16/BF16/F32), or a Hugging Face folder (converted to F16 first)")
@@ -22,7 +23,9 @@ export function register(program: Command): void {
     .option("--threads <n>", "CPU threads (default: every core)", positiveInt("--threads"))
     .option("--allow-requantize", "accept an already-quantized source (quality suffers)")
     .option("-o, --out <name>", "register under this name (default <model>-<type>)")
-    .option("-y, --yes", "build llama.cpp's tools without asking if they are missing")
+    .option("-y, --yes", "build llama.cpp's tools without asking if they are missing");
+  addSweepOptions(cmd);
+  cmd
     .addHelpText(
       "after",
       `
@@ -35,10 +38,20 @@ Ctrl+C, a failing tool or a full disk leave no file and no registry entry.
 Examples:
   slm quantize tiny-arith                                  Q4_K_M → tiny-arith-Q4_K_M
   slm quantize ./model-f16.gguf --bits 8 --out my-model-q8
-  slm quantize tiny-arith --type Q2_K --calibration test/fixtures/tiny-arith/data/add-train.jsonl`,
+  slm quantize tiny-arith --type Q2_K --calibration test/fixtures/tiny-arith/data/add-train.jsonl
+
+--sweep makes each listed type (put them after the model), measures it against the source on --text
+(KLD, same top token, perplexity, generation speed, --task scores), marks the Pareto-optimal types and
+recommends the smallest one whose mean KLD is under --max-kld or whose task scores stay within
+--max-drop of the source's. Without --calibration or --imatrix, Q3_K and Q2_K are made with a warning.
+  slm quantize tiny-arith --sweep Q8_0 Q4_K_M Q2_K --text test/fixtures/tiny-arith/data/eval-text.txt \
+      --task test/fixtures/tiny-arith/data/add-eval.jsonl --limit 50 --keep best --report sweep.html`,
     )
     .action(
-      action(async (ctx, model: string, flags: QuantizeFlags) => {
+      action(async (ctx, model: string, allFlags: QuantizeFlags & SweepFlags) => {
+        if (allFlags.sweep !== undefined) return sweepCommand(ctx, model, allFlags);
+        const { sweep: _s, text: _x, task: _t, limit: _l, maxKld: _k, maxDrop: _d, keep: _e, report: _r, ...flags } = allFlags;
+        rejectSweepFlags(allFlags);
         const { planQuantize, runQuantize } = await import("../backends/quantize/quantize.js");
         const { yes, bits, ...rest } = flags;
         // Everything that needs no tool is checked first, so a typo never waits for a 10-minute build.

@@ -10,6 +10,12 @@ import { type Column, type ComparisonTable, comparisonTable } from "./table.js";
  */
 export type ReportFormat = "md" | "html";
 
+/** What another command's report (e.g. quantize --sweep) adds: its own title, and notes under the table. */
+export interface ReportExtra {
+  title?: string;
+  notes?: string[];
+}
+
 export function reportFormat(file: string): ReportFormat | undefined {
   const ext = path.extname(file).toLowerCase();
   return ext === ".md" || ext === ".markdown" ? "md" : ext === ".html" || ext === ".htm" ? "html" : undefined;
@@ -35,7 +41,7 @@ function textLines(r: EvalResult): string[] {
   return [`${t.name} — ${t.kldBase ? `perplexity and KL divergence from ${t.kldBase}` : "perplexity"} in chunks of ${t.ctx} tokens (second halves scored, as llama-perplexity), ${t.file} (sha256 ${t.sha256.slice(0, 16)}…)`];
 }
 
-export function markdownReport(r: EvalResult, t: ComparisonTable = comparisonTable(r)): string {
+export function markdownReport(r: EvalResult, t: ComparisonTable = comparisonTable(r), extra: ReportExtra = {}): string {
   const head = `| model | ${t.columns.map((c) => `${mdEscape(c.label)} ${c.better === "higher" ? "↑" : "↓"}`).join(" | ")} |`;
   const rule = `|---|${t.columns.map(() => "---:").join("|")}|`;
   const rows = t.models.map((name, i) => `| ${mdEscape(name)} | ${t.columns.map((c) => (c.cells[i] ? (c.best.includes(i) ? `**${c.cells[i]!.text}**` : c.cells[i]!.text) : "–")).join(" | ")} |`);
@@ -47,12 +53,13 @@ export function markdownReport(r: EvalResult, t: ComparisonTable = comparisonTab
     }),
   );
   return [
-    `# slm eval — ${r.date.slice(0, 10)}`,
+    `# ${extra.title ?? "slm eval"} — ${r.date.slice(0, 10)}`,
     "",
     head,
     rule,
     ...rows,
     "",
+    ...(extra.notes ?? []).flatMap((n) => [n, ""]),
     "Accuracies are shares of questions answered right, with their 95 % Wilson interval; **bold** is the best of its column.",
     "",
     "## Tasks",
@@ -91,7 +98,8 @@ function barChart(c: Column, models: string[]): string {
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${labelW + barW + 140}" height="${h}" role="img" aria-label="${esc(c.label)}">${parts.join("")}</svg>`;
 }
 
-export function htmlReport(r: EvalResult, t: ComparisonTable = comparisonTable(r)): string {
+export function htmlReport(r: EvalResult, t: ComparisonTable = comparisonTable(r), extra: ReportExtra = {}): string {
+  const title = `${esc(extra.title ?? "slm eval")} — ${esc(r.date.slice(0, 10))}`;
   const head = `<tr><th>model</th>${t.columns.map((c) => `<th>${esc(c.label)} ${c.better === "higher" ? "↑" : "↓"}</th>`).join("")}</tr>`;
   const rows = t.models.map((name, i) => `<tr><th scope="row">${esc(name)}</th>${t.columns.map((c) => `<td${c.best.includes(i) ? ' class="best"' : ""}>${c.cells[i] ? esc(c.cells[i]!.text) : "–"}</td>`).join("")}</tr>`);
   const charts = t.columns.map((c) => `<figure><figcaption>${esc(c.label)} (${c.better} is better)</figcaption>${barChart(c, t.models)}</figure>`);
@@ -100,7 +108,7 @@ export function htmlReport(r: EvalResult, t: ComparisonTable = comparisonTable(r
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<title>slm eval — ${esc(r.date.slice(0, 10))}</title>
+<title>${title}</title>
 <style>
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:70em}
 table{border-collapse:collapse;margin:1em 0}
@@ -116,11 +124,12 @@ svg .ci{stroke:#222;stroke-width:1.5}
 </style>
 </head>
 <body>
-<h1>slm eval — ${esc(r.date.slice(0, 10))}</h1>
+<h1>${title}</h1>
 <table>
 ${head}
 ${rows.join("\n")}
 </table>
+${(extra.notes ?? []).map((n) => `<p>${esc(n)}</p>`).join("\n")}
 <p>Accuracies are shares of questions answered right, with their 95 % Wilson interval (whiskers in the charts); the best of each column is highlighted.</p>
 ${charts.join("\n")}
 <h2>Tasks</h2>
@@ -133,17 +142,16 @@ ${list(modelLines(r))}
 `;
 }
 
-export function renderReport(r: EvalResult, format: ReportFormat): string {
-  const t = comparisonTable(r);
-  return format === "md" ? markdownReport(r, t) : htmlReport(r, t);
+export function renderReport(r: EvalResult, format: ReportFormat, t: ComparisonTable = comparisonTable(r), extra: ReportExtra = {}): string {
+  return format === "md" ? markdownReport(r, t, extra) : htmlReport(r, t, extra);
 }
 
 /** Writes the report next to its final name and renames it into place, so a failure leaves no half file. */
-export async function writeReport(r: EvalResult, file: string): Promise<{ path: string; format: ReportFormat }> {
+export async function writeReport(r: EvalResult, file: string, t?: ComparisonTable, extra?: ReportExtra): Promise<{ path: string; format: ReportFormat }> {
   const format = reportFormat(file);
   if (!format) throw new UsageError(`--report takes a .md or .html file name (got ${file}).`);
   const abs = path.resolve(file);
   const { default: writeFileAtomic } = await import("write-file-atomic");
-  await writeFileAtomic(abs, renderReport(r, format));
+  await writeFileAtomic(abs, renderReport(r, format, t, extra));
   return { path: abs, format };
 }

@@ -38,7 +38,7 @@ function shareCell(p: Proportion): Cell {
   return { value: p.value, text: `${pct(p.value)} % (${pct(p.low)}–${pct(p.high)})`, low: p.low, high: p.high };
 }
 
-function bestOf(cells: (Cell | undefined)[], better: "higher" | "lower"): number[] {
+export function bestOf(cells: (Cell | undefined)[], better: "higher" | "lower"): number[] {
   const present = cells.flatMap((c, i) => (c && Number.isFinite(c.value) ? [{ v: c.value, i }] : []));
   if (present.length < 2) return [];
   const target = better === "higher" ? Math.max(...present.map((p) => p.v)) : Math.min(...present.map((p) => p.v));

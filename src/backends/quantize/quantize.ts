@@ -42,6 +42,11 @@ export interface QuantizeRequest {
   threads?: number;
   allowRequantize?: boolean;
   out?: string;
+  /**
+   * Make an IQ or ≤3-bit type without an importance matrix, with a warning instead of the usage error:
+   * `--sweep` sets it, because measuring what those types lose without one is part of its answer.
+   */
+  lowBitWithoutImatrix?: boolean;
 }
 
 /** A request checked against everything that needs no llama.cpp tool. */
@@ -68,10 +73,17 @@ export interface QuantizeResult {
   sizeBefore: number;
   sizeAfter: number;
   bitsPerWeight?: number;
-  imatrix?: { path: string; source: string; calibration?: Omit<CalibrationInfo, "parseSpecial"> };
+  imatrix?: ImatrixInfo;
   toolVersion: string;
   seconds: number;
   warnings: string[];
+}
+
+/** An importance matrix and where it came from (the --imatrix file, or the --calibration data it was computed from). */
+export interface ImatrixInfo {
+  path: string;
+  source: string;
+  calibration?: Omit<CalibrationInfo, "parseSpecial">;
 }
 
 /** Checks the flags, the source model and its format before any tool is needed (or built). */
@@ -112,7 +124,7 @@ export async function planQuantize(req: QuantizeRequest): Promise<QuantizePlan> 
 }
 
 function assertImatrixGiven(type: string, req: QuantizeRequest): void {
-  if (!requiresImatrix(type) || req.imatrix || req.calibration) return;
+  if (!requiresImatrix(type) || req.imatrix || req.calibration || req.lowBitWithoutImatrix) return;
   throw new UsageError(`${type.toUpperCase()} needs an importance matrix: without one, ${type.toUpperCase().startsWith("IQ") ? "IQ types" : "types of 3 bits or fewer"} lose too much quality.`, {
     hint: "Add --calibration FILE (plain text, or chat JSONL rendered with the model's template) to compute one, or --imatrix FILE to use one made by llama-imatrix. Or pick a 4-bit or larger type, e.g. --bits 4.",
   });
@@ -160,6 +172,11 @@ export async function listQuantTypes(quantizeBin: string, signal?: AbortSignal):
 
 export interface RunOptions {
   tools: Partial<Record<LlamaCppTool, string>>;
+  /**
+   * An importance matrix already computed for this source (a sweep computes one for all its types):
+   * used instead of --calibration / --imatrix, copied into the model's folder, described in its lineage.
+   */
+  imatrix?: ImatrixInfo;
 }
 
 /**
@@ -195,7 +212,8 @@ export async function runQuantize(plan: QuantizePlan, o: RunOptions, ctx: Backen
     emit(ctx.onEvent, { type: "log", level: "debug", message: "llama-quantize printed no type list; passing the type through unchecked" });
   }
   // An alias or a number may name a low-bit type only now that it is resolved (e.g. "10" → Q2_K).
-  assertImatrixGiven(type, req);
+  if (!o.imatrix) assertImatrixGiven(type, req);
+  if (requiresImatrix(type) && !o.imatrix && !req.imatrix && !req.calibration) warn(`${type} made without an importance matrix: expect a large quality loss.`);
   const name = req.out ?? derivedName(plan.source, type);
   if (req.out === undefined) assertFreeName(name);
   if (!isUnquantized(plan.sourceFileType)) warn(`${plan.source.name} is already ${plan.sourceFileType}: requantizing loses more quality than quantizing the F16/F32 original.`);
@@ -205,7 +223,7 @@ export async function runQuantize(plan: QuantizePlan, o: RunOptions, ctx: Backen
   await assertDiskSpace(modelsDir(), plan, type);
   const work = derivedWorkDir();
   try {
-    return await quantizeIn(work, { plan, type, name, version, tools: o.tools, warn, warnings, started }, ctx);
+    return await quantizeIn(work, { plan, type, name, version, tools: o.tools, imatrix: o.imatrix, warn, warnings, started }, ctx);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
@@ -217,6 +235,7 @@ interface Job {
   name: string;
   version: string;
   tools: Partial<Record<LlamaCppTool, string>>;
+  imatrix?: ImatrixInfo;
   warn: (m: string) => void;
   warnings: string[];
   started: number;
@@ -243,21 +262,15 @@ async function quantizeIn(work: string, j: Job, ctx: BackendContext): Promise<Qu
   }
 
   // ── Importance matrix ──
-  let imatrix: QuantizeResult["imatrix"];
+  let imatrix: ImatrixInfo | undefined;
   let imatrixFile: string | undefined;
-  if (req.calibration) {
-    const imatrixBin = j.tools["llama-imatrix"];
-    if (!imatrixBin) throw new SlmError("--calibration needs the path of llama-imatrix.");
-    const calibFile = path.join(work, "calibration.txt");
-    const calib = await step("quantize:calibration", `Preparing calibration data from ${path.basename(req.calibration)}`, () => prepareCalibration(req.calibration!, input, calibFile), (c) =>
-      c.format === "chat-jsonl" ? `${c.examples} conversations through the chat template, ${formatBytes(c.chars)}` : `plain text, ${formatBytes(c.chars)}`,
-    );
-    throwIfAborted(ctx.signal);
-    imatrixFile = path.join(work, "imatrix.gguf");
-    await step("quantize:imatrix", "Computing the importance matrix (llama-imatrix)", () => runImatrix(imatrixBin, input, calibFile, imatrixFile!, plan, contextLength, calib, ctx), (chunks) => `${chunks} chunks`);
-    rmSync(calibFile, { force: true });
-    const { parseSpecial: _p, ...info } = calib;
-    imatrix = { path: imatrixFile, source: path.resolve(req.calibration), calibration: { ...info, file: path.resolve(info.file) } };
+  if (j.imatrix) {
+    imatrixFile = path.join(work, path.basename(j.imatrix.path));
+    copyFileSync(j.imatrix.path, imatrixFile);
+    imatrix = { ...j.imatrix, path: imatrixFile };
+  } else if (req.calibration) {
+    imatrix = await computeImatrix(plan, input, contextLength, j.tools, work, ctx);
+    imatrixFile = imatrix.path;
   } else if (req.imatrix) {
     // A copy travels with the model, so its lineage still points at a file after the original moves.
     imatrixFile = path.join(work, `imatrix${path.extname(req.imatrix) || ".gguf"}`);
@@ -371,6 +384,27 @@ async function quantizeIn(work: string, j: Job, ctx: BackendContext): Promise<Qu
       warnings: j.warnings,
     };
   }, (r) => r.model.path);
+}
+
+/**
+ * Renders the plan's --calibration data for `input` (the source GGUF) and runs llama-imatrix on it,
+ * writing `<work>/imatrix.gguf`. Exported for the sweep, which computes one matrix for all its types.
+ */
+export async function computeImatrix(plan: QuantizePlan, input: string, contextLength: number | undefined, tools: RunOptions["tools"], work: string, ctx: BackendContext): Promise<ImatrixInfo> {
+  const calibration = plan.request.calibration;
+  const imatrixBin = tools["llama-imatrix"];
+  if (!calibration) throw new SlmError("computeImatrix needs --calibration data.");
+  if (!imatrixBin) throw new SlmError("--calibration needs the path of llama-imatrix.");
+  const calibFile = path.join(work, "calibration.txt");
+  const calib = await withStep(ctx, "quantize:calibration", `Preparing calibration data from ${path.basename(calibration)}`, () => prepareCalibration(calibration, input, calibFile), (c) =>
+    c.format === "chat-jsonl" ? `${c.examples} conversations through the chat template, ${formatBytes(c.chars)}` : `plain text, ${formatBytes(c.chars)}`,
+  );
+  throwIfAborted(ctx.signal);
+  const imatrixFile = path.join(work, "imatrix.gguf");
+  await withStep(ctx, "quantize:imatrix", "Computing the importance matrix (llama-imatrix)", () => runImatrix(imatrixBin, input, calibFile, imatrixFile, plan, contextLength, calib, ctx), (chunks) => `${chunks} chunks`);
+  rmSync(calibFile, { force: true });
+  const { parseSpecial: _p, ...info } = calib;
+  return { path: imatrixFile, source: path.resolve(calibration), calibration: { ...info, file: path.resolve(info.file) } };
 }
 
 async function runImatrix(bin: string, model: string, calib: string, out: string, plan: QuantizePlan, contextLength: number | undefined, c: CalibrationInfo, ctx: BackendContext): Promise<number> {
