@@ -2,7 +2,14 @@
  * `slm eval` questions per second against the naive loop the eval issue describes, same model, same
  * questions, same thread count, in one run.
  *
- *   npx tsx bench/eval.ts [--rounds 3] [--threads 1] [--limit 500] [--parallel 8] [--task FILE] [--model REF]
+ *   npx tsx bench/eval.ts [--rounds 3] [--threads 1] [--limit 500] [--parallel 8] [--task FILE]
+ *                         [--model REF | --shape smollm2-135m|qwen2.5-0.5b]
+ *
+ * The default model is the fixture tiny-arith (3.3M parameters, all in cache: decoding costs the same
+ * per token whether one sequence or eight, so batching saves round trips, not matrix work). --shape
+ * writes a random-weight model of a real model's shape (bench/ggufWriter.ts, no chat template: the
+ * generic wrapper) into a temp folder, where one decode reads every weight from memory and batching
+ * sequences pays; its answers are noise (accuracy 0, every answer --max-tokens long), the speed is real.
  *
  * Sides, each in a fresh process with UV_THREADPOOL_SIZE=1 (what bin/slm.cjs sets for inference verbs),
  * the order rotated every round:
@@ -10,15 +17,18 @@
  *   wrapper resolved by node-llama-cpp for each session), greedy, at most 8 tokens;
  * - sequential: the same loop with slm's `generate()`, which reuses the chat wrapper (what `slm run`
  *   does per prompt): how much of the naive cost is per-session set-up;
+ * both start from an empty chat history, as slm eval renders a task's messages and nothing else
+ * (a session's default is node-llama-cpp's stock system prompt, hundreds of tokens with some templates);
  * - slm eval: `node bin/slm.cjs eval MODEL --task FILE --limit N --threads T --parallel P --no-store
  *   --json`; its questions/s is the task's own time (the model loaded), and the wall time is printed too.
  * Every side reports its exact-match accuracy, so a fast wrong answer would show.
  * Other processes' CPU use while each side ran is printed (from /proc/stat); check `uptime` first.
  */
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
-import { loadavg } from "node:os";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
 import path from "node:path";
+import { SHAPES, writeLlamaGguf } from "./ggufWriter.js";
 import { BIN, ROOT, childrenCpuSeconds, machineCpuSeconds, markdownTable, median, printMachine, table } from "./lib.js";
 
 function arg(name: string, fallback: string): string {
@@ -30,7 +40,8 @@ const threads = Number(arg("--threads", "1"));
 const limit = Number(arg("--limit", "500"));
 const parallel = Number(arg("--parallel", "8"));
 const task = path.resolve(arg("--task", path.join(ROOT, "test", "fixtures", "tiny-arith", "data", "add-eval.jsonl")));
-const model = arg("--model", "tiny-arith");
+const shape = arg("--shape", "");
+let model = arg("--model", "tiny-arith");
 const MAX_TOKENS = 8;
 
 interface Side {
@@ -71,10 +82,11 @@ async function child(kind: "naive" | "sequential"): Promise<void> {
     if (kind === "naive") {
       const sequence = loaded.context.getSequence();
       const session = new LlamaChatSession({ contextSequence: sequence, autoDisposeSequence: true });
+      session.setChatHistory([]);
       text = await session.prompt(it.q, { temperature: 0, maxTokens: MAX_TOKENS });
       session.dispose();
     } else {
-      text = (await generate(loaded, { prompt: it.q, temperature: 0, maxTokens: MAX_TOKENS })).text;
+      text = (await generate(loaded, { prompt: it.q, history: [], temperature: 0, maxTokens: MAX_TOKENS })).text;
     }
     if (text.trim() === it.a) correct++;
   }
@@ -109,6 +121,23 @@ async function main(): Promise<void> {
   const childKind = arg("--child", "");
   if (childKind === "naive" || childKind === "sequential") return child(childKind);
   printMachine();
+  let work: string | undefined;
+  if (shape) {
+    const s = SHAPES[shape];
+    if (!s) throw new Error(`--shape takes ${Object.keys(SHAPES).join(" or ")}`);
+    work = mkdtempSync(path.join(tmpdir(), "slm-bench-eval-"));
+    model = path.join(work, `${shape}-random-f16.gguf`);
+    const { parameters } = writeLlamaGguf(model, s);
+    console.log(`wrote ${s.name}: ${(parameters / 1e6).toFixed(1)}M parameters, F16`);
+  }
+  try {
+    await runRounds();
+  } finally {
+    if (work) rmSync(work, { recursive: true, force: true });
+  }
+}
+
+async function runRounds(): Promise<void> {
   console.log(`model ${model}; task ${task}, first ${limit}; threads ${threads}; --parallel ${parallel}; at most ${MAX_TOKENS} tokens; ${rounds} rounds`);
   const sides: Side["side"][] = ["naive", "sequential", "slm eval"];
   const all: Side[] = [];
