@@ -38,7 +38,7 @@ describe("eval engines, against node-llama-cpp's own", () => {
       reader.clear();
       const all = Uint32Array.from([...prompt, ...choice]);
       const outputs = Uint32Array.from(choice, (_, k) => prompt.length - 1 + k);
-      await reader.decode(all, 0, outputs);
+      await reader.decode([{ sequence: 0, start: 0, tokens: all, outputs }]);
       let sum = 0;
       for (let k = 0; k < choice.length; k++) sum += logProbOf(await reader.row(k, 0), choice[k]!);
       return sum;
