@@ -37,8 +37,8 @@ export function register(program: Command): void {
     `
 Answers are greedy (temperature 0) and at most 256 tokens unless -t / -n say otherwise; with a
 temperature, question i is sampled with seed + i. --lora adds the adapter to every model; --ctx is the
-context of each of the --parallel sequences, and the chunk size of --perplexity (default 512, or the
-model's training context if shorter). Results of registered and built-in models are saved with
+context of each of the --parallel sequences (default: what the longest question can need) and the
+chunk size of --perplexity (default 512, or the model's training context if shorter). Results of registered and built-in models are saved with
 the model (slm info, slm list --metrics); a model given as a file path is not stored.
 
 Examples:

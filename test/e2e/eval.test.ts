@@ -239,6 +239,14 @@ describe("slm eval: bad input", () => {
     expect(lastJson(j.stdout).error).toMatchObject({ exitCode: 2 });
   });
 
+  it("a question longer than the model's context is a usage error that names it", async () => {
+    const long = path.join(dir, "long.jsonl");
+    writeFileSync(long, `${JSON.stringify({ prompt: "1+1", answer: "2" })}\n${JSON.stringify({ prompt: "12+".repeat(200), answer: "0" })}\n`);
+    const r = await slm(["eval", "tiny-arith", "--task", long], sb);
+    expect(r.exitCode, r.all).toBe(2);
+    expect(r.stderr).toMatch(/error: long line 2: the prompt takes \d+ tokens, the context holds 256/);
+  });
+
   it("missing files and models are not found (3); no task, a bad --report name or --match are usage errors (2)", async () => {
     const missing = await slm(["eval", "tiny-arith", "--task", path.join(dir, "nope.jsonl")], sb);
     expect(missing.exitCode).toBe(3);

@@ -153,11 +153,36 @@ async function evaluateModel(m: EvalModel, plan: EvalPlan, textCtx: number, o: E
   };
 }
 
+/** Room in each sequence's context for the chat template's own text (markers, a stock system prompt). */
+const TEMPLATE_SLACK = 256;
+
+/**
+ * Context of each parallel sequence: --ctx, else what the longest question can need, capped at the
+ * model's training context (and 4096). No tokenizer turns text into more tokens than it has UTF-8
+ * bytes (byte fallback is one token per byte), so bytes + template slack + the answer is an upper
+ * bound; short questions then get small contexts and `--parallel` sequences cost little memory.
+ * A question that still does not fit is an error that names it.
+ */
+async function taskContext(m: EvalModel, plan: EvalPlan, o: EvalRunOptions): Promise<number | undefined> {
+  if (o.ctx) return o.ctx;
+  const bytes = (s: string) => Buffer.byteLength(s, "utf8");
+  let need = 0;
+  for (const t of plan.tasks) {
+    for (const item of t.items) {
+      const prompt = item.messages.reduce((n, msg) => n + bytes(msg.content), 0);
+      const answer = "choices" in item ? Math.max(...item.choices.map(bytes)) : (o.maxTokens ?? EVAL_MAX_TOKENS);
+      need = Math.max(need, prompt + answer + TEMPLATE_SLACK);
+    }
+  }
+  const trained = (await readGgufSummary(m.entry.path)).contextLength;
+  return Math.min(Math.ceil(need / 256) * 256, trained && trained > 0 ? trained : 4096, 4096);
+}
+
 /** Loads the model once with `parallel` sequences and scores every task on it. */
 async function scoreTasks(m: EvalModel, plan: EvalPlan, parallel: number, o: EvalRunOptions, ctx: BackendContext): Promise<Pick<ModelResult, "tasks" | "threads" | "adapters">> {
   const stepId = `model:${m.label}`;
   emit(ctx.onEvent, { type: "step", id: stepId, status: "start", title: `Loading ${m.label}` });
-  const loaded = await loadModel(m.entry, { gpu: o.gpu, lora: m.extraAdapters, contextSize: o.ctx, threads: o.threads, batchSize: o.batch, sequences: parallel, verbose: o.verbose }, ctx);
+  const loaded = await loadModel(m.entry, { gpu: o.gpu, lora: m.extraAdapters, contextSize: await taskContext(m, plan, o), threads: o.threads, batchSize: o.batch, sequences: parallel, verbose: o.verbose }, ctx);
   const tasks: TaskResult[] = [];
   try {
     emit(ctx.onEvent, { type: "step", id: stepId, status: "done", title: `Loaded ${m.label}`, detail: `${loaded.settings.threads} threads, ${parallel} sequences of ${loaded.context.contextSize} tokens` });
