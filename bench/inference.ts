@@ -23,13 +23,12 @@
  * A round in which other processes used more than --max-others cores (default 0.3) during any of its
  * measurements is printed, marked disturbed and run again, up to --retries times (default 3).
  */
-import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { loadavg, tmpdir } from "node:os";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { findTools } from "../src/backends/llamacpp/tools.js";
 import { SMOLLM2_135M, writeLlamaGguf } from "./ggufWriter.js";
-import { BIN, childrenCpuSeconds, machineCpuSeconds, markdownTable, median, printMachine, table } from "./lib.js";
+import { BIN, markdownTable, median, printMachine, runMeasured, table } from "./lib.js";
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(name);
@@ -64,17 +63,7 @@ interface Measurement {
   threads?: number;
 }
 
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): { stdout: string; wall: number; others: number; load: number } {
-  const load = loadavg()[0]!;
-  const busy0 = machineCpuSeconds().busy;
-  const own0 = childrenCpuSeconds();
-  const t0 = performance.now();
-  const r = spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 64 << 20, env });
-  const wall = (performance.now() - t0) / 1000;
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (${r.status}):\n${(r.stderr ?? "").slice(-2000)}\n${(r.stdout ?? "").slice(-2000)}`);
-  const others = Math.max(0, machineCpuSeconds().busy - busy0 - (childrenCpuSeconds() - own0)) / wall;
-  return { stdout: r.stdout, wall, others, load };
-}
+const run = runMeasured;
 
 interface SlmBenchJson {
   settings: { threads: number };

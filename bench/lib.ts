@@ -2,9 +2,9 @@
  * Shared helpers for the benchmarks in bench/: statistics, a plain-text table, the machine's
  * description, and CPU accounting of child processes (from /proc, Linux only; elsewhere it reads 0).
  */
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { cpus, totalmem } from "node:os";
+import { cpus, loadavg, totalmem } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -110,4 +110,21 @@ export function machineCpuSeconds(): { busy: number; steal: number } {
 
 export function fmt(n: number, digits = 0): string {
   return n.toFixed(digits);
+}
+
+/**
+ * Runs a command to completion and times it on the wall clock, with the machine's load: the 1-minute
+ * load average before it and the cores' worth of CPU other processes used while it ran (the machine's
+ * busy time minus this process's reaped children's). Throws with the output's tail on a non-zero exit.
+ */
+export function runMeasured(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): { stdout: string; stderr: string; wall: number; others: number; load: number } {
+  const load = loadavg()[0]!;
+  const busy0 = machineCpuSeconds().busy;
+  const own0 = childrenCpuSeconds();
+  const t0 = performance.now();
+  const r = spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 64 << 20, env });
+  const wall = (performance.now() - t0) / 1000;
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (${r.status}):\n${(r.stderr ?? "").slice(-2000)}\n${(r.stdout ?? "").slice(-2000)}`);
+  const others = Math.max(0, machineCpuSeconds().busy - busy0 - (childrenCpuSeconds() - own0)) / wall;
+  return { stdout: r.stdout, stderr: r.stderr, wall, others, load };
 }

@@ -128,6 +128,26 @@ describe("perplexity like llama-perplexity", () => {
     SLOW,
   );
 
+  it("stops with a CancelledError when aborted, after reporting progress in tokens", async () => {
+    const abort = new AbortController();
+    const progress: number[] = [];
+    const run = perplexity(
+      { modelPath: F16, textFile: TEXT, ctxSize: CTX, threads: 1 },
+      {
+        signal: abort.signal,
+        onEvent: (e) => {
+          if (e.type === "progress" && e.unit === "tokens") {
+            progress.push(e.current);
+            abort.abort();
+          }
+        },
+      },
+    );
+    await expect(run).rejects.toMatchObject({ exitCode: EXIT.cancelled });
+    expect(progress.length).toBeGreaterThan(0);
+    expect(progress.length).toBeLessThan(8);
+  });
+
   it("refuses a text shorter than two chunks, and a missing file, with clear errors", async () => {
     const short = path.join(work, "short.txt");
     writeFileSync(short, "<s><|user|>1+1<|assistant|>2</s>\n");

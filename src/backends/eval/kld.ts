@@ -4,8 +4,8 @@ import type { LoadedModel } from "../llama/loader.js";
 import type { LoraSpec } from "../llama/lora.js";
 import type { GpuChoice } from "../llama/runtime.js";
 import { bosOf, checkContextSize, planChunks, readEvalText, tokenizeText } from "./chunks.js";
-import { scoreChunks } from "./lockstep.js";
-import { type DistributionRow, DistributionReader, LN_FLOAT32_MIN, logProbOf } from "./logprobs.js";
+import { scoreChunks, scoringLanes } from "./lockstep.js";
+import { type DistributionRow, LN_FLOAT32_MIN, logProbOf, openReaders } from "./logprobs.js";
 import { loadForScoring } from "./perplexity.js";
 import { Moments, meanAndUncertainty, medianSorted, perplexityEstimate, percentileSorted, shareWithError } from "./stats.js";
 
@@ -104,7 +104,12 @@ export async function klDivergenceOf(base: LoadedModel, model: LoadedModel, text
     });
   }
   const plan = planChunks(tokens.length, ctxSize, batchSize);
-  const readers = [new DistributionReader(base), new DistributionReader(model)];
+  const lanes = scoringLanes(Math.max(base.settings.threads, model.settings.threads));
+  const baseReaders = await openReaders(base, lanes);
+  const modelReaders = await openReaders(model, lanes).catch(async (err: unknown) => {
+    await baseReaders.dispose();
+    throw err;
+  });
   const values = new Float64Array(plan.chunks * plan.scoredPerChunk);
   const kld = new Moments();
   const nll = new Moments();
@@ -115,7 +120,7 @@ export async function klDivergenceOf(base: LoadedModel, model: LoadedModel, text
   emit(ctx.onEvent, { type: "step", id: stepId, status: "start", title, detail: `${plan.chunks} chunks of ${ctxSize} tokens` });
   try {
     const { seconds } = await scoreChunks(
-      readers,
+      baseReaders.readers.map((b, l) => [b, modelReaders.readers[l]!]),
       tokens,
       plan,
       bosOf(model.model),
@@ -156,6 +161,7 @@ export async function klDivergenceOf(base: LoadedModel, model: LoadedModel, text
     emit(ctx.onEvent, { type: "step", id: stepId, status: "fail", title, detail: (err as Error).message });
     throw err;
   } finally {
-    for (const r of readers) r.dispose();
+    await modelReaders.dispose();
+    await baseReaders.dispose();
   }
 }

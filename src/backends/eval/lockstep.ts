@@ -1,28 +1,53 @@
+import { availableParallelism } from "node:os";
 import { emit, type BackendContext } from "../../core/events.js";
 import { CancelledError } from "../../core/errors.js";
 import { type ChunkPlan, chunkTokens } from "./chunks.js";
 import { type BatchPart, type DistributionReader, type DistributionRow, forEachRow } from "./logprobs.js";
 
-/** One scored position: the distributions of every reader there, the token that follows, and its index among all scored tokens. */
+/**
+ * Contexts per model that take turns (see scoreChunks): two when the main thread has a core beside
+ * llama.cpp's threads. Otherwise one, because reading rows on the main thread while a decode runs on
+ * every core would stall llama.cpp's spinning thread barrier (DESIGN §3).
+ */
+export function scoringLanes(threads: number): number {
+  return threads < availableParallelism() ? 2 : 1;
+}
+
+/** One scored position: the distributions of every model there, the token that follows, and its index among all scored tokens. */
 export type PositionScorer = (rows: DistributionRow[], target: number, index: number) => void;
 
 /**
- * Walks the chunks of `plan` the way llama-perplexity does, with every reader in lock-step: per group
+ * Walks the chunks of `plan` the way llama-perplexity does, with every model in lock-step: per group
  * of `plan.parallel` chunks (one sequence each), empty KV caches; per piece of the chunks, one
- * llama_decode in each reader with outputs only for scored positions; then each scored position's
- * rows from all readers at once, handed to `score` and dropped. Memory stays at one row per reader
- * and slot, whatever the vocabulary or text size, instead of keeping a base model's distributions for
- * the whole text.
+ * llama_decode for each model with outputs only for scored positions; then each scored position's
+ * rows from all models at once, handed to `score` and dropped. Memory stays at a few rows per model,
+ * whatever the vocabulary or text size, instead of keeping a base model's distributions for the whole
+ * text.
+ *
+ * `lanes[l][m]` reads model m in lane l, each lane on its own context: lane l takes groups l, l + L, …
+ * and the lanes run at once. Reading rows costs JavaScript time on the main thread (node-llama-cpp
+ * hands each row over as an array of 2 × n_vocab numbers, ~20 ms for 49k tokens), while decoding runs
+ * on a libuv worker thread: with two lanes one context decodes while the other's rows are read.
  */
-export async function scoreChunks(readers: DistributionReader[], tokens: Uint32Array, plan: ChunkPlan, bos: number | undefined, score: PositionScorer, ctx: BackendContext & { stepId: string; onChunk?: (chunksDone: number) => void }): Promise<{ seconds: number }> {
+export async function scoreChunks(lanes: DistributionReader[][], tokens: Uint32Array, plan: ChunkPlan, bos: number | undefined, score: PositionScorer, ctx: BackendContext & { stepId: string; onChunk?: (chunksDone: number) => void }): Promise<{ seconds: number }> {
   const started = performance.now();
   const total = plan.chunks * plan.ctx;
-  const slots = Math.min(...readers.map((r) => r.slots));
+  const all = lanes.flat();
+  const slots = Math.min(...all.map((r) => r.slots));
   const lastScored = plan.ctx - 2;
   // A context loaded for another shape holds fewer sequences or a smaller batch: decode fewer chunks at once.
-  const parallel = Math.max(1, Math.min(plan.parallel, ...readers.map((r) => Math.min(r.parallel, Math.floor(r.batchSize / plan.piece)))));
-  for (let g = 0; g < plan.chunks; g += parallel) {
-    const group = Array.from({ length: Math.min(parallel, plan.chunks - g) }, (_, s) => g + s);
+  const parallel = Math.max(1, Math.min(plan.parallel, ...all.map((r) => Math.min(r.parallel, Math.floor(r.batchSize / plan.piece)))));
+  const groups = Math.ceil(plan.chunks / parallel);
+  let chunksDone = 0;
+  let failed = false;
+  const check = () => {
+    if (ctx.signal?.aborted) throw new CancelledError();
+    // Another lane failed: stop here too, so nothing reads a context the caller is about to dispose.
+    if (failed) throw new CancelledError();
+  };
+
+  const runGroup = async (readers: DistributionReader[], g: number) => {
+    const group = Array.from({ length: Math.min(parallel, plan.chunks - g * parallel) }, (_, s) => g * parallel + s);
     const chunks = group.map((c) => chunkTokens(tokens, plan, c, bos));
     for (const r of readers) r.clear();
     for (let start = 0; start < plan.ctx; start += plan.piece) {
@@ -32,19 +57,32 @@ export async function scoreChunks(readers: DistributionReader[], tokens: Uint32A
       const outputs = Uint32Array.from({ length: count }, (_, k) => from - start + k);
       const parts: BatchPart[] = chunks.map((chunk, s) => ({ sequence: s, start, tokens: chunk.subarray(start, end), outputs }));
       for (const r of readers) await r.decode(parts);
-      if (ctx.signal?.aborted) throw new CancelledError();
+      check();
       await forEachRow(count * group.length, slots, async (k, slot) => {
         const rows = await Promise.all(readers.map((r) => r.row(k, slot)));
         const s = Math.floor(k / count);
         const position = from + (k % count);
         score(rows, chunks[s]![position + 1]!, group[s]! * plan.scoredPerChunk + (position - plan.first));
       });
-      if (ctx.signal?.aborted) throw new CancelledError();
+      check();
     }
-    const chunksDone = g + group.length;
+    chunksDone += group.length;
     const done = chunksDone * plan.ctx;
     emit(ctx.onEvent, { type: "progress", id: ctx.stepId, unit: "tokens", current: done, total, rate: done / ((performance.now() - started) / 1000) });
     ctx.onChunk?.(chunksDone);
-  }
+  };
+
+  const results = await Promise.allSettled(
+    lanes.map(async (readers, l) => {
+      try {
+        for (let g = l; g < groups; g += lanes.length) await runGroup(readers, g);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    }),
+  );
+  const rejected = results.find((r): r is PromiseRejectedResult => r.status === "rejected" && !(r.reason instanceof CancelledError && !ctx.signal?.aborted));
+  if (rejected) throw rejected.reason;
   return { seconds: (performance.now() - started) / 1000 };
 }

@@ -1,4 +1,4 @@
-import type { LlamaContextSequence } from "node-llama-cpp";
+import type { LlamaContext, LlamaContextSequence } from "node-llama-cpp";
 import { SlmError } from "../../core/errors.js";
 import type { LoadedModel } from "../llama/loader.js";
 
@@ -60,8 +60,8 @@ interface AddonSampler {
 }
 type AddonSamplerClass = new (model: unknown) => AddonSampler;
 
-function binding(loaded: LoadedModel, sequences: LlamaContextSequence[]): { addon: AddonContextBinding; sequenceIds: number[]; Sampler: AddonSamplerClass; model: unknown } {
-  const addon = (loaded.context as unknown as { _ctx?: Partial<AddonContextBinding> })._ctx;
+function binding(loaded: LoadedModel, context: LlamaContext, sequences: LlamaContextSequence[]): { addon: AddonContextBinding; sequenceIds: number[]; Sampler: AddonSamplerClass; model: unknown } {
+  const addon = (context as unknown as { _ctx?: Partial<AddonContextBinding> })._ctx;
   const sequenceIds = sequences.map((s) => (s as unknown as { _sequenceId?: unknown })._sequenceId);
   const Sampler = (loaded.llama as unknown as { _bindings?: { AddonSampler?: unknown } })._bindings?.AddonSampler;
   const model = (loaded.model as unknown as { _model?: unknown })._model;
@@ -98,13 +98,14 @@ export class DistributionReader {
   /** Most tokens one decode takes. */
   readonly batchSize: number;
 
-  constructor(loaded: LoadedModel, slots = 2) {
+  /** Reads `context` (the loaded model's own, or another context of the same model). */
+  constructor(loaded: LoadedModel, context: LlamaContext = loaded.context, slots = 2) {
     const V = loaded.summary.vocabSize;
     if (!V) throw new SlmError(`${loaded.entry.name} does not state its vocabulary size in its GGUF header.`);
     this.vocabSize = V;
-    this.batchSize = loaded.context.batchSize;
-    this.sequences = Array.from({ length: loaded.context.totalSequences }, () => loaded.context.getSequence());
-    const b = binding(loaded, this.sequences);
+    this.batchSize = context.batchSize;
+    this.sequences = Array.from({ length: context.totalSequences }, () => context.getSequence());
+    const b = binding(loaded, context, this.sequences);
     this.addon = b.addon;
     this.sequenceIds = b.sequenceIds;
     this.samplers = Array.from({ length: slots }, () => {
@@ -173,6 +174,37 @@ export class DistributionReader {
     for (const s of this.samplers) s.dispose();
     for (const s of this.sequences) s.dispose();
   }
+}
+
+/**
+ * `count` readers of one loaded model, each on its own context: the model's own, then new contexts
+ * with the same settings (size, sequences, batch, threads, adapters) on the same weights.
+ */
+export async function openReaders(loaded: LoadedModel, count: number): Promise<{ readers: DistributionReader[]; dispose: () => Promise<void> }> {
+  const contexts: LlamaContext[] = [];
+  const readers: DistributionReader[] = [];
+  const dispose = async () => {
+    for (const r of readers) r.dispose();
+    for (const c of contexts) await c.dispose();
+  };
+  try {
+    readers.push(new DistributionReader(loaded));
+    for (let i = 1; i < count; i++) {
+      const c = await loaded.model.createContext({
+        contextSize: loaded.context.contextSize,
+        sequences: loaded.context.totalSequences,
+        batchSize: loaded.context.batchSize,
+        threads: { ideal: loaded.settings.threads, min: loaded.settings.threads },
+        lora: loaded.adapters.length > 0 ? { adapters: loaded.adapters.map((a) => ({ filePath: a.path, scale: a.scale })) } : undefined,
+      });
+      contexts.push(c);
+      readers.push(new DistributionReader(loaded, c));
+    }
+  } catch (err) {
+    await dispose();
+    throw err;
+  }
+  return { readers, dispose };
 }
 
 /**

@@ -4,8 +4,8 @@ import type { LoraSpec } from "../llama/lora.js";
 import type { GpuChoice } from "../llama/runtime.js";
 import { resolveModel } from "../store/resolve.js";
 import { bosOf, checkContextSize, decodeShape, planChunks, readEvalText, tokenizeText } from "./chunks.js";
-import { scoreChunks } from "./lockstep.js";
-import { DistributionReader, logProbOf } from "./logprobs.js";
+import { scoreChunks, scoringLanes } from "./lockstep.js";
+import { logProbOf, openReaders } from "./logprobs.js";
 import { Moments, perplexityEstimate } from "./stats.js";
 
 export interface PerplexityOptions {
@@ -66,14 +66,14 @@ export async function perplexity(o: PerplexityOptions, ctx: BackendContext = {})
 export async function perplexityOf(loaded: LoadedModel, text: string, ctxSize: number, batchSize: number | undefined, ctx: BackendContext = {}): Promise<PerplexityResult> {
   const tokens = tokenizeText(loaded.model, text);
   const plan = planChunks(tokens.length, ctxSize, batchSize);
-  const reader = new DistributionReader(loaded);
+  const opened = await openReaders(loaded, scoringLanes(loaded.settings.threads));
   const nll = new Moments();
   const stepId = "perplexity";
   const title = `Perplexity of ${loaded.entry.name}`;
   emit(ctx.onEvent, { type: "step", id: stepId, status: "start", title, detail: `${plan.chunks} chunks of ${ctxSize} tokens` });
   try {
     const { seconds } = await scoreChunks(
-      [reader],
+      opened.readers.map((r) => [r]),
       tokens,
       plan,
       bosOf(loaded.model),
@@ -87,6 +87,6 @@ export async function perplexityOf(loaded: LoadedModel, text: string, ctxSize: n
     emit(ctx.onEvent, { type: "step", id: stepId, status: "fail", title, detail: (err as Error).message });
     throw err;
   } finally {
-    reader.dispose();
+    await opened.dispose();
   }
 }
