@@ -24,12 +24,11 @@
  * Every side reports its exact-match accuracy, so a fast wrong answer would show.
  * Other processes' CPU use while each side ran is printed (from /proc/stat); check `uptime` first.
  */
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { loadavg, tmpdir } from "node:os";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { SHAPES, writeLlamaGguf } from "./ggufWriter.js";
-import { BIN, ROOT, childrenCpuSeconds, machineCpuSeconds, markdownTable, median, printMachine, table } from "./lib.js";
+import { BIN, ROOT, markdownTable, median, printMachine, runMeasured, table } from "./lib.js";
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(name);
@@ -101,14 +100,8 @@ function measure(side: Side["side"]): Side {
     side === "slm eval"
       ? [BIN, "eval", model, "--task", task, "--limit", String(limit), "--threads", String(threads), "--parallel", String(parallel), "-n", String(MAX_TOKENS), "--no-store", "--json"]
       : ["--import", "tsx", path.join(ROOT, "bench", "eval.ts"), "--child", side, "--threads", String(threads), "--limit", String(limit), "--task", task, "--model", model];
-  const load = loadavg()[0]!;
-  const busy0 = machineCpuSeconds().busy;
-  const own0 = childrenCpuSeconds();
-  const t0 = performance.now();
-  const r = spawnSync(process.execPath, args, { encoding: "utf8", env, maxBuffer: 64 << 20 });
-  const wall = (performance.now() - t0) / 1000;
-  if (r.status !== 0) throw new Error(`${side} failed (${r.status}):\n${r.stderr.slice(-2000)}\n${r.stdout.slice(-2000)}`);
-  const others = Math.max(0, machineCpuSeconds().busy - busy0 - (childrenCpuSeconds() - own0)) / wall;
+  const r = runMeasured(process.execPath, args, env);
+  const { wall, others, load } = r;
   const last = JSON.parse(r.stdout.trim().split("\n").pop()!) as { questions: number; correct: number; seconds: number } | { data: { models: { tasks: { score: { questions: number; seconds: number; accuracy: { value: number } } }[] }[] } };
   if ("data" in last) {
     const s = last.data.models[0]!.tasks[0]!.score;
