@@ -88,8 +88,10 @@ export class ChatEngine implements ChatEngineApi {
   }
 
   private newSession(): LlamaChatSession {
-    // Left undefined, node-llama-cpp puts its default system prompt in, exactly as `slm run` does.
-    return new this.Session({ contextSequence: this.sequence, systemPrompt: this.systemPrompt, autoDisposeSequence: false, chatWrapper: this.wrapper });
+    const session = new this.Session({ contextSequence: this.sequence, systemPrompt: this.systemPrompt, autoDisposeSequence: false, chatWrapper: this.wrapper });
+    // No stock system prompt from node-llama-cpp when none was given (as in `slm run`, generate.ts).
+    if (this.systemPrompt === undefined) session.setChatHistory([]);
+    return session;
   }
 
   async send(text: string, o: SendOptions = {}): Promise<ChatReply> {
@@ -133,6 +135,7 @@ export class ChatEngine implements ChatEngineApi {
   /** Starts the conversation over, keeping the system prompt. */
   reset(): void {
     this.session.resetChatHistory();
+    if (this.systemPrompt === undefined) this.session.setChatHistory([]);
     this.stale = true;
   }
 

@@ -114,7 +114,11 @@ export async function generateOn(loaded: LoadedModel, sequence: LlamaContextSequ
       stopReason = r.metadata.stopReason;
     } else {
       const session: LlamaChatSession = new LlamaChatSession({ contextSequence: sequence, systemPrompt: o.system, autoDisposeSequence: false, chatWrapper: await loaded.chatWrapper() });
+      // Without a system prompt, node-llama-cpp would put its own stock one in ("You are a helpful,
+      // respectful and honest assistant…"): llama.cpp and Ollama send only what the user gave, and the
+      // model's template adds its own default where it has one.
       if (o.history) session.setChatHistory(o.history);
+      else if (o.system === undefined) session.setChatHistory([]);
       const r = await session.promptWithMeta(o.prompt, { ...sampling, grammar, onTextChunk, signal: o.signal, stopOnAbortSignal: true });
       text = r.responseText;
       stopReason = r.stopReason;
