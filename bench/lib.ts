@@ -113,11 +113,12 @@ export function fmt(n: number, digits = 0): string {
 }
 
 /**
- * Runs a command to completion and times it on the wall clock, with the machine's load: the 1-minute
+ * Runs a command to completion and times it on the wall clock and in CPU seconds (user + system of the
+ * command and its children), with the machine's load: the 1-minute
  * load average before it and the cores' worth of CPU other processes used while it ran (the machine's
  * busy time minus this process's reaped children's). Throws with the output's tail on a non-zero exit.
  */
-export function runMeasured(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): { stdout: string; stderr: string; wall: number; others: number; load: number } {
+export function runMeasured(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): { stdout: string; stderr: string; wall: number; cpu: number; others: number; load: number } {
   const load = loadavg()[0]!;
   const busy0 = machineCpuSeconds().busy;
   const own0 = childrenCpuSeconds();
@@ -125,6 +126,7 @@ export function runMeasured(cmd: string, args: string[], env: NodeJS.ProcessEnv 
   const r = spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 64 << 20, env });
   const wall = (performance.now() - t0) / 1000;
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (${r.status}):\n${(r.stderr ?? "").slice(-2000)}\n${(r.stdout ?? "").slice(-2000)}`);
-  const others = Math.max(0, machineCpuSeconds().busy - busy0 - (childrenCpuSeconds() - own0)) / wall;
-  return { stdout: r.stdout, stderr: r.stderr, wall, others, load };
+  const cpu = childrenCpuSeconds() - own0;
+  const others = Math.max(0, machineCpuSeconds().busy - busy0 - cpu) / wall;
+  return { stdout: r.stdout, stderr: r.stderr, wall, cpu, others, load };
 }

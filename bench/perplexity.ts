@@ -18,8 +18,10 @@
  *   so it decodes 2048 / C chunks per call on parallel sequences).
  *
  * Both sides are timed on the wall clock of the whole process (load, tokenisation and scoring), and
- * tokens/s = chunks × ctx / seconds. The machine's load is printed with every measurement: the
- * 1-minute load average before it and the CPU other processes used while it ran (in cores).
+ * tokens/s = chunks × ctx / seconds (the chunk counts of both must agree). The CPU seconds each
+ * process used are shown too (per 1,000 tokens): slm reads rows on its main thread while llama.cpp
+ * decodes on another, so it can use more CPU than --threads. The machine's load is printed with every
+ * measurement: the 1-minute load average before it and the CPU other processes used while it ran.
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -48,6 +50,8 @@ interface Measurement {
   chunks: number;
   ppl: number;
   wall: number;
+  /** CPU seconds (user + system) of the whole process. */
+  cpu: number;
   tokensPerSecond: number;
   /** slm only: the backend's own time for the chunks (no load, no tokenising). */
   evalTokensPerSecond?: number;
@@ -56,7 +60,7 @@ interface Measurement {
 }
 
 /** runMeasured with stdout and stderr together (llama-perplexity logs on both). */
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): { out: string; wall: number; others: number; load: number } {
+function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): { out: string; wall: number; cpu: number; others: number; load: number } {
   const r = runMeasured(cmd, args, env);
   return { ...r, out: `${r.stdout}\n${r.stderr}` };
 }
@@ -93,7 +97,7 @@ function slmSide(model: string, text: string, useCli: boolean): Measurement {
   const last = JSON.parse(lines.filter((l) => l.includes('"result"')).pop() ?? "{}") as { data?: unknown };
   const p = findPerplexity(last.data);
   if (!p) throw new Error(`no perplexity in slm's output:\n${r.out.slice(-2000)}`);
-  return { side: "slm", chunks: p.chunks, ppl: p.ppl, wall: r.wall, tokensPerSecond: (p.chunks * ctxSize) / r.wall, evalTokensPerSecond: p.tokensPerSecond, load: r.load, others: r.others };
+  return { side: "slm", chunks: p.chunks, ppl: p.ppl, wall: r.wall, cpu: r.cpu, tokensPerSecond: (p.chunks * ctxSize) / r.wall, evalTokensPerSecond: p.tokensPerSecond, load: r.load, others: r.others };
 }
 
 function llamaSide(tool: string, model: string, text: string): Measurement {
@@ -103,7 +107,7 @@ function llamaSide(tool: string, model: string, text: string): Measurement {
   const m = /Final estimate: PPL = ([\d.]+)/.exec(r.out) ?? /\[\d+\]([\d.]+),\s*$/m.exec(r.out);
   if (!n || !m) throw new Error(`no chunk count or perplexity in llama-perplexity's output:\n${r.out.slice(-2000)}`);
   const c = Number(n[1]);
-  return { side: "llama-perplexity", chunks: c, ppl: Number(m[1]), wall: r.wall, tokensPerSecond: (c * ctxSize) / r.wall, load: r.load, others: r.others };
+  return { side: "llama-perplexity", chunks: c, ppl: Number(m[1]), wall: r.wall, cpu: r.cpu, tokensPerSecond: (c * ctxSize) / r.wall, load: r.load, others: r.others };
 }
 
 /**
@@ -151,7 +155,7 @@ async function main(): Promise<void> {
       const order = round % 2 === 0 ? sides : [...sides].reverse();
       const m = order.map((s) => s());
       for (const x of m) {
-        console.log(`  round ${round + 1} ${x.side.padEnd(16)} ${x.tokensPerSecond.toFixed(1)} tokens/s (${x.wall.toFixed(2)} s${x.evalTokensPerSecond ? `, scoring alone ${x.evalTokensPerSecond.toFixed(1)} tokens/s` : ""}), PPL ${x.ppl.toFixed(4)}  (load ${x.load.toFixed(2)}, others ${x.others.toFixed(2)} cores)`);
+        console.log(`  round ${round + 1} ${x.side.padEnd(16)} ${x.tokensPerSecond.toFixed(1)} tokens/s (${x.wall.toFixed(2)} s, ${x.cpu.toFixed(1)} CPU-s${x.evalTokensPerSecond ? `, scoring alone ${x.evalTokensPerSecond.toFixed(1)} tokens/s` : ""}), PPL ${x.ppl.toFixed(4)}  (load ${x.load.toFixed(2)}, others ${x.others.toFixed(2)} cores)`);
       }
       all.push(m);
     }
@@ -159,7 +163,7 @@ async function main(): Promise<void> {
     const s = pick("slm");
     const l = pick("llama-perplexity");
     for (const x of all.flat()) if (x.chunks !== all[0]![0]!.chunks) throw new Error(`slm and llama-perplexity scored different chunk counts (${all[0]![0]!.chunks} and ${x.chunks})`);
-    const header = ["model", "threads", "ctx", "tokens", "slm t/s (rounds)", "llama-perplexity t/s (rounds)", "slm median", "llama-perplexity median", "ratio", "ratio per round", "PPL slm / llama-perplexity", "others' cores (max)"];
+    const header = ["model", "threads", "ctx", "tokens", "slm t/s (rounds)", "llama-perplexity t/s (rounds)", "slm median", "llama-perplexity median", "ratio", "ratio per round", "CPU-s per 1k tokens slm / llama-perplexity (medians)", "PPL slm / llama-perplexity", "others' cores (max)"];
     const rows = [
       [
         `SmolLM2-135M-shaped ${type}`,
@@ -172,6 +176,7 @@ async function main(): Promise<void> {
         median(l.map((x) => x.tokensPerSecond)).toFixed(1),
         `${(median(s.map((x) => x.tokensPerSecond)) / median(l.map((x) => x.tokensPerSecond))).toFixed(2)}×`,
         s.map((x, i) => (x.tokensPerSecond / l[i]!.tokensPerSecond).toFixed(2)).join(" / "),
+        `${median(s.map((x) => (x.cpu * 1000) / (x.chunks * ctxSize))).toFixed(2)} / ${median(l.map((x) => (x.cpu * 1000) / (x.chunks * ctxSize))).toFixed(2)}`,
         `${s[0]!.ppl.toFixed(2)} / ${l[0]!.ppl.toFixed(2)}`,
         Math.max(...all.flat().map((x) => x.others)).toFixed(2),
       ],
