@@ -132,7 +132,7 @@ export async function klDivergenceOf(base: LoadedModel, model: LoadedModel, text
         nllBase.add(-logProbOf(b!, target));
         if (b!.top === m!.top) sameTop++;
       },
-      { ...ctx, stepId, onChunk: (done) => emit(ctx.onEvent, { type: "metric", name: "kld", value: kld.mean, step: done }) },
+      { ...ctx, stepId, onRunning: (done) => emit(ctx.onEvent, { type: "metric", name: "kld", value: kld.mean, step: done }) },
     );
     values.sort();
     const mean = meanAndUncertainty(kld);

@@ -13,6 +13,8 @@ export function scoringLanes(threads: number): number {
   return threads < availableParallelism() ? 2 : 1;
 }
 
+const RUNNING_METRIC_MS = 5000;
+
 /** One scored position: the distributions of every model there, the token that follows, and its index among all scored tokens. */
 export type PositionScorer = (rows: DistributionRow[], target: number, index: number) => void;
 
@@ -29,7 +31,7 @@ export type PositionScorer = (rows: DistributionRow[], target: number, index: nu
  * hands each row over as an array of 2 × n_vocab numbers, ~20 ms for 49k tokens), while decoding runs
  * on a libuv worker thread: with two lanes one context decodes while the other's rows are read.
  */
-export async function scoreChunks(lanes: DistributionReader[][], tokens: Uint32Array, plan: ChunkPlan, bos: number | undefined, score: PositionScorer, ctx: BackendContext & { stepId: string; onChunk?: (chunksDone: number) => void }): Promise<{ seconds: number }> {
+export async function scoreChunks(lanes: DistributionReader[][], tokens: Uint32Array, plan: ChunkPlan, bos: number | undefined, score: PositionScorer, ctx: BackendContext & { stepId: string; onRunning?: (chunksDone: number) => void }): Promise<{ seconds: number }> {
   const started = performance.now();
   const total = plan.chunks * plan.ctx;
   const all = lanes.flat();
@@ -39,6 +41,7 @@ export async function scoreChunks(lanes: DistributionReader[][], tokens: Uint32A
   const parallel = Math.max(1, Math.min(plan.parallel, ...all.map((r) => Math.min(r.parallel, Math.floor(r.batchSize / plan.piece)))));
   const groups = Math.ceil(plan.chunks / parallel);
   let chunksDone = 0;
+  let lastRunning = started;
   let failed = false;
   const check = () => {
     if (ctx.signal?.aborted) throw new CancelledError();
@@ -69,7 +72,12 @@ export async function scoreChunks(lanes: DistributionReader[][], tokens: Uint32A
     chunksDone += group.length;
     const done = chunksDone * plan.ctx;
     emit(ctx.onEvent, { type: "progress", id: ctx.stepId, unit: "tokens", current: done, total, rate: done / ((performance.now() - started) / 1000) });
-    ctx.onChunk?.(chunksDone);
+    // The running figure, as llama-perplexity prints it per chunk, but at most every few seconds: a
+    // plain-text renderer prints each metric on its own line.
+    if (performance.now() - lastRunning >= RUNNING_METRIC_MS && chunksDone < plan.chunks) {
+      lastRunning = performance.now();
+      ctx.onRunning?.(chunksDone);
+    }
   };
 
   const results = await Promise.allSettled(

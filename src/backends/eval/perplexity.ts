@@ -78,7 +78,7 @@ export async function perplexityOf(loaded: LoadedModel, text: string, ctxSize: n
       plan,
       bosOf(loaded.model),
       ([row], target) => nll.add(-logProbOf(row!, target)),
-      { ...ctx, stepId, onChunk: (done) => emit(ctx.onEvent, { type: "metric", name: "ppl", value: perplexityEstimate(nll).ppl, step: done }) },
+      { ...ctx, stepId, onRunning: (done) => emit(ctx.onEvent, { type: "metric", name: "ppl", value: perplexityEstimate(nll).ppl, step: done }) },
     );
     const { ppl, pplError } = perplexityEstimate(nll);
     emit(ctx.onEvent, { type: "step", id: stepId, status: "done", title, detail: `${ppl.toFixed(4)} ± ${pplError.toFixed(5)}` });
