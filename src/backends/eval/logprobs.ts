@@ -14,16 +14,18 @@ import type { LoadedModel } from "../llama/loader.js";
  * always holds exactly the vocabulary size). The public API reaches the same native call through
  * `LlamaContextSequence.controlledEvaluate(…, {generateNext: {probabilities: true}})`, but turns each
  * row into a `Map` of n_vocab entries and couples decoding with sampling; measured on a
- * SmolLM2-135M-shaped model (49,152 tokens) that cost several times more per position than the
- * native call itself (docs/benchmarks.md, "Perplexity"). So this module drives the context's native
- * binding directly, the way `slm bench` does (src/backends/llama/bench.ts): one llama_decode per
- * batch with outputs exactly where the caller wants them, then one native call per output row.
+ * SmolLM2-135M-shaped model (49,152 tokens) that cost about twice the native call itself, which is
+ * already ~23 ms per row, mostly spent building the JavaScript array (docs/benchmarks.md,
+ * "Perplexity"). So this module drives the context's native binding directly, the way `slm bench`
+ * does (src/backends/llama/bench.ts): one llama_decode per batch with outputs exactly where the caller
+ * wants them, then one native call per output row.
  * These members are internal, so they are checked at run time; node-llama-cpp is pinned exactly.
  *
  * Precision: the native softmax is float32 (expf of logit − max, summed in float32, divided). Every
  * row is renormalised here in float64, so the float32 sum's rounding drops out and a log-probability
- * is exact to about 1e-7 (one float32 rounding of expf and of the division). A probability below
- * float32's smallest value (a logit more than ~103 nats under the row's maximum) comes back as 0; its
+ * is exact to about 1e-7 (one float32 rounding of expf and of the division) down to probabilities of
+ * ~1e-38 (87 nats under the row's maximum), where float32 turns subnormal and loses digits. A
+ * probability below float32's smallest value (~103 nats under the maximum) comes back as 0; its
  * log-probability is then taken as ln(2^-149) ≈ −103.3, an upper bound (see `logProbOf`).
  */
 
