@@ -5,6 +5,7 @@ import { NotFoundError, UsageError } from "../../core/errors.js";
 import type { BackendContext } from "../../core/events.js";
 import { resolveLoraArgs } from "../adapters/resolve.js";
 import { type LoraSpec, splitLoraSpec } from "../llama/lora.js";
+import { hasModel } from "../store/registry.js";
 import { resolveModel } from "../store/resolve.js";
 import type { ModelEntry } from "../store/types.js";
 import type { MatchMode } from "./match.js";
@@ -50,10 +51,11 @@ export interface EvalPlan {
 
 /**
  * `MODEL+ADAPTER[+ADAPTER…]`: a model with LoRA adapters on top (each in any form --lora takes), so one
- * run can compare a model with and without them. Only when the whole reference is not an existing file.
+ * run can compare a model with and without them. Only when the whole reference is neither an existing file
+ * nor a registered name (slm finetune registers <base>+<name>).
  */
 function splitAdapters(ref: string): { model: string; adapters: string[] } {
-  if (!ref.includes("+") || existsSync(ref)) return { model: ref, adapters: [] };
+  if (!ref.includes("+") || existsSync(ref) || hasModel(ref)) return { model: ref, adapters: [] };
   const [model, ...adapters] = ref.split("+");
   if (!model || adapters.some((a) => a === "")) throw new UsageError(`"${ref}" is not MODEL+ADAPTER[:SCALE].`);
   return { model, adapters };
