@@ -177,15 +177,13 @@ describe("slm quantize (real llama.cpp tools)", () => {
     }
   });
 
-  it("gives clear errors for a missing file, an HF folder, a taken name and conflicting flags, registering nothing", async (ctx) => {
+  // HF-format inputs are converted first: test/e2e/quantizeHf.test.ts.
+  it("gives clear errors for a missing file, a taken name and conflicting flags, registering nothing", async (ctx) => {
     needTools(ctx);
     const before = Object.keys(registry(sb).models).sort();
     const missing = await slm(["quantize", "/nonexistent/model-f16.gguf"], sb);
     expect(missing.exitCode).toBe(3);
     expect(missing.stderr).toMatch(/No such file/);
-    const hf = await slm(["quantize", path.join(FIXTURE, "hf")], sb);
-    expect(hf.exitCode).toBe(2);
-    expect(hf.stderr).toMatch(/Hugging Face format.*needs a GGUF/);
     const taken = await slm(["quantize", F32, "--type", "Q8_0"], sb);
     expect(taken.exitCode).toBe(2);
     expect(taken.stderr).toMatch(/already registered/);
