@@ -9,6 +9,11 @@ import { type Sandbox, lastJson, sandbox, slm } from "../helpers/cli.js";
  * in $SLM_HOME but the unpacked llama.cpp scripts (a cache every later run reuses).
  */
 const SLOW = 240_000;
+/**
+ * pip's view of the world without any package source: no config files (a machine may configure a local
+ * mirror there, as this one does, from which the install would simply succeed) and no find-links.
+ */
+const NO_PACKAGE_SOURCES = { PIP_CONFIG_FILE: "/dev/null", PIP_FIND_LINKS: "", PIP_EXTRA_INDEX_URL: "" };
 
 function leftovers(box: Sandbox): string[] {
   if (!existsSync(box.home)) return [];
@@ -19,7 +24,7 @@ function leftovers(box: Sandbox): string[] {
 describe("slm setup python", () => {
   it("without access to PyPI: exit 4 with a clear NetworkError, and no venv, half or whole", async () => {
     // A proxy on a closed local port makes "no network" certain, even on a machine that has one.
-    const sb = sandbox(undefined, { SLM_PYTHON: "", HTTPS_PROXY: "http://127.0.0.1:9", HTTP_PROXY: "http://127.0.0.1:9", https_proxy: "http://127.0.0.1:9", http_proxy: "http://127.0.0.1:9", PIP_RETRIES: "1", PIP_TIMEOUT: "5" });
+    const sb = sandbox(undefined, { ...NO_PACKAGE_SOURCES, SLM_PYTHON: "", HTTPS_PROXY: "http://127.0.0.1:9", HTTP_PROXY: "http://127.0.0.1:9", https_proxy: "http://127.0.0.1:9", http_proxy: "http://127.0.0.1:9", PIP_RETRIES: "1", PIP_TIMEOUT: "5" });
     const r = await slm(["setup", "python", "--cpu", "--json"], sb);
     expect(r.exitCode, r.all).toBe(4);
     const err = lastJson(r.stdout).error!;
@@ -36,7 +41,7 @@ describe("slm setup python", () => {
   }, SLOW);
 
   it("Ctrl+C while it runs: exit 130 and nothing left", async () => {
-    const sb = sandbox(undefined, { SLM_PYTHON: "", HTTPS_PROXY: "http://127.0.0.1:9", https_proxy: "http://127.0.0.1:9" });
+    const sb = sandbox(undefined, { ...NO_PACKAGE_SOURCES, SLM_PYTHON: "", HTTPS_PROXY: "http://127.0.0.1:9", https_proxy: "http://127.0.0.1:9" });
     const child = slm(["setup", "python", "--cpu", "--json"], sb);
     child.stdout!.on("data", (chunk: Buffer) => {
       if (chunk.toString().includes('"python:venv"')) child.kill("SIGINT");

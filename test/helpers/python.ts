@@ -18,14 +18,28 @@ export interface ConvertPython {
   skip?: string;
 }
 
-let pending: Promise<ConvertPython> | undefined;
+/** What slm finetune's recipes import (recipeModules in src/backends/finetune/finetune.ts), plus the converter's. */
+export const FINETUNE_TEST_MODULES = ["torch", "transformers", "peft", "accelerate", "safetensors", ...CONVERT_TEST_MODULES];
+
+const pending = new Map<string, Promise<ConvertPython>>();
 
 export function convertPythonForTests(): Promise<ConvertPython> {
-  pending ??= locate();
-  return pending;
+  return pythonForTests(CONVERT_TEST_MODULES, "run convert_hf_to_gguf.py");
 }
 
-async function locate(): Promise<ConvertPython> {
+/** A Python for the tests that train with the real recipe (test/e2e/finetuneReal.test.ts). */
+export function finetunePythonForTests(): Promise<ConvertPython> {
+  return pythonForTests(FINETUNE_TEST_MODULES, "train with recipes/finetune_lora.py");
+}
+
+function pythonForTests(modules: string[], purpose: string): Promise<ConvertPython> {
+  const key = modules.join(",");
+  let p = pending.get(key);
+  if (!p) pending.set(key, (p = locate(modules, purpose)));
+  return p;
+}
+
+async function locate(modules: string[], purpose: string): Promise<ConvertPython> {
   const candidates = new Set<string>();
   for (const v of [process.env.SLM_TEST_PYTHON, process.env.SLM_PYTHON]) {
     const p = v ? await findExecutable(v, pathDirs()) : undefined;
@@ -37,12 +51,12 @@ async function locate(): Promise<ConvertPython> {
   const reasons: string[] = [];
   for (const python of candidates) {
     try {
-      const missing = Object.keys(await missingPythonModules({ python, source: "SLM_PYTHON" }, CONVERT_TEST_MODULES));
+      const missing = Object.keys(await missingPythonModules({ python, source: "SLM_PYTHON" }, modules));
       if (missing.length === 0) return { python };
       reasons.push(`${python} lacks ${missing.join(", ")}`);
     } catch (err) {
       reasons.push(`${python} does not run (${(err as Error).message})`);
     }
   }
-  return { skip: `no Python here can run convert_hf_to_gguf.py: ${reasons.join("; ") || "no python3 found"}` };
+  return { skip: `no Python here can ${purpose} (set SLM_TEST_PYTHON): ${reasons.join("; ") || "no python3 found"}` };
 }
