@@ -7,10 +7,10 @@ import { FIXTURE, ROOT, type Sandbox, lastJson, sandbox, slm } from "../helpers/
 
 /**
  * `slm finetune` end to end through the built CLI. Python is the stand-in test/helpers/fakePython.mjs
- * (this machine has no torch/peft): it speaks the recipe protocol and hands back the fixture's real
+ * (fast, and needs no torch/peft): it speaks the recipe protocol and hands back the fixture's real
  * PEFT adapter and GGUF, so everything slm does itself is real: data checks and summary, the recipe
  * config, Ctrl+C and --resume, the TypeScript adapter conversion, registration, and `slm run` on the
- * result. The real recipe is tested by `npm run test:gpu`.
+ * result. The real recipe is tested by finetuneReal.test.ts (with SLM_TEST_PYTHON) and `npm run test:gpu`.
  */
 const FAKE = path.join(ROOT, "test", "helpers", "fakePython.mjs");
 const HF = path.join(FIXTURE, "hf");
@@ -137,6 +137,10 @@ describe("slm finetune: a run with the stand-in recipe", () => {
         expect(run.exitCode, run.all).toBe(0);
         expect(run.stdout.trim()).toBe(a);
       }
+      // slm eval takes the registered name as a name, not as MODEL+ADAPTER ("tiny-arith" + an adapter "sub").
+      const ev = await slm(["eval", "tiny-arith+sub", "--task", path.join(FIXTURE, "data", "sub-eval.jsonl"), "--limit", "20", "--no-store", "--json"], sb);
+      expect(ev.exitCode, ev.all).toBe(0);
+      expect((lastJson(ev.stdout).data as { models: { tasks: { score: { accuracy: { value: number } } }[] }[] }).models[0]!.tasks[0]!.score.accuracy.value).toBeGreaterThanOrEqual(0.9);
       const info = await slm(["info", "tiny-arith+sub"], sb);
       expect(info.stdout).toMatch(new RegExp(`LoRA adapters\\s+${entry.adapters![0]!.path.replace(/[.+]/g, "\\$&")}`));
       expect(info.stdout).toMatch(/lineage\s+finetune-lora of .*tiny-arith\/hf/);
