@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from "vitest";
@@ -8,6 +8,7 @@ import { loadModel } from "../../src/backends/llama/loader.js";
 import { resolveModel } from "../../src/backends/store/resolve.js";
 import type { ModelEntry, Registry } from "../../src/backends/store/types.js";
 import { FIXTURE, type Sandbox, lastJson, sandbox, slm } from "../helpers/cli.js";
+import { writeFakeQuantize } from "../helpers/fakeQuantize.js";
 import { llamaCppToolsForTests } from "../helpers/llamaCppTools.js";
 
 const F32 = path.join(FIXTURE, "gguf", "tiny-arith-f32.gguf");
@@ -214,25 +215,7 @@ describe("slm quantize when things go wrong", () => {
     if (!toolsDir) return;
     // A llama-quantize that answers --help (and --version) as the real one does, then writes half a model and
     // either hangs (to be interrupted) or fails the way a full disk does.
-    fakeDir = mkdtempSync(path.join(tmpdir(), "slm-fake-quantize-"));
-    const fake = path.join(fakeDir, "llama-quantize");
-    writeFileSync(
-      fake,
-      `#!/bin/sh
-case "$1" in --help|--version) exec "${path.join(toolsDir, "llama-quantize")}" "$1" ;; esac
-# The output is the last .gguf argument (a thread count may follow the type).
-for a in "$@"; do case "$a" in *.gguf) out="$a" ;; esac; done
-head -c 300000 /dev/zero > "$out"
-echo $$ > "${path.join(fakeDir, "pid")}"
-echo "[   1/  37]                    token_embd.weight - [  256,   320,     1,     1], type =    f32, converting to q8_0 .. size =     0.31 MiB ->     0.08 MiB"
-if [ "$FAKE_MODE" = "fail" ]; then
-  echo "llama_model_quantize: failed to quantize: write error: No space left on device" >&2
-  exit 1
-fi
-exec sleep 60
-`,
-    );
-    chmodSync(fake, 0o755);
+    fakeDir = writeFakeQuantize(toolsDir, { label: "q8_0" }).dir;
     box = sandbox(undefined, { SLM_LLAMA_CPP_DIR: fakeDir });
   });
   afterAll(() => {

@@ -1,10 +1,11 @@
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { beforeAll, describe, expect, it, type TestContext } from "vitest";
 import { readGgufSummary } from "../../src/backends/gguf/summary.js";
 import type { Registry } from "../../src/backends/store/types.js";
 import { FIXTURE, type Sandbox, lastJson, sandbox, slm } from "../helpers/cli.js";
+import { writeFakeQuantize } from "../helpers/fakeQuantize.js";
 import { llamaCppToolsForTests } from "../helpers/llamaCppTools.js";
 
 const F32 = path.join(FIXTURE, "gguf", "tiny-arith-f32.gguf");
@@ -165,27 +166,7 @@ describe("slm quantize --sweep when things go wrong", () => {
    * and then hangs (to be interrupted) or fails the way a full disk does.
    */
   function fakeTools(): { dir: string; pidFile: string } {
-    const dir = mkdtempSync(path.join(tmpdir(), "slm-fake-sweep-"));
-    const pidFile = path.join(dir, "pid");
-    const fake = path.join(dir, "llama-quantize");
-    writeFileSync(
-      fake,
-      `#!/bin/sh
-case "$*" in *Q2_K*) ;; *) exec "${path.join(toolsDir!, "llama-quantize")}" "$@" ;; esac
-for a in "$@"; do case "$a" in *.gguf) out="$a" ;; esac; done
-head -c 300000 /dev/zero > "$out"
-echo $$ > "${pidFile}"
-# A progress line, as the real tool prints: it tells the test (reading stderr) that the pid file is there.
-echo "[   1/  37]                    token_embd.weight - [  256,   320,     1,     1], type =    f32, converting to q2_K .. size =     0.31 MiB ->     0.08 MiB"
-if [ "$FAKE_MODE" = "fail" ]; then
-  echo "llama_model_quantize: failed to quantize: write error: No space left on device" >&2
-  exit 1
-fi
-exec sleep 60
-`,
-    );
-    chmodSync(fake, 0o755);
-    return { dir, pidFile };
+    return writeFakeQuantize(toolsDir!, { failOn: "Q2_K", label: "q2_K" });
   }
 
   it("Ctrl+C during a type: the finished types stay registered and valid, the interrupted one leaves nothing", async (ctx) => {
