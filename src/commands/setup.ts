@@ -21,10 +21,10 @@ const COMPONENTS = ["llama.cpp", "python", "engine"] as const;
 export function register(program: Command): void {
   program
     .command("setup")
-    .description("Install what later commands need: llama.cpp's tools (quantize, perplexity…), or the Python stack for fine-tuning and convert")
+    .description("Install what later commands need: llama.cpp's tools (quantize, perplexity…), the Python stack for fine-tuning and convert, or an inference engine compiled for this machine")
     .argument("<component>", `what to set up: ${COMPONENTS.join(", ")}`)
-    .addOption(new Option("--cuda", "llama.cpp: build the CUDA variant (needs the CUDA toolkit); python: CUDA torch (default where nvidia-smi works)").conflicts(["vulkan", "cpu"]))
-    .addOption(new Option("--vulkan", "llama.cpp: build the Vulkan variant (needs the Vulkan SDK)").conflicts(["cuda", "cpu"]))
+    .addOption(new Option("--cuda", "llama.cpp, engine: build the CUDA variant (needs the CUDA toolkit); python: CUDA torch (default where nvidia-smi works)").conflicts(["vulkan", "cpu"]))
+    .addOption(new Option("--vulkan", "llama.cpp, engine: build the Vulkan variant (needs the Vulkan SDK)").conflicts(["cuda", "cpu"]))
     .addOption(new Option("--cpu", "python: CPU-only torch (default without an NVIDIA GPU)").conflicts(["cuda", "vulkan"]))
     .option("--qlora", "python: also install bitsandbytes, for slm finetune --qlora")
     .option("--force", "build or install again even when it is already there")
@@ -42,11 +42,16 @@ pinned torch, transformers, peft, accelerate, safetensors and sentencepiece from
 package of that same llama.cpp source. It needs the network; a failed or interrupted setup leaves
 nothing behind. SLM_PYTHON, when set, is used instead of the venv by every command.
 
+engine compiles node-llama-cpp's binding (what run, chat, serve, bench and eval use) from the same
+llama.cpp source for this machine's CPU (or --cuda/--vulkan), about 8 minutes on 2 cores. Its prebuilt
+CPU binaries are generic: F16 prompt processing measured 2x faster once built natively.
+
 Examples:
   slm setup llama.cpp
   slm setup llama.cpp --cuda
   slm setup python
-  slm setup python --cpu`,
+  slm setup python --cpu
+  slm setup engine`,
     )
     .action(
       action(async (ctx, component: string, flags: SetupFlags) => {
