@@ -4,7 +4,7 @@ import path from "node:path";
 import type { ChatHistoryItem, LlamaChatSession, LlamaContextSequence } from "node-llama-cpp";
 import writeFileAtomic from "write-file-atomic";
 import { CancelledError, NotFoundError, SlmError, UsageError } from "../../core/errors.js";
-import { type GenerateResult, type SamplingOptions, samplingFor } from "./generate.js";
+import { type GenerateResult, type SamplingOptions, clearHistory, openChatSession, samplingFor } from "./generate.js";
 import type { LoadedModel } from "./loader.js";
 
 export interface ChatMessage {
@@ -88,10 +88,7 @@ export class ChatEngine implements ChatEngineApi {
   }
 
   private newSession(): LlamaChatSession {
-    const session = new this.Session({ contextSequence: this.sequence, systemPrompt: this.systemPrompt, autoDisposeSequence: false, chatWrapper: this.wrapper });
-    // No stock system prompt from node-llama-cpp when none was given (as in `slm run`, generate.ts).
-    if (this.systemPrompt === undefined) session.setChatHistory([]);
-    return session;
+    return openChatSession(this.Session, this.sequence, this.wrapper, this.systemPrompt);
   }
 
   async send(text: string, o: SendOptions = {}): Promise<ChatReply> {
@@ -134,8 +131,7 @@ export class ChatEngine implements ChatEngineApi {
 
   /** Starts the conversation over, keeping the system prompt. */
   reset(): void {
-    this.session.resetChatHistory();
-    if (this.systemPrompt === undefined) this.session.setChatHistory([]);
+    clearHistory(this.session, this.systemPrompt);
     this.stale = true;
   }
 

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import type { ChatHistoryItem, LlamaChatSession, LlamaContextSequence, LlamaGrammar, Llama } from "node-llama-cpp";
+import type { ChatHistoryItem, ChatWrapper, LlamaChatSession, LlamaContextSequence, LlamaGrammar, Llama } from "node-llama-cpp";
 import { CancelledError, NotFoundError, UsageError } from "../../core/errors.js";
 import type { LoadedModel } from "./loader.js";
 
@@ -93,6 +93,24 @@ export function samplingFor(o: SamplingOptions, contextSize: number) {
  * One generation on a sequence: chat-templated by default, plain completion with `raw`. The caller
  * owns the sequence (run uses a fresh one; serve hands out pooled ones).
  */
+/**
+ * A chat session on `sequence` whose history starts with `system`, or with nothing at all: left to itself,
+ * node-llama-cpp puts its own stock system prompt in ("You are a helpful, respectful and honest
+ * assistant…"), where llama.cpp and Ollama send only what the user gave and let the model's template add
+ * its own default. Also used after a reset (`clearHistory`).
+ */
+export function openChatSession(Session: typeof LlamaChatSession, sequence: LlamaContextSequence, chatWrapper: ChatWrapper, system: string | undefined): LlamaChatSession {
+  const session = new Session({ contextSequence: sequence, systemPrompt: system, autoDisposeSequence: false, chatWrapper });
+  clearHistory(session, system);
+  return session;
+}
+
+/** Back to the start of the conversation: the system message, or nothing (see openChatSession). */
+export function clearHistory(session: LlamaChatSession, system: string | undefined): void {
+  if (system === undefined) session.setChatHistory([]);
+  else session.resetChatHistory();
+}
+
 export async function generateOn(loaded: LoadedModel, sequence: LlamaContextSequence, o: GenerateOptions): Promise<GenerateResult> {
   const { LlamaChatSession, LlamaCompletion } = await import("node-llama-cpp");
   const grammar = await grammarFor(loaded.llama, o.jsonSchema);
@@ -113,12 +131,8 @@ export async function generateOn(loaded: LoadedModel, sequence: LlamaContextSequ
       text = r.response;
       stopReason = r.metadata.stopReason;
     } else {
-      const session: LlamaChatSession = new LlamaChatSession({ contextSequence: sequence, systemPrompt: o.system, autoDisposeSequence: false, chatWrapper: await loaded.chatWrapper() });
-      // Without a system prompt, node-llama-cpp would put its own stock one in ("You are a helpful,
-      // respectful and honest assistant…"): llama.cpp and Ollama send only what the user gave, and the
-      // model's template adds its own default where it has one.
+      const session = openChatSession(LlamaChatSession, sequence, await loaded.chatWrapper(), o.system);
       if (o.history) session.setChatHistory(o.history);
-      else if (o.system === undefined) session.setChatHistory([]);
       const r = await session.promptWithMeta(o.prompt, { ...sampling, grammar, onTextChunk, signal: o.signal, stopOnAbortSignal: true });
       text = r.responseText;
       stopReason = r.stopReason;
