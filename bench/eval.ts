@@ -11,7 +11,7 @@
  * generic wrapper) into a temp folder, where one decode reads every weight from memory and batching
  * sequences pays; its answers are noise (accuracy 0, every answer --max-tokens long), the speed is real.
  *
- * Sides, each in a fresh process with UV_THREADPOOL_SIZE=1 (what bin/slm.cjs sets for inference verbs),
+ * Sides, each in a fresh process with UV_THREADPOOL_SIZE=1 (what bin/slm.js sets for inference verbs),
  * the order rotated every round:
  * - naive: load the model once, then per question a new LlamaChatSession on a new sequence (the chat
  *   wrapper resolved by node-llama-cpp for each session), greedy, at most 8 tokens;
@@ -19,7 +19,7 @@
  *   does per prompt): how much of the naive cost is per-session set-up;
  * both start from an empty chat history, as slm eval renders a task's messages and nothing else
  * (a session's default is node-llama-cpp's stock system prompt, hundreds of tokens with some templates);
- * - slm eval: `node bin/slm.cjs eval MODEL --task FILE --limit N --threads T --parallel P --no-store
+ * - slm eval: `node bin/slm.js eval MODEL --task FILE --limit N --threads T --parallel P --no-store
  *   --json`; its questions/s is the task's own time (the model loaded), and the wall time is printed too.
  * Every side reports its exact-match accuracy, so a fast wrong answer would show.
  * Other processes' CPU use while each side ran is printed (from /proc/stat); check `uptime` first.

@@ -10,7 +10,7 @@
  * from a fixed seed), into a temp folder (or DIR with --keep, reused when present). Then, `rounds`
  * times with the order swapped every round:
  *
- * - slm: `slm eval FILE --perplexity TEXT --ctx C --threads T --json` through bin/slm.cjs (which sets
+ * - slm: `slm eval FILE --perplexity TEXT --ctx C --threads T --json` through bin/slm.js (which sets
  *   UV_THREADPOOL_SIZE=1 for eval), when that command exists (`--via cli`; `auto` picks it when
  *   `slm eval --help` lists --perplexity). Otherwise (`--via backend`) this script runs itself as a
  *   child with UV_THREADPOOL_SIZE=1 and calls the backend's perplexity() directly: same code, no CLI.

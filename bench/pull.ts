@@ -14,7 +14,7 @@
  *    in a separate node process (see docs/benchmarks.md for why), LFS redirect to /cdn/ included;
  *  - times, alternating and rotating the order each repetition:
  *      curl -s -L -o <tmp> <server>/bench/big-GGUF/resolve/main/big-Q8_0.gguf
- *      node bin/slm.cjs pull bench/big-GGUF:Q8_0 --connections N --json   (fresh SLM_HOME, HF_HUB_CACHE)
+ *      node bin/slm.js pull bench/big-GGUF:Q8_0 --connections N --json   (fresh SLM_HOME, HF_HUB_CACHE)
  *    deleting each download (and `sync`) before the next run;
  *  - times `sha256sum` of the file, and node's own sha256 over the same file, as the cost of verifying;
  *  - prints medians (MB = 10^6 bytes), the ratio slm/curl, and a per-phase breakdown of slm's runs from
@@ -60,7 +60,7 @@ const connections = flag("--connections", "1,2,4").split(",").map(Number);
 const serverMode = flag("--server", "process") as "process" | "inline";
 const tmpBase = flag("--tmp", tmpdir());
 const cpuProfDir = flag("--cpu-prof", "");
-/** Another build of slm to time instead of this checkout's bin/slm.cjs (e.g. a patched copy, for an A/B). */
+/** Another build of slm to time instead of this checkout's bin/slm.js (e.g. a patched copy, for an A/B). */
 const slmBin = path.resolve(flag("--slm-bin", BIN));
 const size = parseSize(argv[0] ?? "1G");
 if (!(reps >= 1) || connections.some((c) => !(c >= 1)) || !["process", "inline"].includes(serverMode)) {

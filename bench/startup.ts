@@ -5,8 +5,8 @@
  *
  * Times, interleaved (one of each per round, after 2 untimed warm-up rounds):
  *   node -e 0                         the floor: starting node itself on this machine
- *   node bin/slm.cjs --help
- *   node bin/slm.cjs list              with N (default 100) models in a temp SLM_HOME's registry.json
+ *   node bin/slm.js --help
+ *   node bin/slm.js list              with N (default 100) models in a temp SLM_HOME's registry.json
  * and prints median, p90, min and the targets (--help ≤ 150 ms, list ≤ 250 ms median). When
  * NODE_EXTRA_CA_CERTS is set, every case also runs without it (node 20 parses that bundle at each start).
  * Unless --no-imports: then what each module on the startup path adds to the load time, from

@@ -40,7 +40,7 @@ describe("slm bench", () => {
     expect(data.settings.batchSize).toBeGreaterThan(0);
     expect(data.settings.gpuLayers).toBe(0);
     expect(data.settings.api).toBe("decode");
-    // bin/slm.cjs gives inference commands a one-thread libuv pool (2× faster multi-thread generation).
+    // bin/slm.js gives inference commands a one-thread libuv pool (2× faster multi-thread generation).
     expect(data.settings.libuvThreads).toBe(1);
     expect(["localBuild", "prebuilt"]).toContain(data.settings.engine);
     expect(data.backend).toBe("CPU");

@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import { execa, type Options, type ResultPromise } from "execa";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
-export const BIN = path.join(ROOT, "bin", "slm.cjs");
+export const BIN = path.join(ROOT, "bin", "slm.js");
 export const FIXTURE = path.join(ROOT, "test", "fixtures", "tiny-arith");
 
 /** A fresh SLM_HOME and HF cache for one test, pointed at a local Hub. */

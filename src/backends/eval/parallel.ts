@@ -8,7 +8,7 @@ import type { LoadedModel } from "../llama/loader.js";
  * taking the next item when it finishes one. Workers that wait for a decode at the same moment are
  * evaluated together: node-llama-cpp gathers every sequence's pending tokens into one llama_decode per
  * cycle, so N questions cost about one decode per generated token instead of N. That matters because
- * `slm` runs inference with one libuv worker (bin/slm.cjs), so native calls never overlap otherwise.
+ * `slm` runs inference with one libuv worker (bin/slm.js), so native calls never overlap otherwise.
  *
  * Results keep the items' order. Progress events carry `id`.
  */
