@@ -30,6 +30,12 @@ def main(description, validate, run, modules):
 
         require(modules + (["bitsandbytes"] if getattr(cfg, "qlora", False) else []),
                 "QLoRA" if getattr(cfg, "qlora", False) else "")
+        from .distributed import check_devices, is_worker, launch
+
+        if getattr(cfg, "gpus", 1) > 1 and not is_worker():
+            # The launcher: the workers write the events (rank 0) and the result; this process waits for them.
+            check_devices(cfg.device, cfg.gpus)
+            return launch(sys.argv, cfg.gpus, ev.events_fd())
         data = run(cfg, steps, interrupt)
         ev.result(data)
         return 0

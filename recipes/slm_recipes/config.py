@@ -129,9 +129,6 @@ def finetune_config(raw):
     c.save_every = r.integer("save_every", 1, default=None, nullable=True)
     c.warmup_ratio = r.number("warmup_ratio", 0, 0.5, default=0.03)
     r.finish()
-    if c.gpus > 1:
-        # Data-parallel training is not implemented: saying so beats silently training on one GPU.
-        raise ConfigError("gpus: training on more than one GPU is not supported by this recipe yet; use gpus: 1")
     if c.qlora and c.device == "cpu":
         raise ConfigError("qlora: 4-bit training (bitsandbytes) needs a CUDA GPU; use device \"cuda\" or \"auto\", or drop qlora")
     return c

@@ -203,3 +203,9 @@ def collate(items, pad_id):
 
 def real_tokens(items):
     return sum(len(x.ids) for x in items)
+
+
+def loss_tokens(items):
+    """Positions whose next token is learned (labels after the shift by one): what train_step.to_device counts
+    in a collated batch, whose padding is never learned."""
+    return sum(1 for x in items for t in x.labels[1:] if t != IGNORE)

@@ -23,6 +23,11 @@ def claim_stdout():
     sys.stdout = sys.stderr
 
 
+def events_fd():
+    """The file descriptor events are written to (for a child process that writes them instead)."""
+    return (_out if _out is not None else sys.stdout).fileno()
+
+
 def _clean(value):
     """JSON has no NaN/Infinity: JavaScript's JSON.parse rejects them, so non-finite floats become null."""
     if isinstance(value, float) and not math.isfinite(value):

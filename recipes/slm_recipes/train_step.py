@@ -161,17 +161,24 @@ def warmup_steps_for(total_steps, ratio):
     return min(total_steps, max(1, math.ceil(total_steps * ratio))) if ratio > 0 else 0
 
 
-def train_step(loss_fn, micro_batches, params, optimizer, scheduler, autocast, max_grad_norm=1.0):
+def train_step(loss_fn, micro_batches, params, optimizer, scheduler, autocast, max_grad_norm=1.0, n_total=None,
+               sync=None):
     """One optimizer step over `micro_batches` (gradient accumulation). The loss is normalised by the loss
-    tokens of the whole step, so accumulation gives the same gradient as one big batch. Returns tensors
-    (mean loss, grad norm) without synchronising; the caller reads them when it logs."""
-    n_total = sum(mb["n_loss"] for mb in micro_batches)
+    tokens of the whole step (`n_total`, by default those of `micro_batches`), so accumulation gives the same
+    gradient as one big batch. With several processes, `sync(params, loss_sum)` sums the gradients and the loss
+    of all of them (this process's micro-batches may be none) and returns the loss sum; `n_total` then counts
+    the loss tokens of every process. Returns tensors (mean loss, grad norm) without synchronising; the caller
+    reads them when it logs."""
+    if n_total is None:
+        n_total = sum(mb["n_loss"] for mb in micro_batches)
     total = None
     for mb in micro_batches:
         with autocast():
             loss_sum, _ = loss_fn(mb)
         (loss_sum / n_total).backward()
         total = loss_sum.detach() if total is None else total + loss_sum.detach()
+    if sync is not None:
+        total = sync(params, total)
     grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
     optimizer.step()
     scheduler.step()

@@ -14,7 +14,8 @@ import torch
 
 from . import checkpoint as ckpt
 from . import events as ev
-from .data import Encoder, collate, encode_all, epoch_batches, pack, read_jsonl, real_tokens
+from .data import Encoder, collate, encode_all, epoch_batches, loss_tokens, pack, read_jsonl, real_tokens
+from .distributed import Group
 from .errors import Cancelled, ConfigError, RecipeError
 from .fsutil import atomic_dir, sha256_file
 from .merge import merge
@@ -39,12 +40,17 @@ def fingerprint(cfg, train_sha):
             "target_modules", "batch_size", "grad_accum", "max_seq_len", "packing", "qlora", "seed", "warmup_ratio")
     fp = {k: getattr(cfg, k) for k in keys}
     fp["train_sha256"] = train_sha
+    if cfg.gpus > 1:
+        # The process count sets the batches (batch_size per process). Absent for one process, so checkpoints
+        # written before several processes existed still resume.
+        fp["gpus"] = cfg.gpus
     return fp
 
 
 class Run:
     def __init__(self, cfg, steps, interrupt):
         self.cfg, self.steps, self.interrupt = cfg, steps, interrupt
+        self.group = Group()  # several processes with gpus > 1 (distributed.py); rank 0 of 1 otherwise
 
     # --- phases ---------------------------------------------------------------------------------------------
 
@@ -52,6 +58,7 @@ class Run:
         cfg = self.cfg
         self.steps.start("load", "Load base model", cfg.base)
         self.device = pick_device(cfg.device)
+        self.device = self.group.init(self.device.type) or self.device
         if cfg.qlora and self.device.type != "cuda":
             raise ConfigError("qlora: 4-bit training (bitsandbytes) needs a CUDA GPU, and torch sees none")
         self.dtype = compute_dtype(self.device)
@@ -71,6 +78,7 @@ class Run:
         if cfg.compile:
             compile_layers(self.model)
         self.params = trainable_parameters(self.peft)
+        self.group.broadcast_(self.params)
         self.loss_fn = CausalLMLoss(self.model, self.dtype, compiled=cfg.compile)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -79,7 +87,9 @@ class Run:
             self.autocast = nullcontext
         n_train = sum(p.numel() for p in self.params)
         n_all = sum(p.numel() for p in self.peft.parameters())
-        ev.log("info", f"device {self.device}, {str(self.dtype).replace('torch.', '')}, checkpointing "
+        ev.log("info", f"device {self.device}"
+                       + (f" × {self.group.world} processes" if self.group.active else "")
+                       + f", {str(self.dtype).replace('torch.', '')}, checkpointing "
                        f"{self.checkpointing}, loss {'chunked' if self.loss_fn.chunked else 'standard'}"
                        f"{', compiled layers' if cfg.compile else ''}; LoRA r={cfg.rank} alpha={cfg.alpha:g}: "
                        f"{n_train:,} trainable of {n_all:,} parameters")
@@ -106,7 +116,9 @@ class Run:
                                               "prefixes of the whole; their loss masks may be off by a token")):
             if n:
                 ev.log("warn", f"{n} training examples " + what.format(cfg.max_seq_len))
-        self.batches_per_epoch = math.ceil(len(self.items) / cfg.batch_size)
+        # Each micro-batch holds batch_size examples per process.
+        self.global_batch = cfg.batch_size * self.group.world
+        self.batches_per_epoch = math.ceil(len(self.items) / self.global_batch)
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / cfg.grad_accum)
         self.total_steps = cfg.max_steps or math.ceil(cfg.epochs * self.steps_per_epoch)
         detail = (f"{stats.examples} examples, {stats.tokens:,} tokens ({stats.loss_tokens:,} trained), longest "
@@ -121,6 +133,7 @@ class Run:
                                         warmup_steps_for(self.total_steps, cfg.warmup_ratio))
         self.fingerprint = fingerprint(cfg, sha256_file(cfg.train))
         self.step, self.resumed_from = 0, None
+        self.stop_agreed = False
         self.counters = {"tokens": 0, "seconds": 0.0}
         if cfg.resume:
             found = ckpt.latest(cfg.output_dir)
@@ -132,7 +145,9 @@ class Run:
             ev.log("info", f"resumed from {found[0]} (step {self.step} of {self.total_steps})")
         elif ckpt.latest(cfg.output_dir):
             ev.log("info", f"starting over: removing earlier checkpoints in {ckpt.checkpoints_dir(cfg.output_dir)}")
-            ckpt.clear(cfg.output_dir)
+            if self.group.main:
+                ckpt.clear(cfg.output_dir)
+        self.group.barrier()
         save_every = cfg.save_every or max(1, math.ceil(self.total_steps / 10))
         log_every = max(1, self.total_steps // METRIC_POINTS)
         self.last_saved = self.step
@@ -149,16 +164,20 @@ class Run:
             while self.step < self.total_steps:
                 epoch, k = divmod(self.step, self.steps_per_epoch)
                 if epoch != order_epoch:
-                    order_epoch, order = epoch, epoch_batches(len(self.items), cfg.batch_size, cfg.seed, epoch)
-                micro = []
+                    order_epoch, order = epoch, epoch_batches(len(self.items), self.global_batch, cfg.seed, epoch)
+                micro, n_loss = [], 0
                 for idx in order[k * cfg.grad_accum : (k + 1) * cfg.grad_accum]:
-                    items = [self.items[i] for i in idx]
-                    n = real_tokens(items)
+                    every = [self.items[i] for i in idx]  # all processes' examples: counted here, on the host
+                    n = real_tokens(every)
                     win_tokens += n
                     self.counters["tokens"] += n
-                    micro.append(to_device(collate(items, self.pad_id), self.device))
+                    n_loss += loss_tokens(every)
+                    mine = [self.items[i] for i in self.group.share(idx, cfg.batch_size)]
+                    if mine:
+                        micro.append(to_device(collate(mine, self.pad_id), self.device))
+                sync = self._sync if self.group.active else None
                 loss, gnorm = train_step(self.loss_fn, micro, self.params, self.optimizer, self.scheduler,
-                                         self.autocast)
+                                         self.autocast, n_total=n_loss, sync=sync)
                 self.step += 1
                 window.append((self.step, loss, gnorm))
                 now = time.time()
@@ -174,7 +193,7 @@ class Run:
                     if self.eval_loss is not None:
                         ev.metric("eval_loss", self.eval_loss, step=self.step)
                 if self.step < self.total_steps:
-                    if self.interrupt.requested:
+                    if self.stop_agreed if self.group.active else self.interrupt.requested:
                         self._stop()
                     if self.step % save_every == 0:
                         self._save_checkpoint()
@@ -192,6 +211,12 @@ class Run:
         if self.eval_loss is not None:
             detail += f", eval loss {self.eval_loss:.4f}"
         self.steps.done(detail)
+
+    def _sync(self, params, loss_sum):
+        """train_step's hook with several processes: gradients and loss summed, and one decision to stop."""
+        total, stop = self.group.sum_gradients(params, loss_sum, self.interrupt.requested, self.device)
+        self.stop_agreed = self.stop_agreed or stop
+        return total
 
     def _metrics(self, window, tokens, seconds):
         losses = []
@@ -214,23 +239,31 @@ class Run:
     def evaluate(self):
         self.peft.eval()
         total, count = 0.0, 0
+        # Each process scores every world-th example; the sums are added up across processes.
+        mine = self.eval_items[self.group.rank :: self.group.world]
         try:
-            for i in range(0, len(self.eval_items), self.cfg.batch_size):
-                if self.interrupt.requested:
+            for i in range(0, len(mine), self.cfg.batch_size):
+                if self.interrupt.requested and not self.group.active:
                     return None
-                batch = to_device(collate(self.eval_items[i : i + self.cfg.batch_size], self.pad_id), self.device)
+                batch = to_device(collate(mine[i : i + self.cfg.batch_size], self.pad_id), self.device)
                 with self.autocast():
                     loss, n = self.loss_fn(batch)
                 total += float(loss)
                 count += n
         finally:
             self.peft.train()
+        total, count = self.group.sum([total, float(count)], self.device)
         return total / count if count else None
 
     def _save_checkpoint(self):
         counters = dict(self.counters, seconds=self.counters["seconds"] + time.time() - self.run_start)
-        path = ckpt.save(self.cfg.output_dir, self.peft, self.optimizer, self.scheduler, self.step, counters,
-                         self.fingerprint)
+        # Every process holds the same weights and optimizer state: rank 0 writes them.
+        path = None
+        if self.group.main:
+            path = ckpt.save(self.cfg.output_dir, self.peft, self.optimizer, self.scheduler, self.step, counters,
+                             self.fingerprint)
+        self.group.barrier()
+        path = path or ckpt.latest(self.cfg.output_dir)[0]
         self.last_saved = self.step
         ev.log("debug", f"checkpoint {path}")
         return path
@@ -246,9 +279,11 @@ class Run:
     def save(self):
         out = os.path.join(self.cfg.output_dir, "adapter")
         self.steps.start("save", "Save adapter", out)
-        with atomic_dir(out) as tmp:
-            self.peft.save_pretrained(tmp)
-            self.tokenizer.save_pretrained(tmp)
+        if self.group.main:
+            with atomic_dir(out) as tmp:
+                self.peft.save_pretrained(tmp)
+                self.tokenizer.save_pretrained(tmp)
+        self.group.barrier()
         self.adapter_dir = out
         self.steps.done(out)
 
@@ -274,12 +309,19 @@ class Run:
 
 def run(cfg, steps, interrupt):
     r = Run(cfg, steps, interrupt)
-    for phase in (r.load, r.data):
-        phase()
-        if interrupt.requested:
-            steps.fail("interrupted")
-            raise Cancelled("interrupted before training started")
-    r.train()
-    r.save()
-    merged = r.merge() if cfg.merge else None
-    return r.result(merged)
+    try:
+        for phase in (r.load, r.data):
+            phase()
+            # With several processes, one that saw the interrupt here stops alone and the others fail in
+            # their next collective; the launcher then ends the run (no checkpoint exists yet to save).
+            if interrupt.requested:
+                steps.fail("interrupted")
+                raise Cancelled("interrupted before training started")
+        r.train()
+        r.save()
+        if not r.group.main:
+            return None  # rank 0 merges and reports
+        merged = r.merge() if cfg.merge else None
+        return r.result(merged)
+    finally:
+        r.group.close()

@@ -38,6 +38,7 @@ export function register(program: Command): void {
     .option("--qlora", "train on the base quantized to 4 bits (needs a CUDA GPU and bitsandbytes)")
     .option("--seed <n>", "random seed for data order, --val-split and initialisation (default 42)", number("--seed"))
     .addOption(new Option("--device <device>", "where to train").choices(["auto", "cpu", "cuda"]).default("auto"))
+    .option("--gpus <n>", "train data-parallel on N GPUs of this machine, --batch-size examples on each (default 1; with --device cpu: N CPU processes)", positiveInt("--gpus"))
     .option("-o, --out <name>", "name of the fine-tune: registered as <model>+<name> (default: the data file's name)")
     .option("--resume", "continue the interrupted run of the same name from its last checkpoint")
     .option("--merge", "also merge the adapter into the weights and register <model>+<name>-merged (F16 GGUF)")
@@ -54,7 +55,8 @@ continues from it.
 Examples:
   slm finetune test/fixtures/tiny-arith/hf --lora test/fixtures/tiny-arith/data/sub-train.jsonl --out sub
   slm finetune qwen2.5-0.5b --lora chats.jsonl --val-split 0.05 --epochs 2 --merge
-  slm finetune qwen2.5-0.5b --lora chats.jsonl --out chats --resume`,
+  slm finetune qwen2.5-0.5b --lora chats.jsonl --out chats --resume
+  slm finetune llama-3.2-1b --lora chats.jsonl --gpus 4 --batch-size 8     (32 examples per step)`,
     )
     .action(
       action(async (ctx, model: string, flags: FinetuneFlags) => {

@@ -130,8 +130,13 @@ describe("slm convert: the real conversion", () => {
     const box = sandbox(undefined, { SLM_PYTHON: python! });
     mkdirSync(box.home, { recursive: true });
     const child = slm(["convert", HF, "--outtype", "f32", "--json"], box);
+    let sent = false;
     child.stdout!.on("data", (chunk: Buffer) => {
-      if (chunk.toString().includes('"convert:run"')) child.kill("SIGINT");
+      // Once: the step's "fail" event also names convert:run, and a second Ctrl+C means "leave now".
+      if (!sent && chunk.toString().includes('"convert:run"')) {
+        sent = true;
+        child.kill("SIGINT");
+      }
     });
     const r = await child;
     expect(r.exitCode, r.all).toBe(130);

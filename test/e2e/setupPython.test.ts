@@ -43,8 +43,13 @@ describe("slm setup python", () => {
   it("Ctrl+C while it runs: exit 130 and nothing left", async () => {
     const sb = sandbox(undefined, { ...NO_PACKAGE_SOURCES, SLM_PYTHON: "", HTTPS_PROXY: "http://127.0.0.1:9", https_proxy: "http://127.0.0.1:9" });
     const child = slm(["setup", "python", "--cpu", "--json"], sb);
+    let sent = false;
     child.stdout!.on("data", (chunk: Buffer) => {
-      if (chunk.toString().includes('"python:venv"')) child.kill("SIGINT");
+      // Once: later events name python:venv too, and a second Ctrl+C means "leave now".
+      if (!sent && chunk.toString().includes('"python:venv"')) {
+        sent = true;
+        child.kill("SIGINT");
+      }
     });
     const r = await child;
     expect(r.exitCode, r.all).toBe(130);

@@ -85,7 +85,7 @@ class ConfigTest(unittest.TestCase):
         self.assertConfigError("unknown key.*'learning_rate'", learning_rate=1)
         self.assertConfigError("train: .* does not exist", train="/nonexistent.jsonl")
         self.assertConfigError("base: .* has no config.json", base=FIXTURE)
-        self.assertConfigError("more than one GPU", gpus=2)
+        self.assertConfigError("'gpus' must be", gpus=0)
         self.assertConfigError("qlora: .*CUDA", qlora=True, device="cpu")
 
     def test_missing_key(self):

@@ -98,6 +98,7 @@ describe("planning a fine-tune", () => {
       gpus: 1,
     });
     expect(settingsOf({ ref: HF, data: SUB }).targetModules).toBe("all-linear");
+    expect(settingsOf({ ref: HF, data: SUB, gpus: 4 }).gpus).toBe(4);
   });
 
   it("refuses bad and conflicting options with the flag's name", () => {
@@ -112,6 +113,7 @@ describe("planning a fine-tune", () => {
     expect(plan({ targetModules: "q_proj,v-proj" })).toMatch(/"v-proj" is not one/);
     expect(plan({ out: "a/b" })).toMatch(/cannot be a fine-tune's name/);
     expect(plan({ device: "tpu" })).toMatch(/--device must be one of auto, cpu, cuda/);
+    expect(plan({ gpus: 0 })).toMatch(/--gpus must be a positive whole number/);
   });
 
   it("reports bad data as a usage error naming the file and line", () => {
@@ -152,6 +154,8 @@ describe("planning a fine-tune", () => {
     const rec = (config = c, sha = "a", valSplit: number | null = null): RunRecord => ({ version: 1, name: "n", config, data: { train: { file: SUB, sha256: sha }, eval: null, valSplit }, createdAt: "" });
     expect(() => checkResume(rec(), rec({ ...c, merge: true, device: "cuda", resume: true }))).not.toThrow();
     expect(resumeConflicts(c, { ...c, lr: 1e-3, rank: 4 })).toEqual(["--lr: 0.0002 then, 0.001 now", "--rank: 16 then, 4 now"]);
+    // --batch-size is per process: another process count would train other batches.
+    expect(resumeConflicts(c, { ...c, gpus: 2 })).toEqual(["--gpus: 1 then, 2 now"]);
     const msg = usage(() => checkResume(rec(), rec({ ...c, lr: 1e-3 }, "b", 0.1)));
     expect(msg).toMatch(/--val-split: null then, 0.1 now/);
     expect(msg).toMatch(/the training data changed/);

@@ -78,8 +78,7 @@ export function recipeConfig(s: FinetuneSettings, i: ConfigInputs): RecipeConfig
     resume: i.resume,
     merge: i.merge,
     device: s.device,
-    // The recipe trains on one GPU: it refuses more (data-parallel training is not built yet).
-    gpus: 1,
+    gpus: s.gpus,
   };
 }
 
@@ -103,6 +102,8 @@ const FLAG: Partial<Record<keyof RecipeConfig, string>> = {
   packing: "--packing",
   qlora: "--qlora",
   seed: "--seed",
+  // Each micro-batch holds --batch-size examples per process, so the process count changes the batches.
+  gpus: "--gpus",
 };
 
 /**

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { toJsonl } from "../../core/datasets/load.js";
-import { CancelledError } from "../../core/errors.js";
+import { CancelledError, UsageError } from "../../core/errors.js";
 import { withStep, type BackendContext } from "../../core/events.js";
 import { type ConvertEnv, convertHfToGguf, prepareConvert } from "../convert/convert.js";
 import { inspectHfFolder } from "../convert/hfFolder.js";
@@ -9,6 +9,7 @@ import { readGgufSummary } from "../gguf/summary.js";
 import { pull } from "../hub/pull.js";
 import { type PythonEnv, requirePythonModules, resolvePython } from "../python/env.js";
 import { runRecipe } from "../python/recipe.js";
+import { probeStack } from "../python/stack.js";
 import type { ModelEntry } from "../store/types.js";
 import { type RecipeConfig, type RecipeResult, recipeConfig } from "./config.js";
 import { DEFAULTS } from "./options.js";
@@ -57,6 +58,7 @@ export async function runFinetune(plan: FinetunePlan, ctx: BackendContext = {}):
   const python = await withStep(ctx, "python", "Checking the Python environment", async () => {
     const env = await resolvePython();
     await requirePythonModules(env, recipeModules(s.qlora), "Fine-tuning", { signal: ctx.signal });
+    if (s.gpus > 1 && s.device !== "cpu") await checkGpus(env, s.gpus, ctx.signal);
     if (hf && !registeredGguf) convertEnv = await prepareConvert(hf, ctx);
     return env;
   }, (env) => env.python);
@@ -134,6 +136,15 @@ function writeRunInputs(plan: FinetunePlan, hf: string, template: ChatTemplate |
   if (evalFile) writeFileSync(evalFile, toJsonl(plan.eval!.examples));
   writeRunRecord(plan.runDir, record);
   return config;
+}
+
+/** --gpus N needs N GPUs that torch sees: said before a conversion or a download, not by the recipe later. */
+async function checkGpus(env: PythonEnv, gpus: number, signal: AbortSignal | undefined): Promise<void> {
+  const devices = (await probeStack(env, { signal })).torch?.devices ?? [];
+  if (devices.length >= gpus) return;
+  throw new UsageError(`--gpus ${gpus} needs ${gpus} CUDA GPUs; torch sees ${devices.length}${devices.length ? ` (${devices.join(", ")})` : ""}.`, {
+    hint: devices.length > 1 ? `Use --gpus ${devices.length}, or --device cpu to run the processes on the CPU.` : "Drop --gpus, or add --device cpu to run the processes on the CPU.",
+  });
 }
 
 async function train(plan: FinetunePlan, config: RecipeConfig, python: PythonEnv, ctx: BackendContext): Promise<RecipeResult> {

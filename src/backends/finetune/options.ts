@@ -26,6 +26,8 @@ export interface FinetuneRequest {
   merge?: boolean;
   trainOnPrompt?: boolean;
   device?: FinetuneDevice;
+  /** Data-parallel processes, one per GPU (on --device cpu, CPU processes). */
+  gpus?: number;
 }
 
 export type FinetuneDevice = "auto" | "cpu" | "cuda";
@@ -49,6 +51,7 @@ export interface FinetuneSettings {
   seed: number;
   trainOnPrompt: boolean;
   device: FinetuneDevice;
+  gpus: number;
 }
 
 export const DEFAULTS = { epochs: 3, lr: 2e-4, rank: 16, alpha: 32, dropout: 0, batchSize: 8, gradAccum: 1, seed: 42, maxSeqLen: 2048 } as const;
@@ -101,6 +104,7 @@ export function settingsOf(r: FinetuneRequest): FinetuneSettings {
     seed: r.seed === undefined ? DEFAULTS.seed : nonNegativeInt("--seed", r.seed),
     trainOnPrompt: !!r.trainOnPrompt,
     device,
+    gpus: positiveInt("--gpus", r.gpus, 1),
   };
 }
 
