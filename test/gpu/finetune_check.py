@@ -339,6 +339,35 @@ def c_resume(state):
     return f"resumed at step {state['interrupted_at']}; weights equal to an uninterrupted run (max diff {worst:.1e})"
 
 
+def c_data_parallel():
+    """gpus=2 (two CUDA GPUs when torch sees them, else two CPU processes over gloo) with batch 8 must train what
+    one process trains with batch 16: the same losses, nearly the same weights (Adam amplifies the last bits)."""
+    cuda2 = CUDA and torch_cuda_count() >= 2
+    where = "cuda" if cuda2 else "cpu"
+    over = dict(max_steps=10, packing=False, device=where, save_every=1000)
+    runs = {}
+    for name, gpus, batch in (("dp2", 2, 8), ("dp1", 1, 16)):
+        rc, events, err = run_recipe("finetune_lora.py", short_cfg(name, gpus=gpus, batch_size=batch, **over))
+        runs[name] = (result_of(events, rc, err), [e["value"] for e in events if e["type"] == "metric" and e["name"] == "loss"])
+    (two, l2), (one, l1) = runs["dp2"], runs["dp1"]
+    check(len(l1) == len(l2) and l1, f"loss points {len(l2)} vs {len(l1)}")
+    worst_loss = max(abs(a / b - 1) for a, b in zip(l2, l1))
+    check(worst_loss < 1e-3, f"losses differ by {worst_loss:.1e} (relative)")
+    from safetensors.torch import load_file
+
+    a = load_file(os.path.join(two["adapter_dir"], "adapter_model.safetensors"))
+    b = load_file(os.path.join(one["adapter_dir"], "adapter_model.safetensors"))
+    worst = max(float((a[k] - b[k]).abs().max()) for k in a)
+    check(worst < 5e-3, f"weights differ by {worst:.1e}")
+    return f"2 {where} processes × batch 8 vs 1 × 16: losses within {worst_loss:.1e}, weights within {worst:.1e}"
+
+
+def torch_cuda_count():
+    import torch
+
+    return torch.cuda.device_count()
+
+
 def c_merge(state):
     if "run1" not in state:
         raise Skip("no trained adapter (train failed)")
@@ -410,8 +439,8 @@ def main():
     print(f"# outputs in {OUT}; work in {WORK}", flush=True)
     os.makedirs(OUT, exist_ok=True)
     state = {}
-    rest = ["python-unit", "chunked-loss", "packing-mask", "train", "accuracy", "interrupt", "resume", "merge", "gguf-adapter",
-            "gguf-merged", "bench-tiny"]
+    rest = ["python-unit", "chunked-loss", "packing-mask", "train", "accuracy", "interrupt", "resume", "data-parallel",
+            "merge", "gguf-adapter", "gguf-merged", "bench-tiny"]
     if not checks.run("stack", c_stack):
         checks.skip(rest, "the Python ML stack is missing")
     else:
@@ -422,6 +451,7 @@ def main():
         checks.run("accuracy", c_accuracy, state)
         checks.run("interrupt", c_interrupt, state)
         checks.run("resume", c_resume, state)
+        checks.run("data-parallel", c_data_parallel)
         checks.run("merge", c_merge, state)
         checks.run("gguf-adapter", c_gguf_adapter, state)
         checks.run("gguf-merged", c_gguf_merged, state)
