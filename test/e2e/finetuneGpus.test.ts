@@ -1,9 +1,9 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { beforeAll, describe, expect, it, type TestContext } from "vitest";
+import { describe, expect, it, type TestContext } from "vitest";
 import { readSafetensors, readTensorF32 } from "../../src/backends/adapters/safetensors.js";
-import { FIXTURE, type Sandbox, lastJson, sandbox, slm } from "../helpers/cli.js";
-import { finetunePythonForTests } from "../helpers/python.js";
+import { FIXTURE, lastJson, slm } from "../helpers/cli.js";
+import { lossPoints, realRecipe, runEvents } from "../helpers/finetuneRun.js";
 
 /**
  * `slm finetune --gpus N`: data-parallel training, checked on the CPU (`--device cpu` runs the N
@@ -18,22 +18,12 @@ const SLOW = 300_000;
 const STEPS = 40;
 const COMMON = ["--max-steps", String(STEPS), "--lr", "5e-3", "--rank", "8", "--alpha", "16", "--device", "cpu", "--json"];
 
-interface Event {
-  type: string;
-  id?: string;
-  status?: string;
-  name?: string;
-  value?: number;
-  step?: number;
-}
 interface Result {
   model: { name: string };
   peftAdapter: string;
   training: { steps: number; tokens: number; train_loss: number; resumed_from: string | null };
 }
 
-const events = (stdout: string): Event[] => stdout.trim().split("\n").filter(Boolean).map((l) => JSON.parse(l) as Event);
-const losses = (ev: Event[]) => ev.filter((e) => e.type === "metric" && e.name === "loss").map((e) => [e.step!, e.value!] as const);
 
 /** Every tensor of a PEFT adapter folder, as float32. */
 function adapterTensors(dir: string): Map<string, Float32Array> {
@@ -64,41 +54,28 @@ function processesMentioning(needle: string): number[] {
   return found;
 }
 
-let python: string | undefined;
-let skipReason: string | undefined;
-let sb: Sandbox;
-
-beforeAll(async () => {
-  const p = await finetunePythonForTests();
-  python = p.python;
-  skipReason = p.skip;
-  if (skipReason) process.stderr.write(`[tests] skipping slm finetune --gpus: ${skipReason}\n`);
-  sb = sandbox(undefined, python ? { SLM_PYTHON: python } : {});
-});
-
-function needPython(ctx: TestContext): void {
-  if (!python) ctx.skip(skipReason);
-}
+const real = realRecipe("slm finetune --gpus");
+const needPython = (ctx: TestContext) => real.need(ctx);
 
 describe("slm finetune --gpus (data-parallel processes, on the CPU)", () => {
   it("asks for the GPUs it needs: an error that says how many torch sees and how to use the CPU", async (ctx) => {
     needPython(ctx);
-    const r = await slm(["finetune", HF, "--lora", SUB, "--out", "nogpu", "--gpus", "2", "--max-steps", "2"], sb);
+    const r = await slm(["finetune", HF, "--lora", SUB, "--out", "nogpu", "--gpus", "2", "--max-steps", "2"], real.sb);
     expect(r.exitCode, r.all).toBe(2);
     expect(r.stderr).toMatch(/--gpus 2 needs 2 CUDA GPUs; torch sees 0\./);
     expect(r.stderr).toMatch(/--device cpu/);
     // Said before the base model is converted or anything trains.
     expect(r.stderr).not.toMatch(/Converting|Traceback/);
-    expect(existsSync(path.join(sb.home, "models", "tiny-arith+nogpu"))).toBe(false);
+    expect(existsSync(path.join(real.sb.home, "models", "tiny-arith+nogpu"))).toBe(false);
   }, SLOW);
 
   let two: Result | undefined;
 
   it("two processes with --batch-size 4 train what one process trains with --batch-size 8", async (ctx) => {
     needPython(ctx);
-    const r2 = await slm(["finetune", HF, "--lora", SUB, "--out", "two", "--gpus", "2", "--batch-size", "4", ...COMMON], sb);
+    const r2 = await slm(["finetune", HF, "--lora", SUB, "--out", "two", "--gpus", "2", "--batch-size", "4", ...COMMON], real.sb);
     expect(r2.exitCode, r2.all).toBe(0);
-    const r1 = await slm(["finetune", HF, "--lora", SUB, "--out", "one", "--batch-size", "8", ...COMMON], sb);
+    const r1 = await slm(["finetune", HF, "--lora", SUB, "--out", "one", "--batch-size", "8", ...COMMON], real.sb);
     expect(r1.exitCode, r1.all).toBe(0);
     two = lastJson(r2.stdout).data as Result;
     const one = lastJson(r1.stdout).data as Result;
@@ -107,8 +84,8 @@ describe("slm finetune --gpus (data-parallel processes, on the CPU)", () => {
     expect(two.model.name).toBe("tiny-arith+two");
     // The log says how it ran.
     expect(r2.stdout).toMatch(/device cpu × 2 processes/);
-    const l2 = losses(events(r2.stdout));
-    const l1 = losses(events(r1.stdout));
+    const l2 = lossPoints(runEvents(r2.stdout));
+    const l1 = lossPoints(runEvents(r1.stdout));
     expect(l2.map(([s]) => s)).toEqual(l1.map(([s]) => s));
     expect(l1[0]![1]).toBeGreaterThan(8); // the base is confidently wrong at first…
     expect(one.training.train_loss).toBeLessThan(l1[0]![1] / 3); // …and training moves it far
@@ -121,7 +98,7 @@ describe("slm finetune --gpus (data-parallel processes, on the CPU)", () => {
     needPython(ctx);
     if (!two) ctx.skip("the uninterrupted two-process run did not happen");
     const args = ["finetune", HF, "--lora", SUB, "--out", "stopped", "--gpus", "2", "--batch-size", "4", ...COMMON];
-    const child = slm(args, sb);
+    const child = slm(args, real.sb);
     let seen = "";
     let sent = false;
     child.stdout!.on("data", (d: Buffer) => {
@@ -135,17 +112,17 @@ describe("slm finetune --gpus (data-parallel processes, on the CPU)", () => {
     expect(sent).toBe(true);
     expect(r.exitCode, r.all).toBe(130);
     expect(lastJson(r.stdout).error).toMatchObject({ exitCode: 130, hint: expect.stringMatching(/--resume/) });
-    const run = path.join(sb.home, "runs", "tiny-arith+stopped");
+    const run = path.join(real.sb.home, "runs", "tiny-arith+stopped");
     const ckpts = readdirSync(path.join(run, "checkpoints"));
     expect(ckpts.length, ckpts.join()).toBeGreaterThan(0);
     // Both ranks agreed on the step: one interruption message, and the newest checkpoint is that step.
     const stoppedAt = /interrupted at step (\d+) of/.exec(r.stdout)?.[1];
     expect(stoppedAt).toBeDefined();
     expect(ckpts).toContain(`step-${stoppedAt}`);
-    expect(processesMentioning(sb.home)).toEqual([]);
-    expect(existsSync(path.join(sb.home, "models", "tiny-arith+stopped"))).toBe(false);
+    expect(processesMentioning(real.sb.home)).toEqual([]);
+    expect(existsSync(path.join(real.sb.home, "models", "tiny-arith+stopped"))).toBe(false);
 
-    const resumed = await slm([...args, "--resume"], sb);
+    const resumed = await slm([...args, "--resume"], real.sb);
     expect(resumed.exitCode, resumed.all).toBe(0);
     const res = lastJson(resumed.stdout).data as Result;
     expect(res.training.resumed_from).toMatch(new RegExp(`step-${stoppedAt}$`));

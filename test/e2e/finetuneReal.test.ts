@@ -1,11 +1,11 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { beforeAll, describe, expect, it, type TestContext } from "vitest";
+import { describe, expect, it, type TestContext } from "vitest";
 import type { Registry } from "../../src/backends/store/types.js";
 import { exec } from "../../src/core/exec.js";
-import { FIXTURE, type Sandbox, lastJson, sandbox, slm } from "../helpers/cli.js";
+import { FIXTURE, lastJson, slm } from "../helpers/cli.js";
+import { type RunEvent, lossPoints, realRecipe, runEvents } from "../helpers/finetuneRun.js";
 import { ggufDifferences } from "../helpers/ggufCompare.js";
-import { finetunePythonForTests } from "../helpers/python.js";
 
 /**
  * `slm finetune` with the real recipe (torch, transformers, peft on the CPU) on the fixture: a short run
@@ -21,16 +21,6 @@ const SLOW = 300_000;
 const STEPS = 60;
 const TRAIN = ["--max-steps", String(STEPS), "--batch-size", "32", "--lr", "5e-3", "--rank", "8", "--alpha", "16", "--val-split", "0.02"];
 
-interface Event {
-  type: string;
-  id?: string;
-  status?: string;
-  name?: string;
-  value?: number;
-  step?: number;
-  current?: number;
-  data?: unknown;
-}
 interface Result {
   model: { name: string; path: string; adapters: { path: string }[] };
   merged: { name: string; path: string; lineage: { method: string }[] } | null;
@@ -40,33 +30,17 @@ interface Result {
   training: { steps: number; train_loss: number; eval_loss: number | null; resumed_from: string | null; tokens: number };
 }
 
-const events = (stdout: string): Event[] => stdout.trim().split("\n").filter(Boolean).map((l) => JSON.parse(l) as Event);
-const losses = (ev: Event[]) => ev.filter((e) => e.type === "metric" && e.name === "loss").map((e) => [e.step!, e.value!] as const);
+const real = realRecipe("slm finetune with the real recipe");
+const needPython = (ctx: TestContext) => real.need(ctx);
 
-let python: string | undefined;
-let skipReason: string | undefined;
-let sb: Sandbox;
-
-beforeAll(async () => {
-  const p = await finetunePythonForTests();
-  python = p.python;
-  skipReason = p.skip;
-  if (skipReason) process.stderr.write(`[tests] skipping slm finetune with the real recipe: ${skipReason}\n`);
-  sb = sandbox(undefined, python ? { SLM_PYTHON: python } : {});
-});
-
-function needPython(ctx: TestContext): void {
-  if (!python) ctx.skip(skipReason);
-}
-
-const registry = (): Registry => JSON.parse(readFileSync(path.join(sb.home, "registry.json"), "utf8")) as Registry;
+const registry = (): Registry => JSON.parse(readFileSync(path.join(real.sb.home, "registry.json"), "utf8")) as Registry;
 
 describe("slm finetune with the real recipe (CPU)", () => {
-  let interrupted: Event[] = [];
+  let interrupted: RunEvent[] = [];
 
   it("Ctrl+C mid-training: exit 130, a checkpoint, nothing registered", async (ctx) => {
     needPython(ctx);
-    const child = slm(["finetune", HF, "--lora", SUB, "--out", "real", ...TRAIN, "--json"], sb);
+    const child = slm(["finetune", HF, "--lora", SUB, "--out", "real", ...TRAIN, "--json"], real.sb);
     let seen = "";
     let sent = false;
     child.stdout!.on("data", (d: Buffer) => {
@@ -82,19 +56,19 @@ describe("slm finetune with the real recipe (CPU)", () => {
     expect(r.exitCode, r.all).toBe(130);
     expect(sent).toBe(true);
     expect(lastJson(r.stdout).error).toMatchObject({ exitCode: 130, hint: expect.stringMatching(/--resume/) });
-    interrupted = events(r.stdout);
+    interrupted = runEvents(r.stdout);
     const train = interrupted.filter((e) => e.type === "step" && e.id === "train");
     expect(train.map((e) => e.status)).toEqual(["start", "fail"]);
-    const ckpts = readdirSync(path.join(sb.home, "runs", "tiny-arith+real", "checkpoints"));
+    const ckpts = readdirSync(path.join(real.sb.home, "runs", "tiny-arith+real", "checkpoints"));
     expect(ckpts.some((d) => /^step-\d+$/.test(d)), ckpts.join()).toBe(true);
-    expect(existsSync(path.join(sb.home, "registry.json")) ? registry().models["tiny-arith+real"] : undefined).toBeUndefined();
-    expect(existsSync(path.join(sb.home, "models", "tiny-arith+real"))).toBe(false);
+    expect(existsSync(path.join(real.sb.home, "registry.json")) ? registry().models["tiny-arith+real"] : undefined).toBeUndefined();
+    expect(existsSync(path.join(real.sb.home, "models", "tiny-arith+real"))).toBe(false);
   }, SLOW);
 
   it("--resume --merge: continues from the checkpoint, the loss falls, both models are registered and run", async (ctx) => {
     needPython(ctx);
     if (interrupted.length === 0) ctx.skip("the interrupted run did not happen");
-    const r = await slm(["finetune", HF, "--lora", SUB, "--out", "real", ...TRAIN, "--resume", "--merge", "--json"], sb);
+    const r = await slm(["finetune", HF, "--lora", SUB, "--out", "real", ...TRAIN, "--resume", "--merge", "--json"], real.sb);
     expect(r.exitCode, r.all).toBe(0);
     const res = lastJson(r.stdout).data as Result;
     const resumedAt = Number(/step-(\d+)$/.exec(res.training.resumed_from ?? "")?.[1]);
@@ -103,8 +77,8 @@ describe("slm finetune with the real recipe (CPU)", () => {
     expect(res.training.steps).toBe(STEPS);
     // The base answers "44-38" with 82 and is sure of it: ~11 nats per answer token at first. Training
     // must bring the loss far down, and the resumed part must start where the interrupted one stopped.
-    const before = losses(interrupted);
-    const after = losses(events(r.stdout));
+    const before = lossPoints(interrupted);
+    const after = lossPoints(runEvents(r.stdout));
     expect(before[0]![1]).toBeGreaterThan(8);
     expect(after[0]![0]).toBeGreaterThan(resumedAt);
     expect(after[0]![1]).toBeLessThan(before[0]![1] / 3);
@@ -117,7 +91,7 @@ describe("slm finetune with the real recipe (CPU)", () => {
     expect(registry().models["tiny-arith+real-merged"]!.lineage.map((s) => s.method)).toEqual(["merge-lora", "finetune-lora"]);
     // Both load and answer; the merged weights are the base plus the same adapter, so they give the same
     // greedy answers (F16 rounding of the merged weights may flip a rare close call).
-    const ev = await slm(["eval", "tiny-arith+real", "tiny-arith+real-merged", "--task", path.join(FIXTURE, "data", "sub-eval.jsonl"), "--limit", "100", "--no-store", "--json"], sb);
+    const ev = await slm(["eval", "tiny-arith+real", "tiny-arith+real-merged", "--task", path.join(FIXTURE, "data", "sub-eval.jsonl"), "--limit", "100", "--no-store", "--json"], real.sb);
     expect(ev.exitCode, ev.all).toBe(0);
     const [adapter, merged] = (lastJson(ev.stdout).data as { models: { tasks: { score: { samples: { output: string }[] } }[] }[] }).models.map((m) => m.tasks[0]!.score.samples.map((x) => x.output));
     expect(adapter).toHaveLength(100);
@@ -127,11 +101,11 @@ describe("slm finetune with the real recipe (CPU)", () => {
 
   it("the adapter that slm converted in TypeScript equals llama.cpp's convert_lora_to_gguf.py output", async (ctx) => {
     needPython(ctx);
-    const adapter = path.join(sb.home, "runs", "tiny-arith+real", "adapter");
+    const adapter = path.join(real.sb.home, "runs", "tiny-arith+real", "adapter");
     if (!existsSync(adapter)) ctx.skip("no trained adapter (the runs above failed)");
-    const src = readdirSync(path.join(sb.home, "llama.cpp-py")).map((d) => path.join(sb.home, "llama.cpp-py", d))[0]!;
-    const out = path.join(sb.home, "reference-adapter.gguf");
-    await exec(python!, [path.join(src, "convert_lora_to_gguf.py"), "--base", HF, "--outfile", out, "--outtype", "f32", adapter], {
+    const src = readdirSync(path.join(real.sb.home, "llama.cpp-py")).map((d) => path.join(real.sb.home, "llama.cpp-py", d))[0]!;
+    const out = path.join(real.sb.home, "reference-adapter.gguf");
+    await exec(real.python!, [path.join(src, "convert_lora_to_gguf.py"), "--base", HF, "--outfile", out, "--outtype", "f32", adapter], {
       env: { PYTHONPATH: [path.join(src, "gguf-py"), src].join(path.delimiter) },
       label: "convert_lora_to_gguf.py",
     });

@@ -1,0 +1,57 @@
+import { beforeAll, type TestContext } from "vitest";
+import { type Sandbox, sandbox } from "./cli.js";
+import { finetunePythonForTests } from "./python.js";
+
+/** What the test files that train with the real recipe share. */
+
+/** An event of `slm finetune --json`'s output (the recipe's events, relayed). */
+export interface RunEvent {
+  type: string;
+  id?: string;
+  status?: string;
+  name?: string;
+  value?: number;
+  step?: number;
+  current?: number;
+  data?: unknown;
+}
+
+export const runEvents = (stdout: string): RunEvent[] => stdout.trim().split("\n").filter(Boolean).map((l) => JSON.parse(l) as RunEvent);
+
+/** (step, loss) of every loss metric. */
+export const lossPoints = (ev: RunEvent[]) => ev.filter((e) => e.type === "metric" && e.name === "loss").map((e) => [e.step!, e.value!] as const);
+
+export interface RealRecipe {
+  /** The Python with the ML stack (SLM_TEST_PYTHON…), once found. */
+  readonly python: string | undefined;
+  /** A sandbox whose SLM_PYTHON is that Python. */
+  readonly sb: Sandbox;
+  /** Skips the test, by name and with the reason, where no such Python exists. */
+  need(ctx: TestContext): void;
+}
+
+/** Finds the Python before the file's tests run (a beforeAll of the calling file); `what` names the skipped tests. */
+export function realRecipe(what: string): RealRecipe {
+  let python: string | undefined;
+  let skip: string | undefined;
+  let sb: Sandbox | undefined;
+  beforeAll(async () => {
+    const p = await finetunePythonForTests();
+    python = p.python;
+    skip = p.skip;
+    if (skip) process.stderr.write(`[tests] skipping ${what}: ${skip}\n`);
+    sb = sandbox(undefined, python ? { SLM_PYTHON: python } : {});
+  });
+  return {
+    get python() {
+      return python;
+    },
+    get sb() {
+      if (!sb) throw new Error("realRecipe's sandbox exists once its beforeAll has run");
+      return sb;
+    },
+    need(ctx: TestContext) {
+      if (!python) ctx.skip(skip);
+    },
+  };
+}
