@@ -8,8 +8,9 @@ import { lossPoints, realRecipe, runEvents } from "../helpers/finetuneRun.js";
 /**
  * `slm finetune --gpus N`: data-parallel training, checked on the CPU (`--device cpu` runs the N
  * processes on the CPU over gloo; on GPUs the same code uses NCCL). Two processes with --batch-size 4
- * must train what one process trains with --batch-size 8, and Ctrl+C must stop both after the same step
- * with one checkpoint, leave no process behind, and resume to the same weights as an uninterrupted run.
+ * must train what one process trains with --batch-size 4 --grad-accum 2 (the same sums in the same order:
+ * mathematically one batch of 8), and Ctrl+C must stop both after the same step with one checkpoint,
+ * leave no process behind, and resume to the same weights as an uninterrupted run.
  * Python from SLM_TEST_PYTHON, as in finetuneReal.test.ts; skipped by name without it.
  */
 const HF = path.join(FIXTURE, "hf");
@@ -71,11 +72,11 @@ describe("slm finetune --gpus (data-parallel processes, on the CPU)", () => {
 
   let two: Result | undefined;
 
-  it("two processes with --batch-size 4 train what one process trains with --batch-size 8", async (ctx) => {
+  it("two processes with --batch-size 4 train what one process trains with --batch-size 4 --grad-accum 2", async (ctx) => {
     needPython(ctx);
     const r2 = await slm(["finetune", HF, "--lora", SUB, "--out", "two", "--gpus", "2", "--batch-size", "4", ...COMMON], real.sb);
     expect(r2.exitCode, r2.all).toBe(0);
-    const r1 = await slm(["finetune", HF, "--lora", SUB, "--out", "one", "--batch-size", "8", ...COMMON], real.sb);
+    const r1 = await slm(["finetune", HF, "--lora", SUB, "--out", "one", "--batch-size", "4", "--grad-accum", "2", ...COMMON], real.sb);
     expect(r1.exitCode, r1.all).toBe(0);
     two = lastJson(r2.stdout).data as Result;
     const one = lastJson(r1.stdout).data as Result;
@@ -89,9 +90,11 @@ describe("slm finetune --gpus (data-parallel processes, on the CPU)", () => {
     expect(l2.map(([s]) => s)).toEqual(l1.map(([s]) => s));
     expect(l1[0]![1]).toBeGreaterThan(8); // the base is confidently wrong at first…
     expect(one.training.train_loss).toBeLessThan(l1[0]![1] / 3); // …and training moves it far
-    for (const [i, [, v]] of l2.entries()) expect(Math.abs(v / l1[i]![1] - 1), `loss at step ${l1[i]![0]}`).toBeLessThan(1e-4);
-    // Same gradients up to float summation order; Adam's first steps amplify the last bits a little.
-    expect(maxDifference(adapterTensors(two.peftAdapter), adapterTensors(one.peftAdapter))).toBeLessThan(2e-3);
+    // Measured equal to ~1e-7 over 150 steps. Against one process with --batch-size 8 (another float
+    // summation order) the runs part by 1e-3 within 30 steps at this learning rate: the check would then
+    // measure chaos, not correctness.
+    for (const [i, [, v]] of l2.entries()) expect(Math.abs(v / l1[i]![1] - 1), `loss at step ${l1[i]![0]}`).toBeLessThan(1e-5);
+    expect(maxDifference(adapterTensors(two.peftAdapter), adapterTensors(one.peftAdapter))).toBeLessThan(1e-5);
   }, SLOW);
 
   it("Ctrl+C stops both processes after the same step with one checkpoint; --resume ends where the uninterrupted run did", async (ctx) => {
