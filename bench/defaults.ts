@@ -28,12 +28,8 @@ import { loadavg, tmpdir } from "node:os";
 import path from "node:path";
 import { findTools } from "../src/backends/llamacpp/tools.js";
 import { SMOLLM2_135M, writeLlamaGguf } from "./ggufWriter.js";
-import { BIN, childrenCpuSeconds, machine, machineCpuSeconds, markdownTable, median, printMachine, table } from "./lib.js";
+import { BIN, arg, childrenCpuSeconds, machine, machineCpuSeconds, markdownTable, median, printMachine, runBench, table } from "./lib.js";
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(name);
-  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback;
-}
 const rounds = Number(arg("--rounds", "3"));
 const genTokens = Number(arg("-n", "100"));
 // "none" skips the batch sweep.
@@ -149,7 +145,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err: unknown) => {
-  console.error(err instanceof Error ? err.message : String(err));
-  process.exit(1);
-});
+runBench(main);

@@ -28,12 +28,8 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { SHAPES, writeLlamaGguf } from "./ggufWriter.js";
-import { BIN, ROOT, markdownTable, median, printMachine, runMeasured, table } from "./lib.js";
+import { BIN, ROOT, arg, markdownTable, median, printMachine, runBench, runMeasured, table } from "./lib.js";
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(name);
-  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback;
-}
 const rounds = Number(arg("--rounds", "3"));
 const threads = Number(arg("--threads", "1"));
 const limit = Number(arg("--limit", "500"));
@@ -152,7 +148,4 @@ async function runRounds(): Promise<void> {
   console.log(`\n${table(header, rows)}\n\n${markdownTable(header, rows)}`);
 }
 
-main().catch((err: unknown) => {
-  console.error(err instanceof Error ? err.message : String(err));
-  process.exit(1);
-});
+runBench(main);

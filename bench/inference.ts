@@ -28,12 +28,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { findTools } from "../src/backends/llamacpp/tools.js";
 import { SMOLLM2_135M, writeLlamaGguf } from "./ggufWriter.js";
-import { BIN, markdownTable, median, printMachine, runMeasured, table } from "./lib.js";
+import { BIN, arg, markdownTable, median, printMachine, runBench, runMeasured, table } from "./lib.js";
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(name);
-  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback;
-}
 const rounds = Number(arg("--rounds", "3"));
 const reps = Number(arg("--reps", "5"));
 const threadList = arg("--threads", "1").split(",").map(Number);
@@ -176,7 +172,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err: unknown) => {
-  console.error(err instanceof Error ? err.message : String(err));
-  process.exit(1);
-});
+runBench(main);

@@ -130,3 +130,17 @@ export function runMeasured(cmd: string, args: string[], env: NodeJS.ProcessEnv 
   const others = Math.max(0, machineCpuSeconds().busy - busy0 - cpu) / wall;
   return { stdout: r.stdout, stderr: r.stderr, wall, cpu, others, load };
 }
+
+/** The value after `--name` on the command line, else `fallback`. */
+export function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(name);
+  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback;
+}
+
+/** Runs a bench's main: a failure prints its message (no stack) and exits 1. */
+export function runBench(main: () => Promise<void>): void {
+  main().catch((err: unknown) => {
+    console.error(err instanceof Error ? err.message : String(err));
+    process.exit(1);
+  });
+}

@@ -21,19 +21,15 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { findTools } from "../src/backends/llamacpp/tools.js";
 import { SHAPES, writeLlamaGguf } from "./ggufWriter.js";
-import { BIN, childrenCpuSeconds, machineCpuSeconds, markdownTable, median, printMachine, table } from "./lib.js";
+import { BIN, arg, childrenCpuSeconds, machineCpuSeconds, markdownTable, median, printMachine, runBench, table } from "./lib.js";
 
-function arg(name: string, fallback?: string): string | undefined {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? process.argv[i + 1] : fallback;
-}
 const reps = Number(arg("--reps", "3"));
-const types = (arg("--types", "Q4_K_M,Q8_0") ?? "").split(",").filter(Boolean);
+const types = arg("--types", "Q4_K_M,Q8_0").split(",").filter(Boolean);
 const threads = Number(arg("--threads", String(Number(spawnSync("nproc", { encoding: "utf8" }).stdout.trim()) || 2)));
-const slmBin = path.resolve(arg("--slm-bin", BIN)!);
+const slmBin = path.resolve(arg("--slm-bin", BIN));
 const withSetup = process.argv.includes("--setup");
 const keepCa = process.argv.includes("--keep-ca-certs");
-const shapeName = arg("--shape", "smollm2-135m")!;
+const shapeName = arg("--shape", "smollm2-135m");
 const shape = SHAPES[shapeName];
 if (!shape) throw new Error(`--shape must be one of ${Object.keys(SHAPES).join(", ")}`);
 
@@ -156,7 +152,4 @@ function readManifestDir(home: string): string {
   return readdirSync(path.join(home, "llama.cpp")).find((n) => !n.startsWith("."))!;
 }
 
-main().catch((err: unknown) => {
-  console.error(err instanceof Error ? err.message : err);
-  process.exit(1);
-});
+runBench(main);
