@@ -4,7 +4,7 @@ import path from "node:path";
 import { beforeAll, describe, expect, it, type TestContext } from "vitest";
 import type { ModelEntry, Registry } from "../../src/backends/store/types.js";
 import { findExecutable, pathDirs } from "../../src/core/exec.js";
-import { FIXTURE, type Sandbox, lastJson, sandbox, slm } from "../helpers/cli.js";
+import { FIXTURE, type Sandbox, interruptWhen, lastJson, sandbox, slm } from "../helpers/cli.js";
 import { fixtureDifferences } from "../helpers/ggufCompare.js";
 import { convertPythonForTests } from "../helpers/python.js";
 
@@ -130,14 +130,7 @@ describe("slm convert: the real conversion", () => {
     const box = sandbox(undefined, { SLM_PYTHON: python! });
     mkdirSync(box.home, { recursive: true });
     const child = slm(["convert", HF, "--outtype", "f32", "--json"], box);
-    let sent = false;
-    child.stdout!.on("data", (chunk: Buffer) => {
-      // Once: the step's "fail" event also names convert:run, and a second Ctrl+C means "leave now".
-      if (!sent && chunk.toString().includes('"convert:run"')) {
-        sent = true;
-        child.kill("SIGINT");
-      }
-    });
+    interruptWhen(child, /"convert:run"/);
     const r = await child;
     expect(r.exitCode, r.all).toBe(130);
     expectNothingLeft(box);

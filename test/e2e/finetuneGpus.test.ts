@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it, type TestContext } from "vitest";
 import { readSafetensors, readTensorF32 } from "../../src/backends/adapters/safetensors.js";
-import { FIXTURE, lastJson, slm } from "../helpers/cli.js";
+import { FIXTURE, interruptWhen, lastJson, slm } from "../helpers/cli.js";
 import { lossPoints, realRecipe, runEvents } from "../helpers/finetuneRun.js";
 
 /**
@@ -102,17 +102,9 @@ describe("slm finetune --gpus (data-parallel processes, on the CPU)", () => {
     if (!two) ctx.skip("the uninterrupted two-process run did not happen");
     const args = ["finetune", HF, "--lora", SUB, "--out", "stopped", "--gpus", "2", "--batch-size", "4", ...COMMON];
     const child = slm(args, real.sb);
-    let seen = "";
-    let sent = false;
-    child.stdout!.on("data", (d: Buffer) => {
-      seen += d.toString();
-      if (!sent && /"id":"train","unit":"steps","current":([5-9]|[12]\d)\b/.test(seen)) {
-        sent = true;
-        child.kill("SIGINT");
-      }
-    });
+    const sent = interruptWhen(child, /"id":"train","unit":"steps","current":([5-9]|[12]\d)\b/);
     const r = await child;
-    expect(sent).toBe(true);
+    expect(sent()).toBe(true);
     expect(r.exitCode, r.all).toBe(130);
     expect(lastJson(r.stdout).error).toMatchObject({ exitCode: 130, hint: expect.stringMatching(/--resume/) });
     const run = path.join(real.sb.home, "runs", "tiny-arith+stopped");

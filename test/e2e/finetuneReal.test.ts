@@ -3,7 +3,7 @@ import path from "node:path";
 import { describe, expect, it, type TestContext } from "vitest";
 import type { Registry } from "../../src/backends/store/types.js";
 import { exec } from "../../src/core/exec.js";
-import { FIXTURE, lastJson, slm } from "../helpers/cli.js";
+import { FIXTURE, interruptWhen, lastJson, slm } from "../helpers/cli.js";
 import { type RunEvent, lossPoints, realRecipe, runEvents } from "../helpers/finetuneRun.js";
 import { ggufDifferences } from "../helpers/ggufCompare.js";
 
@@ -41,20 +41,11 @@ describe("slm finetune with the real recipe (CPU)", () => {
   it("Ctrl+C mid-training: exit 130, a checkpoint, nothing registered", async (ctx) => {
     needPython(ctx);
     const child = slm(["finetune", HF, "--lora", SUB, "--out", "real", ...TRAIN, "--json"], real.sb);
-    let seen = "";
-    let sent = false;
-    child.stdout!.on("data", (d: Buffer) => {
-      seen += d.toString();
-      // Past the first checkpoint (every STEPS/10 steps), well before the end. Once: a second Ctrl+C
-      // means "stop now, no checkpoint".
-      if (!sent && /"id":"train","unit":"steps","current":(1[2-9]|[2-3]\d)\b/.test(seen)) {
-        sent = true;
-        child.kill("SIGINT");
-      }
-    });
+    // Past the first checkpoint (every STEPS/10 steps), well before the end.
+    const sent = interruptWhen(child, /"id":"train","unit":"steps","current":(1[2-9]|[2-3]\d)\b/);
     const r = await child;
     expect(r.exitCode, r.all).toBe(130);
-    expect(sent).toBe(true);
+    expect(sent()).toBe(true);
     expect(lastJson(r.stdout).error).toMatchObject({ exitCode: 130, hint: expect.stringMatching(/--resume/) });
     interrupted = runEvents(r.stdout);
     const train = interrupted.filter((e) => e.type === "step" && e.id === "train");

@@ -1,7 +1,7 @@
 import { existsSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { type Sandbox, lastJson, sandbox, slm } from "../helpers/cli.js";
+import { type Sandbox, interruptWhen, lastJson, sandbox, slm } from "../helpers/cli.js";
 
 /**
  * `slm setup python` for real, on a machine that cannot reach PyPI (this one, and CI): the venv is
@@ -43,14 +43,7 @@ describe("slm setup python", () => {
   it("Ctrl+C while it runs: exit 130 and nothing left", async () => {
     const sb = sandbox(undefined, { ...NO_PACKAGE_SOURCES, SLM_PYTHON: "", HTTPS_PROXY: "http://127.0.0.1:9", https_proxy: "http://127.0.0.1:9" });
     const child = slm(["setup", "python", "--cpu", "--json"], sb);
-    let sent = false;
-    child.stdout!.on("data", (chunk: Buffer) => {
-      // Once: later events name python:venv too, and a second Ctrl+C means "leave now".
-      if (!sent && chunk.toString().includes('"python:venv"')) {
-        sent = true;
-        child.kill("SIGINT");
-      }
-    });
+    interruptWhen(child, /"python:venv"/);
     const r = await child;
     expect(r.exitCode, r.all).toBe(130);
     expect(leftovers(sb)).toEqual([]);

@@ -41,6 +41,23 @@ export function slm(args: string[], sb: Sandbox, opts: Options = {}): ResultProm
   return execa("node", [BIN, ...args], { env: { ...sb.env }, extendEnv: true, reject: false, all: true, ...opts }) as unknown as ResultPromise<{ reject: false; all: true }>;
 }
 
+/**
+ * Sends one Ctrl+C (SIGINT) once the child's stdout so far matches `when`; returns whether it was sent.
+ * Once only: a second Ctrl+C means "leave now" to slm, and later events often match again.
+ */
+export function interruptWhen(child: ResultPromise<{ reject: false; all: true }>, when: RegExp): () => boolean {
+  let seen = "";
+  let sent = false;
+  child.stdout!.on("data", (d: Buffer) => {
+    seen += d.toString();
+    if (!sent && when.test(seen)) {
+      sent = true;
+      child.kill("SIGINT");
+    }
+  });
+  return () => sent;
+}
+
 /** The last NDJSON line of a --json run. */
 export function lastJson(stdout: string): { type: string; data?: unknown; error?: { message: string; exitCode: number; hint?: string } } {
   const lines = stdout.trim().split("\n").filter(Boolean);
