@@ -8,11 +8,10 @@ import { mkdirSync, mkdtempSync, renameSync, rmSync, statSync } from "node:fs";
 import path from "node:path";
 import { CancelledError, ExternalError, UsageError } from "../../core/errors.js";
 import { emit, type BackendContext } from "../../core/events.js";
-import { exec } from "../../core/exec.js";
 import { readGgufHeader } from "../gguf/reader.js";
 import { readGgufSummary } from "../gguf/summary.js";
 import { requirePythonModules, resolvePython } from "../python/env.js";
-import { llamaCppScript } from "../python/llamaScripts.js";
+import { llamaCppScript, runLlamaCppScript } from "../python/llamaScripts.js";
 import type { BaseModelInfo } from "./baseModel.js";
 import type { ConvertAdapterOptions, ConvertAdapterResult } from "./convert.js";
 import type { OutType } from "../gguf/quants.js";
@@ -43,16 +42,7 @@ export async function convertWithScript(o: ScriptConvertOptions, ctx: BackendCon
   const work = mkdtempSync(path.join(path.dirname(out), ".convert-lora-"));
   try {
     const tmpOut = path.join(work, path.basename(out));
-    await exec(python.python, [s.script, "--base", o.base.configDir, "--outtype", o.outtype, "--outfile", tmpOut, o.adapter.dir], {
-      env: { ...s.env, PYTHONUNBUFFERED: "1", PYTHONIOENCODING: "utf-8" },
-      signal: ctx.signal,
-      buffer: false,
-      tailLines: 40,
-      label: "convert_lora_to_gguf.py",
-      onLine: (line) => {
-        if (line.trim()) emit(ctx.onEvent, { type: "log", level: /^(WARNING|ERROR)/.test(line) ? "warn" : "debug", message: line });
-      },
-    }).catch((err: unknown) => {
+    await runLlamaCppScript(python.python, s, ["--base", o.base.configDir, "--outtype", o.outtype, "--outfile", tmpOut, o.adapter.dir], ctx).catch((err: unknown) => {
       const unsupported = err instanceof ExternalError ? /Model (\S+) is not supported/.exec(err.stderrTail) : null;
       throw unsupported ? new UsageError(`llama.cpp's converter does not support LoRA adapters for ${unsupported[1]}.`, { cause: err }) : err;
     });

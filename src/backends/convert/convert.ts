@@ -2,11 +2,10 @@ import { mkdirSync, mkdtempSync, renameSync, rmSync, statSync } from "node:fs";
 import path from "node:path";
 import { CancelledError, ExternalError, MissingDependencyError, SlmError } from "../../core/errors.js";
 import { emit, type BackendContext } from "../../core/events.js";
-import { exec } from "../../core/exec.js";
 import { formatDuration } from "../../core/format.js";
 import { readGgufSummary } from "../gguf/summary.js";
 import { type PythonEnv, SETUP_PYTHON, describe, requirePythonModules, resolvePython } from "../python/env.js";
-import { llamaCppScript } from "../python/llamaScripts.js";
+import { llamaCppScript, runLlamaCppScript } from "../python/llamaScripts.js";
 import { type HfFolderInfo, inspectHfFolder } from "./hfFolder.js";
 
 export const OUTTYPES = ["f16", "bf16", "f32", "q8_0"] as const;
@@ -90,37 +89,26 @@ export async function convertHfToGguf(opts: ConvertOptions, ctx: BackendContext 
   const title = `Converting ${path.basename(c.folder.dir)} to GGUF (${opts.outtype.toUpperCase()})`;
   emit(ctx.onEvent, { type: "step", id: "convert:run", status: "start", title });
   try {
-    const args = [c.script, c.folder.dir, "--outtype", opts.outtype, "--outfile", tmpOut];
     let seen = 0;
     let writing = false;
     // Rates count from the converter's start, not from the module check before it.
     const runStarted = performance.now();
     try {
-      await exec(c.python.python, args, {
-        env: { ...c.env, PYTHONUNBUFFERED: "1", PYTHONIOENCODING: "utf-8" },
-        signal: ctx.signal,
-        buffer: false,
-        tailLines: 40,
-        label: "convert_hf_to_gguf.py",
-        onLine: (line) => {
-          const secs = (performance.now() - runStarted) / 1000;
-          if (parseTensorLine(line)) {
-            seen++;
-            // The folder's tensor count is a close total: the converter may add (rope factors) or drop (tied embeddings) a few.
-            const total = c.folder.tensors !== undefined ? Math.max(c.folder.tensors, seen) : undefined;
-            emit(ctx.onEvent, { type: "progress", id: "convert:run", unit: "steps", current: seen, total, rate: secs > 0.5 ? seen / secs : undefined });
-            return;
-          }
-          const w = parseWriteProgress(line);
-          if (w) {
-            if (!writing) emit(ctx.onEvent, { type: "step", id: "convert:run", status: "start", title: `${title}: writing` });
-            writing = true;
-            emit(ctx.onEvent, { type: "progress", id: "convert:run", unit: "bytes", current: w.current, total: w.total });
-            return;
-          }
-          if (!line.trim()) return;
-          emit(ctx.onEvent, { type: "log", level: /^(WARNING|ERROR)/.test(line) ? "warn" : "debug", message: line });
-        },
+      await runLlamaCppScript(c.python.python, c, [c.folder.dir, "--outtype", opts.outtype, "--outfile", tmpOut], ctx, (line) => {
+        const secs = (performance.now() - runStarted) / 1000;
+        if (parseTensorLine(line)) {
+          seen++;
+          // The folder's tensor count is a close total: the converter may add (rope factors) or drop (tied embeddings) a few.
+          const total = c.folder.tensors !== undefined ? Math.max(c.folder.tensors, seen) : undefined;
+          emit(ctx.onEvent, { type: "progress", id: "convert:run", unit: "steps", current: seen, total, rate: secs > 0.5 ? seen / secs : undefined });
+          return true;
+        }
+        const w = parseWriteProgress(line);
+        if (!w) return false;
+        if (!writing) emit(ctx.onEvent, { type: "step", id: "convert:run", status: "start", title: `${title}: writing` });
+        writing = true;
+        emit(ctx.onEvent, { type: "progress", id: "convert:run", unit: "bytes", current: w.current, total: w.total });
+        return true;
       });
     } catch (err) {
       throw explain(err, c);

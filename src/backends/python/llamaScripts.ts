@@ -1,8 +1,8 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { MissingDependencyError } from "../../core/errors.js";
-import { type BackendContext, withStep } from "../../core/events.js";
-import { exec, findExecutable, pathDirs } from "../../core/exec.js";
+import { type BackendContext, emit, withStep } from "../../core/events.js";
+import { type ExecResult, exec, findExecutable, pathDirs } from "../../core/exec.js";
 import { withLock } from "../../core/lock.js";
 import { slmPaths } from "../../core/paths.js";
 import { bundledSource } from "../llamacpp/source.js";
@@ -78,4 +78,24 @@ export async function llamaCppScript(name: LlamaCppScript, ctx: BackendContext =
   const src = await llamaCppPython(ctx);
   const pythonPath = [path.join(src.dir, "gguf-py"), src.dir, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter);
   return { script: path.join(src.dir, name), env: { PYTHONPATH: pythonPath }, dir: src.dir, release: src.release };
+}
+
+/**
+ * Runs a conversion script from `llamaCppScript` with its output streamed line by line: `onLine` sees each
+ * line first and returns true for those it turned into progress; the others become log events (the
+ * script's WARNING and ERROR lines as warnings). Failures keep the last 40 lines for the error.
+ */
+export function runLlamaCppScript(python: string, script: { script: string; env: Record<string, string> }, args: readonly string[], ctx: BackendContext, onLine: (line: string) => boolean = () => false): Promise<ExecResult> {
+  const label = path.basename(script.script);
+  return exec(python, [script.script, ...args], {
+    env: { ...script.env, PYTHONUNBUFFERED: "1", PYTHONIOENCODING: "utf-8" },
+    signal: ctx.signal,
+    buffer: false,
+    tailLines: 40,
+    label,
+    onLine: (line) => {
+      if (onLine(line) || !line.trim()) return;
+      emit(ctx.onEvent, { type: "log", level: /^(WARNING|ERROR)/.test(line) ? "warn" : "debug", message: line });
+    },
+  });
 }
