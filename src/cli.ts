@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { EXIT, SlmError, isAbort } from "./core/errors.js";
 import { packageRoot } from "./core/paths.js";
+import { storageErrorOf } from "./core/storage.js";
 
 import { register as registerInfo } from "./commands/info.js";
 import { register as registerList } from "./commands/list.js";
@@ -40,7 +41,7 @@ a local .gguf file, a local Hugging Face model folder, or a name registered by a
 
 Environment: SLM_HOME (default ~/.slm), SLM_LLAMA_CPP_DIR, SLM_PYTHON, HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE.
 Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 network, 5 missing dependency, 6 external tool,
-7 integrity, 130 cancelled.`,
+7 integrity, 8 storage (cannot write: read-only, full disk), 130 cancelled.`,
     );
   program.exitOverride();
   for (const register of [registerPull, registerList, registerInfo, registerRm, registerRun, registerChat, registerDoctor, registerQuantize, registerSetup, registerServe, registerBench, registerEval, registerFinetune, registerConvert]) register(program);
@@ -61,7 +62,8 @@ function report(err: unknown, argv: string[]): number {
     if (wantsJson(argv)) process.stdout.write(JSON.stringify({ type: "error", ts: Date.now(), error: { name: "UsageError", message: err.message.replace(/^error: /, ""), exitCode: EXIT.usage } }) + "\n");
     return EXIT.usage;
   }
-  const slm = err instanceof SlmError ? err : isAbort(err) ? new SlmError("Cancelled.", { exitCode: EXIT.cancelled }) : undefined;
+  // A read-only, misplaced or full disk is the user's to fix, whichever command met it: say where and how.
+  const slm = err instanceof SlmError ? err : (storageErrorOf(err) ?? (isAbort(err) ? new SlmError("Cancelled.", { exitCode: EXIT.cancelled }) : undefined));
   const exitCode = slm?.exitCode ?? EXIT.generic;
   const message = slm ? slm.message : `Unexpected error: ${err instanceof Error ? err.message : String(err)}`;
   const hint = slm?.hint ?? (slm ? undefined : "Run again with --verbose for details, and please report it.");

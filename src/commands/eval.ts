@@ -62,8 +62,13 @@ Examples:
       const plan = await planEval({ models, tasks: flags.task, perplexity: flags.perplexity, kldBase: flags.kldBase, match: flags.match, limit: flags.limit, lora: flags.lora }, backend);
       const { task: _t, perplexity: _p, kldBase: _k, report, lora: _l, gpu, ctx: contextSize, ...rest } = flags;
       const result = await runEval(plan, { ...rest, ctx: contextSize, gpu: parseGpu(gpu ?? "auto"), verbose: ctx.globals.verbose }, backend);
-      const written = report ? await writeReport(result, report) : undefined;
-      render.result({ ...result, report: written?.path }, [textTable(comparisonTable(result)), ...notes(result, written?.path)].join("\n"));
+      const { storeError, ...scores } = result;
+      const written = report ? await writeReport(scores, report).catch((err: unknown) => ({ error: err })) : undefined;
+      const reportPath = written && "path" in written ? written.path : undefined;
+      // Print the scores first, whatever failed to be written; then the failure sets the exit code.
+      render.result({ ...scores, report: reportPath }, [textTable(comparisonTable(scores)), ...notes(scores, reportPath)].join("\n"));
+      if (written && "error" in written) throw written.error;
+      if (storeError) throw storeError;
     }),
   );
 }

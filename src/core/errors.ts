@@ -21,6 +21,7 @@ export const EXIT = {
   missingDependency: 5,
   external: 6,
   integrity: 7,
+  storage: 8,
   cancelled: 130,
 } as const;
 
@@ -71,6 +72,19 @@ export class ExternalError extends SlmError {
 export class IntegrityError extends SlmError {
   constructor(message: string, opts: Opts = {}) {
     super(message, { ...opts, exitCode: EXIT.integrity });
+  }
+}
+
+/**
+ * slm cannot write where it keeps things: a read-only or permission-denied folder, a path under a
+ * regular file, a full disk or quota. `path` is the place that failed; the hint names the setting that
+ * moves it (SLM_HOME, HF_HUB_CACHE) or says how much space is needed.
+ */
+export class StorageError extends SlmError {
+  readonly path: string;
+  constructor(message: string, path: string, opts: Opts = {}) {
+    super(message, { ...opts, exitCode: EXIT.storage });
+    this.path = path;
   }
 }
 

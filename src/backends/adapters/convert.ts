@@ -7,6 +7,7 @@ import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { emit, type BackendContext } from "../../core/events.js";
 import { UsageError } from "../../core/errors.js";
+import { storageErrorOf } from "../../core/storage.js";
 import { GGML_TYPE, type OutType, OUT_TYPES, canQ8_0, encodeTensor } from "../gguf/quants.js";
 import { type GgufMetaValue, writeGguf } from "../gguf/writer.js";
 import { type BaseModelInfo, findBaseModel } from "./baseModel.js";
@@ -125,7 +126,9 @@ export async function convertPeftAdapter(o: ConvertAdapterOptions, ctx: BackendC
     }
     emit(ctx.onEvent, { type: "step", id: "convert-adapter", status: "done", title: `Converted the LoRA adapter to ${r.path}`, detail: `${r.architecture}, ${r.tensors} tensors, alpha ${r.alpha}, ${outtype}${r.converter === "python" ? ", with llama.cpp's convert_lora_to_gguf.py" : ""}` });
     return r;
-  } catch (err) {
+  } catch (caught) {
+    // The adapter is cached under SLM_HOME: a read-only or full one is named as such, not as a raw errno.
+    const err = storageErrorOf(caught) ?? caught;
     emit(ctx.onEvent, { type: "step", id: "convert-adapter", status: "fail", title: "Converting the LoRA adapter", detail: (err as Error).message });
     throw err;
   }

@@ -1,4 +1,6 @@
 import { emit, type BackendContext } from "../../core/events.js";
+import { SlmError } from "../../core/errors.js";
+import { storageErrorOf } from "../../core/storage.js";
 import { readGgufSummary } from "../gguf/summary.js";
 import type { SamplingOptions } from "../llama/generate.js";
 import { loadModel } from "../llama/loader.js";
@@ -66,6 +68,8 @@ export interface EvalResult {
   text?: { name: string; file: string; sha256: string; ctx: number; kldBase?: string };
   settings: Record<string, string | number | boolean>;
   date: string;
+  /** Storing the results failed (a read-only or full SLM_HOME): the scores above are still valid. */
+  storeError?: SlmError;
 }
 
 /** The settings that decide a task's numbers, stored with each record so reruns are comparable. */
@@ -202,12 +206,14 @@ async function scoreTasks(m: EvalModel, plan: EvalPlan, parallel: number, o: Eva
 
 /**
  * Evaluates each model of the plan in turn (one loaded at a time, so memory holds one model), then
- * stores every registered model's results in one registry update per model.
+ * stores every registered model's results in one registry update per model. A failure to store is
+ * returned as `storeError` beside the scores, never thrown over them.
  */
 export async function runEval(plan: EvalPlan, o: EvalRunOptions, ctx: BackendContext = {}): Promise<EvalResult> {
   const date = new Date().toISOString();
   const textCtx = plan.text ? await textContext(plan, o) : 0;
   const models: ModelResult[] = [];
+  let storeError: SlmError | undefined;
   for (const m of plan.models) models.push(await evaluateModel(m, plan, textCtx, o, ctx));
   for (const [i, r] of models.entries()) {
     const m = plan.models[i]!;
@@ -216,10 +222,17 @@ export async function runEval(plan: EvalPlan, o: EvalRunOptions, ctx: BackendCon
       r.notStored = reason;
       continue;
     }
-    r.stored = await storeEvals(m.entry, [...r.tasks.map((t) => taskRecord(t, o, date)), ...textRecords(r, plan, textCtx, date)]);
-    if (!r.stored) r.notStored = `${m.entry.name} is no longer registered`;
+    try {
+      r.stored = await storeEvals(m.entry, [...r.tasks.map((t) => taskRecord(t, o, date)), ...textRecords(r, plan, textCtx, date)]);
+      if (!r.stored) r.notStored = `${m.entry.name} is no longer registered`;
+    } catch (err) {
+      // The scores cost minutes to compute: hand them back with the failure instead of losing them.
+      storeError = storageErrorOf(err) ?? (err instanceof SlmError ? err : new SlmError(`Could not save the results: ${(err as Error).message}`, { cause: err }));
+      r.notStored = `storing failed: ${storeError.message.replace(/\.$/, "")}`;
+    }
   }
   return {
+    ...(storeError ? { storeError } : {}),
     models,
     tasks: plan.tasks.map((t) => ({ name: t.name, file: t.file, sha256: t.sha256, kind: t.kind, questions: t.items.length, total: t.total })),
     text: plan.text ? { ...plan.text, ctx: textCtx, kldBase: plan.kldBase?.label } : undefined,

@@ -11,13 +11,17 @@ export function whyNotStored(entry: ModelEntry, label: string, extraAdapters: nu
   return undefined;
 }
 
+/**
+ * Same data and same settings: the content hash, not the path, names the data, so a file given by a
+ * relative and an absolute path, through a link, or copied elsewhere is one record, not two.
+ */
 function sameRun(a: EvalRecord, b: EvalRecord): boolean {
-  return a.kind === b.kind && a.file === b.file && JSON.stringify(a.settings) === JSON.stringify(b.settings);
+  return a.kind === b.kind && a.sha256 === b.sha256 && JSON.stringify(a.settings) === JSON.stringify(b.settings);
 }
 
 /**
  * Adds the records to the model's stored results in one locked registry update; a record of the same
- * kind, file and settings as an earlier one replaces it (the newer sha256 says which content it scored).
+ * kind, content (sha256) and settings as an earlier one replaces it, and records the path used last.
  * Built-in models keep theirs in the registry's builtinEvals. Returns false when the model has gone
  * from the registry meanwhile.
  */

@@ -1,4 +1,5 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
+import writeFileAtomic from "write-file-atomic";
 import path from "node:path";
 import { SlmError, UsageError } from "../../core/errors.js";
 import { slmPaths } from "../../core/paths.js";
@@ -42,8 +43,7 @@ export function readRunRecord(runDir: string): RunRecord | undefined {
 export function writeRunRecord(runDir: string, r: RunRecord): void {
   mkdirSync(runDir, { recursive: true });
   const file = path.join(runDir, "run.json");
-  writeFileSync(`${file}.tmp`, JSON.stringify(r, null, 2) + "\n");
-  renameSync(`${file}.tmp`, file);
+  writeFileAtomic.sync(file, JSON.stringify(r, null, 2) + "\n");
 }
 
 /** Whether a run may start (fresh) or continue (--resume) in this folder; throws when it may not. */

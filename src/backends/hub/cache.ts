@@ -1,5 +1,6 @@
-import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, rmdirSync, symlinkSync, writeFileSync, lstatSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, rmdirSync, symlinkSync, lstatSync } from "node:fs";
 import path from "node:path";
+import writeFileAtomic from "write-file-atomic";
 
 /**
  * The standard Hugging Face cache layout, so Python tools and slm share one copy:
@@ -39,9 +40,7 @@ export function writeRef(repoDir: string, revision: string, commit: string): voi
   if (isCommitHash(revision)) return;
   const file = path.join(repoDir, "refs", ...revision.split("/"));
   mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.slm-tmp-${process.pid}`;
-  writeFileSync(tmp, commit);
-  renameSync(tmp, file);
+  writeFileAtomic.sync(file, commit);
 }
 
 export function readRef(repoDir: string, revision: string): string | undefined {

@@ -1,5 +1,6 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
+import writeFileAtomic from "write-file-atomic";
 import { slmPaths } from "../../core/paths.js";
 
 /**
@@ -24,8 +25,7 @@ export function readPin(repo: string, revision: string): string | undefined {
 export function writePin(repo: string, revision: string, commit: string): void {
   const f = pinFile(repo, revision);
   mkdirSync(path.dirname(f), { recursive: true });
-  writeFileSync(`${f}.tmp`, JSON.stringify({ repo, revision, commit, since: new Date().toISOString() }));
-  renameSync(`${f}.tmp`, f);
+  writeFileAtomic.sync(f, JSON.stringify({ repo, revision, commit, since: new Date().toISOString() }));
 }
 
 export function clearPin(repo: string, revision: string): void {

@@ -11,6 +11,7 @@ import type { ModelEntry, StoredFile } from "../store/types.js";
 import { fetchRepoSnapshot, type RepoFile, type RepoSnapshot } from "./api.js";
 import { blobPath, linkSnapshot, repoCacheDir, snapshotDir, snapshotFile, writeRef } from "./cache.js";
 import { snapshotFromCache } from "./offline.js";
+import { ensureRoomForPull } from "./preflight.js";
 import { clearPin, readPin, writePin } from "./pin.js";
 import { assertSafeRepoPath } from "./safePath.js";
 import { type PullFormat, type Selection, selectGguf, selectHf } from "./select.js";
@@ -123,6 +124,7 @@ export async function pull(o: PullOptions, ctx: BackendContext = {}): Promise<Pu
     throw new UsageError(`A different model is already registered as "${name}".`, { hint: "Choose another name with --name, or `slm rm` the old one first." });
   }
 
+  if (!offline) ensureRoomForPull(target.repo, hubCache, sel.files.map((f) => ({ blob: blobPath(repoDir, etagOf(f)), size: f.size })));
   if (!offline) writePin(target.repo, target.revision, snap.commit);
   const connections = Math.max(1, o.connections ?? (Number(process.env.SLM_PULL_CONNECTIONS) || 4));
   const pulled: PulledFile[] = [];

@@ -1,8 +1,11 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import path from "node:path";
 import { open, type FileHandle } from "node:fs/promises";
 import type { IncomingMessage } from "node:http";
-import { CancelledError, IntegrityError, NetworkError, SlmError } from "../../core/errors.js";
+import writeFileAtomic from "write-file-atomic";
+import { CancelledError, IntegrityError, NetworkError, SlmError, StorageError } from "../../core/errors.js";
+import { formatBytes } from "../../core/format.js";
+import { isDiskFull, storageErrorOf } from "../../core/storage.js";
 import { type Expected, FrontierHasher, type Span } from "./digest.js";
 import { RetryableError, openRange } from "./http.js";
 import { backoff, sleep } from "./retry.js";
@@ -54,6 +57,11 @@ export function pendingCommit(dest: string): string | undefined {
   return st?.commit;
 }
 
+/** Bytes of `dest` already on disk from an unfinished download (0 when there is none). */
+export function partialBytes(dest: string): number {
+  return readState(dest)?.spans.reduce((a, s) => a + s.written, 0) ?? 0;
+}
+
 function readState(dest: string): PartialState | undefined {
   const { data, state } = partialPaths(dest);
   if (!existsSync(state) || !existsSync(data)) return undefined;
@@ -85,12 +93,19 @@ export async function downloadFile(o: TransferOptions): Promise<{ resumedBytes: 
   const resumedBytes = spans.reduce((a, s) => a + s.written, 0);
   mkdirSync(path.dirname(o.dest), { recursive: true });
   const fh = await open(data, reusable ? "r+" : "w+");
+  // write-file-atomic removes its temp file when a write fails (a full disk left `*.json.tmp` behind).
+  // No fsync: the state only has to under-count what is on disk, and this runs twice a second.
   const saveState = () => {
     const st: PartialState = { version: 1, commit: o.commit, repoPath: o.repoPath, size: o.size, expected: o.expected, spans };
-    writeFileSync(`${state}.tmp`, JSON.stringify(st));
-    renameSync(`${state}.tmp`, state);
+    writeFileAtomic.sync(state, JSON.stringify(st), { fsync: false });
   };
-  saveState();
+  try {
+    saveState();
+  } catch (err) {
+    await fh.close();
+    if (!reusable) rmSync(data, { force: true });
+    throw err;
+  }
   const hasher = new FrontierHasher(o.expected, o.size, fh, spans);
   void hasher.catchUp();
   const done = () => spans.reduce((a, s) => a + s.written, 0);
@@ -137,13 +152,21 @@ export async function downloadFile(o: TransferOptions): Promise<{ resumedBytes: 
       ),
     );
   } catch (err) {
-    saveState();
+    try {
+      saveState();
+    } catch {
+      // A full disk cannot take the new state; the one saved last under-counts what is on disk,
+      // so a resume fetches those bytes again and stays correct.
+    }
     await fh.close();
     if (o.signal?.aborted) throw new CancelledError("Download interrupted; run the same `slm pull` again to resume.");
-    if ((err as { code?: string }).code === "ENOSPC") {
-      throw new SlmError(`The disk is full while writing ${o.repoPath}.`, { hint: `Free some space on the disk holding ${path.dirname(o.dest)} (or point HF_HUB_CACHE elsewhere), then run the same \`slm pull\` to resume.` });
+    if (isDiskFull(err)) {
+      throw new StorageError(`The disk is full while writing ${o.repoPath} (${formatBytes(done())} of ${formatBytes(o.size)} kept to resume).`, path.dirname(o.dest), {
+        cause: err,
+        hint: `Free some space on the disk holding ${path.dirname(o.dest)} (or point HF_HUB_CACHE elsewhere), then run the same \`slm pull\` to resume.`,
+      });
     }
-    throw err;
+    throw storageErrorOf(err) ?? err;
   } finally {
     o.signal?.removeEventListener("abort", onOuterAbort);
   }

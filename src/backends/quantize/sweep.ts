@@ -240,6 +240,7 @@ export async function runSweep(plan: SweepPlan, o: SweepRunOptions, ctx: Backend
   // The source first: a text too short or a task that fails shows before anything is made.
   const sctx = scoped(ctx, seen, "source");
   const sourceEval = await runEval(plan.evalPlan, evalOptions, sctx);
+  if (sourceEval.storeError) throw sourceEval.storeError;
   const sourceModel: SweepResult["source"] = {
     name: source.name,
     path: source.path,
@@ -263,6 +264,7 @@ export async function runSweep(plan: SweepPlan, o: SweepRunOptions, ctx: Backend
       sourceModel.bitsPerWeight ??= q.source.bitsPerWeight;
       const evalPlan = { ...(await planEval({ models: [q.model.name], perplexity: plan.text.file }, tctx)), tasks: plan.evalPlan.tasks, kldBase: plan.evalPlan.models[0] };
       const r = await runEval(evalPlan, evalOptions, tctx);
+      if (r.storeError) throw r.storeError;
       made.push({
         type,
         name: q.model.name,

@@ -51,9 +51,9 @@ export interface EvalRecord {
   kind: "generate" | "choice" | "perplexity" | "kld";
   /** Short name shown in tables (the task file's name without .jsonl, "perplexity", "kld"). */
   name: string;
-  /** Absolute path of the task or text file, as given then. */
+  /** Absolute path of the task or text file, as given the last time this content was scored. */
   file: string;
-  /** sha256 of that file's content when it was evaluated. */
+  /** sha256 of that file's content when it was evaluated: with kind and settings, what identifies a record. */
   sha256: string;
   /** e.g. accuracy, accuracy_low, accuracy_high; acc, acc_norm; ppl, ppl_error; kld_mean, same_top. */
   metrics: Record<string, number>;

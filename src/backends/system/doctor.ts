@@ -5,6 +5,7 @@ import type { BackendContext } from "../../core/events.js";
 import { findExecutable, pathDirs, probe } from "../../core/exec.js";
 import { formatBytes } from "../../core/format.js";
 import { hubEndpoint, hubOffline, slmPaths, type SlmPaths } from "../../core/paths.js";
+import { type Unwritable, unwritableReason } from "../../core/storage.js";
 import { SETUP_COMMAND, toolSearchDirs } from "../llamacpp/tools.js";
 import { type PythonFacts, probePython, pythonChecks } from "./python.js";
 
@@ -59,6 +60,8 @@ export interface DiskFacts {
   free?: number;
   total?: number;
   error?: string;
+  /** Why slm could not write there (read-only, permission, a file in the way, full); absent when it can. */
+  unwritable?: Unwritable;
 }
 
 export interface StorageFacts {
@@ -320,6 +323,12 @@ async function probeStorage(env: NodeJS.ProcessEnv): Promise<StorageFacts> {
 
 /** Free space where `target` lives, or will live once created (its nearest existing ancestor). */
 export async function diskFacts(target: string): Promise<DiskFacts> {
+  const unwritable = unwritableReason(target);
+  const facts = await spaceFacts(target);
+  return unwritable ? { ...facts, unwritable } : facts;
+}
+
+async function spaceFacts(target: string): Promise<DiskFacts> {
   let dir = path.resolve(target);
   for (;;) {
     try {
@@ -327,7 +336,8 @@ export async function diskFacts(target: string): Promise<DiskFacts> {
       break;
     } catch (err) {
       const parent = path.dirname(dir);
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT" || parent === dir) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if ((code !== "ENOENT" && code !== "ENOTDIR") || parent === dir) {
         return { path: target, exists: false, error: err instanceof Error ? err.message : String(err) };
       }
       dir = parent;
@@ -355,8 +365,24 @@ async function tokenPresence(env: NodeJS.ProcessEnv, hfHome: string): Promise<St
   return { set: false };
 }
 
-function diskCheck(name: string, d: DiskFacts): DoctorCheck {
+const UNWRITABLE: Record<Unwritable["reason"], string> = {
+  "read-only": "is on a read-only file system",
+  permission: "is not writable by this user",
+  "not-a-folder": "is a file, not a folder",
+  full: "is on a full disk",
+};
+
+function diskCheck(name: string, env: string, d: DiskFacts): DoctorCheck {
   const where = `${d.path}${d.exists ? "" : " (not created yet)"}`;
+  if (d.unwritable) {
+    const { reason, at } = d.unwritable;
+    return {
+      name,
+      status: "error",
+      detail: `${where} — cannot write: ${at === path.resolve(d.path) ? "it" : at} ${UNWRITABLE[reason]}`,
+      fix: reason === "full" ? "free some disk space, or point it at a larger disk" : `point ${env} at a folder you can write to`,
+    };
+  }
   if (d.free === undefined) return { name, status: "error", detail: `${where}: cannot read free space: ${d.error ?? "unknown reason"}` };
   const low = d.free < LOW_DISK_BYTES;
   return {
@@ -369,8 +395,8 @@ function diskCheck(name: string, d: DiskFacts): DoctorCheck {
 
 function storageChecks(s: StorageFacts): DoctorCheck[] {
   return [
-    diskCheck("SLM_HOME", s.home),
-    diskCheck("HF cache", s.hubCache),
+    diskCheck("SLM_HOME", "SLM_HOME", s.home),
+    diskCheck("HF cache", "HF_HUB_CACHE (or HF_HOME)", s.hubCache),
     s.offline
       ? { name: "hub", status: "warn", detail: `${s.endpoint} — offline (HF_HUB_OFFLINE): only models already in the cache can be used` }
       : { name: "hub", status: "ok", detail: s.endpoint },

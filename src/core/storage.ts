@@ -1,0 +1,146 @@
+import { accessSync, constants, statSync, statfsSync } from "node:fs";
+import path from "node:path";
+import { StorageError } from "./errors.js";
+import { formatBytes } from "./format.js";
+import { slmPaths } from "./paths.js";
+
+/**
+ * The one place that turns "the file system said no" into a StorageError that names the path and what
+ * to do. Every command benefits through src/cli.ts, which maps any errno error it is handed; backends
+ * use the same functions where they can check before long work (free space before a download) or
+ * must keep going (eval prints its scores, then reports that storing them failed).
+ */
+
+export type Unwritable = { reason: "read-only" | "permission" | "not-a-folder" | "full"; at: string };
+
+/**
+ * Why nothing can be created at `target` (a folder, existing or not yet), or undefined when it can.
+ * Probes without writing: the nearest existing ancestor must be a folder, writable (access(2) reports a
+ * read-only mount even to root) and have free blocks.
+ */
+export function unwritableReason(target: string): Unwritable | undefined {
+  let dir = path.resolve(target);
+  for (;;) {
+    try {
+      if (!statSync(dir).isDirectory()) return { reason: "not-a-folder", at: dir };
+      break;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === "EACCES" || code === "EPERM") return { reason: "permission", at: dir };
+      const parent = path.dirname(dir);
+      // ENOENT: not created yet; ENOTDIR: a file further up, which the walk reaches next.
+      if ((code !== "ENOENT" && code !== "ENOTDIR") || parent === dir) return undefined;
+      dir = parent;
+    }
+  }
+  try {
+    accessSync(dir, constants.W_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "EROFS") return { reason: "read-only", at: dir };
+    if (code === "EACCES" || code === "EPERM") return { reason: "permission", at: dir };
+  }
+  try {
+    if (statfsSync(dir).bavail === 0) return { reason: "full", at: dir };
+  } catch {
+    // statfs is not available everywhere; the write itself will tell.
+  }
+  return undefined;
+}
+
+/** Free bytes where `target` lives, or will live once created, measured at its nearest existing folder. */
+export function freeSpace(target: string): { dir: string; free: number } | undefined {
+  let dir = path.resolve(target);
+  for (;;) {
+    try {
+      const s = statfsSync(dir);
+      return { dir, free: s.bavail * s.bsize };
+    } catch (err) {
+      const parent = path.dirname(dir);
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT" || parent === dir) return undefined;
+      dir = parent;
+    }
+  }
+}
+
+/** Refuses up front when the disk holding `target` has less than `needed` bytes free. */
+export function ensureFreeSpace(target: string, needed: number, what: string): void {
+  const room = freeSpace(target);
+  if (!room || room.free >= needed) return;
+  const setting = settingFor(target);
+  throw new StorageError(`Not enough free space for ${what}: it needs ${formatBytes(needed)} and the disk holding ${room.dir} has ${formatBytes(room.free)} free.`, target, {
+    hint: `Free at least ${formatBytes(needed - room.free)} on that disk${setting ? `, or point ${setting} at a larger one` : ""}, then run the same command again.`,
+  });
+}
+
+/** The environment variable that moves `p`, when it lies under one of slm's places. */
+function settingFor(p: string): string | undefined {
+  const { home, hubCache, hfHome } = slmPaths();
+  const places: [string, string][] = [
+    [hubCache, "HF_HUB_CACHE"],
+    [hfHome, "HF_HOME"],
+    [home, "SLM_HOME"],
+  ];
+  const abs = path.resolve(p);
+  // The most specific place first: the hub cache usually lies inside HF_HOME.
+  const hit = places.filter(([dir]) => abs === dir || abs.startsWith(dir + path.sep)).sort((a, b) => b[0].length - a[0].length)[0];
+  return hit ? `${hit[1]} (now ${hit[0]})` : undefined;
+}
+
+function errorFor(p: string, u: Unwritable | { reason: "quota" }, cause: unknown): StorageError {
+  const setting = settingFor(p);
+  const elsewhere = setting ? `point ${setting} at a folder you can write to` : "choose a place you can write to";
+  const at = "at" in u ? u.at : p;
+  switch (u.reason) {
+    case "full":
+      return new StorageError(`The disk is full: could not write ${p}.`, p, { cause, hint: `Free some space on the disk holding ${at}${setting ? `, or point ${setting} at a larger disk` : ""}, then run the same command again.` });
+    case "quota":
+      return new StorageError(`Disk quota exceeded: could not write ${p}.`, p, { cause, hint: `Free some of your quota${setting ? `, or point ${setting} at another disk` : ""}, then run the same command again.` });
+    case "read-only":
+      return new StorageError(`Cannot write to ${p}: ${at === p ? "it is" : `${at} is`} on a read-only file system.`, p, { cause, hint: `Remount it read-write, or ${elsewhere}.` });
+    case "permission":
+      return new StorageError(`Permission denied for ${p}${at === p ? "" : ` (at ${at})`}.`, p, { cause, hint: `Give your user access to ${at}, or ${elsewhere}.` });
+    case "not-a-folder":
+      return new StorageError(`Cannot create ${p}: ${at} is a file, not a folder.`, p, { cause, hint: `Move ${at} out of the way, or ${elsewhere}.` });
+  }
+}
+
+/** Whether an error (or one of its causes) is a full disk or an exhausted quota. */
+export function isDiskFull(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOSPC" || code === "EDQUOT") return true;
+  }
+  return false;
+}
+
+/**
+ * The StorageError an error stands for, or undefined when it is not a storage failure. Looks through
+ * `cause`. ENOENT, ENOTDIR and EEXIST are ambiguous (Node's recursive mkdir reports a read-only parent
+ * as ENOENT; EEXIST is a file where a folder should be), so the path is probed to find the real reason.
+ */
+export function storageErrorOf(err: unknown): StorageError | undefined {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if (e instanceof StorageError) return e;
+    const { code, path: p, syscall } = e as NodeJS.ErrnoException;
+    if (!code || !p) continue;
+    switch (code) {
+      case "ENOSPC":
+        return errorFor(p, { reason: "full", at: p }, e);
+      case "EDQUOT":
+        return errorFor(p, { reason: "quota" }, e);
+      case "EROFS":
+      case "EACCES":
+      case "EPERM":
+        return errorFor(p, unwritableReason(path.dirname(p)) ?? { reason: code === "EROFS" ? "read-only" : "permission", at: p }, e);
+      case "ENOTDIR":
+      case "EEXIST":
+      case "ENOENT": {
+        if (code !== "ENOTDIR" && syscall !== "mkdir") continue;
+        const why = unwritableReason(p);
+        if (why) return errorFor(p, why, e);
+      }
+    }
+  }
+  return undefined;
+}
