@@ -48,6 +48,14 @@ export function unwritableReason(target: string): Unwritable | undefined {
   return undefined;
 }
 
+function isFolder(p: string): boolean {
+  try {
+    return statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
 /** Free bytes where `target` lives, or will live once created, measured at its nearest existing folder. */
 export function freeSpace(target: string): { dir: string; free: number } | undefined {
   let dir = path.resolve(target);
@@ -114,6 +122,22 @@ export function isDiskFull(err: unknown): boolean {
   return false;
 }
 
+/** A full disk or quota met by a write that names no path: measure slm's places instead. */
+function fullSomewhere(code: string, cause: unknown): StorageError {
+  const { home, hubCache } = slmPaths();
+  const places = [
+    ["SLM_HOME", home],
+    ["HF_HUB_CACHE", hubCache],
+  ].map(([name, dir]) => ({ name, dir: dir!, room: freeSpace(dir!) }));
+  const fullest = [...places].sort((a, b) => (a.room?.free ?? Infinity) - (b.room?.free ?? Infinity))[0]!;
+  const what = code === "EDQUOT" ? "Disk quota exceeded" : "The disk is full";
+  const status = places.map((p) => `${p.name} ${p.dir}: ${p.room ? `${formatBytes(p.room.free)} free` : "free space unknown"}`).join("; ");
+  return new StorageError(`${what}: a write failed (${status}).`, fullest.dir, {
+    cause,
+    hint: `Free some space on the disk holding ${fullest.dir}, or point ${fullest.name} at a larger disk, then run the same command again.`,
+  });
+}
+
 /**
  * The StorageError an error stands for, or undefined when it is not a storage failure. Looks through
  * `cause`. ENOENT, ENOTDIR and EEXIST are ambiguous (Node's recursive mkdir reports a read-only parent
@@ -122,7 +146,11 @@ export function isDiskFull(err: unknown): boolean {
 export function storageErrorOf(err: unknown): StorageError | undefined {
   for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
     if (e instanceof StorageError) return e;
-    const { code, path: p, syscall } = e as NodeJS.ErrnoException;
+    const { code, syscall } = e as NodeJS.ErrnoException;
+    // mkdtemp reports its template (…-XXXXXX): the folder it was making it in is what the user needs.
+    const p = syscall === "mkdtemp" && (e as NodeJS.ErrnoException).path ? path.dirname((e as NodeJS.ErrnoException).path!) : (e as NodeJS.ErrnoException).path;
+    // Writes through a file descriptor fail without a path: say which of slm's disks are full.
+    if (!p && (code === "ENOSPC" || code === "EDQUOT")) return fullSomewhere(code, e);
     if (!code || !p) continue;
     switch (code) {
       case "ENOSPC":
@@ -132,7 +160,8 @@ export function storageErrorOf(err: unknown): StorageError | undefined {
       case "EROFS":
       case "EACCES":
       case "EPERM":
-        return errorFor(p, unwritableReason(path.dirname(p)) ?? { reason: code === "EROFS" ? "read-only" : "permission", at: p }, e);
+        // Probe the folder itself, or the folder a file was being written in.
+        return errorFor(p, unwritableReason(isFolder(p) ? p : path.dirname(p)) ?? { reason: code === "EROFS" ? "read-only" : "permission", at: p }, e);
       case "ENOTDIR":
       case "EEXIST":
       case "ENOENT": {

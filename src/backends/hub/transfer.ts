@@ -252,7 +252,12 @@ function pump(res: IncomingMessage, fh: FileHandle, span: Span, hasher: Frontier
       }
       span.written += n;
       hasher.written(pos, bufs);
-      onData();
+      try {
+        onData();
+      } catch (err) {
+        // Saving the resume state can fail too (a full disk): end the transfer through the same path.
+        fail(err);
+      }
     };
     res.on("data", (chunk: Buffer) => {
       pending.push(chunk);
