@@ -200,10 +200,10 @@ describe.skipIf(mountSkipReason)("slm pull onto a full disk", () => {
     const r = await child;
     expect(filled, r.all).toBe(true);
     expect(r.exitCode, r.all).toBe(EXIT_STORAGE);
+    expect(leftovers(cache.dir)).toEqual([]);
     const err = lastJson(r.stdout).error!;
     expect(err.message).toMatch(/^The disk is full while writing tiny-arith-f16\.gguf \(.* of 6\.64 MB kept to resume\)\.$/);
     expect(err.hint).toContain("run the same `slm pull` to resume");
-    expect(leftovers(cache.dir)).toEqual([]);
     const states = walk(cache.dir).filter((f) => f.endsWith(".slm-partial.json"));
     expect(states).toHaveLength(1);
     expect(() => JSON.parse(readFileSync(path.join(cache.dir, states[0]!), "utf8"))).not.toThrow();
