@@ -2,6 +2,7 @@ import { constants as fsConstants } from "node:fs";
 import { access, stat } from "node:fs/promises";
 import path from "node:path";
 import { CancelledError, ExternalError } from "./errors.js";
+import { toolStorageHint } from "./storage.js";
 
 /**
  * The one way slm runs another program. Arguments are arrays (never a shell string); output can be
@@ -242,7 +243,7 @@ async function run(file: string, args: readonly string[], o: ExecOptions): Promi
   // Most tools (llama.cpp's included) report errors on stderr; some print usage on stdout instead.
   const stderrTail = tails.stderr.text() || tails.stdout.text();
   const shown = stderrTail.split("\n").slice(-6).map((l) => `  ${l.trimEnd()}`).join("\n");
-  const error = new ExternalError(shown ? `${why}:\n${shown}` : `${why}.`, { command: file, args: [...args], stderrTail }, { cause: exit.spawnError });
+  const error = new ExternalError(shown ? `${why}:\n${shown}` : `${why}.`, { command: file, args: [...args], stderrTail }, { cause: exit.spawnError, hint: toolStorageHint(stderrTail) });
   return { ok: false, cancelled, timedOut: exit.timedOut, why: short, error, result };
 }
 

@@ -122,20 +122,40 @@ export function isDiskFull(err: unknown): boolean {
   return false;
 }
 
-/** A full disk or quota met by a write that names no path: measure slm's places instead. */
-function fullSomewhere(code: string, cause: unknown): StorageError {
+/** slm's two places with their free space ("SLM_HOME /x: 1.2 GB free; …") and the one with least room. */
+function placesRoom(): { status: string; fullest: { name: string; dir: string } } {
   const { home, hubCache } = slmPaths();
   const places = [
-    ["SLM_HOME", home],
-    ["HF_HUB_CACHE", hubCache],
-  ].map(([name, dir]) => ({ name, dir: dir!, room: freeSpace(dir!) }));
-  const fullest = [...places].sort((a, b) => (a.room?.free ?? Infinity) - (b.room?.free ?? Infinity))[0]!;
+    { name: "SLM_HOME", dir: home },
+    { name: "HF_HUB_CACHE", dir: hubCache },
+  ].map((p) => ({ ...p, free: freeSpace(p.dir)?.free }));
+  const status = places.map((p) => `${p.name} ${p.dir}: ${p.free === undefined ? "free space unknown" : `${formatBytes(p.free)} free`}`).join("; ");
+  const fullest = [...places].sort((a, b) => (a.free ?? Infinity) - (b.free ?? Infinity))[0]!;
+  return { status, fullest };
+}
+
+/** A full disk or quota met by a write that names no path: measure slm's places instead. */
+function fullSomewhere(code: string, cause: unknown): StorageError {
+  const { status, fullest } = placesRoom();
   const what = code === "EDQUOT" ? "Disk quota exceeded" : "The disk is full";
-  const status = places.map((p) => `${p.name} ${p.dir}: ${p.room ? `${formatBytes(p.room.free)} free` : "free space unknown"}`).join("; ");
   return new StorageError(`${what}: a write failed (${status}).`, fullest.dir, {
     cause,
     hint: `Free some space on the disk holding ${fullest.dir}, or point ${fullest.name} at a larger disk, then run the same command again.`,
   });
+}
+
+/**
+ * A hint for an external tool (llama-quantize, pip, a converter) whose output says it could not write:
+ * its exit code stays the tool's, but the user learns it is their disk and where slm writes.
+ */
+export function toolStorageHint(output: string): string | undefined {
+  const full = /No space left on device|Disk quota exceeded/i.test(output);
+  const readOnly = /Read-only file system/i.test(output);
+  if (!full && !readOnly) return undefined;
+  const { status, fullest } = placesRoom();
+  return full
+    ? `The disk it writes to is full (${status}): free some space, or point ${fullest.name} at a larger disk, then run the same command again.`
+    : `It tried to write to a read-only file system: point SLM_HOME (now ${slmPaths().home}) or the output at a folder you can write to.`;
 }
 
 /**

@@ -4,7 +4,8 @@ import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ensureRoomForPull } from "../../src/backends/hub/preflight.js";
 import { partialPaths } from "../../src/backends/hub/transfer.js";
-import { EXIT, StorageError } from "../../src/core/errors.js";
+import { EXIT, ExternalError, StorageError } from "../../src/core/errors.js";
+import { exec } from "../../src/core/exec.js";
 import { storageErrorOf, unwritableReason } from "../../src/core/storage.js";
 import { type Mounted, mountSkipReason, readOnlyMount, smallDisk } from "../helpers/mounts.js";
 
@@ -115,5 +116,17 @@ describe.skipIf(mountSkipReason)("ensureRoomForPull", () => {
     writeFileSync(data, "");
     writeFileSync(state, JSON.stringify({ version: 1, commit: "c", repoPath: "b.gguf", size, expected: { algo: "sha256", hex: "0" }, spans: [{ start: 0, end: size, written: 4 << 20 }] }));
     expect(() => ensureRoomForPull("acme/big", disk.dir, [{ blob, size }, { blob, size }])).not.toThrow();
+  });
+});
+
+describe("an external tool that runs out of disk", () => {
+  it("keeps its exit code (6) and stderr, with a hint that names the disk and slm's places", async () => {
+    process.env.SLM_HOME = path.join(tmpdir(), "slm-home-for-hint");
+    const err = await exec("sh", ["-c", "echo 'llama_model_quantize: failed to quantize: write error: No space left on device' >&2; exit 1"]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ExternalError);
+    expect((err as ExternalError).exitCode).toBe(EXIT.external);
+    expect((err as ExternalError).hint).toMatch(new RegExp(`^The disk it writes to is full \\(SLM_HOME ${process.env.SLM_HOME}: .* free; HF_HUB_CACHE .*\\): free some space`));
+    const other = await exec("sh", ["-c", "echo 'bad flag' >&2; exit 1"]).catch((e: unknown) => e);
+    expect((other as ExternalError).hint).toBeUndefined();
   });
 });
