@@ -13,6 +13,14 @@ import { slmPaths } from "./paths.js";
 
 export type Unwritable = { reason: "read-only" | "permission" | "not-a-folder" | "full"; at: string };
 
+/** Each reason as the end of a sentence that starts with the place (`/x is on a read-only file system`). */
+export const UNWRITABLE_REASON: Record<Unwritable["reason"], string> = {
+  "read-only": "is on a read-only file system",
+  permission: "is not writable by this user",
+  "not-a-folder": "is a file, not a folder",
+  full: "is on a full disk",
+};
+
 /**
  * Why nothing can be created at `target` (a folder, existing or not yet), or undefined when it can.
  * Probes without writing: the nearest existing ancestor must be a folder, writable (access(2) reports a

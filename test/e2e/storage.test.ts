@@ -62,6 +62,9 @@ describe.skipIf(mountSkipReason)("a read-only SLM_HOME", () => {
     expectStorageError(r, home);
     expect(r.stdout).toMatch(/^tiny-arith\s+100\.0 %/m);
     expect(r.stdout).toContain("Not saved: storing failed");
+    // …and said so before scoring, not only after.
+    expect(r.stderr).toContain(`The results cannot be saved: ${home} is on a read-only file system. The scores will still be printed; --no-store skips saving.`);
+    expect(r.stderr.indexOf("The results cannot be saved")).toBeLessThan(r.stderr.indexOf("Loading tiny-arith"));
   }, 120_000);
 
   it("eval --json: the result line with the scores, then the error line", async () => {

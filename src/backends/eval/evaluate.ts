@@ -1,6 +1,7 @@
 import { emit, type BackendContext } from "../../core/events.js";
 import { SlmError } from "../../core/errors.js";
-import { storageErrorOf } from "../../core/storage.js";
+import { slmPaths } from "../../core/paths.js";
+import { UNWRITABLE_REASON, storageErrorOf, unwritableReason } from "../../core/storage.js";
 import { readGgufSummary } from "../gguf/summary.js";
 import type { SamplingOptions } from "../llama/generate.js";
 import { loadModel } from "../llama/loader.js";
@@ -204,6 +205,14 @@ async function scoreTasks(m: EvalModel, plan: EvalPlan, parallel: number, o: Eva
   return { tasks, threads: loaded.settings.threads, adapters: loaded.adapters };
 }
 
+/** Says before the scoring, not only after it, that the results will have nowhere to go. */
+function warnIfUnstorable(plan: EvalPlan, o: EvalRunOptions, ctx: BackendContext): void {
+  if (o.store === false || !plan.models.some((m) => !whyNotStored(m.entry, m.label, m.extraAdapters.length))) return;
+  const home = slmPaths().home;
+  const why = unwritableReason(home);
+  if (why) emit(ctx.onEvent, { type: "log", level: "warn", message: `The results cannot be saved: ${why.at} ${UNWRITABLE_REASON[why.reason]}. The scores will still be printed; --no-store skips saving.` });
+}
+
 /**
  * Evaluates each model of the plan in turn (one loaded at a time, so memory holds one model), then
  * stores every registered model's results in one registry update per model. A failure to store is
@@ -214,6 +223,7 @@ export async function runEval(plan: EvalPlan, o: EvalRunOptions, ctx: BackendCon
   const textCtx = plan.text ? await textContext(plan, o) : 0;
   const models: ModelResult[] = [];
   let storeError: SlmError | undefined;
+  warnIfUnstorable(plan, o, ctx);
   for (const m of plan.models) models.push(await evaluateModel(m, plan, textCtx, o, ctx));
   for (const [i, r] of models.entries()) {
     const m = plan.models[i]!;

@@ -5,7 +5,7 @@ import type { BackendContext } from "../../core/events.js";
 import { findExecutable, pathDirs, probe } from "../../core/exec.js";
 import { formatBytes } from "../../core/format.js";
 import { hubEndpoint, hubOffline, slmPaths, type SlmPaths } from "../../core/paths.js";
-import { type Unwritable, unwritableReason } from "../../core/storage.js";
+import { UNWRITABLE_REASON, type Unwritable, unwritableReason } from "../../core/storage.js";
 import { SETUP_COMMAND, toolSearchDirs } from "../llamacpp/tools.js";
 import { type PythonFacts, probePython, pythonChecks } from "./python.js";
 
@@ -365,13 +365,6 @@ async function tokenPresence(env: NodeJS.ProcessEnv, hfHome: string): Promise<St
   return { set: false };
 }
 
-const UNWRITABLE: Record<Unwritable["reason"], string> = {
-  "read-only": "is on a read-only file system",
-  permission: "is not writable by this user",
-  "not-a-folder": "is a file, not a folder",
-  full: "is on a full disk",
-};
-
 function diskCheck(name: string, env: string, d: DiskFacts): DoctorCheck {
   const where = `${d.path}${d.exists ? "" : " (not created yet)"}`;
   if (d.unwritable) {
@@ -379,7 +372,7 @@ function diskCheck(name: string, env: string, d: DiskFacts): DoctorCheck {
     return {
       name,
       status: "error",
-      detail: `${where} — cannot write: ${at === path.resolve(d.path) ? "it" : at} ${UNWRITABLE[reason]}`,
+      detail: `${where} — cannot write: ${at === path.resolve(d.path) ? "it" : at} ${UNWRITABLE_REASON[reason]}`,
       fix: reason === "full" ? "free some disk space, or point it at a larger disk" : `point ${env} at a folder you can write to`,
     };
   }
