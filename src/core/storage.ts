@@ -166,6 +166,8 @@ export function toolStorageHint(output: string): string | undefined {
     : `It tried to write to a read-only file system: point SLM_HOME (now ${slmPaths().home}) or the output at a folder you can write to.`;
 }
 
+const CREATING = new Set(["mkdir", "mkdtemp", "open", "rename", "symlink", "link", "copyfile"]);
+
 /**
  * The StorageError an error stands for, or undefined when it is not a storage failure. Looks through
  * `cause`. ENOENT, ENOTDIR and EEXIST are ambiguous (Node's recursive mkdir reports a read-only parent
@@ -193,7 +195,8 @@ export function storageErrorOf(err: unknown): StorageError | undefined {
       case "ENOTDIR":
       case "EEXIST":
       case "ENOENT": {
-        if (code !== "ENOTDIR" && syscall !== "mkdir") continue;
+        // Only where slm was creating something: reading a path given by the user is a not-found matter.
+        if (code === "ENOTDIR" ? !CREATING.has(syscall ?? "") : syscall !== "mkdir") continue;
         const why = unwritableReason(p);
         if (why) return errorFor(p, why, e);
       }

@@ -180,6 +180,19 @@ describe.skipIf(mountSkipReason)("slm pull onto a full disk", () => {
     expect(walk(cache.dir)).toEqual([]);
   });
 
+  it("a read-only HF cache: the failed file and the error both say so, nothing is written", async () => {
+    const s = await hub();
+    const ro = readOnlyMount();
+    mounts.push(ro);
+    const sb = sandbox(s.url, { HF_HUB_CACHE: path.join(ro.dir, "hub") });
+    const r = await slm(["pull", `${REPO}:F16`], sb);
+    expect(r.exitCode, r.all).toBe(EXIT_STORAGE);
+    expect(r.stderr).toMatch(new RegExp(`✗ tiny-arith-f16\\.gguf \\(Cannot write to ${ro.dir}/hub/models--test--tiny-arith-GGUF/blobs: ${ro.dir} is on a read-only file system\\.\\)`));
+    expect(r.stderr).toContain(`hint: Remount it read-write, or point HF_HUB_CACHE (now ${ro.dir}/hub) at a folder you can write to.`);
+    expect(r.stderr).not.toMatch(/ENOENT|EROFS/);
+    expect(walk(ro.source!)).toEqual([]);
+  });
+
   it("a disk that fills during the download: a clear error, no temp file, and the same pull resumes once there is room", async () => {
     const s = await hub({ throttleBytesPerSec: 2 << 20 });
     const cache = disk(10 << 20);

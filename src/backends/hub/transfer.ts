@@ -91,8 +91,14 @@ export async function downloadFile(o: TransferOptions): Promise<{ resumedBytes: 
   const reusable = prior && prior.size === o.size && prior.expected.hex === o.expected.hex && prior.commit === o.commit;
   const spans = reusable ? prior.spans : planSpans(o.size, o.connections, o.pieceBytes ?? DEFAULT_PIECE);
   const resumedBytes = spans.reduce((a, s) => a + s.written, 0);
-  mkdirSync(path.dirname(o.dest), { recursive: true });
-  const fh = await open(data, reusable ? "r+" : "w+");
+  let fh: FileHandle;
+  try {
+    mkdirSync(path.dirname(o.dest), { recursive: true });
+    fh = await open(data, reusable ? "r+" : "w+");
+  } catch (err) {
+    // Named here, so the file's failed step says "read-only" too, not a bare errno.
+    throw storageErrorOf(err) ?? err;
+  }
   // write-file-atomic removes its temp file when a write fails (a full disk left `*.json.tmp` behind).
   // No fsync: the state only has to under-count what is on disk, and this runs twice a second.
   const saveState = () => {
@@ -104,7 +110,7 @@ export async function downloadFile(o: TransferOptions): Promise<{ resumedBytes: 
   } catch (err) {
     await fh.close();
     if (!reusable) rmSync(data, { force: true });
-    throw err;
+    throw storageErrorOf(err) ?? err;
   }
   const hasher = new FrontierHasher(o.expected, o.size, fh, spans);
   void hasher.catchUp();
