@@ -126,6 +126,30 @@ describe.skipIf(mountSkipReason)("a read-only SLM_HOME", () => {
   }, 60_000);
 });
 
+describe.skipIf(mountSkipReason)("a full SLM_HOME", () => {
+  let full: Mounted;
+  beforeAll(() => {
+    full = smallDisk(64 << 10);
+    try {
+      writeFileSync(path.join(full.dir, "filler"), Buffer.alloc(128 << 10));
+    } catch {
+      // ENOSPC: full, as wanted.
+    }
+  });
+  afterAll(() => full?.unmount());
+
+  it("eval prints its scores, then says the disk is full (exit 8), leaving no temp file", async () => {
+    const home = path.join(full.dir, "home");
+    const r = await slm(["eval", "tiny-arith", "--task", ADD, "--limit", "5"], sandbox(undefined, { SLM_HOME: home }));
+    expect(r.exitCode, r.all).toBe(EXIT_STORAGE);
+    expect(r.stdout).toMatch(/^tiny-arith\s+100\.0 %/m);
+    expect(r.stderr).toContain(`The results cannot be saved: ${full.dir} is on a full disk.`);
+    expect(r.stderr).toContain(`error: The disk is full: a write failed (SLM_HOME ${home}: 0 B free;`);
+    expect(r.stderr).toContain(`hint: Free some space on the disk holding ${home}, or point SLM_HOME at a larger disk`);
+    expect(walk(full.dir)).toEqual(["filler"]);
+  }, 120_000);
+});
+
 describe("SLM_HOME or the HF cache under a regular file", () => {
   const root = mkdtempSync(path.join(tmpdir(), "slm-under-file-"));
   const file = path.join(root, "a-file");
