@@ -8,12 +8,12 @@ import { FIXTURE, ROOT, sandbox, slm } from "../helpers/cli.js";
 const ADD = path.join(FIXTURE, "data", "add-eval.jsonl");
 
 describe("slm eval: stored records are keyed by the data's content, not its path", () => {
-  it("the same file by a relative path, an absolute path and as a copy is one record; other settings are another", async () => {
+  it("the same file by a relative path and as a copy elsewhere is one record; other settings are another", async () => {
     const sb = sandbox();
     const copy = path.join(mkdtempSync(path.join(tmpdir(), "slm-eval-copy-")), "add-eval.jsonl");
     copyFileSync(ADD, copy);
     const records = () => (JSON.parse(readFileSync(path.join(sb.home, "registry.json"), "utf8")) as Registry).builtinEvals?.["tiny-arith"] ?? [];
-    for (const task of [path.relative(ROOT, ADD), ADD, copy]) {
+    for (const task of [path.relative(ROOT, ADD), copy]) {
       const r = await slm(["eval", "tiny-arith", "--task", task, "--limit", "5"], sb, { cwd: ROOT });
       expect(r.exitCode, r.all).toBe(0);
     }

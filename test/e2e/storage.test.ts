@@ -67,15 +67,6 @@ describe.skipIf(mountSkipReason)("a read-only SLM_HOME", () => {
     expect(r.stderr.indexOf("The results cannot be saved")).toBeLessThan(r.stderr.indexOf("Loading tiny-arith"));
   }, 120_000);
 
-  it("eval --json: the result line with the scores, then the error line", async () => {
-    const r = await slm(["eval", "tiny-arith", "--task", ADD, "--limit", "5", "--json"], sb);
-    expect(r.exitCode, r.all).toBe(EXIT_STORAGE);
-    const lines = r.stdout.trim().split("\n").map((l) => JSON.parse(l) as { type: string; data?: { models: { tasks: unknown[] }[] }; error?: { name: string; exitCode: number } });
-    const result = lines.find((l) => l.type === "result");
-    expect(result?.data?.models[0]?.tasks).toHaveLength(1);
-    expect(lines.at(-1)).toMatchObject({ type: "error", error: { name: "StorageError", exitCode: EXIT_STORAGE } });
-  }, 120_000);
-
   it("rm refuses with the path and leaves the registry and the file", async () => {
     const r = await slm(["rm", "mine"], sb);
     expectStorageError(r, home);
@@ -116,13 +107,10 @@ describe.skipIf(mountSkipReason)("a read-only SLM_HOME", () => {
   });
 
   it("doctor reports SLM_HOME as a problem, not ✓", async () => {
-    const r = await slm(["doctor"], sb);
+    const r = await slm(["doctor", "--json"], sb);
     expect(r.exitCode, r.all).toBe(0);
-    expect(r.stdout).toMatch(new RegExp(`✗ SLM_HOME\\s+${home} — cannot write: it is on a read-only file system`));
-    expect(r.stdout).toContain("point SLM_HOME at a folder you can write to");
-    const json = await slm(["doctor", "--json"], sb);
-    const checks = (lastJson(json.stdout).data as { sections: { storage: { name: string; status: string }[] } }).sections.storage;
-    expect(checks.find((c) => c.name === "SLM_HOME")?.status).toBe("error");
+    const checks = (lastJson(r.stdout).data as { sections: { storage: { name: string; status: string; detail: string; fix?: string }[] } }).sections.storage;
+    expect(checks.find((c) => c.name === "SLM_HOME")).toEqual({ name: "SLM_HOME", status: "error", detail: `${home} — cannot write: it is on a read-only file system`, fix: "point SLM_HOME at a folder you can write to" });
   }, 60_000);
 });
 
@@ -156,12 +144,13 @@ describe("SLM_HOME or the HF cache under a regular file", () => {
   writeFileSync(file, "not a folder");
   const sb = sandbox(undefined, { SLM_HOME: path.join(file, "slm"), HF_HUB_CACHE: path.join(file, "hub") });
 
-  it("eval prints its scores, then names the file in the way (exit 8)", async () => {
-    const r = await slm(["eval", "tiny-arith", "--task", ADD, "--limit", "5"], sb);
+  it("eval --json: the result line with the scores, then the error line that names the file in the way (exit 8)", async () => {
+    const r = await slm(["eval", "tiny-arith", "--task", ADD, "--limit", "5", "--json"], sb);
     expect(r.exitCode, r.all).toBe(EXIT_STORAGE);
-    expect(r.stdout).toMatch(/^tiny-arith\s+100\.0 %/m);
-    expect(r.stderr).toContain(`${file} is a file, not a folder.`);
-    expect(r.stderr).not.toContain("Unexpected error");
+    const lines = r.stdout.trim().split("\n").map((l) => JSON.parse(l) as { type: string; data?: { models: { tasks: unknown[]; stored: boolean }[] }; error?: { name: string; message: string; exitCode: number } });
+    const result = lines.find((l) => l.type === "result");
+    expect(result?.data?.models[0]).toMatchObject({ stored: false, tasks: [expect.objectContaining({ task: "add-eval" })] });
+    expect(lines.at(-1)).toMatchObject({ type: "error", error: { name: "StorageError", exitCode: EXIT_STORAGE, message: expect.stringContaining(`${file} is a file, not a folder.`) } });
   }, 120_000);
 
   it("doctor marks both places ✗", async () => {
