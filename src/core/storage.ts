@@ -166,6 +166,16 @@ export function toolStorageHint(output: string): string | undefined {
     : `It tried to write to a read-only file system: point SLM_HOME (now ${slmPaths().home}) or the output at a folder you can write to.`;
 }
 
+/**
+ * write-file-atomic's errors name its temp file (`report.html.3735928559`): a storage failure names the
+ * file the user asked for instead; other errors pass through unchanged.
+ */
+export function storageErrorFor(file: string, err: unknown): unknown {
+  const e = err as NodeJS.ErrnoException;
+  if (e instanceof Error && typeof e.path === "string" && e.path.startsWith(`${file}.`)) e.path = file;
+  return storageErrorOf(err) ?? err;
+}
+
 const CREATING = new Set(["mkdir", "mkdtemp", "open", "rename", "symlink", "link", "copyfile"]);
 
 /**

@@ -57,14 +57,19 @@ describe.skipIf(mountSkipReason)("a read-only SLM_HOME", () => {
     expect(r.stderr).not.toContain("Unexpected error");
   };
 
-  it("eval prints every score, then says that storing them failed (exit 8)", async () => {
-    const r = await slm(["eval", "tiny-arith", "--task", ADD, "--limit", "5"], sb);
-    expectStorageError(r, home);
+  it("eval prints every score, then says that storing them (and the report) failed (exit 8)", async () => {
+    const report = path.join(ro.dir, "report.md");
+    const r = await slm(["eval", "tiny-arith", "--task", ADD, "--limit", "5", "--report", report], sb);
+    expect(r.exitCode, r.all).toBe(EXIT_STORAGE);
     expect(r.stdout).toMatch(/^tiny-arith\s+100\.0 %/m);
-    expect(r.stdout).toContain("Not saved: storing failed");
-    // …and said so before scoring, not only after.
+    expect(r.stdout).toContain(`Not saved: storing failed: Cannot write to ${path.join(home, "locks")}: ${home} is on a read-only file system.`);
+    // …said before scoring, not only after.
     expect(r.stderr).toContain(`The results cannot be saved: ${home} is on a read-only file system. The scores will still be printed; --no-store skips saving.`);
     expect(r.stderr.indexOf("The results cannot be saved")).toBeLessThan(r.stderr.indexOf("Loading tiny-arith"));
+    // The report's error names the report, not write-file-atomic's temp file.
+    expect(r.stderr).toContain(`error: Cannot write to ${report}: ${ro.dir} is on a read-only file system.`);
+    expect(r.stderr).toContain("hint: Remount it read-write, or choose a place you can write to.");
+    expect(r.stderr).not.toContain("Unexpected error");
   }, 120_000);
 
   it("rm refuses with the path and leaves the registry and the file", async () => {

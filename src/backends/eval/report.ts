@@ -1,5 +1,6 @@
 import path from "node:path";
 import { UsageError } from "../../core/errors.js";
+import { storageErrorFor } from "../../core/storage.js";
 import type { EvalResult } from "./evaluate.js";
 import { type Column, type ComparisonTable, comparisonTable } from "./table.js";
 
@@ -152,6 +153,8 @@ export async function writeReport(r: EvalResult, file: string, t?: ComparisonTab
   if (!format) throw new UsageError(`--report takes a .md or .html file name (got ${file}).`);
   const abs = path.resolve(file);
   const { default: writeFileAtomic } = await import("write-file-atomic");
-  await writeFileAtomic(abs, renderReport(r, format, t, extra));
+  await writeFileAtomic(abs, renderReport(r, format, t, extra)).catch((err: unknown) => {
+    throw storageErrorFor(abs, err);
+  });
   return { path: abs, format };
 }
