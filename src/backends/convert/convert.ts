@@ -4,6 +4,7 @@ import { CancelledError, ExternalError, MissingDependencyError, SlmError } from 
 import { emit, type BackendContext } from "../../core/events.js";
 import { formatDuration } from "../../core/format.js";
 import { readGgufSummary } from "../gguf/summary.js";
+import { displayName, hfFolderModelId } from "../store/naming.js";
 import { type PythonEnv, SETUP_PYTHON, describe, requirePythonModules, resolvePython } from "../python/env.js";
 import { llamaCppScript, runLlamaCppScript } from "../python/llamaScripts.js";
 import { type HfFolderInfo, inspectHfFolder } from "./hfFolder.js";
@@ -17,6 +18,8 @@ export interface ConvertOptions {
   outtype: Outtype;
   /** The .gguf file to write; it appears complete, or not at all. */
   out: string;
+  /** Which model this is (a repo id or a name, store/naming.ts); default: what the folder holds. */
+  name?: string;
 }
 
 export interface ConvertResult {
@@ -86,7 +89,8 @@ export async function convertHfToGguf(opts: ConvertOptions, ctx: BackendContext 
   mkdirSync(path.dirname(out), { recursive: true });
   const work = mkdtempSync(path.join(path.dirname(out), ".convert-"));
   const tmpOut = path.join(work, path.basename(out));
-  const title = `Converting ${path.basename(c.folder.dir)} to GGUF (${opts.outtype.toUpperCase()})`;
+  const id = opts.name ?? hfFolderModelId(c.folder.dir);
+  const title = `Converting ${id} to GGUF (${opts.outtype.toUpperCase()})`;
   emit(ctx.onEvent, { type: "step", id: "convert:run", status: "start", title });
   try {
     let seen = 0;
@@ -94,7 +98,7 @@ export async function convertHfToGguf(opts: ConvertOptions, ctx: BackendContext 
     // Rates count from the converter's start, not from the module check before it.
     const runStarted = performance.now();
     try {
-      await runLlamaCppScript(c.python.python, c, [c.folder.dir, "--outtype", opts.outtype, "--outfile", tmpOut], ctx, (line) => {
+      await runLlamaCppScript(c.python.python, c, [c.folder.dir, "--outtype", opts.outtype, "--outfile", tmpOut, "--model-name", displayName(id)], ctx, (line) => {
         const secs = (performance.now() - runStarted) / 1000;
         if (parseTensorLine(line)) {
           seen++;

@@ -3,6 +3,8 @@ import path from "node:path";
 import { NotFoundError } from "../../core/errors.js";
 import { parseModelRef, registryNameFor } from "../../core/modelRef.js";
 import { builtinEntry } from "./builtin.js";
+import { folderFiles } from "./folderInfo.js";
+import { hfFolderModelId } from "./naming.js";
 import { getModel, hasModel, listModels } from "./registry.js";
 import type { ModelEntry } from "./types.js";
 
@@ -28,7 +30,10 @@ export function resolveModel(ref: string): ModelEntry {
       const size = statSync(parsed.path).size;
       return { name: path.basename(parsed.path), format: "gguf", path: parsed.path, files: [{ path: parsed.path, size }], source: { type: "local" }, size, lineage: [], createdAt: new Date().toISOString() };
     }
-    case "hf-folder":
-      return { name: path.basename(parsed.path), format: "hf", path: parsed.path, files: [], source: { type: "local" }, size: 0, lineage: [], createdAt: new Date().toISOString() };
+    case "hf-folder": {
+      const files = folderFiles(parsed.path);
+      const size = files.reduce((a, f) => a + f.size, 0);
+      return { name: hfFolderModelId(parsed.path), format: "hf", path: parsed.path, files, source: { type: "local" }, size, lineage: [], createdAt: new Date().toISOString() };
+    }
   }
 }
