@@ -51,6 +51,13 @@ function assertComplete(file: string, h: GgufHeader): void {
   }
 }
 
+/** Reads one GGUF file's header and checks that the file holds every tensor it lists. */
+export function checkGgufFile(file: string): GgufHeader {
+  const h = readGgufHeader(file);
+  assertComplete(file, h);
+  return h;
+}
+
 /** All parts of a split model (`-00001-of-00003.gguf`), first part first; the file alone otherwise. */
 function partsOf(file: string): string[] {
   const m = SPLIT.exec(file);
