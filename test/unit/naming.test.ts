@@ -33,7 +33,7 @@ describe("one name for a model, whoever names it", () => {
   it("convert, quantize and finetune derive the same registry name from one source", () => {
     expect(derivedName(entry({ path: HF }), "F16")).toBe("tiny-arith-F16");
     expect(derivedName(entry({ path: `/c/models--acme--Tiny-Arith/snapshots/${COMMIT}` }), "F16")).toBe("Tiny-Arith-F16");
-    expect(derivedName(entry({ name: "x.gguf", format: "gguf", path: "/m/tiny-arith-f32.gguf" }), "Q8_0")).toBe("tiny-arith-f32-Q8_0");
+    expect(derivedName(entry({ name: "tiny-arith-f32.gguf", format: "gguf", path: "/m/tiny-arith-f32.gguf" }), "Q8_0")).toBe("tiny-arith-f32-Q8_0");
     // A registered model keeps the name the user knows it by; a fine-tune keeps its "+".
     expect(derivedName(entry({ name: "org/Repo-GGUF:Q8_0", format: "gguf", source: { type: "hub", repo: "org/Repo-GGUF", revision: "main", commit: COMMIT, endpoint: "" } }), "Q4_K_M")).toBe("Repo-GGUF-Q4_K_M");
     expect(derivedName(entry({ name: "tiny-arith+mysub", format: "gguf", source: { type: "derived" } }), "Q4_K_M")).toBe("tiny-arith+mysub-Q4_K_M");
