@@ -7,8 +7,11 @@ export interface CatalogEntry {
   id: string;
   aliases: string[];
   description: string;
-  /** Ships inside the package (path relative to the package root): no download. */
-  builtin?: { file: string; quant: string };
+  /**
+   * Ships inside the package (paths relative to the package root): no download. `hf` is the same model's
+   * Hugging Face folder, which fine-tuning trains on.
+   */
+  builtin?: { file: string; quant: string; hf?: string };
   gguf?: { repo: string; defaultQuant: string };
   hf?: { repo: string; gated?: boolean };
   parameters: number;
@@ -34,6 +37,10 @@ export function findCatalogEntry(name: string): CatalogEntry | undefined {
 
 export function builtinPath(entry: CatalogEntry): string | undefined {
   return entry.builtin ? path.join(packageRoot(), entry.builtin.file) : undefined;
+}
+
+export function builtinHfPath(entry: CatalogEntry): string | undefined {
+  return entry.builtin?.hf ? path.join(packageRoot(), entry.builtin.hf) : undefined;
 }
 
 /** Names close to `name` among the catalog and any extra names, best first (for "did you mean"). */

@@ -1,11 +1,14 @@
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { beforeAll, describe, expect, it, type TestContext } from "vitest";
+import { execFileSync } from "node:child_process";
+import { afterAll, beforeAll, describe, expect, it, type TestContext } from "vitest";
+import { readGgufHeader } from "../../src/backends/gguf/reader.js";
 import type { ModelEntry, Registry } from "../../src/backends/store/types.js";
 import { findExecutable, pathDirs } from "../../src/core/exec.js";
 import { FIXTURE, type Sandbox, interruptWhen, lastJson, sandbox, slm } from "../helpers/cli.js";
 import { fixtureDifferences } from "../helpers/ggufCompare.js";
+import { type HubServer, repoFromDir, startHubServer } from "../helpers/hubServer.js";
 import { convertPythonForTests } from "../helpers/python.js";
 
 const HF = path.join(FIXTURE, "hf");
@@ -50,6 +53,18 @@ describe("slm convert: input and environment errors", () => {
     expectNothingLeft(sb);
   });
 
+  it("run and eval on HF weights name the exact slm convert command and the model it registers", async () => {
+    const sb = sandbox();
+    for (const verb of ["run", "eval"]) {
+      const r = await slm(verb === "run" ? ["run", HF, "12+34"] : ["eval", HF, "--task", path.join(FIXTURE, "data", "add-eval.jsonl")], sb);
+      expect(r.exitCode, r.all).toBe(2);
+      expect(r.stderr).toContain(`error: ${HF} is in Hugging Face format`);
+      expect(r.stderr).toContain(`hint: Convert it to GGUF first: slm convert ${HF} (registers tiny-arith-F16), then slm ${verb} tiny-arith-F16.`);
+      expect(r.stderr).not.toContain("arrives with");
+    }
+    expectNothingLeft(sb);
+  });
+
   it("without a Python environment: exit 5 naming `slm setup python`, nothing left behind", async () => {
     const sb = sandbox(undefined, { SLM_PYTHON: "" });
     const r = await slm(["convert", HF, "--json"], sb);
@@ -79,50 +94,79 @@ describe("slm convert: the real conversion", () => {
   let python: string | undefined;
   let skipReason: string | undefined;
   let sb: Sandbox;
+  let hub: HubServer;
 
   beforeAll(async () => {
     const p = await convertPythonForTests();
     python = p.python;
     skipReason = p.skip;
     if (skipReason) process.stderr.write(`[tests] skipping slm convert's real conversions: ${skipReason}\n`);
-    sb = sandbox(undefined, python ? { SLM_PYTHON: python } : {});
+    // The fixture's HF weights as a Hub repo: its snapshot folder is named by a commit hash.
+    hub = await startHubServer({ repos: [repoFromDir("acme/tiny-arith", HF)] });
+    sb = sandbox(hub.url, python ? { SLM_PYTHON: python } : {});
   });
+  afterAll(() => hub?.close());
 
   function needPython(ctx: TestContext): void {
     if (!python) ctx.skip(skipReason);
   }
 
-  it("converts the fixture to F32 identical to llama.cpp's reference, registers it with lineage, and it answers 12+34", async (ctx) => {
+  /** general.* as llama.cpp's own gguf-py reads it (from the checkout slm made in the sandbox). */
+  function ggufPyGeneral(file: string): Record<string, string> {
+    const root = path.join(sb.home, "llama.cpp-py");
+    const gguf = path.join(root, readdirSync(root).find((d) => !d.startsWith("."))!, "gguf-py");
+    const script = "import gguf, json, sys\nr = gguf.GGUFReader(sys.argv[1])\nprint(json.dumps({k: bytes(f.parts[f.data[0]]).decode() for k, f in r.fields.items() if k.startswith('general.') and f.types[0] == gguf.GGUFValueType.STRING}))";
+    const out = execFileSync(python!, ["-c", script, file], { env: { ...process.env, PYTHONPATH: gguf }, encoding: "utf8" });
+    return JSON.parse(out) as Record<string, string>;
+  }
+
+  /** The general.* string keys of a file, as slm's own reader sees them. */
+  function general(file: string): Record<string, string> {
+    return Object.fromEntries([...readGgufHeader(file).metadata].filter((e): e is [string, string] => e[0].startsWith("general.") && typeof e[1] === "string"));
+  }
+
+  it("converts a pulled Hub repo to F32 identical to llama.cpp's reference, named by the repo, registered with lineage, and it answers 12+34", async (ctx) => {
     needPython(ctx);
-    const r = await slm(["convert", HF, "--outtype", "f32", "--out", "arith-f32", "--json"], sb);
+    const r = await slm(["convert", "acme/tiny-arith", "--outtype", "f32", "--out", "arith-f32", "--json"], sb);
     expect(r.exitCode, r.all).toBe(0);
-    const data = lastJson(r.stdout).data as { model: ModelEntry; conversion: { tensors: number; architecture: string } };
+    const data = lastJson(r.stdout).data as { model: ModelEntry; pulled: boolean; conversion: { tensors: number; architecture: string } };
+    expect(data.pulled).toBe(true);
     expect(data.model.name).toBe("arith-f32");
     expect(data.model.path).toBe(path.join(sb.home, "models", "arith-f32", "arith-f32.gguf"));
     expect(data.conversion.architecture).toBe("llama");
     expect(fixtureDifferences(data.model.path, REF_F32)).toEqual([]);
+    // Named by the repo, not by the snapshot's commit hash: what llama.cpp's reference says, read by llama.cpp's reader.
+    expect(ggufPyGeneral(data.model.path)).toMatchObject({ "general.name": "Tiny Arith" });
+    // The rest as llama.cpp derives it from the id "acme/tiny-arith" (the reference came from a folder named tiny-arith).
+    expect(general(data.model.path)).toEqual({ ...general(REF_F32), "general.organization": "Acme" });
     const entry = registry(sb).models["arith-f32"]!;
     expect(entry).toMatchObject({ format: "gguf", quant: "F32", source: { type: "derived" }, architecture: "llama", contextLength: 256 });
-    expect(entry.lineage[0]).toMatchObject({ from: HF, method: "convert", parameters: { outtype: "f32", tool: "convert_hf_to_gguf.py" } });
-    // Progress came from the converter's own output.
-    const events = r.stdout.trim().split("\n").map((l) => JSON.parse(l) as { type: string; id?: string; unit?: string });
+    expect(entry.lineage[0]).toMatchObject({ from: "acme/tiny-arith", method: "convert", parameters: { outtype: "f32", tool: "convert_hf_to_gguf.py" } });
+    // Progress came from the converter's own output, under the model's name.
+    const events = r.stdout.trim().split("\n").map((l) => JSON.parse(l) as { type: string; id?: string; unit?: string; title?: string });
     expect(events.some((e) => e.type === "progress" && e.id === "convert:run" && e.unit === "steps")).toBe(true);
+    expect(events.find((e) => e.id === "convert:run" && e.title)?.title).toBe("Converting acme/tiny-arith to GGUF (F32)");
     const run = await slm(["run", "arith-f32", "12+34", "-t", "0"], sb);
     expect(run.exitCode, run.all).toBe(0);
     expect(run.stdout).toBe("46");
   }, SLOW);
 
-  it("defaults to F16 named after the folder, equal to the reference F16", async (ctx) => {
+  it("defaults to F16 named after the model the folder holds (as finetune names it), equal to the reference F16, without the converter's warnings", async (ctx) => {
     needPython(ctx);
-    const r = await slm(["convert", HF, "--json"], sb);
+    const r = await slm(["convert", HF], sb);
     expect(r.exitCode, r.all).toBe(0);
-    const model = (lastJson(r.stdout).data as { model: ModelEntry }).model;
-    expect(model.name).toBe("hf-F16");
+    expect(r.stderr).toContain("Converting tiny-arith to GGUF (F16)");
+    // convert_hf_to_gguf.py's notes about the model ("WARNING:hf-to-gguf:Unknown RoPE type") are for --verbose.
+    expect(r.stderr).not.toContain("WARNING:");
+    const model = registry(sb).models["tiny-arith-F16"]!;
+    expect(model.lineage[0]).toMatchObject({ from: HF, method: "convert" });
     expect(fixtureDifferences(model.path, REF_F16)).toEqual([]);
+    expect(general(model.path)).toEqual(general(REF_F16));
+    expect(general(model.path)["general.name"]).toBe("Tiny Arith");
     // The name is now taken.
     const again = await slm(["convert", HF], sb);
     expect(again.exitCode).toBe(2);
-    expect(again.stderr).toContain('A model named "hf-F16" is already registered');
+    expect(again.stderr).toContain('A model named "tiny-arith-F16" is already registered');
   }, SLOW);
 
   it("Ctrl+C during the conversion leaves no file and no registry entry", async (ctx) => {

@@ -76,7 +76,6 @@ describe("slm finetune: what is checked before Python starts", () => {
     expect((await slm(["finetune", HF], sb)).exitCode).toBe(2);
     expect((await slm(["finetune", HF, "--lora", SUB, "--lr", "fast"], sb)).stderr).toMatch(/--lr must be a number/);
     expect((await slm(["finetune", HF, "--lora", SUB, "--device", "tpu"], sb)).exitCode).toBe(2);
-    expect((await slm(["finetune", "tiny-arith", "--lora", SUB], sb)).stderr).toMatch(/built in as a GGUF file only/);
   });
 
   it("no Python environment: exit 5 naming `slm setup python`", async () => {
@@ -211,6 +210,22 @@ describe("slm finetune: a run with the stand-in recipe", () => {
       expect(runs()).not.toContain("tiny-arith+fails");
       expect(registry().models["tiny-arith+fails"]).toBeUndefined();
       expect(readdirSync(path.join(sb.home, "models")).filter((d) => d.startsWith(".tmp-"))).toEqual([]);
+    },
+    SLOW,
+  );
+
+  it(
+    "the built-in model fine-tunes by name: trains on the HF weights that ship with slm, runs on its built-in GGUF",
+    async () => {
+      const r = await slm(["finetune", "tiny-arith", "--lora", SUB, "--out", "byname", "--max-steps", "3", "--json"], sb);
+      expect(r.exitCode, r.all).toBe(0);
+      expect(lastConfig()).toMatchObject({ base: path.join(ROOT, "models", "tiny-arith", "hf") });
+      const entry = registry().models["tiny-arith+byname"]!;
+      expect(entry.path).toBe(path.join(ROOT, "models", "tiny-arith-f16.gguf"));
+      expect(entry.lineage[0]).toMatchObject({ from: "tiny-arith", method: "finetune-lora" });
+      const run = await slm(["run", "tiny-arith+byname", "44-38", "--temperature", "0"], sb);
+      expect(run.exitCode, run.all).toBe(0);
+      expect(run.stdout.trim()).toBe("6");
     },
     SLOW,
   );

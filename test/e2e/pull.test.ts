@@ -25,14 +25,22 @@ const sha256 = (file: string) => createHash("sha256").update(readFileSync(file))
 const registry = (home: string) => (existsSync(path.join(home, "registry.json")) ? JSON.parse(readFileSync(path.join(home, "registry.json"), "utf8")).models : {});
 const repoDir = (cache: string, repo: string) => path.join(cache, `models--${repo.replace("/", "--")}`);
 
-/** A large random file on disk, for resume and concurrency tests (generated, not committed). */
+/**
+ * A large file on disk, for resume and concurrency tests (generated, not committed): a GGUF header
+ * with no tensors (pull checks that a .gguf is one), then random bytes up to `bytes`.
+ */
 function bigFile(bytes: number): string {
   const dir = mkdtempSync(path.join(tmpdir(), "slm-big-"));
   const file = path.join(dir, "big-Q8_0.gguf");
+  const header = Buffer.alloc(24);
+  header.write("GGUF", 0, "latin1");
+  header.writeUInt32LE(3, 4); // version; then 0 tensors and 0 metadata keys (two u64 zeros)
   const chunk = randomBytes(1 << 20);
   const parts: Buffer[] = [];
   for (let i = 0; i < bytes >> 20; i++) parts.push(chunk.map((b) => b ^ (i & 0xff)) as Buffer);
-  writeFileSync(file, Buffer.concat(parts));
+  const data = Buffer.concat(parts);
+  header.copy(data, 0);
+  writeFileSync(file, data);
   return file;
 }
 
@@ -97,6 +105,49 @@ describe("slm pull", () => {
     expect(r.stderr).toContain("no Q6_K file");
     expect(r.stderr).toMatch(/Available quantizations: F16, F32/);
     expect(registry(sb.home)).toEqual({});
+  });
+
+  it("pulls the --format asked for: a repo without GGUF fails even after its HF pull, and a GGUF-only repo under --format hf says what it has", async () => {
+    const hfFiles = repoFromDir("acme/tiny", path.join(FIXTURE, "hf")).files;
+    const s = await hub({ repos: [{ id: "acme/tiny", files: hfFiles }, ggufRepo(), { id: "acme/both", files: [...hfFiles, { path: "tiny-arith-f16.gguf", file: F16 }] }] });
+    const sb = sandbox(s.url);
+    const noGguf = async () => {
+      const r = await slm(["pull", "acme/tiny", "--format", "gguf", "--name", "gg"], sb);
+      expect(r.exitCode, r.all).toBe(3);
+      expect(r.stderr).toMatch(/No GGUF files in acme\/tiny; try --format hf/);
+      expect(r.stderr).toMatch(/hint: It has 1 \.safetensors file, config\.json/);
+    };
+    await noGguf();
+    expect(registry(sb.home)).toEqual({});
+    expect((await slm(["pull", "acme/tiny", "--format", "hf"], sb)).exitCode).toBe(0);
+    // Registered as HF weights now: --format gguf still means GGUF (it used to register "gg" as HF and exit 0).
+    await noGguf();
+    expect(Object.keys(registry(sb.home))).toEqual(["acme/tiny"]);
+
+    const hfOfGguf = await slm(["pull", GGUF_REPO, "--format", "hf"], sb);
+    expect(hfOfGguf.exitCode, hfOfGguf.all).toBe(3);
+    expect(hfOfGguf.stderr).toContain("No Hugging Face weights (.safetensors) in test/tiny-arith-GGUF; try --format gguf.");
+    expect(hfOfGguf.stderr).toContain("hint: It has 2 GGUF files (F16, F32), README.md.");
+    expect(hfOfGguf.stderr).not.toMatch(/include|exclude/);
+
+    // One repo, both formats: two models, neither overwriting the other.
+    expect((await slm(["pull", "acme/both"], sb)).exitCode).toBe(0);
+    const both = await slm(["pull", "acme/both", "--format", "hf"], sb);
+    expect(both.exitCode, both.all).toBe(0);
+    expect(registry(sb.home)).toMatchObject({ "acme/both": { format: "gguf", quant: "F16" }, "acme/both:hf": { format: "hf" } });
+  });
+
+  it("refuses a .gguf that is not GGUF: exit 7, the file deleted, nothing linked, pinned or registered", async () => {
+    const s = await hub({ repos: [{ id: "acme/bad-GGUF", files: [{ path: "bad-Q8_0.gguf", data: Buffer.from("<html>not a model</html>\n".repeat(200)) }] }] });
+    const sb = sandbox(s.url);
+    const r = await slm(["pull", "acme/bad-GGUF"], sb);
+    expect(r.exitCode, r.all).toBe(7);
+    expect(r.stderr).toContain('error: bad-Q8_0.gguf in acme/bad-GGUF is not a GGUF file (it does not start with "GGUF"); nothing was registered.');
+    expect(r.stderr).not.toMatch(/^warn:/m);
+    expect(registry(sb.home)).toEqual({});
+    expect(existsSync(repoDir(sb.hubCache, "acme/bad-GGUF"))).toBe(false);
+    const pending = path.join(sb.home, "pending");
+    expect(existsSync(pending) ? readdirSync(pending) : []).toEqual([]);
   });
 
   it("deletes corrupt bytes, registers nothing and exits with the integrity code", async () => {

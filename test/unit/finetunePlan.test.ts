@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { folderModelName, resolveFinetuneBase } from "../../src/backends/finetune/base.js";
+import { resolveFinetuneBase } from "../../src/backends/finetune/base.js";
 import { recipeConfig, resumeConflicts } from "../../src/backends/finetune/config.js";
 import { settingsOf } from "../../src/backends/finetune/options.js";
 import { planFinetune } from "../../src/backends/finetune/plan.js";
@@ -127,7 +127,8 @@ describe("planning a fine-tune", () => {
   it("refuses a taken name, and models without HF weights", async () => {
     await registerModel(entry("tiny-arith+taken", "gguf", "x/y", { source: { type: "derived" } }));
     expect(usage(() => planFinetune({ ref: HF, data: SUB, out: "taken" }))).toMatch(/"tiny-arith\+taken" is already registered/);
-    expect(usage(() => planFinetune({ ref: "tiny-arith", data: SUB }))).toMatch(/built in as a GGUF file only[\s\S]*test\/fixtures\/tiny-arith\/hf/);
+    // The built-in model trains on the HF weights that ship with it: no repo-relative path to find.
+    expect(planFinetune({ ref: "tiny-arith", data: SUB })).toMatchObject({ name: "tiny-arith+sub-train", base: { hf: expect.stringMatching(/models\/tiny-arith\/hf$/) } });
     expect(usage(() => planFinetune({ ref: path.join(FIXTURE, "gguf", "tiny-arith-f32.gguf"), data: SUB }))).toMatch(/is a GGUF file; fine-tuning needs the model's Hugging Face weights/);
     await registerModel(entry("tiny-arith+taken2", "gguf", "x/y", { source: { type: "derived" }, adapters: [{ path: "/a.gguf", scale: 1 }] }));
     expect(usage(() => planFinetune({ ref: "tiny-arith+taken2", data: SUB }))).toMatch(/base model with a LoRA adapter/);
@@ -183,9 +184,8 @@ describe("the base of a fine-tune", () => {
     expect(usage(() => resolveFinetuneBase("org/Other-GGUF"))).toMatch(/GGUF file only/);
   });
 
-  it("names folders by the model, not by what they hold", () => {
-    expect(folderModelName("/x/tiny-arith/hf")).toBe("tiny-arith");
-    expect(folderModelName("/x/My-Model")).toBe("My-Model");
-    expect(folderModelName(`/c/hub/models--Qwen--Qwen2.5-0.5B/snapshots/${"a".repeat(40)}`)).toBe("Qwen2.5-0.5B");
+  it("names folders by the model, not by what they hold (store/naming.ts), and the built-in by its name", () => {
+    expect(resolveFinetuneBase(HF)).toMatchObject({ name: "tiny-arith", hf: HF });
+    expect(resolveFinetuneBase("tiny-arith")).toMatchObject({ name: "tiny-arith", from: "tiny-arith", hf: expect.stringMatching(/models\/tiny-arith\/hf$/), gguf: { name: "tiny-arith", source: { type: "builtin" } } });
   });
 });

@@ -41,7 +41,7 @@ async function pullAdapter(repo: string, ctx: BackendContext): Promise<string> {
     const r = await pull({ ref: repo, format: "hf", include: [ADAPTER_CONFIG, ADAPTER_WEIGHTS], register: false }, ctx);
     return r.model.path;
   } catch (err) {
-    if (err instanceof NotFoundError && /matches the include/.test(err.message)) {
+    if (err instanceof NotFoundError && /matches the --include/.test(err.message)) {
       throw new UsageError(`${repo} is not a PEFT LoRA adapter repository: it has no ${ADAPTER_CONFIG}.`, { hint: err.hint });
     }
     throw err;

@@ -1,9 +1,11 @@
-import { mkdirSync, mkdtempSync, renameSync, rmSync, statSync } from "node:fs";
+import { mkdirSync, mkdtempSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { CancelledError, ExternalError, MissingDependencyError, SlmError } from "../../core/errors.js";
 import { emit, type BackendContext } from "../../core/events.js";
 import { formatDuration } from "../../core/format.js";
+import { modelIdComponents } from "../adapters/naming.js";
 import { readGgufSummary } from "../gguf/summary.js";
+import { displayName, hfFolderModelId } from "../store/naming.js";
 import { type PythonEnv, SETUP_PYTHON, describe, requirePythonModules, resolvePython } from "../python/env.js";
 import { llamaCppScript, runLlamaCppScript } from "../python/llamaScripts.js";
 import { type HfFolderInfo, inspectHfFolder } from "./hfFolder.js";
@@ -17,6 +19,8 @@ export interface ConvertOptions {
   outtype: Outtype;
   /** The .gguf file to write; it appears complete, or not at all. */
   out: string;
+  /** Which model this is (a repo id or a name, store/naming.ts); default: what the folder holds. */
+  name?: string;
 }
 
 export interface ConvertResult {
@@ -86,7 +90,8 @@ export async function convertHfToGguf(opts: ConvertOptions, ctx: BackendContext 
   mkdirSync(path.dirname(out), { recursive: true });
   const work = mkdtempSync(path.join(path.dirname(out), ".convert-"));
   const tmpOut = path.join(work, path.basename(out));
-  const title = `Converting ${path.basename(c.folder.dir)} to GGUF (${opts.outtype.toUpperCase()})`;
+  const id = opts.name ?? hfFolderModelId(c.folder.dir);
+  const title = `Converting ${id} to GGUF (${opts.outtype.toUpperCase()})`;
   emit(ctx.onEvent, { type: "step", id: "convert:run", status: "start", title });
   try {
     let seen = 0;
@@ -94,7 +99,7 @@ export async function convertHfToGguf(opts: ConvertOptions, ctx: BackendContext 
     // Rates count from the converter's start, not from the module check before it.
     const runStarted = performance.now();
     try {
-      await runLlamaCppScript(c.python.python, c, [c.folder.dir, "--outtype", opts.outtype, "--outfile", tmpOut], ctx, (line) => {
+      await runLlamaCppScript(c.python.python, c, [c.folder.dir, "--outtype", opts.outtype, "--outfile", tmpOut, "--model-name", displayName(id), "--metadata", nameOverride(work, id, c.folder.parameters)], ctx, (line) => {
         const secs = (performance.now() - runStarted) / 1000;
         if (parseTensorLine(line)) {
           seen++;
@@ -127,6 +132,20 @@ export async function convertHfToGguf(opts: ConvertOptions, ctx: BackendContext 
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+/**
+ * The naming keys, written as the converter would derive them from a folder named after the model
+ * (gguf-py's get_model_id_components, ported in adapters/naming.ts). Without them it reads the folder's
+ * name: an HF-cache snapshot's commit hash became general.finetune, a folder called "hf" the name "Hf".
+ * A null clears what the heuristics guessed; size_label then comes from the parameter count.
+ */
+function nameOverride(work: string, id: string, parameters: number | undefined): string {
+  const n = modelIdComponents(id, parameters ?? 0);
+  const file = path.join(work, "metadata.json");
+  const keys = { name: n.name, organization: n.organization, basename: n.basename, finetune: n.finetune, version: n.version, size_label: n.sizeLabel };
+  writeFileSync(file, JSON.stringify(Object.fromEntries(Object.entries(keys).map(([k, v]) => [`general.${k}`, v ?? null]))));
+  return file;
 }
 
 /** Turns the converter's usual failures into errors that say what to do. */

@@ -3,6 +3,7 @@ import path from "node:path";
 import { NotFoundError, UsageError } from "../../core/errors.js";
 import type { BackendContext } from "../../core/events.js";
 import { parseModelRef, registryNameFor } from "../../core/modelRef.js";
+import { modelIdOf } from "../store/naming.js";
 import { getModel, hasModel, listModels } from "../store/registry.js";
 import { resolveModel } from "../store/resolve.js";
 import { assertFreeName, derivedName, derivedWorkDir, installDerived } from "../store/derived.js";
@@ -78,7 +79,7 @@ export async function convertModel(req: ConvertModelRequest, ctx: BackendContext
   const work = derivedWorkDir();
   try {
     const file = path.join(work, `${name}.gguf`);
-    const c = await convertHfToGguf({ input: source.path, outtype, out: file }, ctx, prepared);
+    const c = await convertHfToGguf({ input: source.path, outtype, out: file, name: modelIdOf(source) }, ctx, prepared);
     const finalPath = path.join(path.dirname(work), name, path.basename(file));
     const step: LineageStep = {
       from: source.source.type === "local" ? source.path : source.name,

@@ -10,6 +10,7 @@ import { resolveModel } from "../store/resolve.js";
 import type { ModelEntry } from "../store/types.js";
 import type { MatchMode } from "./match.js";
 import { type Task, limitTask, readTask } from "./tasks.js";
+import { convertFirstHint } from "../convert/suggest.js";
 
 /** One model to evaluate: the resolved entry and the adapters added on top of its own. */
 export interface EvalModel {
@@ -72,7 +73,7 @@ function modelEntry(ref: string): { model: string; adapters: string[]; entry: Mo
   const { model, adapters } = splitAdapters(ref);
   const entry = resolveModel(model);
   if (entry.format !== "gguf") {
-    throw new UsageError(`${entry.name} is in Hugging Face format; evaluating it needs a GGUF file.`, { hint: "Convert it first (slm convert), or pull a GGUF repository." });
+    throw new UsageError(`${entry.source.type === "local" ? entry.path : entry.name} is in Hugging Face format; evaluating it needs a GGUF file.`, { hint: convertFirstHint(entry, "eval") });
   }
   return { model, adapters, entry };
 }

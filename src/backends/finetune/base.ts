@@ -1,7 +1,8 @@
-import path from "node:path";
-import { type CatalogEntry, catalog } from "../../core/catalog.js";
+import { type CatalogEntry, builtinHfPath, catalog } from "../../core/catalog.js";
 import { UsageError } from "../../core/errors.js";
 import { parseModelRef, registryNameFor } from "../../core/modelRef.js";
+import { builtinEntry } from "../store/builtin.js";
+import { hfFolderModelId, shortName } from "../store/naming.js";
 import { getModel, hasModel, listModels } from "../store/registry.js";
 import type { ModelEntry } from "../store/types.js";
 
@@ -20,27 +21,6 @@ export interface FinetuneBase {
   pull?: string;
   /** A registered GGUF of the same model, used as the base at inference. */
   gguf?: ModelEntry;
-}
-
-/** "org/Repo-Name:Q8_0" → "Repo-Name": the part that is a name, made safe for folders and registry keys. */
-export function shortName(name: string): string {
-  const bare = name.replace(/:[A-Za-z0-9_]+$/, "");
-  return (
-    bare
-      .slice(bare.lastIndexOf("/") + 1)
-      .replace(/[^A-Za-z0-9._-]/g, "-")
-      .replace(/^[^A-Za-z0-9]+/, "") || "model"
-  );
-}
-
-// Folder names that say what is inside rather than which model it is: the parent's name is better.
-const GENERIC = new Set(["hf", "model", "models", "weights", "merged", "final", "checkpoint", "output", "base"]);
-
-/** A model folder's name: `…/tiny-arith/hf` → tiny-arith; an HF cache snapshot → the repo's name. */
-export function folderModelName(dir: string): string {
-  const b = path.basename(dir);
-  if (/^[0-9a-f]{40}$/.test(b)) return path.basename(path.dirname(path.dirname(dir))).replace(/^models--/, "").split("--").pop() || b;
-  return GENERIC.has(b.toLowerCase()) ? path.basename(path.dirname(dir)) : b;
 }
 
 function catalogOf(entry: ModelEntry): CatalogEntry | undefined {
@@ -97,9 +77,10 @@ export function resolveFinetuneBase(ref: string): FinetuneBase {
     case "catalog": {
       const c = parsed.entry;
       if (c.builtin) {
-        throw new UsageError(`${c.id} is built in as a GGUF file only; fine-tuning needs Hugging Face weights (safetensors).`, {
-          hint: c.id === "tiny-arith" ? "Its HF weights are in the repository at test/fixtures/tiny-arith/hf: slm finetune test/fixtures/tiny-arith/hf …" : undefined,
-        });
+        // A built-in model trains on the HF weights that ship beside its GGUF; the adapter runs on that GGUF.
+        const hf = builtinHfPath(c);
+        if (!hf) throw new UsageError(`${c.id} is built in as a GGUF file only; fine-tuning needs Hugging Face weights (safetensors).`);
+        return { name: c.id, from: c.id, hf, gguf: builtinEntry(c) };
       }
       const gguf = getModel(registryNameFor(parsed)!);
       return catalogHf(c, gguf?.format === "gguf" ? gguf : catalogGguf(c), c.id);
@@ -109,6 +90,6 @@ export function resolveFinetuneBase(ref: string): FinetuneBase {
         hint: "Give the HF model folder it was converted from, or its Hugging Face repository.",
       });
     case "hf-folder":
-      return { name: shortName(folderModelName(parsed.path)), from: parsed.path, hf: parsed.path };
+      return { name: shortName(hfFolderModelId(parsed.path)), from: parsed.path, hf: parsed.path };
   }
 }

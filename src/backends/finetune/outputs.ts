@@ -30,7 +30,7 @@ export async function convertAndRegister(plan: FinetunePlan, t: Trained, ctx: Ba
     if (mergedWork && plan.mergedName) {
       if (!t.training.merged_dir) throw new SlmError("The recipe reported no merged model although --merge was given.", { hint: "Run again with --verbose to see the recipe's output." });
       mergedFile = path.join(mergedWork, `${plan.mergedName}-f16.gguf`);
-      await convertHfToGguf({ input: t.training.merged_dir, outtype: "f16", out: mergedFile }, ctx);
+      await convertHfToGguf({ input: t.training.merged_dir, outtype: "f16", out: mergedFile, name: plan.mergedName }, ctx);
     }
     const step = lineageStep(plan, t);
     if (convertedBase) renameSync(t.gguf, convertedBase);

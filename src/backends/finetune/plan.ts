@@ -3,7 +3,8 @@ import { type Dataset, loadDataset } from "../../core/datasets/load.js";
 import { splitHoldout } from "../../core/datasets/split.js";
 import { UsageError } from "../../core/errors.js";
 import { assertFreeName } from "../store/derived.js";
-import { type FinetuneBase, resolveFinetuneBase, shortName } from "./base.js";
+import { shortName } from "../store/naming.js";
+import { type FinetuneBase, resolveFinetuneBase } from "./base.js";
 import { type FinetuneRequest, type FinetuneSettings, settingsOf } from "./options.js";
 import { checkRunDir, runDirFor } from "./run.js";
 
@@ -28,7 +29,8 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$/;
 /** Validates options and data, resolves the base and the names; throws usage errors before anything runs. */
 export function planFinetune(request: FinetuneRequest): FinetunePlan {
   const settings = settingsOf(request);
-  const out = request.out ?? shortName(path.basename(request.data).replace(/\.jsonl?$/i, ""));
+  // "+" separates base and fine-tune in `<base>+<name>`, so the data file's name cannot bring one.
+  const out = request.out ?? shortName(path.basename(request.data).replace(/\.jsonl?$/i, "")).replaceAll("+", "-");
   if (!NAME.test(out)) throw new UsageError(`"${out}" cannot be a fine-tune's name: use letters, digits, ".", "_" or "-" (at most 80).`);
   const base = resolveFinetuneBase(request.ref);
   const name = `${base.name}+${out}`;

@@ -3,6 +3,20 @@ import { fileTypeName } from "./fileTypes.js";
 import { tensorBytes } from "./ggmlTypes.js";
 import { type GgufHeader, type GgufValue, notGguf, readGgufHeader } from "./reader.js";
 
+/** What a GGUF LoRA adapter says about itself (general.type "adapter"). */
+export interface GgufAdapterSummary {
+  /** adapter.type: "lora" (or "alora", activated LoRA). */
+  kind: string;
+  /** adapter.lora.alpha; llama.cpp scales the adapter by alpha / rank. */
+  alpha?: number;
+  /** The smaller side of the lora_a tensors: one rank, or the list when they differ. */
+  rank?: number | number[];
+  /** The base weights it adapts, by GGUF name without the layer ("attn_q", "ffn_down"…). */
+  targets: string[];
+  /** general.base_model.0.*: the model it was trained on, when the converter knew. */
+  base?: string;
+}
+
 /** The facts about a GGUF file that the registry and `slm info` show, read from its header only. */
 export interface GgufSummary {
   architecture: string;
@@ -22,6 +36,7 @@ export interface GgufSummary {
   tensorCount: number;
   splitCount: number;
   ggufVersion: number;
+  adapter?: GgufAdapterSummary;
 }
 
 const SPLIT = /-(\d{5})-of-(\d{5})\.gguf$/i;
@@ -34,6 +49,13 @@ function assertComplete(file: string, h: GgufHeader): void {
       throw notGguf(file, `it is truncated: tensor ${t.name} ends at byte ${end}, the file has ${h.fileSize}`);
     }
   }
+}
+
+/** Reads one GGUF file's header and checks that the file holds every tensor it lists. */
+export function checkGgufFile(file: string): GgufHeader {
+  const h = readGgufHeader(file);
+  assertComplete(file, h);
+  return h;
 }
 
 /** All parts of a split model (`-00001-of-00003.gguf`), first part first; the file alone otherwise. */
@@ -76,5 +98,20 @@ export async function readGgufSummary(file: string): Promise<GgufSummary> {
     tensorCount: tensors.length,
     splitCount: parts.length,
     ggufVersion: headers[0]!.version,
+    ...(str(meta.get("general.type")) === "adapter" ? { adapter: adapterSummary(meta, tensors) } : {}),
+  };
+}
+
+function adapterSummary(meta: GgufHeader["metadata"], tensors: GgufHeader["tensors"]): GgufAdapterSummary {
+  const loraA = tensors.filter((t) => t.name.endsWith(".lora_a"));
+  const ranks = [...new Set(loraA.map((t) => Math.min(...t.dims)))].sort((a, b) => a - b);
+  const targets = [...new Set(loraA.map((t) => t.name.replace(/^blk\.\d+\./, "").replace(/\.weight\.lora_a$/, "")))].sort();
+  const base = str(meta.get("general.base_model.0.name")) ?? str(meta.get("general.base_model.0.repo_url"));
+  return {
+    kind: str(meta.get("adapter.type")) ?? "lora",
+    alpha: num(meta.get("adapter.lora.alpha")),
+    rank: ranks.length === 1 ? ranks[0] : ranks.length > 1 ? ranks : undefined,
+    targets,
+    ...(base ? { base } : {}),
   };
 }

@@ -1,10 +1,11 @@
-import { existsSync, statSync } from "node:fs";
+import { existsSync, rmdirSync, rmSync, statSync } from "node:fs";
+import path from "node:path";
 import { emit, type BackendContext } from "../../core/events.js";
-import { NotFoundError, UsageError } from "../../core/errors.js";
+import { IntegrityError, NotFoundError, UsageError } from "../../core/errors.js";
 import { withLock } from "../../core/lock.js";
 import { type ModelRef, parseModelRef, registryNameFor } from "../../core/modelRef.js";
 import { hubEndpoint, hubOffline, hubToken, slmPaths } from "../../core/paths.js";
-import { readGgufSummary } from "../gguf/summary.js";
+import { checkGgufFile, readGgufSummary } from "../gguf/summary.js";
 import { builtinEntry } from "../store/builtin.js";
 import { getModel, hasModel, listModels, registerModel } from "../store/registry.js";
 import type { ModelEntry, StoredFile } from "../store/types.js";
@@ -62,6 +63,8 @@ function targetOf(ref: ModelRef, o: PullOptions): Target | ModelEntry {
         if (entry.source.type === "builtin") return entry;
         throw new UsageError(`${ref.name} is a local model; there is nothing to pull.`);
       }
+      // Another --format than the registered pull's is another pull of the same repo, under a name of its own.
+      if (o.format && o.format !== entry.format) return { repo: entry.source.repo, revision: o.revision ?? "main", format: o.format, quant: o.quant };
       return { repo: entry.source.repo, revision: o.revision ?? entry.source.revision, format: entry.format, quant: o.quant ?? entry.quant, name: entry.name };
     }
     case "catalog": {
@@ -118,9 +121,9 @@ export async function pull(o: PullOptions, ctx: BackendContext = {}): Promise<Pu
     detail: `${sel.files.length} file(s)${sel.quant ? `, ${sel.quant}` : ""}${pinned ? " (resuming an unfinished pull)" : ""}`,
   });
 
-  const name = o.name ?? target.name ?? target.repo;
+  const name = o.name ?? defaultName(target, sel);
   const existing = o.register === false ? undefined : getModel(name);
-  if (existing && (existing.source.type !== "hub" || existing.source.repo !== target.repo)) {
+  if (existing && (existing.source.type !== "hub" || existing.source.repo !== target.repo || existing.format !== sel.format)) {
     throw new UsageError(`A different model is already registered as "${name}".`, { hint: "Choose another name with --name, or `slm rm` the old one first." });
   }
 
@@ -132,9 +135,11 @@ export async function pull(o: PullOptions, ctx: BackendContext = {}): Promise<Pu
   for (const f of sel.files) {
     const status = await fetchOne(f, { repo: target.repo, commit: snap.commit, repoDir, endpoint, token, offline, connections }, ctx);
     if (status !== "cached") downloadedBytes += f.size;
-    linkSnapshot(repoDir, snap.commit, f.path, etagOf(f));
     pulled.push({ repoPath: f.path, size: f.size, status });
   }
+  // A file the Hub calls .gguf is checked before anything points at it: a bad one is deleted, not registered.
+  if (sel.format === "gguf") checkGgufBlobs(sel.files, pulled, repoDir, target);
+  for (const f of sel.files) linkSnapshot(repoDir, snap.commit, f.path, etagOf(f));
   writeRef(repoDir, target.revision, snap.commit);
   if (!offline) clearPin(target.repo, target.revision);
 
@@ -152,15 +157,52 @@ export async function pull(o: PullOptions, ctx: BackendContext = {}): Promise<Pu
     createdAt: existing?.createdAt ?? new Date().toISOString(),
   };
   if (sel.format === "gguf") {
-    try {
-      const s = await readGgufSummary(entryPath);
-      Object.assign(model, { parameters: s.parameters, contextLength: s.contextLength, architecture: s.architecture, quant: model.quant ?? s.fileType });
-    } catch (err) {
-      emit(ctx.onEvent, { type: "log", level: "warn", message: `Could not read the GGUF header of ${sel.entry}: ${(err as Error).message}` });
-    }
+    const s = await readGgufSummary(entryPath);
+    Object.assign(model, { parameters: s.parameters, contextLength: s.contextLength, architecture: s.architecture, quant: model.quant ?? s.fileType });
   }
   if (o.register !== false) await registerModel(model);
   return { model, files: pulled, downloadedBytes, seconds: (Date.now() - started) / 1000 };
+}
+
+/**
+ * The name a pull registers under when --name is not given: the reference's own, unless that repo is
+ * registered there in the other format (GGUF and HF weights of one repo are two models).
+ */
+function defaultName(target: Target, sel: Selection): string {
+  const name = target.name ?? target.repo;
+  const there = getModel(name);
+  if (!there || there.format === sel.format || there.source.type !== "hub" || there.source.repo !== target.repo) return name;
+  return sel.format === "hf" ? `${target.repo}:hf` : `${target.repo}:${sel.quant ?? "gguf"}`;
+}
+
+/** Every downloaded GGUF must read back as one (magic, header, every tensor inside the file); else exit 7. */
+function checkGgufBlobs(files: RepoFile[], pulled: PulledFile[], repoDir: string, target: Target): void {
+  for (const [i, f] of files.entries()) {
+    if (!f.path.toLowerCase().endsWith(".gguf")) continue;
+    const blob = blobPath(repoDir, etagOf(f));
+    try {
+      checkGgufFile(blob);
+    } catch (err) {
+      // The bytes are what the Hub has (the hash matched), so downloading again would not help.
+      if (pulled[i]!.status !== "cached") {
+        rmSync(blob, { force: true });
+        // Folders this pull made for it go too (rmdir removes only empty ones).
+        for (const dir of [path.dirname(blob), repoDir]) {
+          try {
+            rmdirSync(dir);
+          } catch {
+            break;
+          }
+        }
+      }
+      clearPin(target.repo, target.revision);
+      const why = (err as Error).message.replace(/^.* is not a readable GGUF file \((.*)\)\.$/s, "$1");
+      throw new IntegrityError(`${f.path} in ${target.repo} is not a GGUF file (${why}); nothing was registered.`, {
+        hint: "The repository holds a damaged or mislabelled file: pick another quantization or repository.",
+        cause: err,
+      });
+    }
+  }
 }
 
 interface FetchContext {

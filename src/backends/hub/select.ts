@@ -32,7 +32,7 @@ export function availableQuants(files: RepoFile[]): string[] {
 
 export function selectGguf(repo: string, files: RepoFile[], quant: string | undefined, fallbackQuant = "Q4_K_M"): Selection {
   const ggufs = files.filter((f) => isModelGguf(f.path));
-  if (ggufs.length === 0) throw new NotFoundError(`${repo} has no GGUF files.`, { hint: "Use --format hf to download its safetensors weights." });
+  if (ggufs.length === 0) throw new NotFoundError(`No GGUF files in ${repo}${hasHfWeights(files) ? "; try --format hf" : ""}.`, { hint: repoHas(files) });
   let wanted = quant ? normalizeQuant(quant) : undefined;
   if (!wanted) {
     const types = availableQuants(ggufs);
@@ -71,11 +71,33 @@ export function selectHf(repo: string, files: RepoFile[], include: string[] | un
   const inc = matcher(include && include.length > 0 ? include : DEFAULT_HF_INCLUDE);
   const exc = exclude && exclude.length > 0 ? matcher(exclude) : () => false;
   const chosen = files.filter((f) => inc(f.path) && !exc(f.path));
-  if (chosen.length === 0) {
-    throw new NotFoundError(`No file in ${repo} matches the include/exclude patterns.`, { hint: `It has: ${files.slice(0, 12).map((f) => f.path).join(", ")}${files.length > 12 ? ", …" : ""}` });
+  // Without --include the first question is whether the repo has HF weights at all, not whether globs matched.
+  if (!include?.length && !hasHfWeights(files)) {
+    const gguf = files.some((f) => isModelGguf(f.path));
+    throw new NotFoundError(`No Hugging Face weights (.safetensors) in ${repo}${gguf ? "; try --format gguf" : ""}.`, {
+      hint: `${repoHas(files)}${gguf ? "" : " Pass --include patterns for the files you want."}`,
+    });
   }
-  if (!include?.length && !chosen.some((f) => f.path.endsWith(".safetensors"))) {
-    throw new NotFoundError(`${repo} has no .safetensors weights.`, { hint: "Pass --include patterns for the files you want." });
+  if (chosen.length === 0 || (!include?.length && !chosen.some((f) => f.path.endsWith(".safetensors")))) {
+    throw new NotFoundError(`No ${chosen.length === 0 ? "file" : ".safetensors file"} in ${repo} matches the --include/--exclude patterns.`, { hint: repoHas(files) });
   }
   return { format: "hf", files: chosen };
+}
+
+function hasHfWeights(files: RepoFile[]): boolean {
+  return files.some((f) => f.path.endsWith(".safetensors"));
+}
+
+/** "It has 2 GGUF files (F16, Q8_0), README.md." — what a user can pull from the repo instead. */
+export function repoHas(files: RepoFile[]): string {
+  if (files.length === 0) return "The repository is empty.";
+  const ggufs = files.filter((f) => isModelGguf(f.path));
+  const weights = files.filter((f) => f.path.endsWith(".safetensors"));
+  const rest = files.filter((f) => !ggufs.includes(f) && !weights.includes(f)).map((f) => f.path);
+  const parts: string[] = [];
+  if (ggufs.length) parts.push(`${ggufs.length} GGUF file${ggufs.length > 1 ? "s" : ""}${availableQuants(ggufs).length ? ` (${availableQuants(ggufs).join(", ")})` : ""}`);
+  if (weights.length) parts.push(`${weights.length} .safetensors file${weights.length > 1 ? "s" : ""}`);
+  parts.push(...rest.slice(0, 8));
+  if (rest.length > 8) parts.push(`${rest.length - 8} more`);
+  return `It has ${parts.join(", ")}.`;
 }

@@ -7,6 +7,7 @@ import type { ModelEntry } from "../store/types.js";
 import type { LoraSpec } from "./lora.js";
 import { type GpuChoice, getRuntime } from "./runtime.js";
 import { type ChosenSettings, type RuntimeRequest, chooseSettings } from "./settings.js";
+import { convertFirstHint } from "../convert/suggest.js";
 
 export interface LoadOptions extends RuntimeRequest {
   gpu?: GpuChoice;
@@ -40,7 +41,7 @@ export interface LoadedModel {
 export async function loadModel(entry: ModelEntry, o: LoadOptions = {}, ctx: BackendContext = {}): Promise<LoadedModel> {
   const started = Date.now();
   if (entry.format !== "gguf") {
-    throw new UsageError(`${entry.name} is in Hugging Face format; running it needs a GGUF file.`, { hint: "Pull a GGUF repository instead (e.g. slm pull <org/repo-GGUF>); converting HF weights arrives with `slm convert`." });
+    throw new UsageError(`${entry.source.type === "local" ? entry.path : entry.name} is in Hugging Face format; running it needs a GGUF file.`, { hint: convertFirstHint(entry, "run") });
   }
   if (!existsSync(entry.path)) throw new NotFoundError(`The file of ${entry.name} is missing: ${entry.path}`, { hint: `Run \`slm pull ${entry.name}\` again.` });
   const summary = await readGgufSummary(entry.path);

@@ -82,8 +82,8 @@ export async function llamaCppScript(name: LlamaCppScript, ctx: BackendContext =
 
 /**
  * Runs a conversion script from `llamaCppScript` with its output streamed line by line: `onLine` sees each
- * line first and returns true for those it turned into progress; the others become log events (the
- * script's WARNING and ERROR lines as warnings). Failures keep the last 40 lines for the error.
+ * line first and returns true for those it turned into progress; the others become log events (ERROR
+ * lines as warnings, the rest for --verbose). Failures keep the last 40 lines for the error.
  */
 export function runLlamaCppScript(python: string, script: { script: string; env: Record<string, string> }, args: readonly string[], ctx: BackendContext, onLine: (line: string) => boolean = () => false): Promise<ExecResult> {
   const label = path.basename(script.script);
@@ -95,7 +95,9 @@ export function runLlamaCppScript(python: string, script: { script: string; env:
     label,
     onLine: (line) => {
       if (onLine(line) || !line.trim()) return;
-      emit(ctx.onEvent, { type: "log", level: /^(WARNING|ERROR)/.test(line) ? "warn" : "debug", message: line });
+      // The scripts' WARNING lines are notes about the model ("Unknown RoPE type…"), not about the user's
+      // command: kept for --verbose. Their ERROR lines end in a failure that the error message reports.
+      emit(ctx.onEvent, { type: "log", level: /^ERROR/.test(line) ? "warn" : "debug", message: line });
     },
   });
 }

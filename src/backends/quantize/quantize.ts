@@ -8,6 +8,7 @@ import { formatBytes, formatDuration } from "../../core/format.js";
 import { readGgufSummary, type GgufSummary } from "../gguf/summary.js";
 import { describeVersion, parseVersion, toolVersion, type LlamaCppTool } from "../llamacpp/tools.js";
 import { type ConvertEnv, convertHfToGguf, prepareConvert } from "../convert/convert.js";
+import { modelIdOf } from "../store/naming.js";
 import { assertFreeName, derivedName, derivedWorkDir, installDerived, modelsDir } from "../store/derived.js";
 import { resolveModel } from "../store/resolve.js";
 export { derivedName } from "../store/derived.js";
@@ -253,7 +254,7 @@ async function quantizeIn(work: string, j: Job, ctx: BackendContext): Promise<Qu
   let sizeBefore = src.format === "hf" ? 0 : statSync(src.path).size;
   let converted: { outtype: "f16"; llamaCppRelease: string; size: number } | undefined;
   if (src.format === "hf") {
-    const c = await convertHfToGguf({ input: src.path, outtype: "f16", out: path.join(work, "source-F16.gguf") }, ctx, plan.convert);
+    const c = await convertHfToGguf({ input: src.path, outtype: "f16", out: path.join(work, "source-F16.gguf"), name: modelIdOf(src) }, ctx, plan.convert);
     input = c.path;
     contextLength = c.contextLength;
     sizeBefore = c.size;

@@ -4,6 +4,7 @@ import { findCatalogEntry } from "../../core/catalog.js";
 import { UsageError } from "../../core/errors.js";
 import { slmPaths } from "../../core/paths.js";
 import { removeDeadWork } from "../../core/pid.js";
+import { baseNameOf } from "./naming.js";
 import { hasModel, updateRegistry } from "./registry.js";
 import type { ModelEntry } from "./types.js";
 
@@ -27,14 +28,9 @@ export function assertFreeName(name: string): void {
   if (hasModel(name)) throw new UsageError(`A model named "${name}" is already registered.`, { hint: `Choose another name with --out, or remove it first with \`slm rm ${name}\`.` });
 }
 
-/** `<source name>-<suffix>`: the source's registered name, or a file's name without .gguf, made path-safe. */
+/** `<source>-<suffix>`: a registered source's name, or the model a file or folder holds (store/naming.ts). */
 export function derivedName(source: ModelEntry, suffix: string): string {
-  let base = source.name;
-  if (source.source.type === "local") base = base.replace(/\.gguf$/i, "");
-  base = base.replace(/:[A-Za-z0-9_]+$/, "");
-  base = base.slice(base.lastIndexOf("/") + 1);
-  base = base.replace(/[^A-Za-z0-9._+-]/g, "-").replace(/^[^A-Za-z0-9]+/, "") || "model";
-  return `${base}-${suffix}`;
+  return `${baseNameOf(source)}-${suffix}`;
 }
 
 /** A fresh work folder under $SLM_HOME/models, after clearing those that killed processes left. */

@@ -1,19 +1,32 @@
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
+import path from "node:path";
 import { NotFoundError } from "../../core/errors.js";
 import { type GgufSummary, readGgufSummary } from "../gguf/summary.js";
+import { type HfFolderSummary, type PeftSummary, isPeftFolder, summariseHfFolder, summarisePeftFolder } from "./folderInfo.js";
+import { hasModel } from "./registry.js";
 import { resolveModel } from "./resolve.js";
 import type { ModelEntry } from "./types.js";
 
 export interface ModelInfo {
   model: ModelEntry;
-  /** Read from the file's header now, so it reflects the file on disk. */
+  /** Read from the file's header now, so it reflects the file on disk (`adapter` set for a LoRA adapter). */
   gguf?: GgufSummary;
+  /** For Hugging Face weights: config.json and the safetensors headers. */
+  hf?: HfFolderSummary;
 }
 
-export async function modelInfo(ref: string): Promise<ModelInfo> {
+/** A PEFT adapter folder is not a model: it is described on its own. */
+export interface AdapterInfo {
+  peft: PeftSummary;
+}
+
+export async function modelInfo(ref: string): Promise<ModelInfo | AdapterInfo> {
+  const local = path.resolve(ref);
+  if (!hasModel(ref) && existsSync(local) && statSync(local).isDirectory() && isPeftFolder(local)) return { peft: summarisePeftFolder(local) };
   const model = resolveModel(ref);
   if (!existsSync(model.path)) {
     throw new NotFoundError(`The files of ${model.name} are missing (${model.path}).`, { hint: `Run \`slm pull ${model.name}\` to fetch them again, or \`slm rm ${model.name}\`.` });
   }
-  return { model, gguf: model.format === "gguf" ? await readGgufSummary(model.path) : undefined };
+  if (model.format === "hf") return { model, hf: summariseHfFolder(model.path) };
+  return { model, gguf: await readGgufSummary(model.path) };
 }
