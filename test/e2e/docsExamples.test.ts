@@ -91,6 +91,8 @@ function examplesOf(page: string): Example[] {
   return out;
 }
 
+/** Files the repo ships for examples: a page that names one without its path is wrong, not the reader's own file. */
+const FIXTURE_NAMES = new Set(readdirSync(path.join(ROOT, "test", "fixtures"), { recursive: true, encoding: "utf8" }).map((p) => path.basename(p)));
 const exists = (cwd: string, p: string) => existsSync(path.resolve(cwd, p.replace(/:[\d.]+$/, "")));
 const looksLikePath = (t: string) => /^\.{0,2}\//.test(t) || /\.(jsonl|txt|gguf|json|md|html|safetensors)$/.test(t) || t.startsWith("test/");
 
@@ -113,7 +115,8 @@ function skipReason(ex: Example, cwd: string, madeBySkipped: Set<string>): strin
       if (/^hf:/.test(part) || (/^[A-Za-z0-9][\w.-]*\/[\w.-]+$/.test(name) && !exists(cwd, name) && !looksLikePath(name)))
         return `names a Hugging Face Hub repository (${part})`;
       if (madeBySkipped.has(part)) return `uses ${part}, which a skipped example on this page makes`;
-      if (looksLikePath(part) && !part.startsWith("-") && !exists(cwd, part)) return `needs a file of the reader's own (${part})`;
+      // Run (and fail) rather than skip when the name is one of the repo's fixtures given without its path.
+      if (looksLikePath(part) && !part.startsWith("-") && !exists(cwd, part) && !FIXTURE_NAMES.has(path.basename(part))) return `needs a file of the reader's own (${part})`;
     }
   }
   return undefined;
