@@ -41,7 +41,8 @@ class DataStats:
 
 def read_jsonl(path):
     records = []
-    with open(path, encoding="utf-8") as f:
+    # utf-8-sig: a byte-order mark some editors put first is not part of the first line's JSON.
+    with open(path, encoding="utf-8-sig") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue

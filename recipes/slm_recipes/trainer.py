@@ -134,15 +134,21 @@ class Run:
         self.fingerprint = fingerprint(cfg, sha256_file(cfg.train))
         self.step, self.resumed_from = 0, None
         self.stop_agreed = False
-        self.counters = {"tokens": 0, "seconds": 0.0}
+        # The loss curve so far travels in the checkpoints, so a resumed run shows the whole of it.
+        self.counters = {"tokens": 0, "seconds": 0.0, "loss_history": [], "eval_history": []}
         if cfg.resume:
             found = ckpt.latest(cfg.output_dir)
             if not found:
                 raise ConfigError(f"resume: no checkpoint in {ckpt.checkpoints_dir(cfg.output_dir)}")
-            self.step, self.counters = ckpt.load(found[0], self.peft, self.optimizer, self.scheduler,
-                                                 self.fingerprint)
+            self.step, counters = ckpt.load(found[0], self.peft, self.optimizer, self.scheduler,
+                                            self.fingerprint)
+            self.counters.update(counters)  # checkpoints from before the histories existed have none
             self.resumed_from = found[0]  # the checkpoint folder, …/checkpoints/step-N
             ev.log("info", f"resumed from {found[0]} (step {self.step} of {self.total_steps})")
+            for step, value in self.counters["loss_history"]:
+                ev.metric("loss", value, step=step)
+            for step, value in self.counters["eval_history"]:
+                ev.metric("eval_loss", value, step=step)
         elif ckpt.latest(cfg.output_dir):
             ev.log("info", f"starting over: removing earlier checkpoints in {ckpt.checkpoints_dir(cfg.output_dir)}")
             if self.group.main:
@@ -192,6 +198,7 @@ class Run:
                     self.eval_loss = self.evaluate()
                     if self.eval_loss is not None:
                         ev.metric("eval_loss", self.eval_loss, step=self.step)
+                        self.counters["eval_history"].append([self.step, self.eval_loss])
                 if self.step < self.total_steps:
                     if self.stop_agreed if self.group.active else self.interrupt.requested:
                         self._stop()
@@ -228,6 +235,7 @@ class Run:
         step, _, gnorm = window[-1]
         self.train_loss = sum(losses) / len(losses)
         ev.metric("loss", self.train_loss, step=step)
+        self.counters["loss_history"].append([step, self.train_loss])
         ev.metric("lr", self.scheduler.get_last_lr()[0], step=step)
         ev.metric("grad_norm", float(gnorm), step=step)
         if seconds > 0:

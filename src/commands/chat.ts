@@ -37,6 +37,7 @@ Examples:
         import("../backends/llama/runtime.js"),
       ]);
       const entry = resolveModel(modelRef);
+      (await import("../backends/gguf/embedding.js")).assertGenerative(entry, "chat");
       // The Ink view needs a terminal on both ends; anything else (pipes, files, --json) gets the REPL.
       const interactive = !ctx.globals.json && !!process.stdin.isTTY && !!process.stdout.isTTY && process.env.TERM !== "dumb";
       const talkative = !!process.stderr.isTTY && !ctx.globals.quiet && !ctx.globals.json;

@@ -43,7 +43,7 @@ the model (slm info, slm list --metrics); a model given as a file path is not st
 
 Examples:
   slm eval tiny-arith --task test/fixtures/tiny-arith/data/add-eval.jsonl
-  slm eval tiny-arith tiny-arith+test/fixtures/tiny-arith/gguf/lora-sub-f32.gguf --task sub-eval.jsonl
+  slm eval tiny-arith tiny-arith+test/fixtures/tiny-arith/gguf/lora-sub-f32.gguf --task test/fixtures/tiny-arith/data/sub-eval.jsonl
   slm eval qwen2.5-0.5b qwen2.5-0.5b-Q4_K_M --task qa.jsonl --match contains --report qa.html
   slm eval qwen2.5-0.5b-Q4_K_M qwen2.5-0.5b-Q8_0 --perplexity wiki.txt --kld-base qwen2.5-0.5b:F16`,
   );

@@ -15,7 +15,8 @@ export function register(program: Command): void {
         if (flags.catalog) {
           const { catalog } = await import("../core/catalog.js");
           const rows = catalog();
-          render.result(rows, table(["NAME", "ALIASES", "PARAMS", "CONTEXT", "LICENSE", "SOURCE"], rows.map((e) => [e.id, e.aliases.join(", "), formatCount(e.parameters), String(e.contextLength), e.license, e.builtin ? "built in" : (e.gguf?.repo ?? e.hf?.repo ?? "")])));
+          const notes = (e: (typeof rows)[number]) => [e.weights, e.kind === "embedding" ? "embeddings (slm serve)" : undefined, e.gguf?.gated || e.hf?.gated ? `gated${e.gguf?.gated ? "" : " (--format hf)"}: needs HF_TOKEN` : undefined].filter(Boolean).join("; ");
+          render.result(rows, table(["NAME", "ALIASES", "PARAMS", "CONTEXT", "LICENSE", "SOURCE", "NOTES"], rows.map((e) => [e.id, e.aliases.join(", "), formatCount(e.parameters), String(e.contextLength), e.license, e.builtin ? "built in" : (e.gguf?.repo ?? e.hf?.repo ?? ""), notes(e)])));
           return;
         }
         const { listModels } = await import("../backends/store/registry.js");

@@ -48,6 +48,7 @@ Examples:
         import("../backends/llama/runtime.js"),
       ]);
       const entry = resolveModel(modelRef);
+      (await import("../backends/gguf/embedding.js")).assertGenerative(entry, "run");
       const schema = flags.jsonSchema ? readJsonSchema(flags.jsonSchema) : undefined;
       const render = await ctx.renderer(false);
       const lora = await resolveLoraArgs(flags.lora, { signal: ctx.signal, onEvent: render.onEvent }, { baseGguf: entry.format === "gguf" ? entry.path : undefined });

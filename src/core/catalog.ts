@@ -12,11 +12,18 @@ export interface CatalogEntry {
    * Hugging Face folder, which fine-tuning trains on.
    */
   builtin?: { file: string; quant: string; hf?: string };
-  gguf?: { repo: string; defaultQuant: string };
+  /** `gated`: the repo needs an accepted licence and a token (slm pull says so before it tries). */
+  gguf?: { repo: string; defaultQuant: string; gated?: boolean };
   hf?: { repo: string; gated?: boolean };
   parameters: number;
   contextLength: number;
   license: string;
+  /** "embedding": for /v1/embeddings (slm serve); run and chat refuse it. Absent: a text generator. */
+  kind?: "embedding";
+  /** Which weights the GGUF holds, where the name alone does not say (e.g. a later update of the same model). */
+  weights?: string;
+  /** Where the repo names and default file were seen (a URL), or "unverified". */
+  checked?: string;
 }
 
 let cached: CatalogEntry[] | undefined;

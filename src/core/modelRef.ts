@@ -1,4 +1,4 @@
-import { existsSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import path from "node:path";
 import { type CatalogEntry, findCatalogEntry, suggestNames } from "./catalog.js";
@@ -23,11 +23,24 @@ function looksLikePath(ref: string): boolean {
   return ref.startsWith("./") || ref.startsWith("../") || ref.startsWith("/") || ref.startsWith("~/") || ref === "." || ref.toLowerCase().endsWith(".gguf");
 }
 
+/** The base model a PEFT adapter folder names (adapter_config.json's base_model_name_or_path), if readable. */
+function peftBase(dir: string): string | undefined {
+  try {
+    const base = (JSON.parse(readFileSync(path.join(dir, "adapter_config.json"), "utf8")) as { base_model_name_or_path?: unknown }).base_model_name_or_path;
+    return typeof base === "string" && base ? base : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function localRef(ref: string): ModelRef {
   const p = path.resolve(ref.startsWith("~/") ? path.join(homedir(), ref.slice(2)) : ref);
   if (!existsSync(p)) throw new NotFoundError(`No such file or folder: ${p}`);
   if (statSync(p).isDirectory()) {
     if (!existsSync(path.join(p, "config.json"))) {
+      if (existsSync(path.join(p, "adapter_config.json"))) {
+        throw new UsageError(`${p} is a PEFT adapter folder, not a model: an adapter runs on top of its base model.`, { hint: `Load it with \`slm run ${peftBase(p) ?? "<base>"} --lora ${ref}\` (also chat, serve, eval, bench).` });
+      }
       throw new UsageError(`${p} is a folder but not a Hugging Face model folder (it has no config.json).`);
     }
     return { kind: "hf-folder", path: p };

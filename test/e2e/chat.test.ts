@@ -123,6 +123,18 @@ describe("slm chat (line REPL)", () => {
     expect(r.stdout).toBe("46");
   });
 
+  it.each(["exit", "  Bye  "])("%j leaves the chat, as in Ollama, instead of going to the model", async (word) => {
+    const r = await slm(["chat", "tiny-arith", "-t", "0"], sb, { input: `12+34\n${word}\n20+22\n` });
+    expect(r.exitCode, r.all).toBe(0);
+    expect(r.stdout).toBe("46");
+  });
+
+  it("a message that only starts with a leaving word is sent", async () => {
+    const r = await slm(["chat", "tiny-arith", "-t", "0", "--json"], sb, { input: "exit.\n" });
+    expect(r.exitCode, r.all).toBe(0);
+    expect(answers(r.stdout)).toHaveLength(1);
+  });
+
   it("Ctrl+C (SIGINT) ends the REPL with exit code 130, after the answers already given", async () => {
     const p = slm(["chat", "tiny-arith", "-t", "0"], sb);
     p.stdin!.write("12+34\n");

@@ -111,6 +111,8 @@ describe("slm finetune: a run with the stand-in recipe", () => {
       expect(res.data.eval).toMatchObject({ count: 203 });
       expect(res.data).toMatchObject({ maxSeqLen: 256, template: "GGUF metadata" });
       const events = r.stdout.trim().split("\n").map((l) => JSON.parse(l) as { type: string; id?: string; status?: string; detail?: string });
+      // Work folders (models/.tmp-<pid>-…) are renamed into place: no event may name one.
+      expect(r.stdout).not.toMatch(/\.tmp-\d+-/);
       expect(events.find((e) => e.id === "dataset" && e.status === "done")?.detail).toMatch(/3,847 training \+ 203 evaluation examples \(messages, chat template from GGUF metadata\); tokens min 8 · median 11 · p95 11 · max 11/);
 
       const cfg = lastConfig();

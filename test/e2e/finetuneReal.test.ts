@@ -69,8 +69,14 @@ describe("slm finetune with the real recipe (CPU)", () => {
     // The base answers "44-38" with 82 and is sure of it: ~11 nats per answer token at first. Training
     // must bring the loss far down, and the resumed part must start where the interrupted one stopped.
     const before = lossPoints(interrupted);
-    const after = lossPoints(runEvents(r.stdout));
+    const all = lossPoints(runEvents(r.stdout));
     expect(before[0]![1]).toBeGreaterThan(8);
+    // The checkpoint carries the loss curve so far: the resumed run reports it first (its chart starts at
+    // step 1, not at the checkpoint), exactly as the interrupted run reported it up to the checkpoint.
+    const history = all.filter(([step]) => step <= resumedAt);
+    expect(history.length).toBeGreaterThan(0);
+    expect(history).toEqual(before.filter(([step]) => step <= resumedAt));
+    const after = all.slice(history.length);
     expect(after[0]![0]).toBeGreaterThan(resumedAt);
     expect(after[0]![1]).toBeLessThan(before[0]![1] / 3);
     expect(res.training.train_loss).toBeLessThan(2.5);

@@ -2,6 +2,7 @@ import path from "node:path";
 import { buildLlamaCpp } from "../../src/backends/llamacpp/build.js";
 import { findTools } from "../../src/backends/llamacpp/tools.js";
 import { MissingDependencyError } from "../../src/core/errors.js";
+import { userEnvironment } from "./isolateEnv.js";
 
 /**
  * llama.cpp's tools for end-to-end tests, found the way slm finds them (SLM_LLAMA_CPP_DIR, PATH, the real
@@ -26,7 +27,9 @@ export function llamaCppToolsForTests(): Promise<TestTools> {
 
 async function locate(): Promise<TestTools> {
   const needed = ["llama-quantize", "llama-imatrix"] as const;
-  const found = await findTools(needed);
+  // The user's own settings, which isolateEnv.ts keeps away from the tests: only to find their tools.
+  const env = userEnvironment();
+  const found = await findTools(needed, env);
   const dirs = new Set(found.map((t) => (t.path ? path.dirname(t.path) : undefined)));
   if (found.every((t) => t.path) && dirs.size === 1) return { dir: [...dirs][0] };
   const t0 = Date.now();
@@ -34,7 +37,7 @@ async function locate(): Promise<TestTools> {
   process.stderr.write("[tests] llama.cpp's tools are not built on this machine yet: building them once (about 10 minutes on 2 cores)…\n");
   try {
     const r = await buildLlamaCpp(
-      {},
+      { env },
       {
         onEvent: (e) => {
           // One line per 10 %: enough to show CI that the build is alive.

@@ -221,6 +221,16 @@ describe("ChatView", () => {
     view.unmount();
   });
 
+  it.each(["exit", "/bye", "Quit"])("%j leaves instead of being sent to the model", async (word) => {
+    const { engine, view, frame } = setup();
+    await type(view.stdin, word);
+    await type(view.stdin, KEY.enter);
+    await tick();
+    expect(engine.sent).toEqual([]);
+    expect(frame()).not.toContain("tok/s");
+    view.unmount();
+  });
+
   it("shows only the tail of a long streaming answer, and all of it once done", async () => {
     const { engine, view, frame } = setup();
     await type(view.stdin, "long");

@@ -38,6 +38,12 @@ describe("model references", () => {
     expect(() => parseModelRef(path.join(dir, "missing.gguf"))).toThrow(expect.objectContaining({ exitCode: EXIT.notFound }));
   });
 
+  it("points a PEFT adapter folder to --lora on its base model, as docs/convert.md says", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "slm-ref-"));
+    writeFileSync(path.join(dir, "adapter_config.json"), JSON.stringify({ base_model_name_or_path: "acme/base-model", r: 8 }));
+    expect(() => parseModelRef(dir)).toThrow(expect.objectContaining({ exitCode: EXIT.usage, message: expect.stringContaining("PEFT adapter"), hint: expect.stringContaining(`slm run acme/base-model --lora ${dir}`) }));
+  });
+
   it("suggests close catalog names for typos", () => {
     expect(() => parseModelRef("qwen2.5-0.5")).toThrow(expect.objectContaining({ exitCode: EXIT.notFound, hint: expect.stringContaining("qwen2.5-0.5b") }));
   });

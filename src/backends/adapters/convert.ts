@@ -124,7 +124,9 @@ export async function convertPeftAdapter(o: ConvertAdapterOptions, ctx: BackendC
       const { convertWithScript } = await import("./fallback.js");
       r = await convertWithScript({ ...o, outtype, adapter, base }, ctx);
     }
-    emit(ctx.onEvent, { type: "step", id: "convert-adapter", status: "done", title: `Converted the LoRA adapter to ${r.path}`, detail: `${r.architecture}, ${r.tensors} tensors, alpha ${r.alpha}, ${outtype}${r.converter === "python" ? ", with llama.cpp's convert_lora_to_gguf.py" : ""}` });
+    // No output path here: callers write into work folders (`models/.tmp-<pid>-…`) that are renamed into
+    // place later; the caller names the file where it ends up.
+    emit(ctx.onEvent, { type: "step", id: "convert-adapter", status: "done", title: "Converted the LoRA adapter to GGUF", detail: `${r.architecture}, ${r.tensors} tensors, alpha ${r.alpha}, ${outtype}${r.converter === "python" ? ", with llama.cpp's convert_lora_to_gguf.py" : ""}` });
     return r;
   } catch (caught) {
     // The adapter is cached under SLM_HOME: a read-only or full one is named as such, not as a raw errno.

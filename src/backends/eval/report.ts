@@ -1,8 +1,8 @@
 import path from "node:path";
 import { UsageError } from "../../core/errors.js";
-import { storageErrorFor } from "../../core/storage.js";
 import type { EvalResult } from "./evaluate.js";
 import { type Column, type ComparisonTable, comparisonTable } from "./table.js";
+import { fileWriteError } from "../../core/writeError.js";
 
 /**
  * Shareable reports of an eval run: Markdown (the table, the tasks with their sha256, the settings) or
@@ -153,8 +153,10 @@ export async function writeReport(r: EvalResult, file: string, t?: ComparisonTab
   if (!format) throw new UsageError(`--report takes a .md or .html file name (got ${file}).`);
   const abs = path.resolve(file);
   const { default: writeFileAtomic } = await import("write-file-atomic");
-  await writeFileAtomic(abs, renderReport(r, format, t, extra)).catch((err: unknown) => {
-    throw storageErrorFor(abs, err);
-  });
+  try {
+    await writeFileAtomic(abs, renderReport(r, format, t, extra));
+  } catch (err) {
+    throw fileWriteError(abs, err);
+  }
   return { path: abs, format };
 }

@@ -3,6 +3,7 @@ import { readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { NotFoundError, UsageError } from "../../core/errors.js";
 import { type MatchMode, compileRegex } from "./match.js";
+import { utf8Text } from "../../core/text.js";
 
 /**
  * Task files for `slm eval --task`: JSONL, one question per line, every line of one kind.
@@ -135,8 +136,7 @@ export function readTask(file: string, defaultMatch: MatchMode = "exact"): Task 
   const sha256 = createHash("sha256").update(raw).digest("hex");
   const gen: GenerationItem[] = [];
   const mc: ChoiceItem[] = [];
-  raw
-    .toString("utf8")
+  utf8Text(raw)
     .split(/\r?\n/)
     .forEach((text, i) => {
       const line = i + 1;

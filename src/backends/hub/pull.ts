@@ -1,7 +1,7 @@
 import { existsSync, rmdirSync, rmSync, statSync } from "node:fs";
 import path from "node:path";
 import { emit, type BackendContext } from "../../core/events.js";
-import { IntegrityError, NotFoundError, UsageError } from "../../core/errors.js";
+import { IntegrityError, NetworkError, NotFoundError, UsageError } from "../../core/errors.js";
 import { withLock } from "../../core/lock.js";
 import { type ModelRef, parseModelRef, registryNameFor } from "../../core/modelRef.js";
 import { hubEndpoint, hubOffline, hubToken, slmPaths } from "../../core/paths.js";
@@ -53,6 +53,8 @@ interface Target {
   quant?: string;
   fallbackQuant?: string;
   name?: string;
+  /** The catalog marks the repo gated: without a token the Hub would only refuse it. */
+  gated?: boolean;
 }
 
 function targetOf(ref: ModelRef, o: PullOptions): Target | ModelEntry {
@@ -74,7 +76,8 @@ function targetOf(ref: ModelRef, o: PullOptions): Target | ModelEntry {
       const repo = format === "hf" ? e.hf?.repo : e.gguf?.repo;
       if (!repo) throw new NotFoundError(`The catalog has no ${format.toUpperCase()} repository for ${e.id}.`);
       const quant = ref.quant ?? o.quant;
-      return { repo, revision: o.revision ?? "main", format, quant: format === "gguf" ? (quant ?? e.gguf?.defaultQuant) : undefined, name: registryNameFor({ ...ref, quant }, format) };
+      const gated = format === "hf" ? e.hf?.gated : e.gguf?.gated;
+      return { repo, revision: o.revision ?? "main", format, quant: format === "gguf" ? (quant ?? e.gguf?.defaultQuant) : undefined, name: registryNameFor({ ...ref, quant }, format), gated };
     }
     case "hub": {
       const quant = ref.quant ?? o.quant;
@@ -103,6 +106,11 @@ export async function pull(o: PullOptions, ctx: BackendContext = {}): Promise<Pu
   const token = hubToken();
   const offline = hubOffline();
   const repoDir = repoCacheDir(hubCache, target.repo);
+  if (target.gated && !token && !offline) {
+    throw new NetworkError(`${target.repo} is gated: the Hub serves it only to accounts that accepted its licence, with a token.`, {
+      hint: `Accept the licence on https://huggingface.co/${target.repo}, create a read token in your Hub settings, and set it in HF_TOKEN (or run \`huggingface-cli login\`); then pull again.`,
+    });
+  }
 
   emit(ctx.onEvent, { type: "step", id: "resolve", status: "start", title: `Resolving ${target.repo}@${target.revision}` });
   const pinned = offline ? undefined : readPin(target.repo, target.revision);

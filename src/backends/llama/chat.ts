@@ -4,6 +4,8 @@ import path from "node:path";
 import type { ChatHistoryItem, LlamaChatSession, LlamaContextSequence } from "node-llama-cpp";
 import writeFileAtomic from "write-file-atomic";
 import { CancelledError, NotFoundError, SlmError, UsageError } from "../../core/errors.js";
+import { utf8Text } from "../../core/text.js";
+import { fileWriteError } from "../../core/writeError.js";
 import { type GenerateResult, type SamplingOptions, clearHistory, openChatSession, samplingFor } from "./generate.js";
 import type { LoadedModel } from "./loader.js";
 
@@ -206,7 +208,7 @@ export function readTranscript(file: string): ChatTranscript {
   const full = expandHome(file);
   let text: string;
   try {
-    text = readFileSync(full, "utf8");
+    text = utf8Text(readFileSync(full));
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === "ENOENT") throw new NotFoundError(`Chat file not found: ${full}`);
@@ -227,7 +229,7 @@ export async function writeTranscript(file: string, t: ChatTranscript): Promise<
   try {
     await writeFileAtomic(full, `${JSON.stringify(t, null, 2)}\n`);
   } catch (err) {
-    throw new SlmError(`Cannot write ${full}: ${(err as Error).message}`);
+    throw fileWriteError(full, err);
   }
   return full;
 }
@@ -240,7 +242,7 @@ export const CHAT_COMMANDS: readonly { usage: string; description: string }[] = 
   { usage: "/system TEXT", description: "set the system prompt and start over; /system alone shows it" },
   { usage: "/save FILE", description: "save the conversation as JSON" },
   { usage: "/load FILE", description: "replace the conversation with a saved one" },
-  { usage: "/exit", description: "leave (also /quit)" },
+  { usage: "/exit", description: "leave (also /quit, /bye, or exit, quit or bye alone on a line)" },
 ];
 
 export type ChatCommand =
@@ -251,12 +253,17 @@ export type ChatCommand =
   | { name: "load"; file: string }
   | { name: "exit" };
 
+/** A line of just one of these words leaves, like /exit; a message needs more than the word ("exit." is sent). */
+const LEAVE_WORDS = new Set(["exit", "quit", "bye"]);
+
 /**
  * A line that starts with "/" is a command; "//" sends the rest as a message starting with "/".
  * Returns undefined for a message; throws UsageError for an unknown command or a missing argument.
  */
 export function parseChatCommand(line: string): ChatCommand | undefined {
   const trimmed = line.trim();
+  // What people type to leave a REPL (Ollama's /bye, a shell's exit): never worth sending to the model.
+  if (LEAVE_WORDS.has(trimmed.toLowerCase())) return { name: "exit" };
   if (!trimmed.startsWith("/") || trimmed.startsWith("//")) return undefined;
   const m = /^\/(\S+)\s*(.*)$/s.exec(trimmed)!;
   const name = m[1]!.toLowerCase();

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import type { ChatHistoryItem, ChatWrapper, LlamaChatSession, LlamaContextSequence, LlamaGrammar, Llama } from "node-llama-cpp";
 import { CancelledError, NotFoundError, UsageError } from "../../core/errors.js";
+import { utf8Text } from "../../core/text.js";
 import type { LoadedModel } from "./loader.js";
 
 /** Sampling settings shared by run, chat, serve and eval. Defaults follow llama.cpp's. */
@@ -53,7 +54,7 @@ export interface GenerateResult {
 export function readJsonSchema(file: string): object {
   let text: string;
   try {
-    text = readFileSync(file, "utf8");
+    text = utf8Text(readFileSync(file));
   } catch {
     throw new NotFoundError(`JSON schema file not found: ${file}`);
   }

@@ -4,6 +4,7 @@ import path from "node:path";
 import type { ChatHistoryItem, GgufFileInfo } from "node-llama-cpp";
 import { DatasetLineError, type Message, normaliseExample } from "../../core/datasets/formats.js";
 import { NotFoundError, UsageError } from "../../core/errors.js";
+import { utf8Text } from "../../core/text.js";
 
 /**
  * Calibration data for llama-imatrix. Plain text is used as it is. JSONL in the fine-tuning dataset
@@ -75,7 +76,7 @@ export async function prepareCalibration(file: string, model: string, out: strin
     throw new NotFoundError(`Calibration file not found: ${file}`);
   }
   const sha256 = createHash("sha256").update(raw).digest("hex");
-  const text = raw.toString("utf8");
+  const text = utf8Text(raw);
   if (!text.trim()) throw new UsageError(`The calibration file ${file} is empty.`);
   if (!looksLikeJsonl(file, text)) {
     writeFileSync(out, text);

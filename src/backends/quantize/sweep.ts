@@ -14,6 +14,7 @@ import { resolveModel } from "../store/resolve.js";
 import type { ModelEntry } from "../store/types.js";
 import { looksLikeJsonl } from "./calibration.js";
 import { type ImatrixInfo, type QuantizePlan, type QuantizeRequest, computeImatrix, listQuantTypes, planQuantize, runQuantize } from "./quantize.js";
+import { reusableQuant } from "./sweepReuse.js";
 import { type Candidate, type Verdict, closest, paretoFront, recommend, verdict } from "./sweepPick.js";
 import { bitClass, canonicalType, isUnquantized, suggest } from "./types.js";
 
@@ -80,6 +81,8 @@ export interface SweepRow extends SweepModel {
   verdict: Verdict;
   /** Removed again by --keep best. */
   removed: boolean;
+  /** Registered before the sweep by an identical `slm quantize`: measured, not made again, never removed by --keep. */
+  reused?: boolean;
   warnings: string[];
 }
 
@@ -230,7 +233,8 @@ export async function runSweep(plan: SweepPlan, o: SweepRunOptions, ctx: Backend
   const source = plan.quantize.source;
   const types = await canonicalTypes(plan, o.tools["llama-quantize"]!, ctx.signal);
   const names = types.map((t) => (req.prefix ? `${req.prefix}-${t}` : derivedName(source, t)));
-  names.forEach(assertFreeName);
+  const existing = names.map((n, i) => reusableQuant(n, source, types[i]!, plan.quantize.request));
+  names.forEach((n, i) => existing[i] || assertFreeName(n));
   const seen = new Set<string>();
   if (plan.text.from === "--calibration") {
     emit(ctx.onEvent, { type: "log", level: "warn", message: "KLD and perplexity are measured on the calibration text, which the importance matrix was fitted to: give --text with other text for an unbiased comparison." });
@@ -260,7 +264,11 @@ export async function runSweep(plan: SweepPlan, o: SweepRunOptions, ctx: Backend
     }
     for (const [i, type] of types.entries()) {
       const tctx = scoped(ctx, seen, type);
-      const q = await runQuantize({ ...plan.quantize, type, request: { ...plan.quantize.request, out: names[i] } }, { tools: o.tools, imatrix }, tctx);
+      const reused = existing[i];
+      if (reused) emit(ctx.onEvent, { type: "log", level: "info", message: `${reused.name} was made earlier by slm quantize from the same source with the same settings: measuring it, not making it again.` });
+      const q = reused
+        ? { model: reused, sizeAfter: reused.size, bitsPerWeight: reused.parameters ? (reused.size * 8) / reused.parameters : undefined, imatrix: undefined, warnings: [] as string[], source: { bitsPerWeight: undefined } }
+        : await runQuantize({ ...plan.quantize, type, request: { ...plan.quantize.request, out: names[i] } }, { tools: o.tools, imatrix }, tctx);
       sourceModel.bitsPerWeight ??= q.source.bitsPerWeight;
       const evalPlan = { ...(await planEval({ models: [q.model.name], perplexity: plan.text.file }, tctx)), tasks: plan.evalPlan.tasks, kldBase: plan.evalPlan.models[0] };
       const r = await runEval(evalPlan, evalOptions, tctx);
@@ -275,6 +283,7 @@ export async function runSweep(plan: SweepPlan, o: SweepRunOptions, ctx: Backend
         eval: r.models[0]!,
         ...(await generationSpeed(q.model, req.threads, tctx)),
         removed: false,
+        ...(reused ? { reused: true } : {}),
         warnings: q.warnings,
       });
     }
@@ -298,7 +307,7 @@ export async function runSweep(plan: SweepPlan, o: SweepRunOptions, ctx: Backend
     const keepIndex = best ?? closest(candidates)!;
     if (best === undefined) emit(ctx.onEvent, { type: "log", level: "warn", message: `No type met the rule; --keep best keeps the one closest to the source, ${rows[keepIndex]!.name}.` });
     for (const [i, r] of rows.entries()) {
-      if (i === keepIndex) continue;
+      if (i === keepIndex || r.reused) continue;
       await removeModel(r.name);
       r.removed = true;
       removed.push(r.name);

@@ -64,6 +64,8 @@ export function sweepNotes(r: SweepResult): string[] {
   }
   const noImatrix = r.rows.filter((x) => !x.imatrix && x.warnings.some((w) => /importance matrix/.test(w))).map((x) => x.type);
   if (noImatrix.length > 0) lines.push(`Made without an importance matrix: ${noImatrix.join(", ")} (add --calibration FILE for better low-bit types).`);
+  const reused = r.rows.filter((x) => x.reused).map((x) => x.name);
+  if (reused.length > 0) lines.push(`Measured as made before by slm quantize with the same settings (not made again, never removed by --keep): ${reused.join(", ")}.`);
   if (r.removed.length > 0) lines.push(`Kept ${r.kept.join(", ")}; removed ${r.removed.join(", ")} (--keep best).`);
   else lines.push(`Registered: ${r.kept.join(", ")}.`);
   return lines;

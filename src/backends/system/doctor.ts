@@ -111,9 +111,11 @@ export const LLAMA_CPP_TOOLS = ["llama-quantize", "llama-imatrix", "llama-perple
 const TOOL_PURPOSE: Record<(typeof LLAMA_CPP_TOOLS)[number], string> = {
   "llama-quantize": "slm quantize",
   "llama-imatrix": "importance-matrix (low-bit) quantization",
-  "llama-perplexity": "perplexity in slm eval",
-  "llama-bench": "benchmarks against llama.cpp",
+  "llama-perplexity": "checking slm eval's perplexity against llama.cpp's own (tests, bench/)",
+  "llama-bench": "comparing slm bench with llama-bench (tests, bench/)",
 };
+/** Tools only the tests and benchmarks compare against: slm eval and slm bench compute their figures themselves. */
+const COMPARISON_ONLY = new Set<string>(["llama-perplexity", "llama-bench"]);
 /** Kept in step with package.json `engines`. */
 const NODE_MAJOR_REQUIRED = 20;
 const LOW_DISK_BYTES = 10e9;
@@ -447,7 +449,9 @@ function featureChecks(f: FeatureFacts): DoctorCheck[] {
   const checks: DoctorCheck[] = f.llamaCppTools.map((t) =>
     t.path
       ? { name: t.name, status: "ok", detail: t.path }
-      : { name: t.name, status: "missing", detail: `not found ${looked} — needed for ${TOOL_PURPOSE[t.name]}`, fix: FIX_LLAMA_CPP },
+      : COMPARISON_ONLY.has(t.name)
+        ? { name: t.name, status: "warn", detail: `not found ${looked} — only for ${TOOL_PURPOSE[t.name]}; slm does not need it`, fix: FIX_LLAMA_CPP }
+        : { name: t.name, status: "missing", detail: `not found ${looked} — needed for ${TOOL_PURPOSE[t.name]}`, fix: FIX_LLAMA_CPP },
   );
   // cmake and a compiler only matter for building the llama.cpp tools; once those exist, their absence is a note.
   const buildTool = (name: string, p: ProgramFacts, fix: string): DoctorCheck => {

@@ -3,6 +3,7 @@ import { readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { NotFoundError, UsageError } from "../errors.js";
 import { type DatasetFormat, DatasetLineError, type Example, FORMAT_HINT, type NormaliseOptions, normaliseExample } from "./formats.js";
+import { utf8Text } from "../text.js";
 
 export interface Dataset {
   file: string;
@@ -33,7 +34,7 @@ export function loadDataset(file: string, o: NormaliseOptions = {}): Dataset {
   const errors: DatasetLineError[] = [];
   const examples: Example[] = [];
   let first: { format: DatasetFormat; line: number } | undefined;
-  raw.toString("utf8").split(/\r?\n/).forEach((text, i) => {
+  utf8Text(raw).split(/\r?\n/).forEach((text, i) => {
     if (text.trim() === "") return;
     const line = i + 1;
     try {
