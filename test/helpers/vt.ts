@@ -10,6 +10,11 @@ export interface Screen {
   lines: string[];
   /** How many times a printed character wrapped onto the next row because the row was full. */
   wraps: number;
+  /**
+   * The visible rows each time the program ended a synchronized update (ESC [ ? 2026 l, which Ink sends
+   * after every redraw): what the terminal showed, frame by frame.
+   */
+  frames: string[][];
 }
 
 export function replay(raw: string, columns: number, rows: number): Screen {
@@ -18,6 +23,7 @@ export function replay(raw: string, columns: number, rows: number): Screen {
   let x = 0;
   let y = 0;
   let wraps = 0;
+  const frames: string[][] = [];
   // A VT100 defers the wrap until the next printable character after the last column is written.
   let pendingWrap = false;
   const lineFeed = () => {
@@ -49,6 +55,7 @@ export function replay(raw: string, columns: number, rows: number): Screen {
         let params = "";
         while (j < chars.length && /[0-9;?<>=]/.test(chars[j]!)) params += chars[j++];
         const final = chars[j];
+        if (final === "l" && params === "?2026") frames.push(screen.map((r) => r.join("").trimEnd()));
         const n = Number.parseInt(params.replace(/^\?/, ""), 10);
         const count = Number.isFinite(n) && n > 0 ? n : 1;
         pendingWrap = false;
@@ -116,5 +123,5 @@ export function replay(raw: string, columns: number, rows: number): Screen {
   }
   const visible = screen.map((r) => r.join("").trimEnd());
   while (visible.length && visible[visible.length - 1] === "") visible.pop();
-  return { lines: [...scrolled, ...visible], wraps };
+  return { lines: [...scrolled, ...visible], wraps, frames };
 }

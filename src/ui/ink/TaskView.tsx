@@ -16,20 +16,21 @@ export const bar = (ratio: number, width: number) => {
 };
 
 /**
- * A running step as fields of one line, most useful first: the title (shortened in the middle, so a
- * file keeps its quant type and extension), the percentage, the bar (narrower, then gone), what the
- * step is busy with, the amount, the rate, the time left and the time so far.
+ * A running step as the fields of one line. Kept longest: the title (shortened in the middle, so a file
+ * keeps its quant type and extension), the percentage, the bar (narrower, then gone), what the step is
+ * busy with, the amount, the rate, the time left, the time so far: the last ones go first.
  */
-export function activeFields(line: TaskLine, now: number): LineField[] {
+export function activeFields(line: TaskLine, now: number, columns: number): LineField[] {
   const elapsed = (line.lastTs - line.startedAt) / 1000;
   const hasTotal = line.total !== undefined && line.total > 0 && line.current !== undefined;
   const p = line.current !== undefined ? progressParts({ current: line.current, total: line.total, unit: line.unit ?? "bytes", rate: line.rate, elapsed }) : {};
   const running = (now - line.startedAt) / 1000;
   const fields: LineField[] = [
     { key: "mark", text: "›", priority: Infinity },
-    { key: "title", text: line.title, priority: Infinity, min: 16 },
-    { key: "percent", text: p.percent ?? "", priority: 90 },
+    // The title keeps at least 40 % of the line before any number is shown beside it.
+    { key: "title", text: line.title, priority: Infinity, min: Math.max(16, Math.floor(columns * 0.4)) },
     { key: "bar", text: hasTotal ? bar(line.current! / line.total!, BAR) : "", priority: 60, min: 8, fit: (w) => bar(line.current! / line.total!, w) },
+    { key: "percent", text: p.percent ?? "", priority: 90 },
     { key: "now", text: line.now ?? "", priority: 55, min: 12, fit: (w) => truncateEnd(line.now!, w) },
     { key: "amount", text: p.amount ?? "", priority: 50 },
     { key: "rate", text: p.rate ?? "", priority: 40 },
@@ -41,7 +42,7 @@ export function activeFields(line: TaskLine, now: number): LineField[] {
 
 function Active({ line, columns, now }: { line: TaskLine; columns: number; now: number }) {
   // One column spare: some terminals wrap as soon as the last column is written.
-  const placed = fitLine(activeFields(line, now), Math.max(1, columns - 1));
+  const placed = fitLine(activeFields(line, now, columns), Math.max(1, columns - 1));
   return (
     <Text wrap="truncate-end">
       {placed.map((f, i) => (
