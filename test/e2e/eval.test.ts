@@ -165,7 +165,7 @@ describe("slm eval: comparison, report, stored results", () => {
       const page = readFileSync(html, "utf8");
       expect(page.startsWith("<!DOCTYPE html>")).toBe(true);
       expect(page.trimEnd().endsWith("</html>")).toBe(true);
-      expect(page.match(/<svg /g)).toHaveLength(2);
+      expect(page.match(/<div class="chart"/g)).toHaveLength(2);
       expect(page).toContain("<th scope=\"row\">arith32</th>");
 
       const info = await slm(["info", "arith32"], sb);
