@@ -27,9 +27,12 @@ const COLUMNS = 80;
 const ROWS = 24;
 
 /** Runs slm in a pseudo-terminal of the given size; returns everything the terminal received. */
-async function inTerminal(args: string[], env: Record<string, string>, columns: number, rows: number): Promise<{ raw: string; exitCode: number | undefined }> {
+async function inTerminal(args: string[], env: Record<string, string>, columns: number, rows: number, resize?: { afterS: number; columns: number }): Promise<{ raw: string; exitCode: number | undefined }> {
   const quote = (s: string) => `'${s.replace(/'/g, "'\\''")}'`;
-  const command = `stty cols ${columns} rows ${rows}; exec ${["node", BIN, ...args].map(quote).join(" ")}`;
+  // A resize: the pseudo-terminal gets the new width (the kernel signals slm with SIGWINCH), and a
+  // marker in the output tells the replay from where on the screen is narrower.
+  const later = resize ? `(sleep ${resize.afterS}; stty cols ${resize.columns} </dev/tty; printf '\\033]slm-resize=${resize.columns}\\007') & ` : "";
+  const command = `stty cols ${columns} rows ${rows}; ${later}exec ${["node", BIN, ...args].map(quote).join(" ")}`;
   // CI must be absent (Ink, like slm, draws no live view when it is set, even empty); TERM names a
   // terminal that understands cursor movement.
   const { CI: _ci, ...rest } = { ...process.env, ...env, TERM: "xterm-256color" };
@@ -39,7 +42,7 @@ async function inTerminal(args: string[], env: Record<string, string>, columns: 
 
 const BAR = /[█░]/;
 
-describe.skipIf(!hasScript)("the live view in an 80×24 terminal", () => {
+describe.skipIf(!hasScript)("the live view in a real terminal (80×24, and narrowed from 120 to 60)", () => {
   for (const name of ["Meta-Llama-3.1-8B-Instruct-abliterated-F16.gguf", "a-rather-long-model-name-that-does-not-fit-beside-its-progress-bar-at-eighty-columns-F16.gguf"]) {
     it(`slm pull of ${name.length}-character file name: one progress line on one row, no stale copies`, async () => {
       const s = await startHubServer({ repos: [{ id: "acme/long-GGUF", files: [{ path: name, file: path.join(FIXTURE, "gguf", "tiny-arith-f16.gguf") }] }], throttleBytesPerSec: 2 << 20 });
@@ -63,4 +66,29 @@ describe.skipIf(!hasScript)("the live view in an 80×24 terminal", () => {
       expect(screen.lines.filter((l) => l.startsWith("› ") || BAR.test(l)), all).toEqual([]);
     }, 150_000);
   }
+
+  it("narrowed from 120 to 60 columns during a pull: the progress line is laid out again at 60", async () => {
+    const name = "Meta-Llama-3.1-8B-Instruct-abliterated-F32.gguf";
+    const s = await startHubServer({ repos: [{ id: "acme/long-GGUF", files: [{ path: name, file: path.join(FIXTURE, "gguf", "tiny-arith-f32.gguf") }] }], throttleBytesPerSec: 2 << 20 });
+    servers.push(s);
+    const sb = sandbox(s.url);
+    const { raw, exitCode } = await inTerminal(["pull", "acme/long-GGUF:F32"], sb.env, 120, ROWS, { afterS: 3, columns: 60 });
+    expect(exitCode, raw).toBe(0);
+    const screen = replay(raw, 120, ROWS);
+    expect(screen.resizes, "the resize happened while slm ran").toHaveLength(1);
+    const progress = (frame: string[]) => frame.filter((row) => BAR.test(row));
+    const before = screen.frames.slice(0, screen.resizes[0]).filter((f) => progress(f).length > 0);
+    const after = screen.frames.slice(screen.resizes[0]).filter((f) => progress(f).length > 0);
+    expect(before.length, raw).toBeGreaterThan(0);
+    expect(after.length, raw).toBeGreaterThan(1);
+    // Before: the whole name and the rate fit in 120 columns.
+    expect(progress(before[before.length - 1]!)[0]).toContain(name);
+    // After (once slm has had the signal; the rows drawn around the moment itself are the terminal's
+    // business): the live row is laid out for 60 columns, the name shortened, the numbers still there.
+    const last = after[after.length - 1]!;
+    const live = progress(last).pop()!;
+    expect(live, last.join("\n")).toMatch(/^› .*F32\.gguf █*░* \d+%/);
+    expect(live).toContain("…");
+    expect(Array.from(live).length, last.join("\n")).toBeLessThanOrEqual(60);
+  }, 150_000);
 });

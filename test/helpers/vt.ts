@@ -2,7 +2,8 @@
  * A minimal terminal screen for tests of live views: it replays what a program wrote to a pseudo-
  * terminal the way a VT100-style terminal shows it (autowrap at the right margin, line feeds, carriage
  * returns, cursor up/down/left/right/column, erase line/screen, scrolling), so a test can look at the
- * screen a user is left with. Colours and other SGR sequences are ignored; so are modes (?25l …).
+ * screen a user is left with. Colours and other SGR sequences are ignored; so are modes (?25l …). A
+ * resize is not reflowed: later output is laid out at the new width from the marker on.
  * Wide characters are counted as one column: the views under test draw ASCII, box and block characters.
  */
 export interface Screen {
@@ -15,15 +16,19 @@ export interface Screen {
    * after every redraw): what the terminal showed, frame by frame.
    */
   frames: string[][];
+  /** For each resize marker, the number of frames drawn before it. */
+  resizes: number[];
 }
 
-export function replay(raw: string, columns: number, rows: number): Screen {
+export function replay(raw: string, startColumns: number, rows: number): Screen {
+  let columns = startColumns;
   const scrolled: string[] = [];
   let screen: string[][] = Array.from({ length: rows }, () => []);
   let x = 0;
   let y = 0;
   let wraps = 0;
   const frames: string[][] = [];
+  const resizes: number[] = [];
   // A VT100 defers the wrap until the next printable character after the last column is written.
   let pendingWrap = false;
   const lineFeed = () => {
@@ -99,9 +104,15 @@ export function replay(raw: string, columns: number, rows: number): Screen {
         }
         i = j;
       } else if (next === "]") {
-        // OSC: up to BEL or ST
+        // OSC: up to BEL or ST. A test marks the moment it resized the terminal with "ESC ] slm-resize=N BEL".
         let j = i + 2;
         while (j < chars.length && chars[j] !== "\x07" && !(chars[j] === "\x1b" && chars[j + 1] === "\\")) j++;
+        const resize = /^slm-resize=(\d+)$/.exec(chars.slice(i + 2, j).join(""));
+        if (resize) {
+          columns = Number(resize[1]);
+          x = Math.min(x, columns - 1);
+          resizes.push(frames.length);
+        }
         i = chars[j] === "\x07" ? j : j + 1;
       } else {
         i++; // a two-character escape (ESC 7, ESC 8, ESC c…)
@@ -123,5 +134,5 @@ export function replay(raw: string, columns: number, rows: number): Screen {
   }
   const visible = screen.map((r) => r.join("").trimEnd());
   while (visible.length && visible[visible.length - 1] === "") visible.pop();
-  return { lines: [...scrolled, ...visible], wraps, frames };
+  return { lines: [...scrolled, ...visible], wraps, frames, resizes };
 }
