@@ -20,7 +20,7 @@ export const bar = (ratio: number, width: number) => {
  * keeps its quant type and extension), the percentage, the bar (narrower, then gone), what the step is
  * busy with, the amount, the rate, the time left, the time so far: the last ones go first.
  */
-export function activeFields(line: TaskLine, now: number, columns: number): LineField[] {
+function activeFields(line: TaskLine, now: number, columns: number): LineField[] {
   const elapsed = (line.lastTs - line.startedAt) / 1000;
   const hasTotal = line.total !== undefined && line.total > 0 && line.current !== undefined;
   const p = line.current !== undefined ? progressParts({ current: line.current, total: line.total, unit: line.unit ?? "bytes", rate: line.rate, elapsed }) : {};
