@@ -93,12 +93,12 @@ Examples:
 }
 
 /**
- * Builds with the live view. Ink's task line shows a title and a bar, so the elapsed time goes into the
- * title, refreshed once a second; plain output gets a line every 30 s instead of a redraw.
+ * Builds with the live view (whose task line shows the elapsed time itself); plain output gets a line
+ * with the percentage and the elapsed time every 30 s instead.
  */
 async function buildTools(ctx: CommandContext, render: Renderer, o: { variant?: GpuVariant; force?: boolean; jobs?: number }): Promise<BuildResult> {
   const { buildLlamaCpp } = await import("../backends/llamacpp/build.js");
-  const onEvent: TickingSink = render.mode === "json" ? render.onEvent : withElapsed(render.onEvent, render.mode === "ink" ? 1_000 : 30_000);
+  const onEvent: TickingSink = render.mode === "plain" ? withElapsed(render.onEvent, 30_000) : render.onEvent;
   try {
     return await buildLlamaCpp(o, { signal: ctx.signal, onEvent });
   } finally {
@@ -108,7 +108,7 @@ async function buildTools(ctx: CommandContext, render: Renderer, o: { variant?: 
 
 export type TickingSink = EventSink & { stop?: () => void };
 
-/** Adds the elapsed time to the title of the long step `id` (a build): a redraw a second, or a line each 30 s. */
+/** Plain output of the long step `id` (a build): a line with the percentage and the elapsed time each `everyMs`, instead of progress lines. */
 export function withElapsed(sink: EventSink, everyMs: number, BUILD = "llama.cpp:build"): TickingSink {
   let started: number | undefined;
   let title = "";
@@ -118,8 +118,6 @@ export function withElapsed(sink: EventSink, everyMs: number, BUILD = "llama.cpp
     if (started === undefined) return;
     const pct = lastProgress?.type === "progress" ? ` ${lastProgress.current}%,` : "";
     sink({ type: "step", ts: Date.now(), id: BUILD, status: "start", title: `${title} —${pct} ${formatDuration((Date.now() - started) / 1000)} elapsed` });
-    // Ink's step line forgets its bar on a new "start"; give it back at once.
-    if (lastProgress && everyMs < 5_000) sink(lastProgress);
   };
   const out: TickingSink = (e) => {
     if (e.type === "step" && e.id === BUILD && e.status === "start") {
@@ -132,8 +130,7 @@ export function withElapsed(sink: EventSink, everyMs: number, BUILD = "llama.cpp
       started = undefined;
     } else if (e.type === "progress" && e.id === BUILD) {
       lastProgress = e;
-      // Plain mode prints the elapsed line instead of progress lines, so a log shows one line per 30 s.
-      if (everyMs >= 5_000) return;
+      return;
     }
     sink(e);
   };

@@ -19,7 +19,7 @@ export async function setupEngineAction(ctx: CommandContext, flags: SetupFlags):
     }
   }
   const render = await ctx.renderer();
-  const onEvent: TickingSink = render.mode === "json" ? render.onEvent : withElapsed(render.onEvent, render.mode === "ink" ? 1_000 : 30_000, "engine:build");
+  const onEvent: TickingSink = render.mode === "plain" ? withElapsed(render.onEvent, 30_000, "engine:build") : render.onEvent;
   try {
     const r = await buildEngine({ gpu }, { signal: ctx.signal, onEvent });
     render.result({ built: true, gpu, seconds: Math.round(r.seconds), engine: r.engine }, `Built the inference engine for this machine in ${formatDuration(r.seconds)} (llama.cpp ${r.engine.release}, ${r.engine.gpu || "CPU"}); run, chat, serve, bench and eval use it from now on.`);

@@ -13,16 +13,25 @@ export interface StepEvent {
   detail?: string;
 }
 
+/**
+ * What a progress event counts, named as a user would ("12/50 questions", not "12/50 steps"); `percent`
+ * is a share of 100 reported by a tool that gives nothing else (cmake).
+ */
+export const PROGRESS_UNITS = ["bytes", "steps", "tokens", "questions", "repetitions", "tensors", "chunks", "examples", "packages", "percent"] as const;
+export type ProgressUnit = (typeof PROGRESS_UNITS)[number];
+
 export interface ProgressEvent {
   type: "progress";
   ts: number;
   /** The step this progress belongs to (e.g. one file of a download). */
   id: string;
-  unit: "bytes" | "steps" | "tokens";
+  unit: ProgressUnit;
   current: number;
   total?: number;
   /** Units per second, smoothed by the emitter. */
   rate?: number;
+  /** What the step is busy with right now, when that changes within it (the package pip is downloading). */
+  detail?: string;
 }
 
 export interface MetricEvent {

@@ -1,14 +1,16 @@
 import type { SlmEvent } from "../core/events.js";
-import { formatBytes, formatDuration } from "../core/format.js";
+import { progressText } from "./progress.js";
 
 /** Renders events as plain lines for logs and pipes: no cursor movement, progress at most every 2 s. */
 export function plainEventWriter(write: (line: string) => void, verbose: boolean): (e: SlmEvent) => void {
   const lastProgress = new Map<string, number>();
   const titles = new Map<string, string>();
+  const started = new Map<string, number>();
   return (e) => {
     switch (e.type) {
       case "step": {
         titles.set(e.id, e.title);
+        if (e.status === "start") started.set(e.id, e.ts);
         const mark = { start: "→", done: "✓", fail: "✗", skip: "·" }[e.status];
         if (e.status === "start" && !verbose && e.id === "resolve") return;
         write(`${mark} ${e.title}${e.detail ? ` (${e.detail})` : ""}`);
@@ -20,7 +22,9 @@ export function plainEventWriter(write: (line: string) => void, verbose: boolean
         if (!finished && e.ts - last < 2000) return;
         if (finished && last === -1) return;
         lastProgress.set(e.id, finished ? -1 : e.ts);
-        write(`  ${titles.get(e.id) ?? e.id}: ${progressText(e.current, e.total, e.unit, e.rate)}`);
+        const t0 = started.get(e.id);
+        const numbers = progressText({ current: e.current, total: e.total, unit: e.unit, rate: e.rate, elapsed: t0 === undefined ? undefined : (e.ts - t0) / 1000 });
+        write(`  ${titles.get(e.id) ?? e.id}: ${[e.detail, numbers].filter(Boolean).join("  ")}`);
         return;
       }
       case "metric":
@@ -34,14 +38,4 @@ export function plainEventWriter(write: (line: string) => void, verbose: boolean
         return;
     }
   };
-}
-
-export function progressText(current: number, total: number | undefined, unit: string, rate?: number): string {
-  const fmt = (n: number) => (unit === "bytes" ? formatBytes(n) : `${Math.round(n)} ${unit}`);
-  const parts = [total ? `${Math.floor((current / total) * 100)}%` : "", total ? `${fmt(current)} / ${fmt(total)}` : fmt(current)];
-  if (rate && rate > 0) {
-    parts.push(unit === "bytes" ? `${formatBytes(rate)}/s` : `${rate.toFixed(1)} ${unit}/s`);
-    if (total && current < total) parts.push(`ETA ${formatDuration((total - current) / rate)}`);
-  }
-  return parts.filter(Boolean).join("  ");
 }

@@ -59,6 +59,8 @@ describe("slm bench", () => {
   it("prints llama-bench's table and the settings it used; -p 0 skips the prompt test; --threads is honoured", async () => {
     const r = await slm(["bench", "tiny-arith", "-p", "0", "-n", "8", "-r", "1", "--threads", "1", "--batch", "32"], sb);
     expect(r.exitCode, r.all).toBe(0);
+    // Plain progress (not a terminal) counts repetitions as repetitions, not "steps".
+    expect(r.stderr).toMatch(/: 100% {2}1\/1 repetitions/);
     const lines = r.stdout.split("\n");
     expect(lines[0]).toMatch(/^\| model +\| +size \| +params \| backend +\| threads \| +test \| +t\/s \|$/);
     expect(lines[1]).toMatch(/^\| -+ \| -+: \|/);

@@ -144,7 +144,7 @@ describe("slm convert: the real conversion", () => {
     expect(entry.lineage[0]).toMatchObject({ from: "acme/tiny-arith", method: "convert", parameters: { outtype: "f32", tool: "convert_hf_to_gguf.py" } });
     // Progress came from the converter's own output, under the model's name.
     const events = r.stdout.trim().split("\n").map((l) => JSON.parse(l) as { type: string; id?: string; unit?: string; title?: string });
-    expect(events.some((e) => e.type === "progress" && e.id === "convert:run" && e.unit === "steps")).toBe(true);
+    expect(events.some((e) => e.type === "progress" && e.id === "convert:run" && e.unit === "tensors")).toBe(true);
     expect(events.find((e) => e.id === "convert:run" && e.title)?.title).toBe("Converting acme/tiny-arith to GGUF (F32)");
     const run = await slm(["run", "arith-f32", "12+34", "-t", "0"], sb);
     expect(run.exitCode, run.all).toBe(0);

@@ -216,7 +216,7 @@ describe("slm pull", () => {
     expect(registry(sb.home)).toEqual({});
     const again = await slm(["pull", "test/big-GGUF:Q8_0"], sb);
     expect(again.exitCode, again.all).toBe(0);
-    expect(again.stderr).toMatch(/resumed at \d+ bytes, verified/);
+    expect(again.stderr).toMatch(/resumed at \d+(\.\d+)? MB, verified/);
     expect(sha256(blob)).toBe(sha256(file));
   });
 

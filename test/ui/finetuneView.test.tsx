@@ -86,8 +86,10 @@ describe("the fine-tune view, replaying a recipe's events", () => {
   it("shows GPU memory when the recipe reports it, and debug logs only when verbose", async () => {
     const store = new FinetuneStore();
     const view = render(<FinetuneView store={store} />);
-    const at = (e: EventWithoutTs) => ({ ...e, ts: 1 }) as SlmEvent;
-    store.push(at({ type: "step", id: "train", status: "start", title: "Train", detail: "100 steps" }));
+    const t0 = Date.now() - 5_000;
+    const at = (e: EventWithoutTs, seconds = 5) => ({ ...e, ts: t0 + seconds * 1000 }) as SlmEvent;
+    store.push(at({ type: "step", id: "train", status: "start", title: "Train", detail: "100 steps" }, 0));
+    store.push(at({ type: "progress", id: "train", unit: "steps", current: 1, total: 100, rate: 2 }, 0.5));
     store.push(at({ type: "progress", id: "train", unit: "steps", current: 10, total: 100, rate: 2 }));
     store.push(at({ type: "metric", name: "gpu_mem_gib", value: 12.34, unit: "GiB", step: 10 }));
     store.push(at({ type: "metric", name: "tokens_per_s", value: 26900, unit: "tokens/s", step: 10 }));
@@ -132,8 +134,10 @@ describe("the loss chart", () => {
     expect(areaChart([1, 1, 1], 10, 2)!.rows).toEqual(["   ", "███"]);
   });
 
-  it("estimates the time left from the step rate", () => {
-    expect(etaSeconds({ loss: [], evalLoss: [], step: 10, total: 110, rate: 4 })).toBe(25);
+  it("estimates the time left from the step rate, once 5 % of the steps and 3 s have passed", () => {
+    expect(etaSeconds({ loss: [], evalLoss: [], step: 10, total: 110, rate: 4, startedAt: 0, lastTs: 3_000 })).toBe(25);
+    expect(etaSeconds({ loss: [], evalLoss: [], step: 10, total: 110, rate: 4, startedAt: 0, lastTs: 2_000 })).toBeUndefined();
+    expect(etaSeconds({ loss: [], evalLoss: [], step: 4, total: 110, rate: 4, startedAt: 0, lastTs: 9_000 })).toBeUndefined();
     expect(etaSeconds({ loss: [], evalLoss: [], step: 10 })).toBeUndefined();
   });
 });

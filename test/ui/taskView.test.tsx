@@ -13,7 +13,7 @@ describe("TaskView (the pull progress view)", () => {
     const store = new TaskStore();
     const view = render(<TaskView store={store} />);
     store.push(at({ type: "step", id: "resolve", status: "done", title: "Resolved org/repo@abc", detail: "1 file(s), Q8_0" }));
-    store.push(at({ type: "step", id: "m.gguf", status: "start", title: "m.gguf" }));
+    store.push({ ...at({ type: "step", id: "m.gguf", status: "start", title: "m.gguf" }), ts: Date.now() - 5_000 });
     store.push(at({ type: "progress", id: "m.gguf", unit: "bytes", current: 50_000_000, total: 200_000_000, rate: 10_000_000 }));
     await tick();
     const live = view.lastFrame()!;
@@ -23,8 +23,8 @@ describe("TaskView (the pull progress view)", () => {
     expect(live).toContain("50.0 MB / 200 MB");
     expect(live).toContain("10.0 MB/s");
     expect(live).toContain("ETA 15s");
-    // a quarter of the 24-cell bar is filled
-    expect(live).toMatch(/█{6}░{18}/);
+    // a quarter of the 24-cell bar is filled, before the numbers; 5 s so far
+    expect(live).toMatch(/› m\.gguf █{6}░{18} 25% 50\.0 MB \/ 200 MB 10\.0 MB\/s ETA 15s [5-6]\.\ds elapsed/);
 
     store.push(at({ type: "step", id: "m.gguf", status: "done", title: "m.gguf", detail: "verified" }));
     await tick();

@@ -87,11 +87,12 @@ describe("reports", () => {
     expect(md).toContain('line 3 → "wrong <b>"');
   });
 
-  it("HTML: one self-contained, balanced document with the table and an SVG chart per column, text escaped", () => {
+  it("HTML: one self-contained, balanced document with the table and a chart per column (SVG bars), text escaped", () => {
     const html = htmlReport(result);
     expect(html.startsWith("<!DOCTYPE html>")).toBe(true);
     expect(balanced(html)).toBe(true);
-    expect(html.match(/<svg /g)).toHaveLength(4);
+    expect(html.match(/<div class="chart"/g)).toHaveLength(4);
+    expect(html.match(/<svg /g)).toHaveLength(12);
     expect(html.match(/<tr>/g)).toHaveLength(4);
     expect(html).toContain("c &lt;x&gt;");
     expect(html).not.toContain("c <x>");

@@ -105,7 +105,7 @@ export async function convertHfToGguf(opts: ConvertOptions, ctx: BackendContext 
           seen++;
           // The folder's tensor count is a close total: the converter may add (rope factors) or drop (tied embeddings) a few.
           const total = c.folder.tensors !== undefined ? Math.max(c.folder.tensors, seen) : undefined;
-          emit(ctx.onEvent, { type: "progress", id: "convert:run", unit: "steps", current: seen, total, rate: secs > 0.5 ? seen / secs : undefined });
+          emit(ctx.onEvent, { type: "progress", id: "convert:run", unit: "tensors", current: seen, total, rate: secs > 0.5 ? seen / secs : undefined });
           return true;
         }
         const w = parseWriteProgress(line);

@@ -28,7 +28,7 @@ export async function forEachOnSequences<I, R, S>(
   // rethrown, so no worker still uses the context when the caller disposes it.
   let failure: { err: unknown } | undefined;
   const started = performance.now();
-  emit(ctx.onEvent, { type: "progress", id: progressId, unit: "steps", current: 0, total: items.length });
+  emit(ctx.onEvent, { type: "progress", id: progressId, unit: "questions", current: 0, total: items.length });
   const run = async () => {
     const sequence = loaded.context.getSequence();
     try {
@@ -39,7 +39,7 @@ export async function forEachOnSequences<I, R, S>(
         results[i] = await work(state, items[i]!, i);
         done++;
         const seconds = (performance.now() - started) / 1000;
-        emit(ctx.onEvent, { type: "progress", id: progressId, unit: "steps", current: done, total: items.length, rate: seconds > 0 ? done / seconds : undefined });
+        emit(ctx.onEvent, { type: "progress", id: progressId, unit: "questions", current: done, total: items.length, rate: seconds > 0 ? done / seconds : undefined });
       }
     } catch (err) {
       failure ??= { err };

@@ -6,8 +6,9 @@ import { fileWriteError } from "../../core/writeError.js";
 
 /**
  * Shareable reports of an eval run: Markdown (the table, the tasks with their sha256, the settings) or
- * one self-contained HTML file (the same, plus an inline SVG bar chart per metric; no scripts, styles
- * or fonts from elsewhere, so it opens offline and in a mail attachment).
+ * one self-contained HTML file (the same, plus a bar chart per metric with inline SVG bars; no scripts,
+ * styles or fonts from elsewhere, so it opens offline and in a mail attachment). Long model names and
+ * numbers wrap rather than being cut off.
  */
 export type ReportFormat = "md" | "html";
 
@@ -79,24 +80,23 @@ export function markdownReport(r: EvalResult, t: ComparisonTable = comparisonTab
 
 const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
 
-/** A horizontal bar chart of one column: one bar per model, the 95 % interval as a whisker, the best in a darker colour. */
+/**
+ * A horizontal bar chart of one column: one row per model, the 95 % interval as a whisker, the best in a
+ * darker colour. Names and values are HTML text in a grid (they wrap, however long, instead of being cut
+ * at an SVG's edge); only the bars are SVG, scaled to their cell.
+ */
 function barChart(c: Column, models: string[]): string {
-  const rowH = 26;
-  const labelW = 220;
-  const barW = 360;
-  const h = models.length * rowH + 30;
   const max = c.share ? 1 : Math.max(...c.cells.map((x) => x?.high ?? x?.value ?? 0), 1e-9);
-  const x = (v: number) => labelW + (Math.max(0, v) / max) * barW;
-  const parts = models.map((name, i) => {
+  const pct = (v: number) => ((Math.max(0, v) / max) * 100).toFixed(2);
+  const rows = models.map((name, i) => {
     const cell = c.cells[i];
-    const y = 10 + i * rowH;
-    const label = `<text x="${labelW - 8}" y="${y + 15}" text-anchor="end">${esc(name.length > 32 ? `${name.slice(0, 31)}…` : name)}</text>`;
-    if (!cell) return `${label}<text x="${labelW + 4}" y="${y + 15}">–</text>`;
-    const bar = `<rect x="${labelW}" y="${y + 3}" width="${(x(cell.value) - labelW).toFixed(1)}" height="${rowH - 10}" class="${c.best.includes(i) ? "best" : "bar"}"/>`;
-    const whisker = cell.low !== undefined && cell.high !== undefined ? `<line x1="${x(cell.low).toFixed(1)}" x2="${x(cell.high).toFixed(1)}" y1="${y + 11}" y2="${y + 11}" class="ci"/>` : "";
-    return `${label}${bar}${whisker}<text x="${(x(cell.high ?? cell.value) + 6).toFixed(1)}" y="${y + 15}">${esc(cell.text.split(" (")[0]!)}</text>`;
+    const label = `<div class="name">${esc(name)}</div>`;
+    if (!cell) return `${label}<div class="track"></div><div class="value">–</div>`;
+    const whisker = cell.low !== undefined && cell.high !== undefined ? `<line x1="${pct(cell.low)}" x2="${pct(cell.high)}" y1="5" y2="5" class="ci"/>` : "";
+    const bars = `<svg viewBox="0 0 100 10" preserveAspectRatio="none" aria-hidden="true"><rect x="0" y="1" width="${pct(cell.value)}" height="8" class="${c.best.includes(i) ? "best" : "bar"}"/>${whisker}</svg>`;
+    return `${label}<div class="track">${bars}</div><div class="value">${esc(cell.text.split(" (")[0]!)}</div>`;
   });
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${labelW + barW + 140}" height="${h}" role="img" aria-label="${esc(c.label)}">${parts.join("")}</svg>`;
+  return `<div class="chart" role="img" aria-label="${esc(c.label)}">${rows.join("")}</div>`;
 }
 
 export function htmlReport(r: EvalResult, t: ComparisonTable = comparisonTable(r), extra: ReportExtra = {}): string {
@@ -112,16 +112,20 @@ export function htmlReport(r: EvalResult, t: ComparisonTable = comparisonTable(r
 <title>${title}</title>
 <style>
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:70em}
-table{border-collapse:collapse;margin:1em 0}
-th,td{border:1px solid #ccc;padding:.35em .7em;text-align:right}
+table{border-collapse:collapse;margin:1em 0;max-width:100%}
+th,td{border:1px solid #ccc;padding:.35em .7em;text-align:right;overflow-wrap:anywhere}
 th[scope=row],tr:first-child th{text-align:left;background:#f4f4f4}
 td.best{font-weight:bold;background:#e6f4e6}
 figure{margin:1.5em 0}
 figcaption{font-weight:bold;margin-bottom:.3em}
-svg text{font-size:13px;fill:#222}
+.chart{display:grid;grid-template-columns:minmax(6em,max-content) minmax(12em,1fr) max-content;gap:.3em .6em;align-items:center;max-width:60em;font-size:13px}
+.chart .name{text-align:right;overflow-wrap:anywhere;max-width:28em}
+.chart .track svg{display:block;width:100%;height:1.3em}
+.chart .value{white-space:nowrap}
 svg .bar{fill:#9bbbd9}
 svg .best{fill:#2f7d32}
-svg .ci{stroke:#222;stroke-width:1.5}
+svg .ci{stroke:#222;stroke-width:1.5;vector-effect:non-scaling-stroke}
+p,li{overflow-wrap:anywhere}
 </style>
 </head>
 <body>

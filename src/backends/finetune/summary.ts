@@ -59,7 +59,7 @@ export async function countTokens(ggufPath: string, template: ChatTemplate | und
         if (done - lastReport >= 2000 || done === total) {
           if (ctx.signal?.aborted) throw new CancelledError();
           lastReport = done;
-          emit(ctx.onEvent, { type: "progress", id: "data", unit: "steps", current: done, total });
+          emit(ctx.onEvent, { type: "progress", id: "data", unit: "examples", current: done, total });
         }
       }
       out.push(lengths);

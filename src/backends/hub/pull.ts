@@ -1,6 +1,7 @@
 import { existsSync, rmdirSync, rmSync, statSync } from "node:fs";
 import path from "node:path";
 import { emit, type BackendContext } from "../../core/events.js";
+import { formatBytes } from "../../core/format.js";
 import { IntegrityError, NetworkError, NotFoundError, UsageError } from "../../core/errors.js";
 import { withLock } from "../../core/lock.js";
 import { type ModelRef, parseModelRef, registryNameFor } from "../../core/modelRef.js";
@@ -252,7 +253,7 @@ async function fetchOne(f: RepoFile, c: FetchContext, ctx: BackendContext): Prom
         connections: c.connections,
         onProgress: (done, total) => emit(ctx.onEvent, { type: "progress", id: f.path, unit: "bytes", current: done, total, rate: rate(done) }),
       });
-      emit(ctx.onEvent, { type: "step", id: f.path, status: "done", title: f.path, detail: resumedBytes > 0 ? `resumed at ${resumedBytes} bytes, verified` : "verified" });
+      emit(ctx.onEvent, { type: "step", id: f.path, status: "done", title: f.path, detail: resumedBytes > 0 ? `resumed at ${formatBytes(resumedBytes)}, verified` : "verified" });
       return resumedBytes > 0 ? "resumed" : "downloaded";
     } catch (err) {
       emit(ctx.onEvent, { type: "step", id: f.path, status: "fail", title: f.path, detail: (err as Error).message });

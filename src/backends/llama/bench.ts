@@ -287,7 +287,7 @@ async function runTests(loaded: LoadedModel, o: BenchOptions, ctx: BackendContex
         const started = performance.now();
         await run(t.tokens);
         samplesMs.push(performance.now() - started);
-        emit(ctx.onEvent, { type: "progress", id, unit: "steps", current: r + 1, total: o.repetitions });
+        emit(ctx.onEvent, { type: "progress", id, unit: "repetitions", current: r + 1, total: o.repetitions });
       }
       await evaluator.clear();
       const samples = samplesMs.map((ms) => (t.tokens * 1000) / ms);

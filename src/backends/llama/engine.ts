@@ -84,7 +84,7 @@ export async function buildEngine(o: { gpu: EngineGpu }, ctx: BackendContext = {
           if (f !== undefined && f * 100 > last) {
             last = Math.floor(f * 100);
             const elapsed = (Date.now() - started) / 1000;
-            emit(ctx.onEvent, { type: "progress", id: "engine:build", unit: "steps", current: last, total: 100, rate: elapsed > 5 ? last / elapsed : undefined });
+            emit(ctx.onEvent, { type: "progress", id: "engine:build", unit: "percent", current: last, total: 100, rate: elapsed > 5 ? last / elapsed : undefined });
           } else if (line.trim() !== "") emit(ctx.onEvent, { type: "log", level: "debug", message: line });
         },
       });

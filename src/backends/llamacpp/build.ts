@@ -218,7 +218,7 @@ async function buildIn(work: string, b: BuildContext, ctx: BackendContext): Prom
           lastPct = pct;
           const elapsed = (performance.now() - buildStarted) / 1000;
           // Percent per second since the start: cmake's steps are uneven, so only the average is a fair ETA.
-          emit(ctx.onEvent, { type: "progress", id: "llama.cpp:build", unit: "steps", current: pct, total: 100, rate: elapsed > 5 && pct > 0 ? pct / elapsed : undefined });
+          emit(ctx.onEvent, { type: "progress", id: "llama.cpp:build", unit: "percent", current: pct, total: 100, rate: elapsed > 5 && pct > 0 ? pct / elapsed : undefined });
         },
       }),
     () => `${formatDuration((performance.now() - buildStarted) / 1000)}`,

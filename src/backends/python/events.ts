@@ -1,4 +1,4 @@
-import type { LogLevel, SlmEvent } from "../../core/events.js";
+import { type LogLevel, PROGRESS_UNITS, type ProgressUnit, type SlmEvent } from "../../core/events.js";
 
 // Python's logging names too, so a recipe may pass record.levelname through.
 const LEVELS: Record<string, LogLevel> = { debug: "debug", info: "info", warn: "warn", warning: "warn", error: "warn", DEBUG: "debug", INFO: "info", WARNING: "warn", ERROR: "warn" };
@@ -28,15 +28,16 @@ export function parseEventLine(line: string, now = Date.now()): SlmEvent | undef
       if (!str("id") || !str("title") || !["start", "done", "fail", "skip"].includes(o.status as string)) return undefined;
       return { type: "step", ts, id: o.id as string, status: o.status as "start", title: o.title as string, ...(str("detail") ? { detail: o.detail as string } : {}) };
     case "progress":
-      if (!str("id") || !["bytes", "steps", "tokens"].includes(o.unit as string) || !num("current") || !optNum("total") || !optNum("rate")) return undefined;
+      if (!str("id") || !(PROGRESS_UNITS as readonly string[]).includes(o.unit as string) || !num("current") || !optNum("total") || !optNum("rate")) return undefined;
       return {
         type: "progress",
         ts,
         id: o.id as string,
-        unit: o.unit as "steps",
+        unit: o.unit as ProgressUnit,
         current: o.current as number,
         ...(num("total") ? { total: o.total as number } : {}),
         ...(num("rate") ? { rate: o.rate as number } : {}),
+        ...(str("detail") ? { detail: o.detail as string } : {}),
       };
     case "metric":
       if (!str("name") || !num("value") || !optNum("step")) return undefined;

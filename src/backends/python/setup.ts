@@ -9,6 +9,7 @@ import { withLock } from "../../core/lock.js";
 import { packageRoot, slmPaths } from "../../core/paths.js";
 import { removeDeadWork } from "../../core/pid.js";
 import { venvDir, venvPython } from "./env.js";
+import { installProgress, pipHasRawProgress } from "./installProgress.js";
 import { llamaCppPython } from "./llamaScripts.js";
 import { type PythonStack, probeStack } from "./stack.js";
 
@@ -170,20 +171,29 @@ async function buildVenv(work: string, b: BuildPlan, ctx: BackendContext): Promi
   const { base } = b;
   const py = venvPython(work);
   await step(ctx, "python:venv", `Creating a Python environment (${base.installer === "uv" ? "uv venv" : `python ${base.version} -m venv`})`, async () => {
-    if (base.uv) await run(ctx, b.env, base.uv, ["venv", "--quiet", ...(base.python ? ["--python", base.python] : []), work], "uv venv");
-    else await run(ctx, b.env, base.python, ["-m", "venv", work], "python -m venv");
+    if (base.uv) await run(ctx, "python:venv", b.env, base.uv, ["venv", "--quiet", ...(base.python ? ["--python", base.python] : []), work], "uv venv");
+    else await run(ctx, "python:venv", b.env, base.python, ["-m", "venv", work], "python -m venv");
   });
-  const pip = (args: string[]) =>
-    base.uv ? run(ctx, b.env, base.uv, ["pip", "install", "--python", py, ...args], "uv pip install") : run(ctx, b.env, py, ["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--progress-bar", "off", ...args], "pip install");
+  // pip 24.1 and newer report a download's bytes as lines ("--progress-bar raw"); older ones only its size.
+  const raw = !base.uv && pipHasRawProgress((await probe(py, ["-m", "pip", "--version"], { timeoutMs: 60_000, signal: ctx.signal })).stdout);
+  const pip = (id: string, args: string[]) =>
+    base.uv
+      ? run(ctx, id, b.env, base.uv, ["pip", "install", "--python", py, ...args], "uv pip install")
+      : run(ctx, id, b.env, py, ["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--progress-bar", raw ? "raw" : "off", ...args], "pip install");
   const [torchFile, ...rest] = b.files;
   // torch alone first: its index differs by variant, and it is most of the download.
-  await step(ctx, "python:torch", `Installing torch (${b.variant === "cuda" ? "CUDA" : "CPU"})`, () => pip(["-r", torchFile!]));
-  await step(ctx, "python:stack", "Installing transformers, peft, accelerate, safetensors, sentencepiece and llama.cpp's gguf", () => pip([...rest.flatMap((f) => ["-r", f]), b.ggufPy]));
+  await step(ctx, "python:torch", `Installing torch (${b.variant === "cuda" ? "CUDA" : "CPU"})`, () => pip("python:torch", ["-r", torchFile!]));
+  await step(ctx, "python:stack", "Installing transformers, peft, accelerate, safetensors, sentencepiece and llama.cpp's gguf", () => pip("python:stack", [...rest.flatMap((f) => ["-r", f]), b.ggufPy]));
 }
 
-/** Runs an installer, its output as debug logs and its "Collecting …" lines as progress; failures explained. */
-async function run(ctx: BackendContext, env: NodeJS.ProcessEnv, file: string, args: string[], label: string): Promise<void> {
-  let packages = 0;
+/**
+ * Runs an installer as the step `id`: what it is doing (package, download and its bytes, install) as
+ * that step's progress, its "Collecting …"/"Downloading …" lines as logs and the rest as debug logs;
+ * failures explained.
+ */
+async function run(ctx: BackendContext, id: string, env: NodeJS.ProcessEnv, file: string, args: string[], label: string): Promise<void> {
+  const read = installProgress();
+  let downloadStarted: { file: string; at: number } | undefined;
   try {
     await exec(file, args, {
       env: { ...env, PIP_NO_INPUT: "1" },
@@ -195,9 +205,18 @@ async function run(ctx: BackendContext, env: NodeJS.ProcessEnv, file: string, ar
       killTree: true,
       onLine: (line) => {
         if (!line.trim()) return;
-        const collecting = /^\s*(Collecting|Downloading|Installing collected packages|Successfully installed|Resolved|Prepared|Installed)\b/.test(line);
-        emit(ctx.onEvent, { type: "log", level: collecting ? "info" : "debug", message: line.trim() });
-        if (/^\s*Collecting\b/.test(line)) emit(ctx.onEvent, { type: "progress", id: "python:packages", unit: "steps", current: ++packages });
+        const u = read(line);
+        if (u?.bytes) {
+          // A raw progress line: the bar's bytes, never a log line (there are thousands).
+          const now = performance.now();
+          if (downloadStarted?.file !== u.detail) downloadStarted = { file: u.detail, at: now };
+          const secs = (now - downloadStarted.at) / 1000;
+          emit(ctx.onEvent, { type: "progress", id, unit: "bytes", current: u.bytes.current, total: u.bytes.total, rate: secs > 0.5 ? u.bytes.current / secs : undefined, detail: u.detail });
+          return;
+        }
+        const shown = /^\s*(Collecting|Downloading|Installing collected packages|Successfully installed|Resolved|Prepared|Installed)\b/.test(line);
+        emit(ctx.onEvent, { type: "log", level: shown ? "info" : "debug", message: line.trim() });
+        if (u) emit(ctx.onEvent, { type: "progress", id, unit: "packages", current: u.packages, detail: u.detail });
       },
     });
   } catch (err) {

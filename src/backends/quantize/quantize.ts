@@ -308,7 +308,7 @@ async function quantizeIn(work: string, j: Job, ctx: BackendContext): Promise<Qu
           const p = parseTensorProgress(line);
           if (p) {
             const secs = (performance.now() - qStarted) / 1000;
-            emit(ctx.onEvent, { type: "progress", id: "quantize:run", unit: "steps", current: p.current, total: p.total, rate: secs > 0.5 ? p.current / secs : undefined });
+            emit(ctx.onEvent, { type: "progress", id: "quantize:run", unit: "tensors", current: p.current, total: p.total, rate: secs > 0.5 ? p.current / secs : undefined });
             if (/falling back/.test(line)) fallbacks++;
             return;
           }
@@ -434,7 +434,7 @@ async function runImatrix(bin: string, model: string, calib: string, out: string
         if (p.done !== undefined && p.done !== done) {
           done = p.done;
           const secs = (performance.now() - t0) / 1000;
-          emit(ctx.onEvent, { type: "progress", id: "quantize:imatrix", unit: "steps", current: done, total, rate: secs > 0.5 ? done / secs : undefined });
+          emit(ctx.onEvent, { type: "progress", id: "quantize:imatrix", unit: "chunks", current: done, total, rate: secs > 0.5 ? done / secs : undefined });
         }
       },
     });

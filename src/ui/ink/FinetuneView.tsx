@@ -1,25 +1,36 @@
-import { Box, Text, useStdout } from "ink";
-import { useSyncExternalStore } from "react";
+import { Box, Text } from "ink";
+import { Fragment, useSyncExternalStore } from "react";
 import { areaChart } from "../chart.js";
-import { lossLine, speedLine, type TrainState } from "../trainState.js";
+import { fitLine, fitText, type LineField } from "../layout.js";
+import { lossFields, speedFields, type TrainState } from "../trainState.js";
 import type { FinetuneStore } from "./finetuneStore.js";
-import { TaskView } from "./TaskView.js";
+import { bar, TaskView } from "./TaskView.js";
+import { useColumns } from "./useColumns.js";
 
 const CHART_ROWS = 6;
+const INDENT = 2;
 
-function Progress({ s }: { s: TrainState }) {
-  const width = 24;
-  const filled = s.total && s.step !== undefined ? Math.max(0, Math.min(width, Math.round((s.step / s.total) * width))) : 0;
+/** The bar and the speed fields on one line that fits `width`. */
+function Progress({ s, width }: { s: TrainState; width: number }) {
+  const ratio = s.total && s.step !== undefined ? s.step / s.total : 0;
+  const fields: LineField[] = [{ key: "bar", priority: 60, min: 8, text: s.total ? bar(ratio, 24) : "", fit: (w) => bar(ratio, w) }, ...speedFields(s)];
+  const placed = fitLine(fields, width, 2);
   return (
-    <Box gap={1}>
-      {s.total ? (
-        <Text>
-          <Text color="cyan">{"█".repeat(filled)}</Text>
-          <Text dimColor>{"░".repeat(width - filled)}</Text>
-        </Text>
-      ) : null}
-      <Text>{speedLine(s)}</Text>
-    </Box>
+    <Text wrap="truncate-end">
+      {placed.map((f, i) => (
+        <Fragment key={f.key}>
+          {i > 0 ? "  " : ""}
+          {f.key === "bar" ? (
+            <>
+              <Text color="cyan">{f.text.replace(/░/g, "")}</Text>
+              <Text dimColor>{f.text.replace(/█/g, "")}</Text>
+            </>
+          ) : (
+            f.text
+          )}
+        </Fragment>
+      ))}
+    </Text>
   );
 }
 
@@ -46,16 +57,18 @@ function LossChart({ s, width }: { s: TrainState; width: number }) {
 /** The fine-tune's live view: the step list, then the training panel (progress, speed, losses, curve). */
 export function FinetuneView({ store }: { store: FinetuneStore }) {
   const s = useSyncExternalStore(store.subscribe, store.get);
-  const { stdout } = useStdout();
-  const width = Math.max(10, Math.min(60, (stdout?.columns ?? 80) - 12));
+  const columns = useColumns();
+  // The chart's axis labels take 10 columns; one column spare, as for every live line.
+  const width = Math.max(10, Math.min(60, columns - INDENT - 11));
+  const line = Math.max(1, columns - INDENT - 1);
   const started = s.step !== undefined || s.loss.length > 0;
   return (
     <>
       <TaskView store={store.tasks} />
       {started ? (
-        <Box flexDirection="column" marginLeft={2}>
-          <Progress s={s} />
-          <Text>{lossLine(s)}</Text>
+        <Box flexDirection="column" marginLeft={INDENT}>
+          <Progress s={s} width={line} />
+          <Text wrap="truncate-end">{fitText(lossFields(s), line, 2)}</Text>
           <LossChart s={s} width={width} />
         </Box>
       ) : null}

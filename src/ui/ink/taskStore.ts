@@ -1,4 +1,4 @@
-import type { SlmEvent } from "../../core/events.js";
+import type { ProgressUnit, SlmEvent } from "../../core/events.js";
 
 export interface TaskLine {
   id: string;
@@ -7,8 +7,13 @@ export interface TaskLine {
   detail?: string;
   current?: number;
   total?: number;
-  unit?: string;
+  unit?: ProgressUnit;
   rate?: number;
+  /** What the step is busy with now (from its progress events). */
+  now?: string;
+  /** When the step started and when it last reported, on the events' clock (ms). */
+  startedAt: number;
+  lastTs: number;
 }
 
 export interface TaskState {
@@ -35,13 +40,13 @@ export class TaskStore {
     let next: TaskState | undefined;
     if (e.type === "step") {
       if (e.status === "start") {
-        next = { ...s, active: [...s.active.filter((l) => l.id !== e.id), { id: e.id, title: e.title, status: "start", detail: e.detail }] };
+        next = { ...s, active: [...s.active.filter((l) => l.id !== e.id), { id: e.id, title: e.title, status: "start", detail: e.detail, startedAt: e.ts, lastTs: e.ts }] };
       } else {
         const text = `${e.title}${e.detail ? ` (${e.detail})` : ""}`;
         next = { finished: [...s.finished, { key: `${this.seq++}`, text, kind: e.status }], active: s.active.filter((l) => l.id !== e.id) };
       }
     } else if (e.type === "progress") {
-      next = { ...s, active: s.active.map((l) => (l.id === e.id ? { ...l, current: e.current, total: e.total, unit: e.unit, rate: e.rate } : l)) };
+      next = { ...s, active: s.active.map((l) => (l.id === e.id ? { ...l, current: e.current, total: e.total, unit: e.unit, rate: e.rate, now: e.detail ?? l.now, lastTs: e.ts } : l)) };
     } else if (e.type === "log" && (e.level !== "debug" || verbose)) {
       next = { ...s, finished: [...s.finished, { key: `${this.seq++}`, text: e.message, kind: e.level === "warn" ? "warn" : "log" }] };
     } else if (e.type === "metric") {
