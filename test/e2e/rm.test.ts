@@ -109,11 +109,11 @@ describe("slm rm: every name is checked first, then all or none", () => {
     const blob = path.join(repoDir(sb, "test/tiny-GGUF"), "blobs", sha256(F16));
     for (const args of [["zz", "nonexistent-model"], ["zz-x", "zz"]]) {
       const r = await slm(["rm", ...args], sb);
+      expect(registry(sb).models.zz).toBeDefined();
+      expect(existsSync(blob)).toBe(true);
       expect(r.exitCode, r.all).toBe(3);
       expect(r.stderr).toContain(`"${args.find((a) => a !== "zz")}"`);
       expect(r.stderr).toMatch(/Nothing was removed/);
-      expect(registry(sb).models.zz).toBeDefined();
-      expect(existsSync(blob)).toBe(true);
     }
     const builtin = await slm(["rm", "zz", "tiny-arith"], sb);
     expect(builtin.exitCode).toBe(2);
