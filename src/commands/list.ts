@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { formatBytes, formatCount, table } from "../core/format.js";
-import type { Leftovers } from "../backends/store/targets.js";
+import type { Leftovers } from "../backends/store/leftovers.js";
 import { action } from "./action.js";
 
 export function register(program: Command): void {
@@ -31,7 +31,7 @@ export function register(program: Command): void {
           headers.push(...names.map((n) => n.toUpperCase()));
           rows.forEach((r, i) => r.push(...names.map((n) => (latest[i]!.get(n) ? headline(latest[i]!.get(n)!) : "–"))));
         }
-        const { leftovers } = await import("../backends/store/targets.js");
+        const { leftovers } = await import("../backends/store/leftovers.js");
         const left = await leftovers();
         render.result({ models, leftovers: left }, table(headers, rows) + leftoverTable(left));
       }),

@@ -7,7 +7,8 @@ import { discardDownload } from "./downloads.js";
 import { FileUsers } from "./references.js";
 import { withRegistry } from "./registry.js";
 import { discardRun } from "./runs.js";
-import { leftovers, resolveRemoval } from "./targets.js";
+import { leftovers } from "./leftovers.js";
+import { resolveRemoval } from "./targets.js";
 import type { ModelEntry, Registry } from "./types.js";
 
 /**
