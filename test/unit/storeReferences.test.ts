@@ -117,6 +117,21 @@ describe("slm rm through the reference count", () => {
   });
 });
 
+describe("clean-up after a failed run", () => {
+  it("a run folder loses what no model uses and keeps the merged weights a registered model's lineage names", async () => {
+    const runDir = path.join(home, "runs", "tiny+m");
+    const merged = file(path.join(runDir, "merged", "model.safetensors"));
+    const ckpt = file(path.join(runDir, "checkpoints", "step-5", "adapter.safetensors"));
+    const m = file(path.join(home, "models", "tiny+m-merged", "m.gguf"));
+    await registerModel(entry("tiny+m-merged", { path: m, files: [m], lineage: [step("merge-lora", { mergedHf: path.join(runDir, "merged") })] }));
+    const { removeRunFolder } = await import("../../src/backends/store/cleanup.js");
+    removeRunFolder(runDir);
+    expect(existsSync(merged)).toBe(true);
+    expect(existsSync(ckpt)).toBe(false);
+    expect(existsSync(path.join(runDir, "checkpoints"))).toBe(false);
+  });
+});
+
 describe("FileUsers", () => {
   it("counts path, files, adapters and absolute paths anywhere in the lineage; folders hold what is inside", async () => {
     const { FileUsers } = await import("../../src/backends/store/references.js");
