@@ -49,9 +49,10 @@ export async function removeAll(names: string[], o: { leftovers?: boolean } = {}
     const users = new FileUsers(Object.values(reg.models));
     const removed: Removed[] = [];
     for (const t of targets) {
-      const freed = t.kind === "model" ? deleteModelFiles(reg.models[t.name] ?? models.find((m) => m.name === t.name)!, users, reg) : t.kind === "download" ? discardDownload(t.download.repo, users) : await discardRun(t.run, users);
-      const runFolders = t.kind === "model" ? abandonedRunFolders(models.find((m) => m.name === t.name)!, users) : undefined;
-      removed.push({ name: t.name, kind: t.kind, freedBytes: freed.bytes, deleted: freed.deleted, kept: dedupe(freed.kept), ...(runFolders?.length ? { runFolders } : {}) });
+      const model = models.find((m) => m.name === t.name);
+      const freed = t.kind === "model" ? deleteModelFiles(model!, users, reg) : t.kind === "download" ? discardDownload(t.download.repo, users) : await discardRun(t.run, users);
+      const runFolders = t.kind === "model" ? abandonedRunFolders(model!, users) : [];
+      removed.push({ name: t.name, kind: t.kind, freedBytes: freed.bytes, deleted: freed.deleted, kept: dedupe(freed.kept), ...(runFolders.length > 0 ? { runFolders } : {}) });
     }
     return { removed, freedBytes: removed.reduce((a, r) => a + r.freedBytes, 0) };
   });

@@ -30,11 +30,14 @@ export function resolveRemoval(names: string[], found: Leftovers): Target[] {
   return targets;
 }
 
+/** A run folder is named after the model it makes (derived.ts's rule), so "." or ".." never name one. */
+const RUN_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/;
+
 function resolveOne(ref: string, found: Leftovers): Target | undefined {
   if (hasModel(ref)) return { kind: "model", name: ref };
   const run = found.runs.find((r) => r.name === ref);
   if (run) return { kind: "run", name: ref, run };
-  if (!ref.includes("/") && existsSync(path.join(runsRoot(), ref))) {
+  if (RUN_NAME.test(ref) && existsSync(path.join(runsRoot(), ref))) {
     throw new UsageError(`The fine-tune run ${ref} is in use: a running \`slm finetune\` holds it, or a registered model was made from it.`, { hint: "`slm list` shows the models; remove the model made from it first." });
   }
   let parsed;
