@@ -45,5 +45,5 @@ function leftoverTable(l: Leftovers): string {
     ...l.runs.map((r) => [r.name, r.finished ? "fine-tune run of a removed model" : `interrupted fine-tune run${r.resumable ? " (resumable with --resume)" : ""}`, formatBytes(r.bytes)]),
   ];
   if (rows.length === 0) return "";
-  return `\n\nLeft by interrupted pulls and fine-tunes, ${formatBytes(l.bytes)} (\`slm rm NAME\` removes one, \`slm rm --leftovers\` all):\n${table(["NAME", "WHAT", "SIZE"], rows)}`;
+  return `\n\nLeft by interrupted pulls and fine-tunes (${formatBytes(l.bytes)}):\n${table(["NAME", "WHAT", "SIZE"], rows)}\n\`slm rm NAME\` removes one, \`slm rm --leftovers\` all of them.`;
 }
