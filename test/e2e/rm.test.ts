@@ -89,6 +89,7 @@ describe("slm rm: a file another model uses is never deleted", () => {
       // A new model may not take the name whose folder still holds the adapter in use.
       const again = await slm(["finetune", HF, "--lora", SUB, "--out", "mysub", "--max-steps", "2"], sb);
       expect(again.exitCode).toBe(2);
+      expect(again.stderr).toMatch(/still holds files that tiny-arith\+mysub-Q4_K_M uses/);
       expect(existsSync(adapter)).toBe(true);
 
       const last = await slm(["rm", "tiny-arith+mysub-Q4_K_M", "--json"], sb);
