@@ -80,8 +80,8 @@ describe("slm rm: a file another model uses is never deleted", () => {
       expect(res.removed[0]!.freedBytes).toBeGreaterThan(0);
       expect(existsSync(adapter)).toBe(true);
       expect(existsSync(path.join(sb.home, "models", "tiny-arith+mysub", "base-f16.gguf"))).toBe(false);
-      // The finished run's folder is now abandoned: rm says so, and list shows it.
-      expect(res.removed[0]!.runFolders).toEqual([path.join(sb.home, "runs", "tiny-arith+mysub")]);
+      // The quantized copy's lineage still names the run folder (PEFT adapter): it is not abandoned yet.
+      expect(res.removed[0]!.runFolders).toBeUndefined();
       const run = await slm(["run", "tiny-arith+mysub-Q4_K_M", "44-38", "-t", "0"], sb);
       expect(run.exitCode, run.all).toBe(0);
       expect(run.stdout.trim()).toMatch(/^\d+$/);
@@ -94,6 +94,8 @@ describe("slm rm: a file another model uses is never deleted", () => {
 
       const last = await slm(["rm", "tiny-arith+mysub-Q4_K_M", "--json"], sb);
       expect(last.exitCode, last.all).toBe(0);
+      // Now the finished run's folder is: rm says so, and list shows it.
+      expect((lastJson(last.stdout).data as RmResult).removed[0]!.runFolders).toEqual([path.join(sb.home, "runs", "tiny-arith+mysub")]);
       expect(existsSync(path.join(sb.home, "models", "tiny-arith+mysub"))).toBe(false);
       expect(readdirSync(path.join(sb.home, "models"))).toEqual([]);
       expect((await listJson(sb)).leftovers.runs).toMatchObject([{ name: "tiny-arith+mysub", finished: true }]);
