@@ -75,16 +75,17 @@ describe("slm rm: a file another model uses is never deleted", () => {
 
       const rm = await slm(["rm", "tiny-arith+mysub", "--json"], sb);
       expect(rm.exitCode, rm.all).toBe(0);
-      const res = lastJson(rm.stdout).data as RmResult;
-      expect(res.removed[0]).toMatchObject({ name: "tiny-arith+mysub", kind: "model", kept: [{ path: adapter, usedBy: ["tiny-arith+mysub-Q4_K_M"] }] });
-      expect(res.removed[0]!.freedBytes).toBeGreaterThan(0);
+      // What the issue saw: the adapter went, and the quantized copy no longer ran.
       expect(existsSync(adapter)).toBe(true);
-      expect(existsSync(path.join(sb.home, "models", "tiny-arith+mysub", "base-f16.gguf"))).toBe(false);
-      // The quantized copy's lineage still names the run folder (PEFT adapter): it is not abandoned yet.
-      expect(res.removed[0]!.runFolders).toBeUndefined();
       const run = await slm(["run", "tiny-arith+mysub-Q4_K_M", "44-38", "-t", "0"], sb);
       expect(run.exitCode, run.all).toBe(0);
       expect(run.stdout.trim()).toMatch(/^\d+$/);
+      const res = lastJson(rm.stdout).data as RmResult;
+      expect(res.removed[0]).toMatchObject({ name: "tiny-arith+mysub", kind: "model", kept: [{ path: adapter, usedBy: ["tiny-arith+mysub-Q4_K_M"] }] });
+      expect(res.removed[0]!.freedBytes).toBeGreaterThan(0);
+      expect(existsSync(path.join(sb.home, "models", "tiny-arith+mysub", "base-f16.gguf"))).toBe(false);
+      // The quantized copy's lineage still names the run folder (PEFT adapter): it is not abandoned yet.
+      expect(res.removed[0]!.runFolders).toBeUndefined();
 
       // A new model may not take the name whose folder still holds the adapter in use.
       const again = await slm(["finetune", HF, "--lora", SUB, "--out", "mysub", "--max-steps", "2"], sb);
@@ -165,6 +166,11 @@ describe("slm rm and slm list: what interrupted pulls and fine-tunes leave", () 
 
       const rm = await slm(["rm", "acme/big", "--json"], sb);
       expect(rm.exitCode, rm.all).toBe(0);
+      // What the issue saw: the adapter went, and the quantized copy no longer ran.
+      expect(existsSync(adapter)).toBe(true);
+      const run = await slm(["run", "tiny-arith+mysub-Q4_K_M", "44-38", "-t", "0"], sb);
+      expect(run.exitCode, run.all).toBe(0);
+      expect(run.stdout.trim()).toMatch(/^\d+$/);
       const res = lastJson(rm.stdout).data as RmResult;
       expect(res.removed).toMatchObject([{ name: "acme/big", kind: "download" }]);
       expect(res.freedBytes).toBeGreaterThanOrEqual(d.receivedBytes);
