@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { formatBytes, formatCount, table } from "../core/format.js";
+import type { Leftovers } from "../backends/store/leftovers.js";
 import { action } from "./action.js";
 
 export function register(program: Command): void {
@@ -31,7 +32,19 @@ export function register(program: Command): void {
           headers.push(...names.map((n) => n.toUpperCase()));
           rows.forEach((r, i) => r.push(...names.map((n) => (latest[i]!.get(n) ? headline(latest[i]!.get(n)!) : "–"))));
         }
-        render.result(models, table(headers, rows));
+        const { leftovers } = await import("../backends/store/leftovers.js");
+        const left = await leftovers();
+        render.result({ models, leftovers: left }, table(headers, rows) + leftoverTable(left));
       }),
     );
+}
+
+/** Unfinished downloads and abandoned fine-tune runs, under the models, when there are any. */
+function leftoverTable(l: Leftovers): string {
+  const rows = [
+    ...l.downloads.map((d) => [d.repo, `unfinished download${d.totalBytes ? ` (${formatBytes(d.receivedBytes)} of ${formatBytes(d.totalBytes)})` : ""}${d.active ? ", downloading now" : ""}`, formatBytes(d.bytes)]),
+    ...l.runs.map((r) => [r.name, r.finished ? "fine-tune run of a removed model" : `interrupted fine-tune run${r.resumable ? " (resumable with --resume)" : ""}`, formatBytes(r.bytes)]),
+  ];
+  if (rows.length === 0) return "";
+  return `\n\nLeft by interrupted pulls and fine-tunes (${formatBytes(l.bytes)}):\n${table(["NAME", "WHAT", "SIZE"], rows)}\n\`slm rm NAME\` removes one, \`slm rm --leftovers\` all of them.`;
 }

@@ -299,7 +299,7 @@ describe("list, info and rm", () => {
     expect((await slm(["pull", `${GGUF_REPO}:F16`], sb)).exitCode).toBe(0);
     expect((await slm(["pull", `${GGUF_REPO}:F32`], sb)).exitCode).toBe(0);
     const list = await slm(["list", "--json"], sb);
-    const names = (lastJson(list.stdout).data as { name: string }[]).map((m) => m.name);
+    const names = (lastJson(list.stdout).data as { models: { name: string }[] }).models.map((m) => m.name);
     expect(names).toEqual(expect.arrayContaining(["tiny-arith", `${GGUF_REPO}:F16`, `${GGUF_REPO}:F32`]));
     const plain = await slm(["list"], sb);
     expect(plain.stdout).toMatch(/test\/tiny-arith-GGUF:F16\s+gguf\s+F16/);
@@ -312,7 +312,7 @@ describe("list, info and rm", () => {
     expect(existsSync(path.join(dir, "snapshots", commit, "tiny-arith-f16.gguf"))).toBe(false);
     // the other quant of the same repo is untouched
     expect(statSync(path.join(dir, "snapshots", commit, "tiny-arith-f32.gguf")).size).toBe(statSync(F32).size);
-    const after = (lastJson((await slm(["list", "--json"], sb)).stdout).data as { name: string }[]).map((m) => m.name);
+    const after = (lastJson((await slm(["list", "--json"], sb)).stdout).data as { models: { name: string }[] }).models.map((m) => m.name);
     expect(after).not.toContain(`${GGUF_REPO}:F16`);
     expect(after).toContain(`${GGUF_REPO}:F32`);
     const info = await slm(["info", `${GGUF_REPO}:F16`], sb);

@@ -9,7 +9,7 @@ import path from "node:path";
 import { UsageError } from "../../core/errors.js";
 import { slmPaths } from "../../core/paths.js";
 import { readGgufHeader, type GgufValue } from "../gguf/reader.js";
-import { readRef, repoCacheDir, snapshotFile } from "../hub/cache.js";
+import { readRef, repoCacheDir, snapshotFile } from "../store/hfCache.js";
 
 export interface BaseModelInfo {
   /** GGUF architecture name ("llama"), or undefined when only an HF class is known that slm cannot map. */

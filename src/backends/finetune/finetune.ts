@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { toJsonl } from "../../core/datasets/load.js";
 import { CancelledError, UsageError } from "../../core/errors.js";
@@ -10,6 +10,8 @@ import { pull } from "../hub/pull.js";
 import { type PythonEnv, requirePythonModules, resolvePython } from "../python/env.js";
 import { runRecipe } from "../python/recipe.js";
 import { probeStack } from "../python/stack.js";
+import { removeRunFolder } from "../store/cleanup.js";
+import { holdRunFolder } from "../store/runs.js";
 import type { ModelEntry } from "../store/types.js";
 import { type RecipeConfig, type RecipeResult, recipeConfig } from "./config.js";
 import { DEFAULTS } from "./options.js";
@@ -41,8 +43,18 @@ export function recipeModules(qlora: boolean): string[] {
  * summary when a base GGUF is at hand, the Python check, HF weights (pulled if needed), the base GGUF
  * (converted if needed: early, so an unsupported architecture fails before training), the recipe,
  * the adapter's conversion, registration. Ctrl+C lets the recipe save a checkpoint for --resume.
+ * The run holds its folder's lock throughout: `slm rm` and `slm list` tell it from an abandoned one.
  */
 export async function runFinetune(plan: FinetunePlan, ctx: BackendContext = {}): Promise<FinetuneResult> {
+  const release = await holdRunFolder(plan.runDir, plan.name);
+  try {
+    return await finetuneHeld(plan, ctx);
+  } finally {
+    await release();
+  }
+}
+
+async function finetuneHeld(plan: FinetunePlan, ctx: BackendContext): Promise<FinetuneResult> {
   const started = performance.now();
   const s = plan.settings;
   let hf = plan.base.hf;
@@ -69,7 +81,7 @@ export async function runFinetune(plan: FinetunePlan, ctx: BackendContext = {}):
   }
   const hfDir = hf;
 
-  if (plan.runState === "stale") rmSync(plan.runDir, { recursive: true, force: true });
+  if (plan.runState === "stale") removeRunFolder(plan.runDir);
   mkdirSync(plan.runDir, { recursive: true });
   try {
     const gguf = registeredGguf ?? (await baseGguf(plan.runDir, hfDir, convertEnv, ctx));
@@ -84,7 +96,7 @@ export async function runFinetune(plan: FinetunePlan, ctx: BackendContext = {}):
     return { ...registered, runDir: plan.runDir, peftAdapter: training.adapter_dir, data, training, seconds: (performance.now() - started) / 1000 };
   } catch (err) {
     // Without a checkpoint there is nothing to resume: the run leaves no folder behind.
-    if (!hasCheckpoint(plan.runDir) && !existsSync(path.join(plan.runDir, "adapter"))) rmSync(plan.runDir, { recursive: true, force: true });
+    if (!hasCheckpoint(plan.runDir) && !existsSync(path.join(plan.runDir, "adapter"))) removeRunFolder(plan.runDir);
     throw err;
   }
 }

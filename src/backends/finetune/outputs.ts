@@ -1,10 +1,11 @@
-import { existsSync, renameSync, rmSync } from "node:fs";
+import { existsSync, renameSync } from "node:fs";
 import path from "node:path";
 import { SlmError } from "../../core/errors.js";
 import { withStep, type BackendContext } from "../../core/events.js";
 import { convertPeftAdapter } from "../adapters/convert.js";
 import { convertHfToGguf } from "../convert/convert.js";
 import { derivedWorkDir } from "../store/derived.js";
+import { removeWorkDir } from "../store/cleanup.js";
 import type { LineageStep, ModelEntry } from "../store/types.js";
 import type { RecipeResult } from "./config.js";
 import type { FinetunePlan } from "./plan.js";
@@ -49,7 +50,7 @@ export async function convertAndRegister(plan: FinetunePlan, t: Trained, ctx: Ba
   } catch (err) {
     // The converted base goes back to the run's folder: it took a while to make.
     if (convertedBase && existsSync(convertedBase)) renameSync(convertedBase, t.gguf);
-    for (const d of [work, mergedWork]) if (d) rmSync(d, { recursive: true, force: true });
+    for (const d of [work, mergedWork]) if (d) removeWorkDir(d);
     throw err;
   }
 }

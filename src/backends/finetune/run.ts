@@ -57,10 +57,10 @@ export function checkRunDir(runDir: string, name: string, resume: boolean): "fre
   }
   if (!exists) return "fresh";
   if (readRunRecord(runDir)?.finishedAt) {
-    throw new UsageError(`A finished run named ${name} is in ${runDir} (its model was removed since).`, { hint: "Choose another --out name, or delete that folder (it holds the PEFT adapter and the checkpoints) to train again." });
+    throw new UsageError(`A finished run named ${name} is in ${runDir} (its model was removed since).`, { hint: `Choose another --out name, or \`slm rm ${name}\` to discard that folder (it holds the PEFT adapter and the checkpoints) and train again.` });
   }
   if (hasCheckpoint(runDir)) {
-    throw new UsageError(`An interrupted run named ${name} is in ${runDir}.`, { hint: "Continue it with the same command plus --resume, choose another --out name, or delete that folder to start over." });
+    throw new UsageError(`An interrupted run named ${name} is in ${runDir}.`, { hint: `Continue it with the same command plus --resume, choose another --out name, or \`slm rm ${name}\` to discard it and start over.` });
   }
   // A run that failed before its first checkpoint: nothing in it is worth keeping.
   return "stale";

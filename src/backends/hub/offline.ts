@@ -1,7 +1,7 @@
 import { existsSync, statSync } from "node:fs";
 import { NotFoundError } from "../../core/errors.js";
 import type { RepoFile, RepoSnapshot } from "./api.js";
-import { blobPath, listSnapshot, readRef, repoCacheDir } from "./cache.js";
+import { blobPath, listSnapshot, readRef, repoCacheDir } from "../store/hfCache.js";
 
 /**
  * With HF_HUB_OFFLINE=1 a pull may only use the cache: the revision must resolve through refs/ (or be

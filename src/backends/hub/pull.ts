@@ -11,10 +11,10 @@ import { builtinEntry } from "../store/builtin.js";
 import { getModel, hasModel, listModels, registerModel } from "../store/registry.js";
 import type { ModelEntry, StoredFile } from "../store/types.js";
 import { fetchRepoSnapshot, type RepoFile, type RepoSnapshot } from "./api.js";
-import { blobPath, linkSnapshot, repoCacheDir, snapshotDir, snapshotFile, writeRef } from "./cache.js";
+import { blobPath, linkSnapshot, repoCacheDir, snapshotDir, snapshotFile, writeRef } from "../store/hfCache.js";
 import { snapshotFromCache } from "./offline.js";
 import { ensureRoomForPull } from "./preflight.js";
-import { clearPin, readPin, writePin } from "./pin.js";
+import { clearPin, readPin, writePin } from "../store/pins.js";
 import { assertSafeRepoPath } from "./safePath.js";
 import { type PullFormat, type Selection, selectGguf, selectHf } from "./select.js";
 import { downloadFile } from "./transfer.js";
@@ -137,7 +137,7 @@ export async function pull(o: PullOptions, ctx: BackendContext = {}): Promise<Pu
   }
 
   if (!offline) ensureRoomForPull(target.repo, hubCache, sel.files.map((f) => ({ blob: blobPath(repoDir, etagOf(f)), size: f.size })));
-  if (!offline) writePin(target.repo, target.revision, snap.commit);
+  if (!offline) writePin(target.repo, target.revision, snap.commit, sel.files.map((f) => f.path));
   const connections = Math.max(1, o.connections ?? (Number(process.env.SLM_PULL_CONNECTIONS) || 4));
   const pulled: PulledFile[] = [];
   let downloadedBytes = 0;

@@ -9,6 +9,7 @@ import { isDiskFull, storageErrorOf } from "../../core/storage.js";
 import { type Expected, FrontierHasher, type Span } from "./digest.js";
 import { RetryableError, openRange } from "./http.js";
 import { backoff, sleep } from "./retry.js";
+import { partialPaths } from "../store/hfCache.js";
 
 /**
  * Our own transfer, because @huggingface/hub can neither resume, verify nor report progress:
@@ -46,10 +47,6 @@ interface PartialState {
 
 const DEFAULT_PIECE = 32 << 20;
 const HIGH_WATER = 8 << 20;
-
-export function partialPaths(dest: string): { data: string; state: string } {
-  return { data: `${dest}.slm-partial`, state: `${dest}.slm-partial.json` };
-}
 
 /** The commit an unfinished download of `dest` was pinned to, if one is waiting to be resumed. */
 export function pendingCommit(dest: string): string | undefined {

@@ -5,7 +5,8 @@ import { UsageError } from "../../core/errors.js";
 import { slmPaths } from "../../core/paths.js";
 import { removeDeadWork } from "../../core/pid.js";
 import { baseNameOf } from "./naming.js";
-import { hasModel, updateRegistry } from "./registry.js";
+import { FileUsers } from "./references.js";
+import { hasModel, listModels, updateRegistry } from "./registry.js";
 import type { ModelEntry } from "./types.js";
 
 /**
@@ -26,6 +27,19 @@ export function assertFreeName(name: string): void {
   }
   if (findCatalogEntry(name)) throw new UsageError(`"${name}" is a catalog name; a model made by slm needs a name of its own.`, { hint: "Choose another name with --out." });
   if (hasModel(name)) throw new UsageError(`A model named "${name}" is already registered.`, { hint: `Choose another name with --out, or remove it first with \`slm rm ${name}\`.` });
+  assertFolderFree(name, new FileUsers(listModels()));
+}
+
+/**
+ * `slm rm` keeps a removed model's files that other models use (an adapter a quantized copy loads),
+ * in the folder of that name: a new model of the same name must not replace that folder.
+ */
+function assertFolderFree(name: string, users: FileUsers): void {
+  const dir = path.join(modelsDir(), name);
+  const usedBy = existsSync(dir) ? users.usersOf(dir) : [];
+  if (usedBy.length > 0) {
+    throw new UsageError(`${dir} still holds files that ${usedBy.join(", ")} ${usedBy.length === 1 ? "uses" : "use"}, so no new model can be named "${name}".`, { hint: "Choose another name with --out." });
+  }
 }
 
 /** `<source>-<suffix>`: a registered source's name, or the model a file or folder holds (store/naming.ts). */
@@ -51,7 +65,9 @@ export async function installDerived(work: string, entry: ModelEntry): Promise<v
   try {
     await updateRegistry((reg) => {
       if (reg.models[entry.name]) throw new UsageError(`A model named "${entry.name}" was registered while this one was being made.`, { hint: "Run again with another --out name." });
-      // A folder without a registry entry is what an older crash or `slm rm` left: nothing refers to it.
+      // A folder without a registry entry is what an older crash or `slm rm` left: it goes, unless it
+      // holds files that other models still use.
+      assertFolderFree(entry.name, new FileUsers(Object.values(reg.models)));
       if (existsSync(finalDir)) rmSync(finalDir, { recursive: true, force: true });
       renameSync(work, finalDir);
       moved = true;

@@ -32,16 +32,26 @@ export function hasModel(name: string): boolean {
   return getModel(name) !== undefined;
 }
 
-/** Read-modify-write under the registry lock, so concurrent slm processes never lose each other's entries. */
-export async function updateRegistry<T>(fn: (reg: Registry) => T): Promise<T> {
+/**
+ * Runs `fn` under the registry lock with the registry as it is now; `save` writes it back atomically.
+ * Deletions run inside too, so no model can be registered between counting references and deleting.
+ */
+export async function withRegistry<T>(fn: (reg: Registry, save: () => Promise<void>) => Promise<T>): Promise<T> {
   const file = slmPaths().registry;
   mkdirSync(path.dirname(file), { recursive: true });
   // The write path is imported on demand, so read-only commands (list, info) start faster.
   const [{ withLock }, { default: writeFileAtomic }] = await Promise.all([import("../../core/lock.js"), import("write-file-atomic")]);
   return withLock(file, async () => {
     const reg = readRegistry();
+    return fn(reg, () => writeFileAtomic(file, JSON.stringify(reg, null, 2) + "\n"));
+  });
+}
+
+/** Read-modify-write under the registry lock, so concurrent slm processes never lose each other's entries. */
+export async function updateRegistry<T>(fn: (reg: Registry) => T): Promise<T> {
+  return withRegistry(async (reg, save) => {
     const out = fn(reg);
-    await writeFileAtomic(file, JSON.stringify(reg, null, 2) + "\n");
+    await save();
     return out;
   });
 }

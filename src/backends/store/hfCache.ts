@@ -5,9 +5,46 @@ import writeFileAtomic from "write-file-atomic";
 /**
  * The standard Hugging Face cache layout, so Python tools and slm share one copy:
  * models--org--name/{blobs/<etag>, snapshots/<commit>/<path> -> ../../blobs/<etag>, refs/<revision>}.
+ * The one place that knows it: the hub downloads into it, the store counts and removes what is in it.
  */
 export function repoCacheDir(hubCache: string, repo: string): string {
   return path.join(hubCache, `models--${repo.replace(/\//g, "--")}`);
+}
+
+/** The model repositories present in the cache (Hub names cannot contain "--", so the folder name maps back). */
+export function cachedRepos(hubCache: string): { repo: string; dir: string }[] {
+  let names: string[];
+  try {
+    names = readdirSync(hubCache);
+  } catch {
+    return [];
+  }
+  return names.filter((n) => n.startsWith("models--")).map((n) => ({ repo: n.slice("models--".length).replace(/--/g, "/"), dir: path.join(hubCache, n) }));
+}
+
+/**
+ * An unfinished download of a blob: its bytes so far, and a small JSON recording which ranges are on
+ * disk (written through `<state>.tmp`), beside the blob it will become.
+ */
+export function partialPaths(blob: string): { data: string; state: string; stateTmp: string } {
+  return { data: `${blob}.slm-partial`, state: `${blob}.slm-partial.json`, stateTmp: `${blob}.slm-partial.json.tmp` };
+}
+
+/** The blobs of a repository that have unfinished downloads (any of their partial files exists). */
+export function partialBlobs(repoDir: string): string[] {
+  const dir = path.join(repoDir, "blobs");
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const blobs = new Set<string>();
+  for (const n of names) {
+    const m = /^(.+)\.slm-partial(?:\.json(?:\.tmp)?)?$/.exec(n);
+    if (m) blobs.add(path.join(dir, m[1]!));
+  }
+  return [...blobs];
 }
 
 export function blobPath(repoDir: string, etag: string): string {
