@@ -1,7 +1,5 @@
 import { builtinEntries } from "../store/builtin.js";
 import { listModels } from "../store/registry.js";
-import { resolveModel } from "../store/resolve.js";
-import type { ModelEntry } from "../store/types.js";
 import { readJsonBody } from "./body.js";
 import type { RequestContext, Route } from "./router.js";
 import { generateFor, now, sendJson } from "./generation.js";
@@ -24,18 +22,16 @@ function modelObject(id: string, createdAt?: string) {
   return { id, object: "model", created: Number.isFinite(t) ? t : now(), owned_by: "slm" };
 }
 
-/** Every GGUF model slm can run by name (built-in and registered), plus anything loaded by path. */
+/** Every model a client may name (started, built-in, registered), plus those loaded by path (--allow-paths). */
 const models: Route["handler"] = async (_req, res, ctx) => {
-  const known: ModelEntry[] = [...builtinEntries(), ...listModels()].filter((e) => e.format === "gguf");
-  const data = known.map((e) => modelObject(e.name, e.createdAt));
-  const ids = new Set(data.map((d) => d.id));
-  for (const s of ctx.pool.status()) if (!ids.has(s.id)) data.push(modelObject(s.id));
-  sendJson(res, 200, { object: "list", data });
+  const created = new Map([...builtinEntries(), ...listModels()].map((e) => [e.name, e.createdAt]));
+  const ids = new Set([...ctx.pool.names(), ...ctx.pool.status().map((s) => s.id)]);
+  sendJson(res, 200, { object: "list", data: [...ids].map((id) => modelObject(id, created.get(id))) });
 };
 
 const model: Route["handler"] = async (_req, res, ctx) => {
-  const entry = resolveModel(ctx.params[0] ?? "");
-  sendJson(res, 200, modelObject(ctx.params[0] ?? entry.name, entry.createdAt));
+  const { id, entry } = ctx.pool.resolve(ctx.params[0] ?? "");
+  sendJson(res, 200, modelObject(id, entry.createdAt));
 };
 
 /** Open to all (load balancers probe it); the loaded models and counters only with the key, if one is set. */

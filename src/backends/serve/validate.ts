@@ -72,7 +72,7 @@ function bool(b: Body, name: string): boolean {
 
 function modelOf(b: Body): string {
   const m = b.model;
-  if (typeof m !== "string" || m.trim() === "") throw bad("model", "model is required: a model name slm knows (slm list), a catalog name or a .gguf path.");
+  if (typeof m !== "string" || m.trim() === "") throw bad("model", "model is required: one of the models this server serves (GET /v1/models).");
   return m.trim();
 }
 
