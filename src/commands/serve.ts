@@ -81,7 +81,7 @@ Examples:
           idleTimeoutMs: flags.idleTimeout ?? 300_000,
           preload,
           allowPaths: flags.allowPaths,
-          load: { gpu: parseGpu(flags.gpu ?? "auto"), lora, contextSize: flags.ctx, threads: flags.threads, verbose: ctx.globals.verbose },
+          load: { gpu: parseGpu(flags.gpu ?? "auto"), lora, contextSize: flags.ctx, capContextAtTraining: true, threads: flags.threads, verbose: ctx.globals.verbose },
         },
         { signal: ctx.signal, onEvent: render.onEvent },
       );

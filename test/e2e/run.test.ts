@@ -82,6 +82,16 @@ describe("slm run", () => {
     expect(lastJson(r.stdout).data).toMatchObject({ text: "46", promptTokens: 8 });
   });
 
+  it("caps --ctx at the model's training length, with a warning", async () => {
+    const r = await slm(["run", "tiny-arith", "12+34", "-t", "0", "--ctx", "999999", "--json"], sb);
+    expect(r.exitCode, r.all).toBe(0);
+    expect(lastJson(r.stdout).data).toMatchObject({ text: "46", settings: { contextSize: 256 } });
+    expect(r.stdout).toMatch(/"level":"warn","message":"--ctx 999999 is more than the model was trained on: using its 256 tokens\."/);
+    const plain = await slm(["run", "tiny-arith", "12+34", "-t", "0", "--ctx", "300"], sb);
+    expect(plain.stdout).toBe("46");
+    expect(plain.stderr).toMatch(/^warn: --ctx 300 is more than the model was trained on: using its 256 tokens\.$/m);
+  });
+
   it("constrains output to a JSON schema", async () => {
     const dir = mkdtempSync(path.join(tmpdir(), "slm-schema-"));
     const schema = path.join(dir, "s.json");
@@ -115,6 +125,12 @@ describe("slm run", () => {
     expect(missing.exitCode).toBe(3);
     const noLora = await slm(["run", "tiny-arith", "1+1", "--lora", "/nonexistent/a.gguf"], sb);
     expect(noLora.exitCode).toBe(3);
+    // A mistyped scale is a bad scale, not a missing adapter named "…:abc".
+    for (const spec of [`${LORA}:abc`, "somedir:abc", `${LORA}:`]) {
+      const badScale = await slm(["run", "tiny-arith", "1+1", "--lora", spec], sb);
+      expect(badScale.exitCode, spec).toBe(2);
+      expect(badScale.stderr, spec).toMatch(/is not a LoRA scale/);
+    }
     const dir = mkdtempSync(path.join(tmpdir(), "slm-bad-"));
     const truncated = path.join(dir, "t.gguf");
     writeFileSync(truncated, readFileSync(F16).subarray(0, 1_000_000));
