@@ -471,6 +471,12 @@ describe("slm serve --allow-paths DIR", () => {
     expect(r.json.error.message).not.toContain(dir);
   });
 
+  it("answers a batch of more prompts than --parallel (1): each prompt gives its sequence back when done", async () => {
+    const prompts = ["<|user|>12+34<|assistant|>", "<|user|>20+22<|assistant|>", "<|user|>33+44<|assistant|>"];
+    const r = await client.completions.create({ model: "tiny-arith", prompt: prompts, temperature: 0 }, { timeout: 30_000 });
+    expect(r.choices.map((c) => c.text)).toEqual(["46", "42", "77"]);
+  });
+
   it("refuses a DIR that does not exist", async () => {
     const r = await slm(["serve", "--port", "0", "--allow-paths", path.join(dir, "nope")], sb);
     expect(r.exitCode).toBe(2);

@@ -131,11 +131,12 @@ export async function generateFor(res: ServerResponse, ctx: RequestContext, kind
         stopBatch();
         throw err;
       } finally {
+        // Back as soon as this prompt is done: with --parallel 1 the next prompt of the batch waits for it.
         // After a failure mid-generation the sequence's state is unknown: wipe it before anyone reuses it.
-        if (index > 0 && lease) await lease.release(failed.has(lease));
+        if (lease) await lease.release(failed.has(lease));
       }
     };
-    // Settled, not Promise.all: every sequence must be back before the first lease is released.
+    // Settled, not Promise.all: every prompt's sequence is back before the request is answered.
     const settled = await Promise.allSettled(jobs.map(answer));
     if (settled.some((x) => x.status === "rejected")) throw firstError;
     const results = settled.map((x) => (x as PromiseFulfilledResult<GenerateResult>).value);
@@ -161,6 +162,7 @@ export async function generateFor(res: ServerResponse, ctx: RequestContext, kind
     sendJson(res, 200, { id, object: kind === "chat" ? "chat.completion" : "text_completion", created, model: r.model, choices, usage });
   } finally {
     ctx.signal.removeEventListener("abort", stopBatch);
+    // Released already unless the request failed before generating (release is idempotent).
     await first.release(failed.has(first));
   }
 }
