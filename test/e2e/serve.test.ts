@@ -274,7 +274,8 @@ describe("slm serve", () => {
       raw: await Promise.all(raw.map(async (q) => (await client.completions.create({ model: "tiny-arith", prompt: q, temperature: 0, max_tokens: 1 })).usage?.prompt_tokens)),
     };
     expect(ours).toEqual(hf);
-  });
+    // Two CLI runs and a Python that imports transformers: a minute on a busy 2-core machine.
+  }, 180_000);
 
   it("follows a JSON schema (response_format json_schema) and json_object", async () => {
     const schema = { type: "object", properties: { answer: { enum: ["yes", "no"] } }, required: ["answer"], additionalProperties: false };

@@ -80,7 +80,7 @@ export class ServedModels {
       // Relative to the allowed folder, not to wherever the server was started.
       real = realpathSync(path.resolve(dir, name));
       const stat = statSync(real);
-      if (!real.startsWith(dir + path.sep) || !real.toLowerCase().endsWith(".gguf") || !stat.isFile()) throw new Error("outside");
+      if (!real.startsWith(dir.endsWith(path.sep) ? dir : dir + path.sep) || !real.toLowerCase().endsWith(".gguf") || !stat.isFile()) throw new Error("outside");
       size = stat.size;
     } catch {
       // Missing, outside the folder (by .. or a symlink), not a .gguf file: one answer for all.
