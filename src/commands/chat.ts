@@ -47,7 +47,7 @@ Examples:
       const render = await ctx.renderer(false);
       const lora = await resolveLoraArgs(flags.lora, { signal: ctx.signal, onEvent: render.onEvent }, { baseGguf: entry.format === "gguf" ? entry.path : undefined });
       if (talkative) process.stderr.write(`Loading ${entry.name}…`);
-      const loaded = await loadModel(entry, { gpu: parseGpu(flags.gpu ?? "auto"), lora, contextSize: flags.ctx, threads: flags.threads, verbose: ctx.globals.verbose }, { signal: ctx.signal, onEvent: render.onEvent });
+      const loaded = await loadModel(entry, { gpu: parseGpu(flags.gpu ?? "auto"), lora, contextSize: flags.ctx, capContextAtTraining: true, threads: flags.threads, verbose: ctx.globals.verbose }, { signal: ctx.signal, onEvent: render.onEvent });
       if (talkative) process.stderr.write("\r\x1b[K");
       const engine = await ChatEngine.create(loaded, flags);
       try {

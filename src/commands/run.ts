@@ -9,10 +9,15 @@ interface RunFlags extends SamplingFlags, RuntimeFlags {
   jsonSchema?: string;
 }
 
+/**
+ * The prompt piped in, without the one line ending that `echo` and editors put after the last line:
+ * left in, it is part of the prompt the model sees (`echo 12+34 |` answered 66 where "12+34" gives 46).
+ * Inner newlines, and any further blank lines, are the user's and stay.
+ */
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
-  return Buffer.concat(chunks).toString("utf8");
+  return Buffer.concat(chunks).toString("utf8").replace(/\r?\n$/, "");
 }
 
 export function register(program: Command): void {
@@ -52,7 +57,7 @@ Examples:
       const schema = flags.jsonSchema ? readJsonSchema(flags.jsonSchema) : undefined;
       const render = await ctx.renderer(false);
       const lora = await resolveLoraArgs(flags.lora, { signal: ctx.signal, onEvent: render.onEvent }, { baseGguf: entry.format === "gguf" ? entry.path : undefined });
-      const loaded = await loadModel(entry, { gpu: parseGpu(flags.gpu ?? "auto"), lora, contextSize: flags.ctx, threads: flags.threads, verbose: ctx.globals.verbose }, { signal: ctx.signal, onEvent: render.onEvent });
+      const loaded = await loadModel(entry, { gpu: parseGpu(flags.gpu ?? "auto"), lora, contextSize: flags.ctx, capContextAtTraining: true, threads: flags.threads, verbose: ctx.globals.verbose }, { signal: ctx.signal, onEvent: render.onEvent });
       try {
         const stream = !ctx.globals.json;
         const r = await generate(loaded, { ...flags, prompt, jsonSchema: schema, signal: ctx.signal, onText: stream ? (t) => process.stdout.write(t) : undefined });

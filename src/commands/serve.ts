@@ -8,6 +8,7 @@ interface ServeFlags extends RuntimeFlags {
   apiKey?: string;
   parallel: number;
   idleTimeout?: number;
+  allowPaths?: string;
 }
 
 function port(value: string): number {
@@ -37,13 +38,16 @@ export function register(program: Command): void {
     .option("-p, --port <n>", "port; 0 picks a free one (the startup line says which)", port, 8080)
     .addOption(new Option("--api-key <key>", "require Authorization: Bearer <key> (prefer the variable: flags show in ps)").env("SLM_API_KEY"))
     .option("--parallel <n>", "requests generated at once per model; more wait in a queue", positiveInt("--parallel"), 1)
-    .option("--idle-timeout <duration>", "unload a model after this long without requests: 300, 90s, 5m, 1h; 0 = never (default 5m)", parseDuration);
+    .option("--idle-timeout <duration>", "unload a model after this long without requests: 300, 90s, 5m, 1h; 0 = never (default 5m)", parseDuration)
+    .option("--allow-paths <dir>", "let requests load .gguf files by path, from this folder only (default: requests name models, never files)");
   addRuntimeOptions(cmd);
   cmd.addHelpText(
     "after",
     `
 Endpoints: GET /v1/models, POST /v1/chat/completions, POST /v1/completions, POST /v1/embeddings, GET /health.
 --ctx is the context of each of the --parallel sequences; --lora applies to every model served.
+Requests may name the models given here, registered ones (slm list) and built-in ones; a .gguf file by
+path only with --allow-paths DIR, and only inside DIR.
 
 Examples:
   slm serve                                   # http://127.0.0.1:8080/v1, models load on first use
@@ -66,7 +70,7 @@ Examples:
       const first = preload[0] ? resolveModel(preload[0]) : undefined;
       const lora = await resolveLoraArgs(flags.lora, { signal: ctx.signal, onEvent: render.onEvent }, { baseGguf: first?.format === "gguf" ? first.path : undefined });
       if (!isLoopback(flags.host) && !apiKey) {
-        render.onEvent({ type: "log", ts: Date.now(), level: "warn", message: `listening on ${flags.host} without an API key: anyone who can reach this port can run the models (and load any .gguf file this user can read). Set SLM_API_KEY.` });
+        render.onEvent({ type: "log", ts: Date.now(), level: "warn", message: `listening on ${flags.host} without an API key: anyone who can reach this port can run the models${flags.allowPaths ? ` (and load any .gguf file under ${flags.allowPaths})` : ""}. Set SLM_API_KEY.` });
       }
       const server = await startServer(
         {
@@ -76,7 +80,8 @@ Examples:
           parallel: flags.parallel,
           idleTimeoutMs: flags.idleTimeout ?? 300_000,
           preload,
-          load: { gpu: parseGpu(flags.gpu ?? "auto"), lora, contextSize: flags.ctx, threads: flags.threads, verbose: ctx.globals.verbose },
+          allowPaths: flags.allowPaths,
+          load: { gpu: parseGpu(flags.gpu ?? "auto"), lora, contextSize: flags.ctx, capContextAtTraining: true, threads: flags.threads, verbose: ctx.globals.verbose },
         },
         { signal: ctx.signal, onEvent: render.onEvent },
       );

@@ -52,7 +52,12 @@ export function builtinHfPath(entry: CatalogEntry): string | undefined {
 
 /** Names close to `name` among the catalog and any extra names, best first (for "did you mean"). */
 export function suggestNames(name: string, extra: string[] = []): string[] {
-  const candidates = [...new Set([...catalog().flatMap((e) => [e.id, ...e.aliases]), ...extra])];
+  return nearestNames(name, [...catalog().flatMap((e) => [e.id, ...e.aliases]), ...extra]);
+}
+
+/** Names close to `name` among `names` only, best first (e.g. the models a server offers). */
+export function nearestNames(name: string, names: readonly string[]): string[] {
+  const candidates = [...new Set(names)];
   if (candidates.length === 0) return [];
   const key = name.toLowerCase();
   const limit = Math.max(2, Math.floor(key.length / 3));

@@ -19,7 +19,8 @@ export function isValidRepoId(repo: string): boolean {
   return REPO_ID.test(repo) && !repo.includes("..") && repo.length <= 96;
 }
 
-function looksLikePath(ref: string): boolean {
+/** A reference written as a path (rather than a name): it is looked up on the filesystem. */
+export function looksLikePath(ref: string): boolean {
   return ref.startsWith("./") || ref.startsWith("../") || ref.startsWith("/") || ref.startsWith("~/") || ref === "." || ref.toLowerCase().endsWith(".gguf");
 }
 
@@ -57,11 +58,16 @@ function splitQuant(ref: string): { base: string; quant?: string } {
   return { base: ref.slice(0, i), quant: quant.toUpperCase() };
 }
 
+export interface ParseOptions {
+  /** false: names only, never a local file or folder (what a server's clients may ask for). */
+  files?: boolean;
+}
+
 /**
  * Parses a reference. Order matters: a registered name wins (so `slm info phi-3` means what was pulled),
  * then explicit `hf:` repos, paths, catalog aliases, and finally bare `org/repo`.
  */
-export function parseModelRef(ref: string, isRegistered: (name: string) => boolean = () => false, registeredNames: () => string[] = () => []): ModelRef {
+export function parseModelRef(ref: string, isRegistered: (name: string) => boolean = () => false, registeredNames: () => string[] = () => [], o: ParseOptions = {}): ModelRef {
   const trimmed = ref.trim();
   if (!trimmed) throw new UsageError("A model reference is required (a catalog name like qwen2.5-0.5b, org/repo, or a .gguf file).");
   if (isRegistered(trimmed)) return { kind: "registered", name: trimmed };
@@ -70,7 +76,7 @@ export function parseModelRef(ref: string, isRegistered: (name: string) => boole
     if (!isValidRepoId(base)) throw new UsageError(`"${base}" is not a Hugging Face repository id (expected org/name).`);
     return { kind: "hub", repo: base, quant };
   }
-  if (looksLikePath(trimmed) || existsSync(trimmed)) return localRef(trimmed);
+  if (o.files !== false && (looksLikePath(trimmed) || existsSync(trimmed))) return localRef(trimmed);
   const { base, quant } = splitQuant(trimmed);
   const entry = findCatalogEntry(base);
   if (entry) return { kind: "catalog", entry, quant };

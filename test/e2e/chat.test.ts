@@ -47,6 +47,11 @@ describe("slm chat (line REPL)", () => {
     expect(lines.map((l) => l.type)).toEqual(["result", "result", "log", "result"]);
     const [a, b, c] = answers(r.stdout);
     expect(a!.text).toBe("46");
+    // Counted as run and serve count (the templated prompt, as the HF chat template makes it), not by
+    // the token meter, which said 7. The second turn's prompt is the whole conversation so far.
+    expect(a!.promptTokens).toBe(8);
+    expect(b!.promptTokens).toBe(8 + 3 + 7);
+    expect(c!.promptTokens).toBe(8);
     expect(a!.completionTokens).toBeGreaterThanOrEqual(2);
     expect(a!.timings.totalMs).toBeGreaterThan(0);
     expect(a!.context.size).toBe(256);

@@ -22,6 +22,20 @@ describe("slm run", () => {
     expect(r.stdout.trim()).toBe("42");
   });
 
+  it("drops the one line ending that echo and editors add to a piped prompt, and keeps the rest", async () => {
+    // `echo 12+34 | slm run tiny-arith -t 0` answered 66: the newline was part of the prompt.
+    for (const input of ["12+34\n", "12+34\r\n"]) {
+      const r = await slm(["run", "tiny-arith", "-t", "0", "--json"], sb, { input });
+      expect(r.exitCode, r.all).toBe(0);
+      expect(lastJson(r.stdout).data, JSON.stringify(input)).toMatchObject({ text: "46", promptTokens: 8 });
+    }
+    // Only one: a blank line the user typed is part of the prompt (one token more).
+    const two = await slm(["run", "tiny-arith", "-t", "0", "--json"], sb, { input: "12+34\n\n" });
+    expect((lastJson(two.stdout).data as { promptTokens: number }).promptTokens).toBe(9);
+    const inner = await slm(["run", "tiny-arith", "-t", "0", "--raw", "-n", "1", "--json"], sb, { input: "12\n+34\n" });
+    expect((lastJson(inner.stdout).data as { promptTokens: number }).promptTokens).toBe(7);
+  });
+
   it("prints one JSON result with text, token counts, timings and the settings used", async () => {
     const r = await slm(["run", "tiny-arith", "33+44", "-t", "0", "--json"], sb);
     expect(r.exitCode, r.all).toBe(0);
@@ -48,13 +62,34 @@ describe("slm run", () => {
     expect(s1.stdout).toBe(s2.stdout);
   });
 
-  it("--raw skips the chat template (fewer prompt tokens, a different continuation)", async () => {
+  it("--raw skips the chat template; prompt tokens are counted as the model sees them", async () => {
     const chat = lastJson((await slm(["run", "tiny-arith", "12+34", "-t", "0", "--json"], sb)).stdout).data as { promptTokens: number };
+    // <s> <|user|> 1 2 + 3 4 <|assistant|>, as the HF chat template makes it (the token meter said 7).
+    expect(chat.promptTokens).toBe(8);
     const raw = await slm(["run", "tiny-arith", "12+34", "-t", "0", "--raw", "-n", "4", "--json"], sb);
     expect(raw.exitCode, raw.all).toBe(0);
     const rawData = lastJson(raw.stdout).data as { promptTokens: number; completionTokens: number };
-    expect(rawData.promptTokens).toBeLessThan(chat.promptTokens);
+    // <s> 1 2 + 3 4
+    expect(rawData.promptTokens).toBe(6);
     expect(rawData.completionTokens).toBeLessThanOrEqual(4);
+  });
+
+  it("--raw parses the model's control tokens in the prompt, as llama.cpp's server does", async () => {
+    // The chat format written out by hand: the same 8 tokens and the same answer as the templated prompt
+    // (as plain text, <|user|> was 9 characters' worth of tokens and the answer was 64).
+    const r = await slm(["run", "tiny-arith", "<|user|>12+34<|assistant|>", "--raw", "-t", "0", "--json"], sb);
+    expect(r.exitCode, r.all).toBe(0);
+    expect(lastJson(r.stdout).data).toMatchObject({ text: "46", promptTokens: 8 });
+  });
+
+  it("caps --ctx at the model's training length, with a warning", async () => {
+    const r = await slm(["run", "tiny-arith", "12+34", "-t", "0", "--ctx", "999999", "--json"], sb);
+    expect(r.exitCode, r.all).toBe(0);
+    expect(lastJson(r.stdout).data).toMatchObject({ text: "46", settings: { contextSize: 256 } });
+    expect(r.stdout).toMatch(/"level":"warn","message":"--ctx 999999 is more than the model was trained on: using its 256 tokens\."/);
+    const plain = await slm(["run", "tiny-arith", "12+34", "-t", "0", "--ctx", "300"], sb);
+    expect(plain.stdout).toBe("46");
+    expect(plain.stderr).toMatch(/^warn: --ctx 300 is more than the model was trained on: using its 256 tokens\.$/m);
   });
 
   it("constrains output to a JSON schema", async () => {
@@ -90,6 +125,12 @@ describe("slm run", () => {
     expect(missing.exitCode).toBe(3);
     const noLora = await slm(["run", "tiny-arith", "1+1", "--lora", "/nonexistent/a.gguf"], sb);
     expect(noLora.exitCode).toBe(3);
+    // A mistyped scale is a bad scale, not a missing adapter named "…:abc".
+    for (const spec of [`${LORA}:abc`, "somedir:abc", `${LORA}:`]) {
+      const badScale = await slm(["run", "tiny-arith", "1+1", "--lora", spec], sb);
+      expect(badScale.exitCode, spec).toBe(2);
+      expect(badScale.stderr, spec).toMatch(/is not a LoRA scale/);
+    }
     const dir = mkdtempSync(path.join(tmpdir(), "slm-bad-"));
     const truncated = path.join(dir, "t.gguf");
     writeFileSync(truncated, readFileSync(F16).subarray(0, 1_000_000));

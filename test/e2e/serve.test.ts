@@ -1,11 +1,26 @@
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { execa, type ResultPromise } from "execa";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BIN, FIXTURE, type Sandbox, sandbox, slm } from "../helpers/cli.js";
+import { BIN, FIXTURE, type Sandbox, lastJson, sandbox, slm } from "../helpers/cli.js";
+import { tokenizerPythonForTests } from "../helpers/python.js";
 
 const LORA = path.join(FIXTURE, "gguf", "lora-sub-f32.gguf");
 const KEY = "sk-test-7f3a9c2e";
+
+/** Token counts from the fixture's Hugging Face tokenizer: the chat template's, and plain tokenizer(text)'s. */
+const HF_COUNTS = `
+import json, sys
+from transformers import AutoTokenizer
+tok = AutoTokenizer.from_pretrained(sys.argv[1])
+q = json.loads(sys.argv[2])
+def templated(text):
+    ids = tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True)
+    return len(ids["input_ids"] if hasattr(ids, "keys") else ids)
+print(json.dumps({"chat": [templated(t) for t in q["chat"]], "raw": [len(tok(t).input_ids) for t in q["raw"]]}))
+`;
 
 interface Running {
   url: string;
@@ -51,7 +66,7 @@ interface ErrorBody {
 
 interface Health {
   status: string;
-  models?: { id: string; busy: number; queued: number; parallel: number }[];
+  models?: { id: string; busy: number; queued: number; parallel: number; contextSize?: number }[];
   requests?: { requests: number; active: number; aborted: number; failed: number };
 }
 
@@ -68,8 +83,9 @@ describe("slm serve", () => {
   let client: OpenAI;
 
   beforeAll(async () => {
-    // The key comes from the environment, as the docs recommend; --ctx 2048 leaves room for a long generation.
-    main = await serve(["tiny-arith", "--parallel", "2", "--ctx", "2048"], sb, { SLM_API_KEY: KEY });
+    // The key comes from the environment, as the docs recommend; --ctx past the model's 256 trained tokens
+    // is capped (with a warning) instead of allocating a cache for positions the model never saw.
+    main = await serve(["tiny-arith", "--parallel", "2", "--ctx", "999999"], sb, { SLM_API_KEY: KEY });
     client = new OpenAI({ baseURL: `${main.url}/v1`, apiKey: KEY, maxRetries: 0, timeout: 60_000 });
   });
 
@@ -89,7 +105,8 @@ describe("slm serve", () => {
     expect(ids).toContain("tiny-arith");
     const health = (await (await fetch(`${main.url}/health`, { headers: { Authorization: `Bearer ${KEY}` } })).json()) as Health;
     expect(health.status).toBe("ok");
-    expect(health.models).toContainEqual(expect.objectContaining({ id: "tiny-arith", parallel: 2 }));
+    expect(health.models).toContainEqual(expect.objectContaining({ id: "tiny-arith", parallel: 2, contextSize: 256 }));
+    expect(main.stderr()).toMatch(/warn: --ctx 999999 is more than the model was trained on: using its 256 tokens/);
     // Without the key: alive, but no details.
     expect(await (await fetch(`${main.url}/health`)).json()).toEqual({ status: "ok" });
   });
@@ -141,14 +158,30 @@ describe("slm serve", () => {
     expect(multi.choices[0]!.message.content).not.toBe(single.choices[0]!.message.content);
   });
 
-  it("loads a local .gguf file by path on first use and lists it", async () => {
+  it("never loads a file a request names by path, and answers the same whether or not it exists", async () => {
     const file = path.join(FIXTURE, "gguf", "tiny-arith-f32.gguf");
-    const r = await client.chat.completions.create({ model: file, messages: user("30+11"), temperature: 0 });
-    expect(r.choices[0]!.message.content).toBe("41");
-    expect(r.model).toBe(file);
-    const ids: string[] = [];
-    for await (const m of client.models.list()) ids.push(m.id);
-    expect(ids).toEqual(expect.arrayContaining(["tiny-arith", file]));
+    const refs = [file, "/etc/nonexistent.gguf", "/etc/passwd", "../../../x.gguf", `${path.relative(process.cwd(), file)}`, "./test"];
+    const answers = await Promise.all(refs.map(async (ref) => ({ ref, ...(await post(`${main.url}/v1/chat/completions`, JSON.stringify({ model: ref, messages: user("30+11") }))) })));
+    for (const a of answers) {
+      expect(a.status, a.ref).toBe(404);
+      expect(a.json.error.code).toBe("model_not_found");
+      expect(a.json.error.message.replace(a.ref, "REF"), a.ref).toBe(answers[0]!.json.error.message.replace(answers[0]!.ref, "REF"));
+    }
+    // Nothing about where files are: the message names only what the client sent.
+    expect(answers[0]!.json.error.message.replace(file, "")).not.toContain(FIXTURE);
+    // GET /v1/models/{id} and embeddings follow the same rule; nothing was loaded.
+    const get = await fetch(`${main.url}/v1/models/${encodeURIComponent(file)}`, { headers: { Authorization: `Bearer ${KEY}` } });
+    expect(get.status).toBe(404);
+    expect((await post(`${main.url}/v1/embeddings`, JSON.stringify({ model: file, input: "1" }))).status).toBe(404);
+    const health = (await (await fetch(`${main.url}/health`, { headers: { Authorization: `Bearer ${KEY}` } })).json()) as Health;
+    expect(health.models?.map((m) => m.id)).toEqual(["tiny-arith"]);
+  });
+
+  it("suggests the nearest served model for an unknown name", async () => {
+    const r = await post(`${main.url}/v1/chat/completions`, JSON.stringify({ model: "tiny-arth", messages: user("1+1") }));
+    expect(r.status).toBe(404);
+    expect(r.json.error).toMatchObject({ code: "model_not_found", param: "model" });
+    expect(r.json.error.message).toMatch(/Did you mean "tiny-arith"\?/);
   });
 
   it("stops at a stop string and at max_tokens", async () => {
@@ -174,6 +207,75 @@ describe("slm serve", () => {
     for await (const c of await client.completions.create({ model: "tiny-arith", prompt: "12+34", temperature: 0, max_tokens: 4, stream: true })) streamed += c.choices[0]?.text ?? "";
     expect(streamed).toBe(r.choices[0]!.text);
   });
+
+  it("parses the model's control tokens in a raw prompt, as llama-server does", async () => {
+    // The chat format written out: 8 tokens, as the model's own tokenizer makes them, and the right sum
+    // (as plain text it was 26 tokens and the answer 64).
+    const r = await client.completions.create({ model: "tiny-arith", prompt: "<|user|>12+34<|assistant|>", temperature: 0 });
+    expect(r.choices[0]!.text).toBe("46");
+    expect(r.usage?.prompt_tokens).toBe(8);
+  });
+
+  it("takes token ids and batches of prompts, one choice per prompt with its index", async () => {
+    // <|user|> 1 2 + 3 4 <|assistant|>: BOS is put in front when the ids do not start with it.
+    const ids = [3, 281, 283, 282, 284, 285, 4];
+    for (const prompt of [ids, [1, ...ids]]) {
+      const r = await client.completions.create({ model: "tiny-arith", prompt, temperature: 0 });
+      expect(r.choices).toEqual([expect.objectContaining({ index: 0, text: "46" })]);
+      expect(r.usage?.prompt_tokens).toBe(8);
+    }
+    const texts = ["<|user|>12+34<|assistant|>", "<|user|>20+22<|assistant|>", "<|user|>33+44<|assistant|>"];
+    const batch = await client.completions.create({ model: "tiny-arith", prompt: texts, temperature: 0 });
+    expect(batch.choices.map((c) => [c.index, c.text, c.finish_reason])).toEqual([
+      [0, "46", "stop"],
+      [1, "42", "stop"],
+      [2, "77", "stop"],
+    ]);
+    expect(batch.usage).toMatchObject({ prompt_tokens: 24, completion_tokens: 9 });
+    const tokenBatch = await client.completions.create({ model: "tiny-arith", prompt: [ids, [3, 284, 284, 282, 284, 284, 4]], temperature: 0 });
+    // …and 3 3 + 3 3
+    expect(tokenBatch.choices.map((c) => c.text)).toEqual(["46", "66"]);
+    // Streamed: each chunk says which prompt it belongs to.
+    const streamed = ["", "", ""];
+    const finished: number[] = [];
+    for await (const c of await client.completions.create({ model: "tiny-arith", prompt: texts, temperature: 0, stream: true })) {
+      for (const ch of c.choices) {
+        streamed[ch.index] += ch.text;
+        if (ch.finish_reason) finished.push(ch.index);
+      }
+    }
+    expect(streamed).toEqual(["46", "42", "77"]);
+    expect(finished.sort()).toEqual([0, 1, 2]);
+    // Ids outside the vocabulary, and malformed batches, are the client's error.
+    const bad = await post(`${main.url}/v1/completions`, JSON.stringify({ model: "tiny-arith", prompt: [3, 999999] }));
+    expect(bad.status).toBe(400);
+    expect(bad.json.error.param).toBe("prompt");
+    for (const prompt of [[], ["ok", 5], [[1, 2], []], [1.5], ""]) {
+      const r = await post(`${main.url}/v1/completions`, JSON.stringify({ model: "tiny-arith", prompt }));
+      expect(r.status, JSON.stringify(prompt)).toBe(400);
+    }
+  });
+
+  it("counts prompt tokens as slm run does, and as the Hugging Face tokenizer does", async (ctx) => {
+    for (const raw of [false, true]) {
+      const cli = await slm(["run", "tiny-arith", "12+34", "-t", "0", "-n", "1", "--json", ...(raw ? ["--raw"] : [])], sb);
+      const served = raw
+        ? (await client.completions.create({ model: "tiny-arith", prompt: "12+34", temperature: 0, max_tokens: 1 })).usage
+        : (await client.chat.completions.create({ model: "tiny-arith", messages: user("12+34"), temperature: 0, max_tokens: 1 })).usage;
+      expect((lastJson(cli.stdout).data as { promptTokens: number }).promptTokens, raw ? "raw" : "chat").toBe(served?.prompt_tokens);
+    }
+    const { python, skip } = await tokenizerPythonForTests();
+    if (!python) return ctx.skip(skip);
+    const chat = ["12+34", "7+8", "a b\nc", " 5+5 "];
+    const raw = [...chat, "<|user|>12+34<|assistant|>", "<s>99+1</s>"];
+    const hf = JSON.parse((await execa(python, ["-c", HF_COUNTS, path.join(FIXTURE, "hf"), JSON.stringify({ chat, raw })])).stdout) as { chat: number[]; raw: number[] };
+    const ours = {
+      chat: await Promise.all(chat.map(async (q) => (await client.chat.completions.create({ model: "tiny-arith", messages: user(q), temperature: 0, max_tokens: 1 })).usage?.prompt_tokens)),
+      raw: await Promise.all(raw.map(async (q) => (await client.completions.create({ model: "tiny-arith", prompt: q, temperature: 0, max_tokens: 1 })).usage?.prompt_tokens)),
+    };
+    expect(ours).toEqual(hf);
+    // Two CLI runs and a Python that imports transformers: a minute on a busy 2-core machine.
+  }, 180_000);
 
   it("follows a JSON schema (response_format json_schema) and json_object", async () => {
     const schema = { type: "object", properties: { answer: { enum: ["yes", "no"] } }, required: ["answer"], additionalProperties: false };
@@ -290,8 +392,8 @@ describe("slm serve", () => {
     const health = async () => (await (await fetch(`${main.url}/health`, { headers: { Authorization: `Bearer ${KEY}` } })).json()) as Health;
     const before = (await health()).requests!.aborted;
     const ctl = new AbortController();
-    // A raw completion held open by a grammar: 1,500 tokens take seconds on this model, so it is
-    // still running when the client goes away after its first chunk.
+    // A raw completion held open by a grammar until the context is full (~250 tokens), so it is still
+    // running when the client goes away after its first chunk.
     const res = await fetch(`${main.url}/v1/completions`, {
       method: "POST",
       headers: { "Content-Type": "application/json", Authorization: `Bearer ${KEY}` },
@@ -314,6 +416,72 @@ describe("slm serve", () => {
     expect(busy(h)).toBe(0);
     const after = await client.chat.completions.create({ model: "tiny-arith", messages: user("12+34"), temperature: 0 });
     expect(after.choices[0]!.message.content).toBe("46");
+  });
+});
+
+describe("slm serve --allow-paths DIR", () => {
+  const sb = sandbox();
+  const dir = mkdtempSync(path.join(tmpdir(), "slm-allow-"));
+  const outside = path.join(FIXTURE, "gguf", "tiny-arith-f32.gguf");
+  let server: Running | undefined;
+  let client: OpenAI;
+
+  beforeAll(async () => {
+    mkdirSync(path.join(dir, "sub"));
+    copyFileSync(path.join(FIXTURE, "gguf", "tiny-arith-f16.gguf"), path.join(dir, "sub", "tiny.gguf"));
+    symlinkSync(path.join(dir, "sub", "tiny.gguf"), path.join(dir, "inner.gguf"));
+    symlinkSync(outside, path.join(dir, "escape.gguf"));
+    symlinkSync("/nonexistent/x.gguf", path.join(dir, "dangling.gguf"));
+    writeFileSync(path.join(dir, "notes.gguf"), "not a model");
+    server = await serve(["--allow-paths", dir], sb);
+    client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "unused", maxRetries: 0 });
+  });
+
+  afterAll(async () => {
+    await stop(server);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("loads .gguf files inside DIR, by relative or absolute path or through a symlink that stays inside", async () => {
+    for (const ref of ["sub/tiny.gguf", path.join(dir, "sub", "tiny.gguf"), "inner.gguf", "./sub/../sub/tiny.gguf"]) {
+      const r = await client.chat.completions.create({ model: ref, messages: user("30+11"), temperature: 0 });
+      expect(r.choices[0]!.message.content, ref).toBe("41");
+    }
+    const ids: string[] = [];
+    for await (const m of client.models.list()) ids.push(m.id);
+    // Listed by its place in DIR, not by where DIR is.
+    expect(ids).toContain(path.join("sub", "tiny.gguf"));
+    expect(ids.join(" ")).not.toContain(dir);
+  });
+
+  it("refuses everything outside DIR with one answer, whether or not the file exists", async () => {
+    const refs = [outside, "escape.gguf", "dangling.gguf", "missing.gguf", `../${path.basename(dir)}-nope/x.gguf`, path.relative(dir, outside), "/etc/passwd", "./sub", "/etc/nonexistent.gguf"];
+    const answers = [];
+    for (const ref of refs) answers.push({ ref, ...(await post(`${server!.url}/v1/completions`, JSON.stringify({ model: ref, prompt: "1" }))) });
+    for (const a of answers) {
+      expect(a.status, a.ref).toBe(404);
+      expect(a.json.error.message.replace(a.ref, "REF"), a.ref).toBe(answers[0]!.json.error.message.replace(answers[0]!.ref, "REF"));
+    }
+    expect(answers[0]!.json.error.message).not.toContain(dir);
+  });
+
+  it("reports a broken file inside DIR without naming where it is", async () => {
+    const r = await post(`${server!.url}/v1/completions`, JSON.stringify({ model: "notes.gguf", prompt: "1" }));
+    expect(r.status).toBeGreaterThanOrEqual(400);
+    expect(r.json.error.message).toMatch(/notes\.gguf/);
+    expect(r.json.error.message).not.toContain(dir);
+  });
+
+  it("answers a batch of more prompts than --parallel (1): each prompt gives its sequence back when done", async () => {
+    const prompts = ["<|user|>12+34<|assistant|>", "<|user|>20+22<|assistant|>", "<|user|>33+44<|assistant|>"];
+    const r = await client.completions.create({ model: "tiny-arith", prompt: prompts, temperature: 0 }, { timeout: 30_000 });
+    expect(r.choices.map((c) => c.text)).toEqual(["46", "42", "77"]);
+  });
+
+  it("refuses a DIR that does not exist", async () => {
+    const r = await slm(["serve", "--port", "0", "--allow-paths", path.join(dir, "nope")], sb);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toMatch(/--allow-paths/);
   });
 });
 

@@ -60,3 +60,8 @@ async function locate(modules: string[], purpose: string): Promise<ConvertPython
   }
   return { skip: `no Python here can ${purpose} (set SLM_TEST_PYTHON): ${reasons.join("; ") || "no python3 found"}` };
 }
+
+/** A Python with the Hugging Face tokenizer, to count the fixture's tokens as transformers does. */
+export function tokenizerPythonForTests(): Promise<ConvertPython> {
+  return pythonForTests(["transformers", "sentencepiece"], "load the fixture's Hugging Face tokenizer");
+}

@@ -8,6 +8,7 @@ import { utf8Text } from "../../core/text.js";
 import { fileWriteError } from "../../core/writeError.js";
 import { type GenerateResult, type SamplingOptions, clearHistory, openChatSession, samplingFor } from "./generate.js";
 import type { LoadedModel } from "./loader.js";
+import { chatPromptTokens } from "./prompt.js";
 
 export interface ChatMessage {
   role: "user" | "assistant";
@@ -102,7 +103,9 @@ export class ChatEngine implements ChatEngineApi {
       o.onText?.(chunk);
     };
     const meter = this.sequence.tokenMeter;
-    const before = { input: meter.usedInputTokens, output: meter.usedOutputTokens };
+    const outputBefore = meter.usedOutputTokens;
+    // The whole conversation the answer is written after, counted as run and serve count it.
+    const promptTokens = chatPromptTokens(this.loaded.model, this.wrapper, this.session.getChatHistory(), text).length;
     let r: Awaited<ReturnType<LlamaChatSession["promptWithMeta"]>>;
     try {
       // stopOnAbortSignal: an abort ends the answer normally, so the partial text stays in the history.
@@ -113,12 +116,12 @@ export class ChatEngine implements ChatEngineApi {
     }
     this.stale = false;
     const ended = performance.now();
-    const completionTokens = meter.usedOutputTokens - before.output;
+    const completionTokens = meter.usedOutputTokens - outputBefore;
     const genMs = firstAt !== undefined ? ended - firstAt : 0;
     return {
       text: r.responseText,
       stopReason: r.stopReason,
-      promptTokens: meter.usedInputTokens - before.input,
+      promptTokens,
       completionTokens,
       timings: {
         loadMs: this.loaded.loadMs,

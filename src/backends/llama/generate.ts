@@ -1,8 +1,9 @@
 import { readFileSync } from "node:fs";
-import type { ChatHistoryItem, ChatWrapper, LlamaChatSession, LlamaContextSequence, LlamaGrammar, Llama } from "node-llama-cpp";
+import type { ChatHistoryItem, ChatWrapper, LlamaChatSession, LlamaContextSequence, LlamaGrammar, Llama, Token } from "node-llama-cpp";
 import { CancelledError, NotFoundError, UsageError } from "../../core/errors.js";
 import { utf8Text } from "../../core/text.js";
 import type { LoadedModel } from "./loader.js";
+import { chatPromptTokens, completionInput, rawPromptTokens } from "./prompt.js";
 
 /** Sampling settings shared by run, chat, serve and eval. Defaults follow llama.cpp's. */
 export interface SamplingOptions {
@@ -26,8 +27,10 @@ export interface GenerateOptions extends SamplingOptions {
    * session's initial history, so `system` and the wrapper's default system prompt are not added.
    */
   history?: ChatHistoryItem[];
-  /** Plain completion of the prompt, without the chat template. */
+  /** Plain completion of the prompt, without the chat template; its control tokens are parsed as such. */
   raw?: boolean;
+  /** A raw prompt's tokens from rawPromptTokens (serve's token-id prompts); `prompt` is then ignored. */
+  tokens?: readonly Token[];
   /** A JSON schema the output must follow (grammar-constrained). */
   jsonSchema?: object;
   onText?: (chunk: string) => void;
@@ -46,6 +49,7 @@ export interface GenerateTimings {
 export interface GenerateResult {
   text: string;
   stopReason: string;
+  /** The prompt's length as the model evaluates it (prompt.ts), whatever the sequence held before. */
   promptTokens: number;
   completionTokens: number;
   timings: GenerateTimings;
@@ -122,18 +126,24 @@ export async function generateOn(loaded: LoadedModel, sequence: LlamaContextSequ
     firstAt ??= performance.now();
     o.onText?.(chunk);
   };
-  const before = { input: sequence.tokenMeter.usedInputTokens, output: sequence.tokenMeter.usedOutputTokens };
+  // The meter's output count is one per sampled token: the generated tokens, an end token included.
+  const outputBefore = sequence.tokenMeter.usedOutputTokens;
   let text: string;
   let stopReason: string;
+  let promptTokens: number;
   try {
     if (o.raw) {
+      const tokens = o.tokens ?? rawPromptTokens(loaded.model, o.prompt);
+      promptTokens = tokens.length;
       const completion = new LlamaCompletion({ contextSequence: sequence });
-      const r = await completion.generateCompletionWithMeta(o.prompt, { ...sampling, grammar, onTextChunk, signal: o.signal, stopOnAbortSignal: true });
+      const r = await completion.generateCompletionWithMeta(completionInput(loaded.model, tokens), { ...sampling, grammar, onTextChunk, signal: o.signal, stopOnAbortSignal: true });
       text = r.response;
       stopReason = r.metadata.stopReason;
     } else {
-      const session = openChatSession(LlamaChatSession, sequence, await loaded.chatWrapper(), o.system);
+      const wrapper = await loaded.chatWrapper();
+      const session = openChatSession(LlamaChatSession, sequence, wrapper, o.system);
       if (o.history) session.setChatHistory(o.history);
+      promptTokens = chatPromptTokens(loaded.model, wrapper, session.getChatHistory(), o.prompt).length;
       const r = await session.promptWithMeta(o.prompt, { ...sampling, grammar, onTextChunk, signal: o.signal, stopOnAbortSignal: true });
       text = r.responseText;
       stopReason = r.stopReason;
@@ -144,8 +154,7 @@ export async function generateOn(loaded: LoadedModel, sequence: LlamaContextSequ
     throw err;
   }
   const ended = performance.now();
-  const completionTokens = sequence.tokenMeter.usedOutputTokens - before.output;
-  const promptTokens = sequence.tokenMeter.usedInputTokens - before.input;
+  const completionTokens = sequence.tokenMeter.usedOutputTokens - outputBefore;
   const genMs = firstAt !== undefined ? ended - firstAt : 0;
   return {
     text,

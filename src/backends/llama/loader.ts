@@ -57,6 +57,7 @@ export async function loadModel(entry: ModelEntry, o: LoadOptions = {}, ctx: Bac
   const llama = await getRuntime(o.gpu ?? "auto", o.verbose);
   const settings = chooseSettings(llama, summary.contextLength, o);
   for (const r of settings.reasons) emit(ctx.onEvent, { type: "log", level: "debug", message: r });
+  for (const w of settings.warnings) emit(ctx.onEvent, { type: "log", level: "warn", message: w });
   let model: LlamaModel;
   try {
     model = await llama.loadModel({ modelPath: entry.path, gpuLayers: settings.gpuLayers, loadSignal: ctx.signal });

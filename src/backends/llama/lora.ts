@@ -7,10 +7,22 @@ export interface LoraSpec {
   scale: number;
 }
 
-/** `TARGET[:SCALE]`, as `--lora` takes it; the scale defaults to 1. */
+const SCALE = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?$/i;
+
+/**
+ * `TARGET[:SCALE]`, as `--lora` takes it; the scale defaults to 1. A colon followed by something that is
+ * not a number is a mistyped scale (not a file named so, which would then be "not found"), unless it
+ * belongs to the target: `hf:org/name`, or a file that exists under that very name.
+ */
 export function splitLoraSpec(spec: string): { target: string; scale: number } {
-  const m = /^(.*):(-?\d+(?:\.\d+)?)$/.exec(spec);
-  return { target: m ? m[1]! : spec, scale: m ? Number(m[2]) : 1 };
+  const i = spec.lastIndexOf(":");
+  const after = spec.slice(i + 1);
+  if (i <= 0 || after.includes("/") || existsSync(spec)) return { target: spec, scale: 1 };
+  const scale = Number(after);
+  if (!SCALE.test(after) || !Number.isFinite(scale)) {
+    throw new UsageError(`"${after}" in "${spec}" is not a LoRA scale: ADAPTER[:SCALE] takes a number after the colon (e.g. ${spec.slice(0, i)}:0.5).`);
+  }
+  return { target: spec.slice(0, i), scale };
 }
 
 /** `FILE[:SCALE]` for a GGUF LoRA file; PEFT folders and Hub repos go through adapters/resolve.ts. */

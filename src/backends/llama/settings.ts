@@ -8,6 +8,11 @@ export interface RuntimeRequest {
   contextSize?: number;
   batchSize?: number;
   gpuLayers?: number;
+  /**
+   * Cap `contextSize` at the model's training length, with a warning (run, chat, serve: their --ctx).
+   * Off for measurements (bench, perplexity), which may go past it as llama.cpp's tools do.
+   */
+  capContextAtTraining?: boolean;
 }
 
 export interface ChosenSettings {
@@ -18,6 +23,8 @@ export interface ChosenSettings {
   gpuLayers: number | "auto";
   /** One line per choice, shown with --verbose. */
   reasons: string[];
+  /** What the user asked for and did not get, shown always. */
+  warnings: string[];
 }
 
 /** CPU time in clock ticks (USER_HZ, 100 on Linux): the whole machine's busy time and this process's. */
@@ -89,8 +96,15 @@ export function chooseSettings(llama: Llama, trainContext: number | undefined, r
   threads = Math.max(1, threads);
 
   const train = trainContext ?? 4096;
+  const warnings: string[] = [];
   let contextSize: ChosenSettings["contextSize"];
-  if (req.contextSize) {
+  if (req.contextSize && req.capContextAtTraining && trainContext !== undefined && req.contextSize > trainContext) {
+    // Positions past the training length are ones the model never saw; llama.cpp would still allocate
+    // the whole KV cache for them (999999 tokens: gigabytes, for nothing).
+    contextSize = trainContext;
+    warnings.push(`--ctx ${req.contextSize} is more than the model was trained on: using its ${trainContext} tokens.`);
+    reasons.push(`context ${trainContext} (--ctx ${req.contextSize} capped at the training length)`);
+  } else if (req.contextSize) {
     contextSize = req.contextSize;
     reasons.push(`context ${req.contextSize} (--ctx)`);
   } else {
@@ -101,5 +115,5 @@ export function chooseSettings(llama: Llama, trainContext: number | undefined, r
   const gpuLayers = req.gpuLayers ?? (llama.gpu ? "auto" : 0);
   reasons.push(llama.gpu ? `gpu ${llama.gpu}, layers ${gpuLayers}` : "gpu none: CPU inference");
   if (req.batchSize) reasons.push(`batch ${req.batchSize} (--batch)`);
-  return { threads, contextSize, batchSize: req.batchSize, gpuLayers, reasons };
+  return { threads, contextSize, batchSize: req.batchSize, gpuLayers, reasons, warnings };
 }

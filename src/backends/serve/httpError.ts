@@ -29,15 +29,29 @@ export function errorBody(e: HttpError): OpenAiErrorBody {
   return { error: { message: e.message, type: e.type, param: e.param, code: e.code } };
 }
 
+/** An absolute path in a message: after a space, quote, bracket or the start, never inside a URL or org/repo. */
+const ABSOLUTE_PATH = /(?<![\w.:/~-])(?:~)?\/(?:[^\s/"'`<>()]+\/)*([^\s/"'`<>()]+)/g;
+
+/**
+ * A message fit for a client: each absolute path cut to its last part. Errors written for the person at
+ * the terminal name files in full (the registry's, the HF cache's); a client must not learn where they
+ * are, nor, from the difference, whether some file exists (models.ts refuses paths before any load).
+ */
+export function withoutPaths(message: string): string {
+  return message.replace(ABSOLUTE_PATH, (_all, last: string) => last);
+}
+
 /**
  * Maps whatever a handler threw onto an answer. slm's own errors keep their message (they are written
- * for users); anything else is a bug or a native failure, reported without internals or a stack.
+ * for users) less any filesystem paths; anything else is a bug or a native failure, reported without
+ * internals or a stack.
  */
 export function toHttpError(err: unknown): HttpError {
   if (err instanceof HttpError) return err;
   if (isAbort(err)) return new HttpError(503, "The request was cancelled (the server is shutting down).", { code: "cancelled" });
-  if (err instanceof NotFoundError) return new HttpError(404, err.message, { param: "model", code: "model_not_found" });
-  if (err instanceof UsageError) return new HttpError(400, err.message);
-  if (err instanceof SlmError) return new HttpError(500, err.message);
-  return new HttpError(500, `Internal error: ${err instanceof Error ? err.message : String(err)}`);
+  const message = withoutPaths(err instanceof Error ? err.message : String(err));
+  if (err instanceof NotFoundError) return new HttpError(404, message, { param: "model", code: "model_not_found" });
+  if (err instanceof UsageError) return new HttpError(400, message);
+  if (err instanceof SlmError) return new HttpError(500, message);
+  return new HttpError(500, `Internal error: ${message}`);
 }

@@ -2,9 +2,9 @@ import type { LlamaContextSequence, LlamaEmbeddingContext } from "node-llama-cpp
 import { CancelledError } from "../../core/errors.js";
 import { emit, type EventSink } from "../../core/events.js";
 import { type LoadOptions, type LoadedModel, loadModel } from "../llama/loader.js";
-import { resolveModel } from "../store/resolve.js";
 import type { ModelEntry } from "../store/types.js";
-import { HttpError } from "./httpError.js";
+import { HttpError, withoutPaths } from "./httpError.js";
+import type { ServedModel, ServedModels } from "./models.js";
 
 export interface PoolOptions {
   /** Runtime settings for every model this pool loads (--ctx, --threads, --gpu, --lora). */
@@ -13,6 +13,8 @@ export interface PoolOptions {
   parallel: number;
   /** Unload a model this long after its last request ended; 0 keeps models loaded. */
   idleTimeoutMs: number;
+  /** Which models requests may name, and the ids they are shown by. */
+  models: ServedModels;
   onEvent?: EventSink;
 }
 
@@ -54,13 +56,15 @@ class PooledModel {
   idleTimer?: NodeJS.Timeout;
   pinned = false;
   embedding?: Promise<LlamaEmbeddingContext>;
-  /** The name a client can ask for again: a file loaded by path is listed by its path, not its file name. */
+  /** The name a client can ask for again (never a filesystem path: see models.ts). */
   readonly id: string;
+  readonly entry: ModelEntry;
   constructor(
     readonly key: string,
-    readonly entry: ModelEntry,
+    served: ServedModel,
   ) {
-    this.id = entry.source.type === "local" ? entry.path : entry.name;
+    this.id = served.id;
+    this.entry = served.entry;
   }
 }
 
@@ -84,7 +88,7 @@ export class ModelPool {
     m.pinned = true;
     this.stopIdleTimer(m);
     await m.ready;
-    return m.entry.name;
+    return m.id;
   }
 
   /** Waits for the model and a free sequence of it; rejects with CancelledError if `signal` fires first. */
@@ -104,7 +108,7 @@ export class ModelPool {
     m.busy++;
     let released = false;
     return {
-      id: m.entry.name,
+      id: m.id,
       loaded,
       sequence,
       release: async (clean = false) => {
@@ -126,13 +130,13 @@ export class ModelPool {
       const loaded = await m.ready;
       m.embedding ??= loaded.model.createEmbeddingContext({ contextSize: loaded.context.contextSize, threads: loaded.settings.threads }).catch((err: unknown) => {
         m.embedding = undefined;
-        throw new HttpError(400, `${m.entry.name} cannot compute embeddings: ${(err as Error).message}`, { param: "model", code: "model_not_embedding" });
+        throw new HttpError(400, `${m.id} cannot compute embeddings: ${withoutPaths((err as Error).message)}`, { param: "model", code: "model_not_embedding" });
       });
       const ec = await m.embedding;
       let tokens = 0;
       const lengths = inputs.map((text) => ec.calculateInputLength(text));
       lengths.forEach((n, i) => {
-        if (n >= loaded.context.contextSize) throw new HttpError(400, `input[${i}] is ${n} tokens; ${m.entry.name}'s context holds ${loaded.context.contextSize}.`, { param: "input", code: "context_length_exceeded" });
+        if (n >= loaded.context.contextSize) throw new HttpError(400, `input[${i}] is ${n} tokens; ${m.id}'s context holds ${loaded.context.contextSize}.`, { param: "input", code: "context_length_exceeded" });
         tokens += n;
       });
       const vectors: number[][] = [];
@@ -140,10 +144,20 @@ export class ModelPool {
         if (signal.aborted) throw new CancelledError();
         vectors.push([...(await ec.getEmbeddingFor(text)).vector]);
       }
-      return { id: m.entry.name, vectors, tokens };
+      return { id: m.id, vectors, tokens };
     } finally {
       this.leave(m);
     }
+  }
+
+  /** The model a request names, without loading it (GET /v1/models/{id}). */
+  resolve(ref: string): ServedModel {
+    return this.o.models.resolve(ref);
+  }
+
+  /** Every model a client may name without a path. */
+  names(): string[] {
+    return this.o.models.names();
   }
 
   status(): ModelStatus[] {
@@ -172,12 +186,13 @@ export class ModelPool {
 
   private modelFor(ref: string): PooledModel {
     if (this.shutdown.signal.aborted) throw new HttpError(503, "The server is shutting down.");
-    // resolveModel reads the registry each time, so models pulled while the server runs are found.
-    const entry = resolveModel(ref);
+    // Resolved for each request (the registry is read again), so models pulled while the server runs are found.
+    const served = this.o.models.resolve(ref);
+    const { entry } = served;
     const key = `${entry.path}\0${JSON.stringify(entry.adapters ?? [])}`;
     let m = this.models.get(key);
     if (!m) {
-      const created = new PooledModel(key, entry);
+      const created = new PooledModel(key, served);
       m = created;
       this.models.set(key, created);
       created.ready = this.load(created);

@@ -5,10 +5,13 @@ import type { AddressInfo } from "node:net";
 import { CancelledError, UsageError } from "../../core/errors.js";
 import { type BackendContext, emit } from "../../core/events.js";
 import { DEFAULT_MAX_BODY_BYTES } from "./body.js";
-import { ROUTES, sendJson } from "./handlers.js";
+import { sendJson } from "./generation.js";
+import { ROUTES } from "./handlers.js";
 import { HttpError, errorBody, toHttpError } from "./httpError.js";
+import { ServedModels } from "./models.js";
 import { ModelPool, type PoolOptions } from "./pool.js";
 import { type ServerStats, matchRoute } from "./router.js";
+import { resolveModel } from "../store/resolve.js";
 
 export interface ServeOptions {
   /** Default 127.0.0.1: nothing outside this machine can reach the server unless asked for. */
@@ -24,6 +27,11 @@ export interface ServeOptions {
   /** Models to load before listening; they stay loaded. */
   preload?: string[];
   load?: PoolOptions["load"];
+  /**
+   * A folder requests may load .gguf files from by path (relative paths are taken inside it; symlinks
+   * are resolved before the check). Without it, requests name models only.
+   */
+  allowPaths?: string;
   maxBodyBytes?: number;
 }
 
@@ -79,7 +87,8 @@ export async function startServer(o: ServeOptions = {}, ctx: BackendContext = {}
   const port = o.port ?? 8080;
   const key = o.apiKey ? digest(o.apiKey) : undefined;
   const maxBodyBytes = o.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
-  const pool = new ModelPool({ load: o.load ?? {}, parallel: o.parallel ?? 1, idleTimeoutMs: o.idleTimeoutMs ?? 300_000, onEvent: ctx.onEvent });
+  const served = new ServedModels(o.allowPaths);
+  const pool = new ModelPool({ load: o.load ?? {}, parallel: o.parallel ?? 1, idleTimeoutMs: o.idleTimeoutMs ?? 300_000, models: served, onEvent: ctx.onEvent });
   const stats: ServerStats = { requests: 0, active: 0, aborted: 0, failed: 0 };
 
   // Ctrl+C while preloading stops the loads; afterwards the caller stops the server with close().
@@ -87,7 +96,11 @@ export async function startServer(o: ServeOptions = {}, ctx: BackendContext = {}
   ctx.signal?.addEventListener("abort", onEarlyAbort, { once: true });
   const models: string[] = [];
   try {
-    for (const ref of o.preload ?? []) models.push(await pool.preload(ref));
+    // The operator's own references: any model slm can resolve, paths included.
+    for (const ref of o.preload ?? []) {
+      served.addStarted(ref, resolveModel(ref));
+      models.push(await pool.preload(ref));
+    }
   } catch (err) {
     await pool.close();
     throw ctx.signal?.aborted ? new CancelledError() : err;
@@ -149,7 +162,8 @@ export async function startServer(o: ServeOptions = {}, ctx: BackendContext = {}
       // Requests cut short by a shutdown are expected, not failures worth a warning.
       if (e.status >= 500 && !shutdown.signal.aborted) {
         stats.failed++;
-        emit(ctx.onEvent, { type: "log", level: "warn", message: `${req.method} ${pathname}: ${e.message}` });
+        // The operator's log keeps what the client's answer leaves out (paths).
+        emit(ctx.onEvent, { type: "log", level: "warn", message: `${req.method} ${pathname}: ${err instanceof Error && !(err instanceof HttpError) ? err.message : e.message}` });
       }
       if (!res.headersSent) {
         const headers = { ...e.headers };

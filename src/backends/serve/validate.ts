@@ -30,7 +30,8 @@ export interface ChatRequest extends SamplingRequest {
 
 export interface CompletionRequest extends SamplingRequest {
   model: string;
-  prompt: string;
+  /** One or more prompts (OpenAI's batch form), each text or token ids; one choice each. */
+  prompts: (string | number[])[];
   stream: boolean;
   includeUsage: boolean;
 }
@@ -71,7 +72,7 @@ function bool(b: Body, name: string): boolean {
 
 function modelOf(b: Body): string {
   const m = b.model;
-  if (typeof m !== "string" || m.trim() === "") throw bad("model", "model is required: a model name slm knows (slm list), a catalog name or a .gguf path.");
+  if (typeof m !== "string" || m.trim() === "") throw bad("model", "model is required: one of the models this server serves (GET /v1/models).");
   return m.trim();
 }
 
@@ -181,12 +182,35 @@ export function parseChatRequest(b: Body): ChatRequest {
   return { model, messages, ...streamOf(b), ...samplingOf(b) };
 }
 
+/** Most prompts in one completion request, as for embedding inputs. */
+export const MAX_BATCH = 2048;
+
+const isTokenIds = (v: unknown): v is number[] => Array.isArray(v) && v.length > 0 && v.every((t) => typeof t === "number" && Number.isInteger(t));
+
+/**
+ * `prompt` in each form OpenAI takes: a string, an array of token ids, an array of strings, or an array
+ * of token-id arrays (the last two are a batch). Whether token ids fit the vocabulary is checked once
+ * the model is known.
+ */
+function promptsOf(b: Body): (string | number[])[] {
+  const p = b.prompt;
+  const forms = "prompt must be a non-empty string, an array of token ids, or an array of either (a batch).";
+  if (typeof p === "string") {
+    if (p === "") throw bad("prompt", forms);
+    return [p];
+  }
+  if (!Array.isArray(p) || p.length === 0) throw bad("prompt", forms);
+  if (isTokenIds(p)) return [p];
+  if (p.length > MAX_BATCH) throw bad("prompt", `A batch holds at most ${MAX_BATCH} prompts (got ${p.length}).`);
+  return p.map((x: unknown, i) => {
+    if ((typeof x === "string" && x !== "") || isTokenIds(x)) return x;
+    throw bad("prompt", `prompt[${i}] must be a non-empty string or a non-empty array of whole-number token ids.`);
+  });
+}
+
 export function parseCompletionRequest(b: Body): CompletionRequest {
   const model = modelOf(b);
-  // OpenAI also takes a batch of prompts or token arrays; one text prompt is what this server generates.
-  const p = Array.isArray(b.prompt) && b.prompt.length === 1 ? b.prompt[0] : b.prompt;
-  if (typeof p !== "string" || p === "") throw bad("prompt", "prompt must be a non-empty string (one prompt per request).");
-  return { model, prompt: p, ...streamOf(b), ...samplingOf(b) };
+  return { model, prompts: promptsOf(b), ...streamOf(b), ...samplingOf(b) };
 }
 
 export function parseEmbeddingRequest(b: Body): EmbeddingRequest {

@@ -1,7 +1,7 @@
 import { statSync } from "node:fs";
 import path from "node:path";
 import { NotFoundError } from "../../core/errors.js";
-import { type ModelRef, parseModelRef, registryNameFor } from "../../core/modelRef.js";
+import { type ModelRef, type ParseOptions, parseModelRef, registryNameFor } from "../../core/modelRef.js";
 import { QUANT_TYPES } from "../hub/quant.js";
 import { suggest } from "../quantize/types.js";
 import { builtinEntry } from "./builtin.js";
@@ -14,8 +14,8 @@ import type { ModelEntry } from "./types.js";
  * Turns any model reference into the model to use: a registered one, a built-in, or a local file or
  * folder (described on the fly, not registered). Hub references must have been pulled first.
  */
-export function resolveModel(ref: string): ModelEntry {
-  const parsed = parseModelRef(ref, hasModel, () => listModels().map((m) => m.name));
+export function resolveModel(ref: string, o: ParseOptions = {}): ModelEntry {
+  const parsed = parseModelRef(ref, hasModel, () => listModels().map((m) => m.name), o);
   switch (parsed.kind) {
     case "registered":
       return getModel(parsed.name)!;

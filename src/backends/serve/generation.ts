@@ -1,0 +1,172 @@
+import { randomUUID } from "node:crypto";
+import type { ServerResponse } from "node:http";
+import type { ChatHistoryItem, Token } from "node-llama-cpp";
+import { UsageError } from "../../core/errors.js";
+import { type GenerateResult, generateOn } from "../llama/generate.js";
+import type { LoadedModel } from "../llama/loader.js";
+import { chatPromptTokens, rawPromptTokens } from "../llama/prompt.js";
+import { HttpError } from "./httpError.js";
+import type { Lease } from "./pool.js";
+import type { RequestContext } from "./router.js";
+import { SseWriter } from "./sse.js";
+import type { ChatMessage, ChatRequest, CompletionRequest } from "./validate.js";
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { "Content-Type": "application/json; charset=utf-8", "Content-Length": Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+
+export const now = () => Math.floor(Date.now() / 1000);
+
+interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+/**
+ * One prompt to answer, with its length as the model will evaluate it (llama/prompt.ts, the count run
+ * and chat report too), known before generating so that a prompt that does not fit is refused.
+ */
+interface Job {
+  prompt: string;
+  history?: ChatHistoryItem[];
+  tokens?: Token[];
+  promptTokens: number;
+}
+
+/** The request's messages: all but the last form the history, the last user message is the prompt. */
+async function chatJob(loaded: LoadedModel, messages: ChatMessage[]): Promise<Job> {
+  const wrapper = await loaded.chatWrapper();
+  const history: ChatHistoryItem[] = messages.slice(0, -1).map((m) => (m.role === "assistant" ? { type: "model", response: [m.content] } : { type: m.role, text: m.content }));
+  const prompt = messages[messages.length - 1]!.content;
+  return { prompt, history, promptTokens: chatPromptTokens(loaded.model, wrapper, history, prompt).length };
+}
+
+function completionJob(loaded: LoadedModel, prompt: string | number[], index: number, batch: boolean): Job {
+  const param = batch ? `prompt[${index}]` : "prompt";
+  try {
+    const tokens = rawPromptTokens(loaded.model, prompt, loaded.summary.vocabSize);
+    return { prompt: typeof prompt === "string" ? prompt : "", tokens, promptTokens: tokens.length };
+  } catch (err) {
+    if (err instanceof UsageError) throw new HttpError(400, `${param}: ${err.message}`, { param: "prompt" });
+    throw err;
+  }
+}
+
+type Kind = "chat" | "completion";
+
+/**
+ * /v1/chat/completions and /v1/completions, streamed as SSE or answered as one object. A completion
+ * request may hold several prompts (OpenAI's batch form): each gets its own sequence, as if it came
+ * alone, and its own choice with its `index`; usage adds them up.
+ */
+export async function generateFor(res: ServerResponse, ctx: RequestContext, kind: Kind, r: ChatRequest | CompletionRequest): Promise<void> {
+  const first = await ctx.pool.lease(r.model, ctx.signal);
+  const failed = new Set<Lease>();
+  // One failed prompt of a batch stops the others: the request is answered with its error.
+  const batchCtl = new AbortController();
+  const stopBatch = () => batchCtl.abort();
+  let firstError: unknown;
+  ctx.signal.addEventListener("abort", stopBatch, { once: true });
+  try {
+    const { loaded } = first;
+    const prompts = kind === "completion" ? (r as CompletionRequest).prompts : [];
+    const jobs = kind === "chat" ? [await chatJob(loaded, (r as ChatRequest).messages)] : prompts.map((p, i) => completionJob(loaded, p, i, prompts.length > 1));
+    const contextSize = loaded.context.contextSize;
+    jobs.forEach((job, i) => {
+      if (job.promptTokens >= contextSize) {
+        const which = kind === "chat" ? "The prompt" : prompts.length > 1 ? `prompt[${i}]` : "The prompt";
+        throw new HttpError(400, `${which} is ${job.promptTokens} tokens, but ${first.id}'s context holds ${contextSize} per request (server flag --ctx).`, { param: kind === "chat" ? "messages" : "prompt", code: "context_length_exceeded" });
+      }
+    });
+
+    const id = `${kind === "chat" ? "chatcmpl" : "cmpl"}-${randomUUID().replaceAll("-", "")}`;
+    const created = now();
+    const head = { id, object: kind === "chat" ? "chat.completion.chunk" : "text_completion", created, model: r.model };
+    const sse = r.stream ? new SseWriter(res) : undefined;
+    const started = new Set<number>();
+    const piece = (index: number, text: string | undefined, finish: string | null) => {
+      if (kind === "completion") return { ...head, choices: [{ index, text: text ?? "", logprobs: null, finish_reason: finish }] };
+      const delta = text === undefined ? {} : started.has(index) ? { content: text } : { role: "assistant", content: text };
+      started.add(index);
+      return { ...head, choices: [{ index, delta, logprobs: null, finish_reason: finish }] };
+    };
+
+    const answer = async (job: Job, index: number): Promise<GenerateResult> => {
+      let lease: Lease | undefined;
+      try {
+        lease = index === 0 ? first : await ctx.pool.lease(r.model, batchCtl.signal);
+        failed.add(lease);
+        const result = await generateOn(lease.loaded, lease.sequence, {
+          prompt: job.prompt,
+          history: job.history,
+          tokens: job.tokens,
+          raw: kind === "completion",
+          temperature: r.temperature,
+          topP: r.topP,
+          topK: r.topK,
+          minP: r.minP,
+          repeatPenalty: r.repeatPenalty,
+          seed: r.seed,
+          stop: r.stop,
+          jsonSchema: r.jsonSchema,
+          // Never past the context: OpenAI's "length" then, rather than node-llama-cpp shifting the context.
+          maxTokens: Math.min(r.maxTokens ?? contextSize - job.promptTokens, contextSize - job.promptTokens),
+          signal: batchCtl.signal,
+          // node-llama-cpp may flush an empty chunk when it releases text held back for stop-trigger matching.
+          onText: sse ? (t) => t !== "" && sse.send(piece(index, t, null)) : undefined,
+        });
+        failed.delete(lease);
+        if (result.stopReason === "abort") return result;
+        if (sse) {
+          if (kind === "chat" && !started.has(index)) sse.send(piece(index, "", null));
+          sse.send(piece(index, undefined, finishOf(result)));
+        }
+        return result;
+      } catch (err) {
+        // The first failure is the cause; the others are the batch being stopped because of it.
+        firstError ??= err;
+        stopBatch();
+        throw err;
+      } finally {
+        // Back as soon as this prompt is done: with --parallel 1 the next prompt of the batch waits for it.
+        // After a failure mid-generation the sequence's state is unknown: wipe it before anyone reuses it.
+        if (lease) await lease.release(failed.has(lease));
+      }
+    };
+    // Settled, not Promise.all: every prompt's sequence is back before the request is answered.
+    const settled = await Promise.allSettled(jobs.map(answer));
+    if (settled.some((x) => x.status === "rejected")) throw firstError;
+    const results = settled.map((x) => (x as PromiseFulfilledResult<GenerateResult>).value);
+
+    if (results.some((x) => x.stopReason === "abort")) {
+      if (ctx.clientGone()) {
+        ctx.stats.aborted++;
+        return;
+      }
+      throw new HttpError(503, "The server is shutting down.", { code: "cancelled" });
+    }
+    const promptTokens = jobs.reduce((n, j) => n + j.promptTokens, 0);
+    const completionTokens = results.reduce((n, x) => n + x.completionTokens, 0);
+    const usage: Usage = { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
+    if (sse) {
+      if (r.includeUsage) sse.send({ ...head, choices: [], usage });
+      sse.done();
+      return;
+    }
+    const choices = results.map((x, index) =>
+      kind === "chat" ? { index, message: { role: "assistant", content: x.text, refusal: null }, logprobs: null, finish_reason: finishOf(x) } : { index, text: x.text, logprobs: null, finish_reason: finishOf(x) },
+    );
+    sendJson(res, 200, { id, object: kind === "chat" ? "chat.completion" : "text_completion", created, model: r.model, choices, usage });
+  } finally {
+    ctx.signal.removeEventListener("abort", stopBatch);
+    // Released already unless the request failed before generating (release is idempotent).
+    await first.release(failed.has(first));
+  }
+}
+
+function finishOf(r: GenerateResult): "length" | "stop" {
+  return r.stopReason === "maxTokens" ? "length" : "stop";
+}

@@ -1,0 +1,102 @@
+import { realpathSync, statSync } from "node:fs";
+import path from "node:path";
+import { nearestNames } from "../../core/catalog.js";
+import { NotFoundError, UsageError } from "../../core/errors.js";
+import { looksLikePath } from "../../core/modelRef.js";
+import { builtinEntries } from "../store/builtin.js";
+import { getModel, hasModel, listModels } from "../store/registry.js";
+import { resolveModel } from "../store/resolve.js";
+import type { ModelEntry } from "../store/types.js";
+import { HttpError } from "./httpError.js";
+
+/** A model a request may use, and the id the server shows for it (never a filesystem path). */
+export interface ServedModel {
+  id: string;
+  entry: ModelEntry;
+}
+
+/**
+ * The models a server's clients may name: those it was started with, the registered ones and the
+ * built-in ones. A path is honoured only under the operator's `--allow-paths` folder (after symlinks
+ * are resolved), and every refusal is the same answer whether or not a file is there, so a client can
+ * neither load an arbitrary file nor learn which files exist.
+ */
+export class ServedModels {
+  private readonly started = new Map<string, ServedModel>();
+  private readonly allowDir?: string;
+
+  /** `allowPaths`: the folder requests may load .gguf files from (checked here: it must exist). */
+  constructor(allowPaths?: string) {
+    if (allowPaths === undefined) return;
+    let real: string;
+    try {
+      real = realpathSync(allowPaths);
+    } catch {
+      throw new UsageError(`--allow-paths ${allowPaths}: no such folder.`);
+    }
+    if (!statSync(real).isDirectory()) throw new UsageError(`--allow-paths ${allowPaths} is not a folder.`);
+    this.allowDir = real;
+  }
+
+  /**
+   * A model the operator named on the command line (any reference, paths included). Clients ask for it
+   * by that reference or by its name; a local file is shown by its file name only.
+   */
+  addStarted(ref: string, entry: ModelEntry): ServedModel {
+    const served = { id: entry.name, entry };
+    this.started.set(ref, served);
+    if (!this.started.has(entry.name)) this.started.set(entry.name, served);
+    return served;
+  }
+
+  /** The model a request names; a 404 model_not_found otherwise. */
+  resolve(ref: string): ServedModel {
+    const name = ref.trim();
+    const started = this.started.get(name);
+    if (started) return started;
+    if (hasModel(name)) return { id: name, entry: getModel(name)! };
+    if (looksLikePath(name)) return this.byPath(ref, name);
+    try {
+      const entry = resolveModel(name, { files: false });
+      return { id: name, entry };
+    } catch (err) {
+      if (err instanceof NotFoundError || err instanceof UsageError) throw this.notServed(ref, this.suggest(name));
+      throw err;
+    }
+  }
+
+  /** Every name a client may use without a path, for /v1/models and "did you mean". */
+  names(): string[] {
+    const named = [...builtinEntries(), ...listModels()].filter((e) => e.format === "gguf").map((e) => e.name);
+    return [...new Set([...[...this.started.values()].map((s) => s.id), ...named])];
+  }
+
+  private byPath(ref: string, name: string): ServedModel {
+    const dir = this.allowDir;
+    if (!dir) throw this.notServed(ref, "Loading models by path is not enabled on this server; GET /v1/models lists the models it serves.");
+    let real: string;
+    let size: number;
+    try {
+      // Relative to the allowed folder, not to wherever the server was started.
+      real = realpathSync(path.resolve(dir, name));
+      const stat = statSync(real);
+      if (!real.startsWith(dir.endsWith(path.sep) ? dir : dir + path.sep) || !real.toLowerCase().endsWith(".gguf") || !stat.isFile()) throw new Error("outside");
+      size = stat.size;
+    } catch {
+      // Missing, outside the folder (by .. or a symlink), not a .gguf file: one answer for all.
+      throw this.notServed(ref, "Models by path must be .gguf files inside the folder the server allows.");
+    }
+    const id = path.relative(dir, real);
+    return { id, entry: { name: id, format: "gguf", path: real, files: [{ path: real, size }], source: { type: "local" }, size, lineage: [], createdAt: new Date().toISOString() } };
+  }
+
+  private suggest(name: string): string {
+    const near = nearestNames(name, this.names());
+    return near.length > 0 ? `Did you mean ${near.map((n) => `"${n}"`).join(" or ")}? GET /v1/models lists the models it serves.` : "GET /v1/models lists the models it serves.";
+  }
+
+  private notServed(ref: string, hint: string): HttpError {
+    const shown = ref.length > 200 ? `${ref.slice(0, 200)}…` : ref;
+    return new HttpError(404, `The model "${shown}" is not served here. ${hint}`, { param: "model", code: "model_not_found" });
+  }
+}
