@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ensureRoomForPull } from "../../src/backends/hub/preflight.js";
-import { partialPaths } from "../../src/backends/hub/transfer.js";
+import { partialPaths } from "../../src/backends/store/hfCache.js";
 import { EXIT, ExternalError, StorageError } from "../../src/core/errors.js";
 import { exec } from "../../src/core/exec.js";
 import { storageErrorOf, unwritableReason } from "../../src/core/storage.js";

@@ -24,7 +24,8 @@ export function cachedRepos(hubCache: string): { repo: string; dir: string }[] {
 
 /**
  * An unfinished download of a blob: its bytes so far, and a small JSON recording which ranges are on
- * disk (written through `<state>.tmp`), beside the blob it will become.
+ * disk, beside the blob it will become. `stateTmp` is the temp file slm versions before the atomic state
+ * writes could leave behind: counted and discarded with the rest.
  */
 export function partialPaths(blob: string): { data: string; state: string; stateTmp: string } {
   return { data: `${blob}.slm-partial`, state: `${blob}.slm-partial.json`, stateTmp: `${blob}.slm-partial.json.tmp` };
