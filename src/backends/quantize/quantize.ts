@@ -10,7 +10,7 @@ import { describeVersion, parseVersion, toolVersion, type LlamaCppTool } from ".
 import { type ConvertEnv, convertHfToGguf, prepareConvert } from "../convert/convert.js";
 import { assertFreeName, derivedName, derivedWorkDir, installDerived, modelsDir } from "../store/derived.js";
 import { resolveModel } from "../store/resolve.js";
-import { removeWorkDir } from "../store/cleanup.js";
+import { removeUnused } from "../store/cleanup.js";
 export { derivedName } from "../store/derived.js";
 import type { LineageStep, ModelEntry, StoredFile } from "../store/types.js";
 import { type CalibrationInfo, prepareCalibration } from "./calibration.js";
@@ -226,7 +226,7 @@ export async function runQuantize(plan: QuantizePlan, o: RunOptions, ctx: Backen
   try {
     return await quantizeIn(work, { plan, type, name, version, tools: o.tools, imatrix: o.imatrix, warn, warnings, started }, ctx);
   } finally {
-    removeWorkDir(work);
+    removeUnused(work);
   }
 }
 
