@@ -124,8 +124,8 @@ describe("clean-up after a failed run", () => {
     const ckpt = file(path.join(runDir, "checkpoints", "step-5", "adapter.safetensors"));
     const m = file(path.join(home, "models", "tiny+m-merged", "m.gguf"));
     await registerModel(entry("tiny+m-merged", { path: m, files: [m], lineage: [step("merge-lora", { mergedHf: path.join(runDir, "merged") })] }));
-    const { removeRunFolder } = await import("../../src/backends/store/cleanup.js");
-    removeRunFolder(runDir);
+    const { removeUnused } = await import("../../src/backends/store/cleanup.js");
+    removeUnused(runDir);
     expect(existsSync(merged)).toBe(true);
     expect(existsSync(ckpt)).toBe(false);
     expect(existsSync(path.join(runDir, "checkpoints"))).toBe(false);

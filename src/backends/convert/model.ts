@@ -6,7 +6,7 @@ import { modelIdOf } from "../store/naming.js";
 import { getModel, hasModel, listModels } from "../store/registry.js";
 import { resolveModel } from "../store/resolve.js";
 import { assertFreeName, derivedName, derivedWorkDir, installDerived } from "../store/derived.js";
-import { removeWorkDir } from "../store/cleanup.js";
+import { removeUnused } from "../store/cleanup.js";
 import type { LineageStep, ModelEntry } from "../store/types.js";
 import { type ConvertResult, OUTTYPES, type Outtype, convertHfToGguf, prepareConvert } from "./convert.js";
 
@@ -105,6 +105,6 @@ export async function convertModel(req: ConvertModelRequest, ctx: BackendContext
     return { model: entry, source: { name: source.name, path: source.path }, outtype, conversion: { ...c, path: finalPath }, pulled, seconds: (performance.now() - started) / 1000 };
   } finally {
     // installDerived moved it on success; anything left is a failed or cancelled run.
-    removeWorkDir(work);
+    removeUnused(work);
   }
 }

@@ -10,7 +10,7 @@ import { pull } from "../hub/pull.js";
 import { type PythonEnv, requirePythonModules, resolvePython } from "../python/env.js";
 import { runRecipe } from "../python/recipe.js";
 import { probeStack } from "../python/stack.js";
-import { removeRunFolder } from "../store/cleanup.js";
+import { removeUnused } from "../store/cleanup.js";
 import { holdRunFolder } from "../store/runs.js";
 import type { ModelEntry } from "../store/types.js";
 import { type RecipeConfig, type RecipeResult, recipeConfig } from "./config.js";
@@ -81,7 +81,7 @@ async function finetuneHeld(plan: FinetunePlan, ctx: BackendContext): Promise<Fi
   }
   const hfDir = hf;
 
-  if (plan.runState === "stale") removeRunFolder(plan.runDir);
+  if (plan.runState === "stale") removeUnused(plan.runDir);
   mkdirSync(plan.runDir, { recursive: true });
   try {
     const gguf = registeredGguf ?? (await baseGguf(plan.runDir, hfDir, convertEnv, ctx));
@@ -96,7 +96,7 @@ async function finetuneHeld(plan: FinetunePlan, ctx: BackendContext): Promise<Fi
     return { ...registered, runDir: plan.runDir, peftAdapter: training.adapter_dir, data, training, seconds: (performance.now() - started) / 1000 };
   } catch (err) {
     // Without a checkpoint there is nothing to resume: the run leaves no folder behind.
-    if (!hasCheckpoint(plan.runDir) && !existsSync(path.join(plan.runDir, "adapter"))) removeRunFolder(plan.runDir);
+    if (!hasCheckpoint(plan.runDir) && !existsSync(path.join(plan.runDir, "adapter"))) removeUnused(plan.runDir);
     throw err;
   }
 }

@@ -5,7 +5,7 @@ import { withStep, type BackendContext } from "../../core/events.js";
 import { convertPeftAdapter } from "../adapters/convert.js";
 import { convertHfToGguf } from "../convert/convert.js";
 import { derivedWorkDir } from "../store/derived.js";
-import { removeWorkDir } from "../store/cleanup.js";
+import { removeUnused } from "../store/cleanup.js";
 import type { LineageStep, ModelEntry } from "../store/types.js";
 import type { RecipeResult } from "./config.js";
 import type { FinetunePlan } from "./plan.js";
@@ -50,7 +50,7 @@ export async function convertAndRegister(plan: FinetunePlan, t: Trained, ctx: Ba
   } catch (err) {
     // The converted base goes back to the run's folder: it took a while to make.
     if (convertedBase && existsSync(convertedBase)) renameSync(convertedBase, t.gguf);
-    for (const d of [work, mergedWork]) if (d) removeWorkDir(d);
+    for (const d of [work, mergedWork]) if (d) removeUnused(d);
     throw err;
   }
 }

@@ -11,7 +11,7 @@ import { type ConvertEnv, convertHfToGguf, prepareConvert } from "../convert/con
 import { modelIdOf } from "../store/naming.js";
 import { assertFreeName, derivedName, derivedWorkDir, installDerived, modelsDir } from "../store/derived.js";
 import { resolveModel } from "../store/resolve.js";
-import { removeWorkDir } from "../store/cleanup.js";
+import { removeUnused } from "../store/cleanup.js";
 export { derivedName } from "../store/derived.js";
 import type { LineageStep, ModelEntry, StoredFile } from "../store/types.js";
 import { type CalibrationInfo, prepareCalibration } from "./calibration.js";
@@ -227,7 +227,7 @@ export async function runQuantize(plan: QuantizePlan, o: RunOptions, ctx: Backen
   try {
     return await quantizeIn(work, { plan, type, name, version, tools: o.tools, imatrix: o.imatrix, warn, warnings, started }, ctx);
   } finally {
-    removeWorkDir(work);
+    removeUnused(work);
   }
 }
 

@@ -3,15 +3,11 @@ import { FileUsers } from "./references.js";
 import { listModels } from "./registry.js";
 
 /**
- * Clean-up after a failed or cancelled run, through the same reference count as `slm rm`: a work or
- * run folder loses everything except what a registered model names (a finished run's folder holds the
- * PEFT adapter and merged weights its models' lineage points at).
+ * Clean-up after a failed or cancelled quantize, convert or fine-tune, through the same reference count
+ * as `slm rm`: a work folder (`$SLM_HOME/models/.tmp-*`) or run folder (`$SLM_HOME/runs/<name>`) loses
+ * everything except what a registered model names (a finished run's folder holds the PEFT adapter and
+ * merged weights its models' lineage points at).
  */
-export function removeRunFolder(dir: string): void {
-  deleteUnused(dir, new FileUsers(listModels()), emptyFreed());
-}
-
-/** A `.tmp-*` work folder under $SLM_HOME/models that a quantize, convert or fine-tune did not install. */
-export function removeWorkDir(dir: string): void {
+export function removeUnused(dir: string): void {
   deleteUnused(dir, new FileUsers(listModels()), emptyFreed());
 }

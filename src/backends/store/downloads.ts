@@ -1,6 +1,5 @@
 import { existsSync, lstatSync, readFileSync, readlinkSync, rmSync, rmdirSync } from "node:fs";
 import path from "node:path";
-import { isLockHeld } from "../../core/lock.js";
 import { slmPaths } from "../../core/paths.js";
 import { diskBytes, emptyFreed, type Freed, unlinkUnused } from "./discard.js";
 import { blobPath, cachedRepos, partialBlobs, partialPaths, snapshotFile } from "./hfCache.js";
@@ -73,6 +72,8 @@ export async function unfinishedDownloads(users: FileUsers): Promise<UnfinishedD
       d.bytes += diskBytes(p.data) + diskBytes(p.state) + diskBytes(p.stateTmp);
       d.receivedBytes += (st.spans ?? []).reduce((a, s) => a + (s.written ?? 0), 0);
       d.totalBytes += st.size ?? 0;
+      // Imported here: node:crypto behind it would cost every `slm list` ~5 ms.
+      const { isLockHeld } = await import("../../core/lock.js");
       if (await isLockHeld(blob)) d.active = true;
     }
     for (const l of pinnedLinks(dir, repoPins, users)) d.bytes += diskBytes(blobPath(dir, l.etag));

@@ -1,7 +1,6 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { UsageError } from "../../core/errors.js";
-import { isLockHeld, tryHoldLock } from "../../core/lock.js";
 import { deleteUnused, diskBytes, emptyFreed, type Freed, runsRoot } from "./discard.js";
 import type { FileUsers } from "./references.js";
 
@@ -23,10 +22,12 @@ export interface AbandonedRun {
 }
 
 const lockKey = (runDir: string) => `run:${path.resolve(runDir)}`;
+// Imported when needed: node:crypto behind it costs `slm list` ~5 ms, and most homes have no runs.
+const locks = () => import("../../core/lock.js");
 
 /** Takes a run folder for a fine-tune; refuses when another slm process is running in it. */
 export async function holdRunFolder(runDir: string, name: string): Promise<() => Promise<void>> {
-  const release = await tryHoldLock(lockKey(runDir));
+  const release = await (await locks()).tryHoldLock(lockKey(runDir));
   if (!release) throw new UsageError(`Another slm process is fine-tuning ${name} right now (${runDir}).`, { hint: "Wait for it to finish, or choose another --out name." });
   return release;
 }
@@ -53,7 +54,7 @@ export async function abandonedRuns(users: FileUsers): Promise<AbandonedRun[]> {
   const out: AbandonedRun[] = [];
   for (const name of names.sort()) {
     const dir = path.join(runsRoot(), name);
-    if (users.inUse(dir) || (await isLockHeld(lockKey(dir)))) continue;
+    if (users.inUse(dir) || (await (await locks()).isLockHeld(lockKey(dir)))) continue;
     out.push({ name, path: dir, bytes: diskBytes(dir), ...runFacts(dir) });
   }
   return out;
@@ -61,7 +62,7 @@ export async function abandonedRuns(users: FileUsers): Promise<AbandonedRun[]> {
 
 /** Deletes an abandoned run folder, holding its lock meanwhile so no fine-tune starts in it. */
 export async function discardRun(run: AbandonedRun, users: FileUsers): Promise<Freed> {
-  const release = await tryHoldLock(lockKey(run.path));
+  const release = await (await locks()).tryHoldLock(lockKey(run.path));
   if (!release) throw new UsageError(`The fine-tune run ${run.name} started again meanwhile; it was not removed.`);
   try {
     const out = emptyFreed();
