@@ -1,5 +1,4 @@
-import { existsSync, rmdirSync, rmSync, statSync } from "node:fs";
-import path from "node:path";
+import { existsSync, rmSync, statSync } from "node:fs";
 import { emit, type BackendContext } from "../../core/events.js";
 import { formatBytes } from "../../core/format.js";
 import { IntegrityError, NetworkError, NotFoundError, UsageError } from "../../core/errors.js";
@@ -11,7 +10,9 @@ import { builtinEntry } from "../store/builtin.js";
 import { getModel, hasModel, listModels, registerModel } from "../store/registry.js";
 import type { ModelEntry, StoredFile } from "../store/types.js";
 import { fetchRepoSnapshot, type RepoFile, type RepoSnapshot } from "./api.js";
-import { blobPath, linkSnapshot, repoCacheDir, snapshotDir, snapshotFile, writeRef } from "../store/hfCache.js";
+import { emptyFreed, unlinkUnused } from "../store/discard.js";
+import { blobPath, linkSnapshot, removeEmptyRepoFolders, repoCacheDir, snapshotDir, snapshotFile, writeRef } from "../store/hfCache.js";
+import { FileUsers } from "../store/references.js";
 import { snapshotFromCache } from "./offline.js";
 import { ensureRoomForPull } from "./preflight.js";
 import { clearPin, readPin, writePin } from "../store/pins.js";
@@ -141,14 +142,18 @@ export async function pull(o: PullOptions, ctx: BackendContext = {}): Promise<Pu
   const connections = Math.max(1, o.connections ?? (Number(process.env.SLM_PULL_CONNECTIONS) || 4));
   const pulled: PulledFile[] = [];
   let downloadedBytes = 0;
+  const linked: { link: string; etag: string }[] = [];
   for (const f of sel.files) {
     const status = await fetchOne(f, { repo: target.repo, commit: snap.commit, repoDir, endpoint, token, offline, connections }, ctx);
     if (status !== "cached") downloadedBytes += f.size;
     pulled.push({ repoPath: f.path, size: f.size, status });
+    // A file the Hub calls .gguf is checked before anything points at it: a bad one is deleted, not registered.
+    if (f.path.toLowerCase().endsWith(".gguf")) checkGgufBlob(f, status, { repoDir, target, linked });
+    // Linked as soon as it is verified, so an interrupted pull's finished files are found (and can be
+    // discarded with `slm rm`) through the pin that names them.
+    linkSnapshot(repoDir, snap.commit, f.path, etagOf(f));
+    linked.push({ link: snapshotFile(repoDir, snap.commit, f.path), etag: etagOf(f) });
   }
-  // A file the Hub calls .gguf is checked before anything points at it: a bad one is deleted, not registered.
-  if (sel.format === "gguf") checkGgufBlobs(sel.files, pulled, repoDir, target);
-  for (const f of sel.files) linkSnapshot(repoDir, snap.commit, f.path, etagOf(f));
   writeRef(repoDir, target.revision, snap.commit);
   if (!offline) clearPin(target.repo, target.revision);
 
@@ -184,33 +189,26 @@ function defaultName(target: Target, sel: Selection): string {
   return sel.format === "hf" ? `${target.repo}:hf` : `${target.repo}:${sel.quant ?? "gguf"}`;
 }
 
-/** Every downloaded GGUF must read back as one (magic, header, every tensor inside the file); else exit 7. */
-function checkGgufBlobs(files: RepoFile[], pulled: PulledFile[], repoDir: string, target: Target): void {
-  for (const [i, f] of files.entries()) {
-    if (!f.path.toLowerCase().endsWith(".gguf")) continue;
-    const blob = blobPath(repoDir, etagOf(f));
-    try {
-      checkGgufFile(blob);
-    } catch (err) {
-      // The bytes are what the Hub has (the hash matched), so downloading again would not help.
-      if (pulled[i]!.status !== "cached") {
-        rmSync(blob, { force: true });
-        // Folders this pull made for it go too (rmdir removes only empty ones).
-        for (const dir of [path.dirname(blob), repoDir]) {
-          try {
-            rmdirSync(dir);
-          } catch {
-            break;
-          }
-        }
-      }
-      clearPin(target.repo, target.revision);
-      const why = (err as Error).message.replace(/^.* is not a readable GGUF file \((.*)\)\.$/s, "$1");
-      throw new IntegrityError(`${f.path} in ${target.repo} is not a GGUF file (${why}); nothing was registered.`, {
-        hint: "The repository holds a damaged or mislabelled file: pick another quantization or repository.",
-        cause: err,
-      });
-    }
+/**
+ * A downloaded GGUF must read back as one (magic, header, every tensor inside the file); else exit 7,
+ * with this pull undone: the bad blob (when this pull fetched it), the files it linked before that no
+ * registered model uses, its pin and the folders it left empty.
+ */
+function checkGgufBlob(f: RepoFile, status: PulledFile["status"], p: { repoDir: string; target: Target; linked: { link: string; etag: string }[] }): void {
+  const blob = blobPath(p.repoDir, etagOf(f));
+  try {
+    checkGgufFile(blob);
+  } catch (err) {
+    // The bytes are what the Hub has (the hash matched), so downloading again would not help.
+    if (status !== "cached") rmSync(blob, { force: true });
+    unlinkUnused(p.repoDir, p.linked, new FileUsers(listModels()), emptyFreed());
+    removeEmptyRepoFolders(p.repoDir);
+    clearPin(p.target.repo, p.target.revision);
+    const why = (err as Error).message.replace(/^.* is not a readable GGUF file \((.*)\)\.$/s, "$1");
+    throw new IntegrityError(`${f.path} in ${p.target.repo} is not a GGUF file (${why}); nothing was registered.`, {
+      hint: "The repository holds a damaged or mislabelled file: pick another quantization or repository.",
+      cause: err,
+    });
   }
 }
 

@@ -1,8 +1,8 @@
-import { existsSync, lstatSync, readFileSync, readlinkSync, rmSync, rmdirSync } from "node:fs";
+import { existsSync, lstatSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import path from "node:path";
 import { slmPaths } from "../../core/paths.js";
 import { diskBytes, emptyFreed, type Freed, unlinkUnused } from "./discard.js";
-import { blobPath, cachedRepos, partialBlobs, partialPaths, snapshotFile } from "./hfCache.js";
+import { blobPath, cachedRepos, partialBlobs, partialPaths, removeEmptyRepoFolders, snapshotFile } from "./hfCache.js";
 import { type Pin, listPins } from "./pins.js";
 import type { FileUsers } from "./references.js";
 
@@ -103,14 +103,7 @@ export function discardDownload(repo: string, users: FileUsers): Freed {
       }
     }
     unlinkUnused(repoDir, pinnedLinks(repoDir, pins, users), users, out);
-    // What the pull left empty goes; a repository folder with refs or other snapshots stays.
-    for (const d of [path.join(repoDir, "snapshots"), path.join(repoDir, "blobs"), repoDir]) {
-      try {
-        rmdirSync(d);
-      } catch {
-        // not empty
-      }
-    }
+    removeEmptyRepoFolders(repoDir);
   }
   for (const p of pins) rmSync(p.file, { force: true });
   return out;

@@ -128,3 +128,14 @@ export function unlinkSnapshot(repoDir: string, link: string): void {
     dir = path.dirname(dir);
   }
 }
+
+/** Removes what a discarded pull left empty; a repository folder with refs or other snapshots stays. */
+export function removeEmptyRepoFolders(repoDir: string): void {
+  for (const d of [path.join(repoDir, "snapshots"), path.join(repoDir, "blobs"), repoDir]) {
+    try {
+      rmdirSync(d);
+    } catch {
+      // not empty
+    }
+  }
+}
