@@ -19,8 +19,9 @@ const serialized = new WeakSet<object>();
  * the sampling of every sequence of a batch at the same moment, each as an async worker on node's
  * libuv pool, so whenever that pool has more than one thread (node's default is 4; bin/slm.js sets
  * one for inference commands, but a user's UV_THREADPOOL_SIZE and other entry points keep theirs)
- * parallel answers could swap tokens: measured on tiny-arith, 3 of 8 evaluations of 200 questions
- * with 16 sequences changed answers, and a sweep scored a model 90 % where `slm eval` gave 98 %.
+ * parallel answers could swap tokens. Measured on tiny-arith with node's default pool: 2 of 150
+ * evaluations of 50 questions on 8 sequences (what `quantize --sweep` ran) changed a few answers, and
+ * about 1 decode in 100 handed some of 16 sequences another's row (test/e2e/parallelSampling.test.ts).
  * Queued here, the calls run as they do on a one-thread pool, which is deterministic; the JavaScript
  * that reads one row still overlaps the native sampling of the next (logprobs.ts).
  *
