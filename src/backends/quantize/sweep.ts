@@ -157,11 +157,11 @@ export async function planSweep(req: SweepRequest): Promise<SweepPlan> {
   const tasks = req.tasks ?? [];
   if (tasks.length === 0 && req.limit !== undefined) throw new UsageError("--limit limits the --task questions: give --task FILE.jsonl too.");
   if (tasks.length === 0 && req.maxDrop !== undefined) throw new UsageError("--max-drop compares task scores with the source's: give --task FILE.jsonl too.");
+  if (tasks.length === 0 && req.parallel !== undefined) throw new UsageError("--parallel sets how many --task questions are scored at once: give --task FILE.jsonl too.");
   for (const t of types) assertImatrixFor(t, req);
   if (resolveModel(req.ref).format !== "gguf") {
     throw new UsageError("--sweep needs a GGUF source, which every type is compared with.", { hint: "Convert the Hugging Face folder first (slm convert MODEL --outtype f16), then sweep the GGUF." });
   }
-  if (tasks.length === 0 && req.parallel !== undefined) throw new UsageError("--parallel sets how many --task questions are scored at once: give --task FILE.jsonl too.");
   const { types: _t, prefix, text: _x, tasks: _k, limit, parallel: _p, maxKld: _m, maxDrop: _d, keep, ...quantizeRequest } = req;
   if (prefix !== undefined) assertFreeName(`${prefix}-${types[0]}`);
   const quantize = await planQuantize({ ...quantizeRequest, type: types[0], lowBitWithoutImatrix: true });
