@@ -50,7 +50,7 @@ recommends the smallest one whose mean KLD is under --max-kld or whose task scor
     .action(
       action(async (ctx, model: string, allFlags: QuantizeFlags & SweepFlags) => {
         if (allFlags.sweep !== undefined) return sweepCommand(ctx, model, allFlags);
-        const { sweep: _s, text: _x, task: _t, limit: _l, maxKld: _k, maxDrop: _d, keep: _e, report: _r, ...flags } = allFlags;
+        const { sweep: _s, text: _x, task: _t, limit: _l, parallel: _p, maxKld: _k, maxDrop: _d, keep: _e, report: _r, ...flags } = allFlags;
         rejectSweepFlags(allFlags);
         const { planQuantize, runQuantize } = await import("../backends/quantize/quantize.js");
         const { yes, bits, ...rest } = flags;

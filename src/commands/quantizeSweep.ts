@@ -11,6 +11,7 @@ export interface SweepFlags {
   text?: string;
   task?: string[];
   limit?: number;
+  parallel?: number;
   maxKld?: number;
   maxDrop?: number;
   keep?: Keep;
@@ -21,6 +22,7 @@ const SWEEP_ONLY: [keyof SweepFlags, string][] = [
   ["text", "--text"],
   ["task", "--task"],
   ["limit", "--limit"],
+  ["parallel", "--parallel"],
   ["maxKld", "--max-kld"],
   ["maxDrop", "--max-drop"],
   ["keep", "--keep"],
@@ -41,6 +43,7 @@ export function addSweepOptions(cmd: Command): void {
     .option("--text <file>", "with --sweep: text the KLD and perplexity are measured on (default: the --calibration text)")
     .option("--task <file.jsonl>", "with --sweep: also score each type on these questions (repeatable; see docs/eval.md)", collect)
     .option("--limit <n>", "with --sweep: score only the first N questions of each task", positiveInt("--limit"))
+    .option("--parallel <n>", "with --sweep: questions scored at once per model, as slm eval's --parallel (default 8)", positiveInt("--parallel"))
     .option("--max-kld <x>", "with --sweep: recommend types whose mean KLD is under this (default 0.05)", number("--max-kld", (n) => n > 0, "a positive number"))
     .option("--max-drop <x>", "with --sweep: …or whose task scores are at most this far below the source's (absolute, default 0.02)", number("--max-drop", (n) => n >= 0 && n <= 1, "a number from 0 to 1"))
     .addOption(new Option("--keep <which>", "with --sweep: keep every type (all, default) or only the recommended one (best)").choices(["all", "best"]))
@@ -59,11 +62,11 @@ export async function sweepCommand(ctx: CommandContext, model: string, flags: Qu
     import("../backends/quantize/sweepTable.js"),
     import("../backends/eval/report.js"),
   ]);
-  const { sweep, yes, bits, type, out, text, task, limit, maxKld, maxDrop, keep, report, ...quantize } = flags;
+  const { sweep, yes, bits, type, out, text, task, limit, parallel, maxKld, maxDrop, keep, report, ...quantize } = flags;
   if (type !== undefined || bits !== undefined) throw new UsageError("--sweep makes the types listed after it: give them there instead of --type / --bits.", { hint: "e.g. slm quantize MODEL --sweep Q8_0 Q4_K_M --text FILE" });
   if (report && !reportFormat(report)) throw new UsageError(`--report takes a .md or .html file name (got ${report}).`);
   // Everything that needs no tool (types, text, tasks, source) is checked first: a typo never waits for a build.
-  const plan = await planSweep({ ...quantize, ref: model, types: sweep === true || sweep === undefined ? [] : sweep, prefix: out, text, tasks: task, limit, maxKld, maxDrop, keep });
+  const plan = await planSweep({ ...quantize, ref: model, types: sweep === true || sweep === undefined ? [] : sweep, prefix: out, text, tasks: task, limit, parallel, maxKld, maxDrop, keep });
   const tools = await ensureLlamaCppTools(ctx, plan.quantize.tools, !!yes);
   const render = await ctx.renderer();
   const r = await runSweep(plan, { tools, verbose: ctx.globals.verbose }, { signal: ctx.signal, onEvent: render.onEvent });

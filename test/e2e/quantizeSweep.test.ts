@@ -149,6 +149,8 @@ describe("slm quantize --sweep (real llama.cpp tools)", () => {
       [["--sweep", "Q8_0", "--type", "Q4_K_M", "--text", TEXT], /instead of --type/],
       [["--text", TEXT], /--text works only with --sweep/],
       [["--sweep", "Q8_0", "--text", TEXT, "--limit", "5"], /--limit limits the --task questions/],
+      [["--sweep", "Q8_0", "--text", TEXT, "--parallel", "4"], /--parallel sets how many --task questions/],
+      [["--parallel", "4"], /--parallel works only with --sweep/],
     ];
     for (const [args, message] of cases) {
       const r = await slm(["quantize", F32, ...args], sb);

@@ -1,6 +1,7 @@
 import type { LlamaContext, LlamaContextSequence } from "node-llama-cpp";
 import { SlmError } from "../../core/errors.js";
 import type { LoadedModel } from "../llama/loader.js";
+import { serializeSampling } from "../llama/serialSampling.js";
 
 /**
  * Exact full-vocabulary next-token distributions from node-llama-cpp 3.21.1, for every position of a
@@ -200,6 +201,7 @@ export async function openReaders(loaded: LoadedModel, count: number): Promise<{
         lora: loaded.adapters.length > 0 ? { adapters: loaded.adapters.map((a) => ({ filePath: a.path, scale: a.scale })) } : undefined,
       });
       contexts.push(c);
+      serializeSampling(c);
       readers.push(new DistributionReader(loaded, c));
     }
   } catch (err) {

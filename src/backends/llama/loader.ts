@@ -6,6 +6,7 @@ import { readGgufSummary, type GgufSummary } from "../gguf/summary.js";
 import type { ModelEntry } from "../store/types.js";
 import type { LoraSpec } from "./lora.js";
 import { type GpuChoice, getRuntime } from "./runtime.js";
+import { serializeSampling } from "./serialSampling.js";
 import { type ChosenSettings, type RuntimeRequest, chooseSettings } from "./settings.js";
 import { convertFirstHint } from "../convert/suggest.js";
 
@@ -78,6 +79,13 @@ export async function loadModel(entry: ModelEntry, o: LoadOptions = {}, ctx: Bac
     await model.dispose();
     const msg = (err as Error).message;
     throw new SlmError(`Could not create a context for ${entry.name}: ${msg}`, { hint: /memory|VRAM|RAM/i.test(msg) ? "Use a smaller --ctx." : undefined });
+  }
+  try {
+    serializeSampling(context);
+  } catch (err) {
+    await context.dispose();
+    await model.dispose();
+    throw err;
   }
   emit(ctx.onEvent, { type: "log", level: "debug", message: `context ${context.contextSize} tokens, batch ${context.batchSize}, ${settings.threads} threads` });
   let wrapper: Promise<ChatWrapper> | undefined;

@@ -43,6 +43,8 @@ export interface SweepRequest extends Omit<QuantizeRequest, "type" | "bits" | "o
   text?: string;
   tasks?: string[];
   limit?: number;
+  /** Questions scored at once per model (slm eval's --parallel); default DEFAULT_PARALLEL. */
+  parallel?: number;
   maxKld?: number;
   maxDrop?: number;
   keep?: Keep;
@@ -158,11 +160,12 @@ export async function planSweep(req: SweepRequest): Promise<SweepPlan> {
   const tasks = req.tasks ?? [];
   if (tasks.length === 0 && req.limit !== undefined) throw new UsageError("--limit limits the --task questions: give --task FILE.jsonl too.");
   if (tasks.length === 0 && req.maxDrop !== undefined) throw new UsageError("--max-drop compares task scores with the source's: give --task FILE.jsonl too.");
+  if (tasks.length === 0 && req.parallel !== undefined) throw new UsageError("--parallel sets how many --task questions are scored at once: give --task FILE.jsonl too.");
   for (const t of types) assertImatrixFor(t, req);
   if (resolveModel(req.ref).format !== "gguf") {
     throw new UsageError("--sweep needs a GGUF source, which every type is compared with.", { hint: "Convert the Hugging Face folder first (slm convert MODEL --outtype f16), then sweep the GGUF." });
   }
-  const { types: _t, prefix, text: _x, tasks: _k, limit, maxKld: _m, maxDrop: _d, keep, ...quantizeRequest } = req;
+  const { types: _t, prefix, text: _x, tasks: _k, limit, parallel: _p, maxKld: _m, maxDrop: _d, keep, ...quantizeRequest } = req;
   if (prefix !== undefined) assertFreeName(`${prefix}-${types[0]}`);
   const quantize = await planQuantize({ ...quantizeRequest, type: types[0], lowBitWithoutImatrix: true });
   const text = sweepText(req);
@@ -239,7 +242,7 @@ export async function runSweep(plan: SweepPlan, o: SweepRunOptions, ctx: Backend
   if (plan.text.from === "--calibration") {
     emit(ctx.onEvent, { type: "log", level: "warn", message: "KLD and perplexity are measured on the calibration text, which the importance matrix was fitted to: give --text with other text for an unbiased comparison." });
   }
-  const evalOptions: EvalRunOptions = { match: "exact", limit: req.limit, threads: req.threads, store: true, verbose: o.verbose };
+  const evalOptions: EvalRunOptions = { match: "exact", limit: req.limit, parallel: req.parallel, threads: req.threads, store: true, verbose: o.verbose };
 
   // The source first: a text too short or a task that fails shows before anything is made.
   const sctx = scoped(ctx, seen, "source");
