@@ -40,7 +40,7 @@ describe("slm convert: input and environment errors", () => {
       [[REF_F32], 2, /already a GGUF model/],
       [["tiny-arith"], 2, /tiny-arith is already a GGUF model/],
       [[path.join(FIXTURE, "data")], 2, /not a Hugging Face model folder \(it has no config.json\)/],
-      [[path.join(FIXTURE, "lora-sub")], 2, /no config.json/],
+      [[path.join(FIXTURE, "lora-sub")], 2, /is a PEFT adapter folder, not a model/],
       [["./no/such/folder"], 3, /No such file or folder/],
       [[HF, "--outtype", "q4_k"], 2, /outtype/],
     ];
