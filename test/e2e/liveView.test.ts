@@ -3,9 +3,9 @@ import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { execa } from "execa";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { BIN, FIXTURE, sandbox } from "../helpers/cli.js";
-import { type HubServer, startHubServer } from "../helpers/hubServer.js";
+import { hubPerTest } from "../helpers/hubPerTest.js";
 import { replay } from "../helpers/vt.js";
 
 // The live view in a real pseudo-terminal (util-linux `script`), as a user at an 80×24 terminal sees it.
@@ -20,10 +20,7 @@ const hasScript = (() => {
   }
 })();
 
-const servers: HubServer[] = [];
-afterEach(async () => {
-  await Promise.all(servers.splice(0).map((s) => s.close()));
-});
+const hub = hubPerTest();
 
 const COLUMNS = 80;
 const ROWS = 24;
@@ -55,8 +52,7 @@ const BAR = /[█░]/;
 describe.skipIf(!hasScript)("the live view in a real terminal (80×24, and narrowed from 120 to 60)", () => {
   for (const name of ["Meta-Llama-3.1-8B-Instruct-abliterated-F16.gguf", "a-rather-long-model-name-that-does-not-fit-beside-its-progress-bar-at-eighty-columns-F16.gguf"]) {
     it(`slm pull of ${name.length}-character file name: one progress line on one row, no stale copies`, async () => {
-      const s = await startHubServer({ repos: [{ id: "acme/long-GGUF", files: [{ path: name, file: path.join(FIXTURE, "gguf", "tiny-arith-f16.gguf") }] }], throttleBytesPerSec: 2 << 20 });
-      servers.push(s);
+      const s = await hub({ repos: [{ id: "acme/long-GGUF", files: [{ path: name, file: path.join(FIXTURE, "gguf", "tiny-arith-f16.gguf") }] }], throttleBytesPerSec: 2 << 20 });
       const sb = sandbox(s.url);
       const { raw, exitCode } = await inTerminal(["pull", "acme/long-GGUF:F16"], sb.env, COLUMNS, ROWS);
       expect(exitCode, raw).toBe(0);
@@ -79,8 +75,7 @@ describe.skipIf(!hasScript)("the live view in a real terminal (80×24, and narro
 
   it("narrowed from 120 to 60 columns during a pull: the progress line is laid out again at 60", async () => {
     const name = "Meta-Llama-3.1-8B-Instruct-abliterated-F32.gguf";
-    const s = await startHubServer({ repos: [{ id: "acme/long-GGUF", files: [{ path: name, file: path.join(FIXTURE, "gguf", "tiny-arith-f32.gguf") }] }], throttleBytesPerSec: 2 << 20 });
-    servers.push(s);
+    const s = await hub({ repos: [{ id: "acme/long-GGUF", files: [{ path: name, file: path.join(FIXTURE, "gguf", "tiny-arith-f32.gguf") }] }], throttleBytesPerSec: 2 << 20 });
     const sb = sandbox(s.url);
     const { raw, exitCode } = await inTerminal(["pull", "acme/long-GGUF:F32"], sb.env, 120, ROWS, { columns: 60 });
     expect(exitCode, raw).toBe(0);

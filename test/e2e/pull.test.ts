@@ -2,23 +2,16 @@ import { createHash, randomBytes } from "node:crypto";
 import { existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
-import { type HubServer, type HubServerOptions, repoFromDir, startHubServer } from "../helpers/hubServer.js";
+import { describe, expect, it } from "vitest";
+import { repoFromDir } from "../helpers/hubServer.js";
+import { hubPerTest } from "../helpers/hubPerTest.js";
 import { FIXTURE, lastJson, sandbox, slm } from "../helpers/cli.js";
 
 const GGUF_REPO = "test/tiny-arith-GGUF";
 const F16 = path.join(FIXTURE, "..", "..", "..", "models", "tiny-arith-f16.gguf");
 const F32 = path.join(FIXTURE, "gguf", "tiny-arith-f32.gguf");
 
-const servers: HubServer[] = [];
-async function hub(opts: Partial<HubServerOptions> & Pick<HubServerOptions, "repos">): Promise<HubServer> {
-  const s = await startHubServer(opts);
-  servers.push(s);
-  return s;
-}
-afterEach(async () => {
-  await Promise.all(servers.splice(0).map((s) => s.close()));
-});
+const hub = hubPerTest();
 
 const ggufRepo = () => ({ id: GGUF_REPO, files: [{ path: "tiny-arith-f16.gguf", file: F16 }, { path: "tiny-arith-f32.gguf", file: F32 }, { path: "README.md", data: Buffer.from("# tiny\n") }] });
 const sha256 = (file: string) => createHash("sha256").update(readFileSync(file)).digest("hex");
@@ -234,7 +227,6 @@ describe("slm pull", () => {
     const sb = sandbox(s.url);
     expect((await slm(["pull", `${GGUF_REPO}:F16`], sb)).exitCode).toBe(0);
     await s.close();
-    servers.length = 0;
     const offline = { ...sb, env: { ...sb.env, HF_HUB_OFFLINE: "1", HF_ENDPOINT: "http://127.0.0.1:9" } };
     const again = await slm(["pull", `${GGUF_REPO}:F16`], offline);
     expect(again.exitCode, again.all).toBe(0);

@@ -2,10 +2,10 @@ import { createHash, randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import type { Registry } from "../../src/backends/store/types.js";
 import { FIXTURE, ROOT, type Sandbox, lastJson, sandbox, slm } from "../helpers/cli.js";
-import { type HubServer, type HubServerOptions, startHubServer } from "../helpers/hubServer.js";
+import { hubPerTest } from "../helpers/hubPerTest.js";
 import { llamaCppToolsForTests } from "../helpers/llamaCppTools.js";
 
 /**
@@ -20,15 +20,7 @@ const F16 = path.join(ROOT, "models", "tiny-arith-f16.gguf");
 const SLOW = 240_000;
 const BUILD_TIMEOUT = 45 * 60_000;
 
-const servers: HubServer[] = [];
-async function hub(opts: Partial<HubServerOptions> & Pick<HubServerOptions, "repos">): Promise<HubServer> {
-  const s = await startHubServer(opts);
-  servers.push(s);
-  return s;
-}
-afterEach(async () => {
-  await Promise.all(servers.splice(0).map((s) => s.close()));
-});
+const hub = hubPerTest();
 
 beforeAll(() => {
   chmodSync(FAKE, 0o755);

@@ -5,7 +5,7 @@ import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { Registry } from "../../src/backends/store/types.js";
 import { FIXTURE, type Sandbox, lastJson, sandbox, slm } from "../helpers/cli.js";
-import { type HubServer, type HubServerOptions, startHubServer } from "../helpers/hubServer.js";
+import { hubPerTest } from "../helpers/hubPerTest.js";
 import { type Mounted, mountSkipReason, readOnlyMount, smallDisk } from "../helpers/mounts.js";
 
 /**
@@ -168,20 +168,14 @@ describe("SLM_HOME or the HF cache under a regular file", () => {
 describe.skipIf(mountSkipReason)("slm pull onto a full disk", () => {
   const REPO = "test/tiny-arith-GGUF";
   const sha = createHash("sha256").update(readFileSync(F16)).digest("hex");
-  const servers: HubServer[] = [];
+  const hub = hubPerTest({ repos: [{ id: REPO, files: [{ path: "tiny-arith-f16.gguf", file: F16 }] }] });
   const mounts: Mounted[] = [];
-  const hub = async (o: Partial<HubServerOptions> = {}) => {
-    const s = await startHubServer({ repos: [{ id: REPO, files: [{ path: "tiny-arith-f16.gguf", file: F16 }] }], ...o });
-    servers.push(s);
-    return s;
-  };
   const disk = (bytes: number) => {
     const m = smallDisk(bytes);
     mounts.push(m);
     return m;
   };
   afterEach(async () => {
-    await Promise.all(servers.splice(0).map((s) => s.close()));
     for (const m of mounts.splice(0)) m.unmount();
   });
   const leftovers = (dir: string) => walk(dir).filter((f) => /\.tmp|slm-tmp/.test(f));

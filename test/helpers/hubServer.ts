@@ -692,15 +692,18 @@ export async function startHubServer(opts: HubServerOptions): Promise<HubServer>
     return r;
   }
 
+  let closing: Promise<void> | undefined;
   return {
     url: baseUrl,
     requests,
-    close: async () => {
-      const closed = new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())));
-      // Keep-alive and throttled connections would otherwise hold close() open.
-      server.closeAllConnections();
-      await closed;
-    },
+    // Idempotent: a test may close its server early, and the per-test clean-up closes it again.
+    close: () =>
+      (closing ??= (async () => {
+        const closed = new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())));
+        // Keep-alive and throttled connections would otherwise hold close() open.
+        server.closeAllConnections();
+        await closed;
+      })()),
     fileSha256: (repoId, p) => {
       const f = repoOrThrow(repoId).files.get(p);
       if (!f) throw new Error(`hubServer: ${repoId} has no file ${p}`);
