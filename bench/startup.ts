@@ -153,11 +153,13 @@ function main(): void {
 
     // Sanity: list shows every model.
     const listed = spawnSync(process.execPath, [slmBin, "list", "--json"], { env, encoding: "utf8" });
-    const result = listed.stdout.trim().split("\n").map((l) => JSON.parse(l) as { type: string; data?: unknown[] }).find((e) => e.type === "result");
-    if (listed.status !== 0 || !Array.isArray(result?.data) || result.data.length < nModels) {
+    // `slm list --json` gives {models, leftovers}; before the leftovers it gave the models' array itself.
+    const result = listed.stdout.trim().split("\n").map((l) => JSON.parse(l) as { type: string; data?: unknown[] | { models?: unknown[] } }).find((e) => e.type === "result");
+    const listedRows = Array.isArray(result?.data) ? result.data : result?.data?.models;
+    if (listed.status !== 0 || !Array.isArray(listedRows) || listedRows.length < nModels) {
       throw new Error(`slm list did not list the ${nModels} models: ${listed.stderr}`);
     }
-    console.log(`registry: ${nModels} models (${Object.values(reg.models).filter((m) => m.format === "gguf" && m.source.type === "hub").length} pulled GGUF, ${Object.values(reg.models).filter((m) => m.format === "hf").length} hf, ${Object.values(reg.models).filter((m) => m.source.type === "derived").length} derived), ${JSON.stringify(reg).length} bytes; slm list shows ${result.data.length} rows (built-ins included)`);
+    console.log(`registry: ${nModels} models (${Object.values(reg.models).filter((m) => m.format === "gguf" && m.source.type === "hub").length} pulled GGUF, ${Object.values(reg.models).filter((m) => m.format === "hf").length} hf, ${Object.values(reg.models).filter((m) => m.source.type === "derived").length} derived), ${JSON.stringify(reg).length} bytes; slm list shows ${listedRows.length} rows (built-ins included)`);
 
     const cases: { name: string; args: string[]; target?: number }[] = [
       { name: "node -e 0 (floor)", args: ["-e", "0"] },

@@ -40,16 +40,23 @@ function forms(p: string): string[] {
 const within = (inner: string, outer: string): boolean => inner === outer || inner.startsWith(outer.endsWith(path.sep) ? outer : outer + path.sep);
 
 export class FileUsers {
-  private readonly named: { path: string; model: string }[] = [];
+  // Built on the first question: resolving every named path costs a realpath each (~20 ms for 100
+  // models), which `slm list` pays only when there are leftovers to check.
+  private index?: { path: string; model: string }[];
 
-  constructor(models: ModelEntry[]) {
+  constructor(private readonly models: ModelEntry[]) {}
+
+  private get named(): { path: string; model: string }[] {
+    if (this.index) return this.index;
     // A lineage may name a folder above slm's own (a model folder that holds $SLM_HOME, or "/"):
     // counted, it would keep every file slm has. Such a name is history, not a file a model loads.
     const { home, hubCache } = slmPaths();
     const tooBroad = (p: string) => [home, hubCache].some((root) => within(root, p));
-    for (const m of models) {
-      for (const p of new Set(namedPaths(m))) for (const f of forms(p)) if (!tooBroad(f)) this.named.push({ path: f, model: m.name });
+    this.index = [];
+    for (const m of this.models) {
+      for (const p of new Set(namedPaths(m))) for (const f of forms(p)) if (!tooBroad(f)) this.index.push({ path: f, model: m.name });
     }
+    return this.index;
   }
 
   /** The models that use `p`: they name it, a folder holding it, or (p being a folder) something in it. */
