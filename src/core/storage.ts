@@ -1,6 +1,6 @@
 import { accessSync, constants, statSync, statfsSync } from "node:fs";
 import path from "node:path";
-import { StorageError } from "./errors.js";
+import { StorageError, UsageError } from "./errors.js";
 import { formatBytes } from "./format.js";
 import { slmPaths } from "./paths.js";
 
@@ -166,12 +166,23 @@ export function toolStorageHint(output: string): string | undefined {
     : `It tried to write to a read-only file system: point SLM_HOME (now ${slmPaths().home}) or the output at a folder you can write to.`;
 }
 
+/** Reasons that lie in a path the user gave, not in the disk: a usage matter (exit 2). */
+const PATH_REASONS: Record<string, string> = {
+  ENOENT: "its folder does not exist",
+  ENOTDIR: "a part of its path is a file, not a folder",
+  EISDIR: "it is a folder",
+};
+
 /**
- * write-file-atomic's errors name its temp file (`report.html.3735928559`): a storage failure names the
- * file the user asked for instead; other errors pass through unchanged.
+ * The error for a file the user named (`/save`, `--report`) that slm could not write. Atomic writers
+ * (write-file-atomic) fail on their temporary file (`<file>.<random>`), which nobody asked for: the
+ * error names `file`. A bad path is the user's to fix (exit 2); a read-only, unwritable or full disk is
+ * a StorageError (exit 8); anything else passes through unchanged.
  */
-export function storageErrorFor(file: string, err: unknown): unknown {
+export function fileWriteError(file: string, err: unknown): unknown {
   const e = err as NodeJS.ErrnoException;
+  const reason = e?.code ? PATH_REASONS[e.code] : undefined;
+  if (reason) return new UsageError(`Cannot write ${file}: ${reason}.`, { hint: "Give a path in a folder that exists and that you can write to.", cause: err });
   if (e instanceof Error && typeof e.path === "string" && e.path.startsWith(`${file}.`)) e.path = file;
   return storageErrorOf(err) ?? err;
 }

@@ -2,7 +2,7 @@ import path from "node:path";
 import { UsageError } from "../../core/errors.js";
 import type { EvalResult } from "./evaluate.js";
 import { type Column, type ComparisonTable, comparisonTable } from "./table.js";
-import { fileWriteError } from "../../core/writeError.js";
+import { fileWriteError } from "../../core/storage.js";
 
 /**
  * Shareable reports of an eval run: Markdown (the table, the tasks with their sha256, the settings) or

@@ -5,7 +5,7 @@ import type { ChatHistoryItem, LlamaChatSession, LlamaContextSequence } from "no
 import writeFileAtomic from "write-file-atomic";
 import { CancelledError, NotFoundError, SlmError, UsageError } from "../../core/errors.js";
 import { utf8Text } from "../../core/text.js";
-import { fileWriteError } from "../../core/writeError.js";
+import { fileWriteError } from "../../core/storage.js";
 import { type GenerateResult, type SamplingOptions, clearHistory, openChatSession, samplingFor } from "./generate.js";
 import type { LoadedModel } from "./loader.js";
 import { chatPromptTokens } from "./prompt.js";
