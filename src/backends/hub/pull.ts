@@ -68,8 +68,10 @@ function targetOf(ref: ModelRef, o: PullOptions): Target | ModelEntry {
         throw new UsageError(`${ref.name} is a local model; there is nothing to pull.`);
       }
       // Another --format than the registered pull's is another pull of the same repo, under a name of its own.
-      if (o.format && o.format !== entry.format) return { repo: entry.source.repo, revision: o.revision ?? "main", format: o.format, quant: o.quant };
-      return { repo: entry.source.repo, revision: o.revision ?? entry.source.revision, format: entry.format, quant: o.quant ?? entry.quant, name: entry.name };
+      // GPTQ and AWQ folders are pulled as Hugging Face weights.
+      const pulledAs = entry.format === "gguf" ? "gguf" : "hf";
+      if (o.format && o.format !== pulledAs) return { repo: entry.source.repo, revision: o.revision ?? "main", format: o.format, quant: o.quant };
+      return { repo: entry.source.repo, revision: o.revision ?? entry.source.revision, format: pulledAs, quant: o.quant ?? entry.quant, name: entry.name };
     }
     case "catalog": {
       const e = ref.entry;

@@ -1,5 +1,26 @@
 /** What the registry remembers about a model. Paths are absolute. */
-export type ModelFormat = "gguf" | "hf";
+/**
+ * gguf: a llama.cpp file. hf: an unquantized Hugging Face folder. gptq / awq: a Hugging Face folder of
+ * GPTQ or AWQ packed weights (`quantization_config` in its config.json), for GPU servers; slm runs those
+ * through a GGUF converted from them once.
+ */
+export type ModelFormat = "gguf" | "hf" | "gptq" | "awq";
+
+/** What a GPTQ or AWQ folder's `quantization_config` says, in slm's words. */
+export interface WeightQuantization {
+  method: "gptq" | "awq";
+  bits: number;
+  /** -1: one group per output channel (per-channel scales). */
+  groupSize: number;
+  /** GPTQ act-order (`desc_act`). */
+  descAct?: boolean;
+  /** GPTQ symmetric grid. */
+  sym?: boolean;
+  /** AWQ zero point. */
+  zeroPoint?: boolean;
+  /** GPTQ `checkpoint_format` ("gptq" = zeros stored minus one, "gptq_v2"); AWQ `version` ("gemm"). */
+  format?: string;
+}
 
 export interface StoredFile {
   /** Absolute path (for pulled models: the snapshot symlink in the HF cache). */
@@ -34,6 +55,8 @@ export interface ModelEntry {
   files: StoredFile[];
   source: ModelSource;
   quant?: string;
+  /** For gptq/awq folders: how the weights are packed. */
+  quantization?: WeightQuantization;
   size: number;
   parameters?: number;
   contextLength?: number;
