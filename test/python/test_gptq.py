@@ -276,6 +276,57 @@ class GptqAlgorithmTest(unittest.TestCase):
 
 
 @needs_torch
+class BlockDriverTest(unittest.TestCase):
+    """run_blocks gives block i exactly the hidden states the model itself would give it, with the blocks before it
+    as the callback left them (quantized), for Llama-family models of transformers 5 (rotary embeddings and masks
+    made by the model, a fused qkv projection, sliding-window layers), in several chunks."""
+
+    def check(self, model, ids):
+        import copy
+
+        from slm_recipes.quant import blocks
+
+        changed = copy.deepcopy(model)
+        for layer in blocks.decoder_blocks(changed)[1]:
+            layer.self_attn.o_proj.weight.data *= 0.5  # what the callback below does to each block
+        with torch.no_grad():
+            expected = changed(input_ids=ids, output_hidden_states=True).hidden_states
+        seen = []
+
+        def callback(ctx):
+            seen.append(torch.cat([h for h, _ in ctx.inputs]))
+            ctx.block.self_attn.o_proj.weight.data *= 0.5
+
+        old, blocks._CHUNK_TOKENS = blocks._CHUNK_TOKENS, 2 * ids.shape[1]  # windows in chunks of 2
+        try:
+            count = blocks.run_blocks(model, ids, torch.device("cpu"), callback)
+        finally:
+            blocks._CHUNK_TOKENS = old
+        self.assertEqual(count, len(seen))
+        for i, h in enumerate(seen):
+            self.assertTrue(torch.equal(h, expected[i].float()), f"block {i}: {float((h - expected[i]).abs().max())}")
+
+    def test_tiny_arith(self):
+        from slm_recipes.quant.blocks import load_model
+
+        ids = torch.randint(3, 320, (5, 40), generator=torch.Generator().manual_seed(0))
+        self.check(load_model(MODEL), ids)
+
+    def test_other_llama_family_models(self):
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        torch.manual_seed(0)
+        for model_type, extra in (("qwen2", {}), ("gemma2", {"head_dim": 16}), ("phi3", {})):
+            with self.subTest(model_type=model_type):
+                cfg = AutoConfig.for_model(model_type, vocab_size=128, hidden_size=64, intermediate_size=128,
+                                           num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                                           max_position_embeddings=64, pad_token_id=0, bos_token_id=1,
+                                           eos_token_id=2, **extra)
+                model = AutoModelForCausalLM.from_config(cfg).eval()
+                self.check(model, torch.randint(0, 128, (5, 32)))
+
+
+@needs_torch
 class GptqBeatsRtnTest(unittest.TestCase):
     """Summed over tiny-arith's 28 linears, ‖WX − ŴX‖ on held-out windows (inputs from the float model) is lower
     for GPTQ than for round-to-nearest on the same grid."""
