@@ -423,6 +423,9 @@ class GptqBeatsRtnTest(unittest.TestCase):
                      "model.layers.3.post_attention_layernorm.weight"):
             self.assertTrue(torch.equal(out[name], src[name]), name)
         self.assertEqual(len([k for k in out if k.endswith(".qweight")]), 28)
+        # The weights are as readable as the folder's other files (safetensors alone makes them owner-only).
+        mode = lambda name: os.stat(os.path.join(folder, name)).st_mode & 0o777  # noqa: E731
+        self.assertEqual(mode("model.safetensors"), mode("config.json"))
 
 
 @needs_torch
