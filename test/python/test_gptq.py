@@ -312,6 +312,19 @@ class BlockDriverTest(unittest.TestCase):
         ids = torch.randint(3, 320, (5, 40), generator=torch.Generator().manual_seed(0))
         self.check(load_model(MODEL), ids)
 
+    def test_capture_onto_another_device_shares_equal_keywords(self):
+        # "meta" stands in for a GPU: chunk 2's keywords (on the CPU) are compared with chunk 1's as captured, not
+        # with chunk 1's copies on the device.
+        from slm_recipes.quant.blocks import capture_block0_inputs, decoder_blocks, load_model
+
+        model = load_model(MODEL)
+        ids = torch.randint(3, 320, (4, 16), generator=torch.Generator().manual_seed(0))
+        chunks = capture_block0_inputs(model, decoder_blocks(model)[1], ids, torch.device("meta"), 2)
+        self.assertEqual(len(chunks), 2)
+        self.assertEqual(chunks[0][0].device.type, "meta")
+        self.assertEqual(tuple(chunks[1][0].shape), (2, 16, 256))
+        self.assertIs(chunks[0][1]["position_embeddings"], chunks[1][1]["position_embeddings"])
+
     def test_other_llama_family_models(self):
         from transformers import AutoConfig, AutoModelForCausalLM
 
