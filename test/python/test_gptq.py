@@ -490,7 +490,8 @@ class InterruptTest(unittest.TestCase):
             out = os.path.join(d, "out")
             cfg_path = os.path.join(d, "cfg.json")
             with open(cfg_path, "w") as f:
-                json.dump(config(out, threads=1), f)
+                # Enough calibration for several seconds of work: the signal lands well before the end.
+                json.dump(config(out, threads=1, samples=32, seq_len=256), f)
             p = subprocess.Popen([sys.executable, os.path.join(ROOT, "recipes", "quantize_hf.py"), "--config", cfg_path],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             events = []
