@@ -89,6 +89,29 @@ class OutputFolderTest(unittest.TestCase):
 
 
 @needs_torch
+class SourceTest(unittest.TestCase):
+    def test_an_already_quantized_model_is_refused_before_anything_is_written(self):
+        from slm_recipes import events as ev
+        from slm_recipes.quant.gptq_method import GptqMethod
+        from slm_recipes.quant.pipeline import run_quantize
+
+        with tempfile.TemporaryDirectory() as d:
+            src = os.path.join(d, "src")
+            os.mkdir(src)
+            with open(os.path.join(MODEL, "config.json"), encoding="utf-8") as f:
+                cfg = json.load(f)
+            cfg["quantization_config"] = {"quant_method": "gptq", "bits": 4}
+            with open(os.path.join(src, "config.json"), "w", encoding="utf-8") as f:
+                json.dump(cfg, f)
+            out = os.path.join(d, "out")
+            c = quantize_config(config(out, model=src))
+            with self.assertRaisesRegex(ConfigError, "is already quantized \\(gptq\\); GPTQ and AWQ start from the "
+                                                     "original Hugging Face weights"):
+                run_quantize(c, ev.Steps(), None, GptqMethod(c))
+            self.assertFalse(os.path.exists(out))
+
+
+@needs_torch
 class PackTest(unittest.TestCase):
     """Words worked out by hand from the format: levels packed along the input (qweight) or output (qzeros)
     dimension, the first value in the lowest bits; qzeros holds zero − 1."""
