@@ -4,6 +4,7 @@ import path from "node:path";
 import { beforeAll, describe, expect, it, type TestContext } from "vitest";
 import type { ModelEntry, Registry } from "../../src/backends/store/types.js";
 import { FIXTURE, type Sandbox, interruptWhen, lastJson, sandbox, slm } from "../helpers/cli.js";
+import { llamaCppToolsForTests } from "../helpers/llamaCppTools.js";
 import { quantizePythonForTests } from "../helpers/python.js";
 
 /**
@@ -15,6 +16,7 @@ const GGUF = path.join(FIXTURE, "gguf", "tiny-arith-f16.gguf");
 const TRAIN = path.join(FIXTURE, "data", "add-train.jsonl");
 const TRAIN_SHA256 = createHash("sha256").update(readFileSync(TRAIN)).digest("hex");
 const SLOW = 180_000;
+const BUILD_TIMEOUT = 45 * 60_000;
 /** The fixture's decoder: 4 blocks of q,k,v,o,gate,up,down (its README). */
 const LINEARS = [0, 1, 2, 3].flatMap((i) => ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"].map((l) => `model.layers.${i}.${l}`));
 
@@ -123,13 +125,85 @@ describe("slm quantize --method gptq|awq", () => {
     "Ctrl+C while the layers are quantized: exit 130, no folder and no registry entry",
     async (ctx) => {
       need(ctx);
-      const child = slm(["quantize", HF, "--method", "gptq", "--calibration", TRAIN, "--out", "stopped", "--json"], sb);
+      const child = slm(["quantize", HF, "--method", "gptq", "--calibration", TRAIN, "--samples", "32", "--out", "stopped", "--json"], sb);
       const sent = interruptWhen(child, /"id":"quantize:layers"[^\n]*"type":"progress"|"type":"progress"[^\n]*"id":"quantize:layers"/);
       const r = await child;
       expect(sent(), r.all).toBe(true);
       expect(r.exitCode, r.all).toBe(130);
       expect(registry(sb).models.stopped).toBeUndefined();
       expect(modelDirs(sb)).toEqual(["tiny-arith-GPTQ-4bit"]);
+    },
+    SLOW,
+  );
+});
+
+describe("slm quantize --method awq", () => {
+  let skipReason: string | undefined;
+  let sb: Sandbox;
+
+  beforeAll(async () => {
+    const [py, tools] = await Promise.all([quantizePythonForTests(), llamaCppToolsForTests()]);
+    skipReason = py.skip ?? tools.skip;
+    if (skipReason) process.stderr.write(`[tests] skipping AWQ with the real recipe: ${skipReason}\n`);
+    sb = sandbox(undefined, { ...(py.python ? { SLM_PYTHON: py.python } : {}), ...(tools.dir ? { SLM_LLAMA_CPP_DIR: tools.dir } : {}) });
+  }, BUILD_TIMEOUT);
+
+  const need = (ctx: TestContext) => {
+    if (skipReason) ctx.skip(skipReason);
+  };
+
+  it(
+    "registers <model>-AWQ-4bit: an AWQ GEMM folder, its quantization and the calibration hash in its lineage",
+    async (ctx) => {
+      need(ctx);
+      const r = await slm(["quantize", "tiny-arith", "--method", "awq", "--calibration", TRAIN, "--samples", "8", "--json"], sb);
+      expect(r.exitCode, r.all).toBe(0);
+      const entry = registry(sb).models["tiny-arith-AWQ-4bit"]!;
+      expect(entry).toMatchObject({ format: "awq", quant: "AWQ-4bit", quantization: { method: "awq", bits: 4, groupSize: 128, zeroPoint: true, format: "gemm" } });
+      const config = JSON.parse(readFileSync(path.join(entry.path, "config.json"), "utf8")) as { quantization_config: Record<string, unknown> };
+      expect(config.quantization_config).toMatchObject({ quant_method: "awq", version: "gemm", bits: 4, group_size: 128, zero_point: true });
+      const tensors = safetensorsHeader(path.join(entry.path, "model.safetensors"));
+      for (const l of LINEARS) expect(Object.keys(tensors).filter((t) => t.startsWith(`${l}.`)).sort(), l).toEqual([`${l}.qweight`, `${l}.qzeros`, `${l}.scales`]);
+      expect(entry.lineage[0]).toMatchObject({ from: "tiny-arith", method: "awq", parameters: { bits: 4, groupSize: 128, zeroPoint: true, samples: 8, calibration: { file: TRAIN, sha256: TRAIN_SHA256 } } });
+      const info = await slm(["info", "tiny-arith-AWQ-4bit"], sb);
+      expect(info.stdout).toMatch(/^quantization\s+AWQ 4-bit, group size 128, zero point, version gemm$/m);
+      expect(modelDirs(sb)).toEqual(["tiny-arith-AWQ-4bit"]);
+    },
+    SLOW,
+  );
+
+  it(
+    "--type Q4_K_M: AWQ's scales on the float weights, then llama-quantize: a GGUF <model>-AWQ-Q4_K_M with both steps in its lineage",
+    async (ctx) => {
+      need(ctx);
+      const r = await slm(["quantize", "tiny-arith", "--method", "awq", "--type", "Q4_K_M", "--calibration", TRAIN, "--samples", "8", "--json"], sb);
+      expect(r.exitCode, r.all).toBe(0);
+      const entry = registry(sb).models["tiny-arith-AWQ-Q4_K_M"]!;
+      expect(entry).toMatchObject({ format: "gguf", quant: "Q4_K_M" });
+      expect(readdirSync(path.dirname(entry.path))).toEqual(["tiny-arith-AWQ-Q4_K_M.gguf"]);
+      expect(entry.lineage.map((l) => [l.method, l.from])).toEqual([["quantize", "tiny-arith"], ["awq", "tiny-arith"]]);
+      expect(entry.lineage[1]).toMatchObject({ parameters: { output: "scaled", bits: 4, groupSize: 32, calibration: { sha256: TRAIN_SHA256 } } });
+      // The model answers: a K-quant of AWQ-scaled weights is still tiny-arith.
+      const run = await slm(["run", "tiny-arith-AWQ-Q4_K_M", "12+34", "-t", "0"], sb);
+      expect(run.exitCode, run.all).toBe(0);
+      expect(run.stdout.trim()).toBe("46");
+      expect(modelDirs(sb)).toEqual(["tiny-arith-AWQ-4bit", "tiny-arith-AWQ-Q4_K_M"]);
+    },
+    SLOW,
+  );
+
+  it(
+    "an architecture AWQ has no scaling groups for: exit 2 naming the supported ones, nothing left",
+    async (ctx) => {
+      need(ctx);
+      const dir = path.join(sb.home, "..", "mamba-ish");
+      cpSync(HF, dir, { recursive: true });
+      const config = JSON.parse(readFileSync(path.join(dir, "config.json"), "utf8")) as Record<string, unknown>;
+      writeFileSync(path.join(dir, "config.json"), JSON.stringify({ ...config, model_type: "mamba", architectures: ["MambaForCausalLM"] }));
+      const r = await slm(["quantize", dir, "--method", "awq", "--calibration", TRAIN, "--samples", "8"], sb);
+      expect(r.exitCode, r.all).toBe(2);
+      expect(r.stderr).toMatch(/AWQ does not know the decoder blocks of model type mamba.*supports.*llama/);
+      expect(modelDirs(sb)).toEqual(["tiny-arith-AWQ-4bit", "tiny-arith-AWQ-Q4_K_M"]);
     },
     SLOW,
   );
