@@ -1,11 +1,12 @@
 import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { SlmError } from "../../core/errors.js";
+import { SlmError, UsageError } from "../../core/errors.js";
 import { type BackendContext, type SlmEvent, withStep } from "../../core/events.js";
 import { ensureFreeSpace } from "../../core/storage.js";
 import { folderFiles } from "../store/folderInfo.js";
 import { type PythonEnv, requirePythonModules, resolvePython } from "../python/env.js";
 import { runRecipe } from "../python/recipe.js";
+import { probeStack } from "../python/stack.js";
 import { removeUnused } from "../store/cleanup.js";
 import { derivedWorkDir, installDerived, modelsDir } from "../store/derived.js";
 import type { LineageStep, ModelEntry, WeightQuantization } from "../store/types.js";
@@ -47,10 +48,14 @@ export interface WeightsResult {
 /** The Python modules quantize_hf.py imports. */
 export const RECIPE_MODULES = ["torch", "transformers", "safetensors"];
 
-export async function checkPython(ctx: BackendContext): Promise<PythonEnv> {
+/** slm's Python with the recipe's modules; with --device cuda, a GPU torch sees (said now, not after loading the model). */
+export async function checkPython(s: WeightsSettings, ctx: BackendContext): Promise<PythonEnv> {
   return withStep(ctx, "python", "Checking the Python environment", async () => {
     const env = await resolvePython();
     await requirePythonModules(env, RECIPE_MODULES, "GPTQ/AWQ quantization", { signal: ctx.signal });
+    if (s.device === "cuda" && !(await probeStack(env, { signal: ctx.signal })).torch?.gpu) {
+      throw new UsageError("--device cuda: torch sees no CUDA GPU here.", { hint: "Drop --device (auto uses the CPU when there is no GPU), or install torch with CUDA: slm setup python --cuda." });
+    }
     return env;
   }, (env) => env.python);
 }
@@ -168,7 +173,7 @@ export function weightsStep(plan: WeightsPlan, r: QuantizeRecipeResult, output: 
  */
 export async function runWeights(plan: WeightsPlan, ctx: BackendContext = {}): Promise<WeightsResult> {
   const started = performance.now();
-  const python = await checkPython(ctx);
+  const python = await checkPython(plan.settings, ctx);
   const sourceSize = weightBytes(plan);
   ensureFreeSpace(modelsDir(), packedSizeEstimate(plan) * 1.1 + plan.calibration.content.length, `the ${plan.settings.method.toUpperCase()} checkpoint of ${plan.source.source.name}`);
   const work = derivedWorkDir();
