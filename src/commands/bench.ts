@@ -48,8 +48,8 @@ Examples:
   );
   cmd.action(
     action(async (ctx, modelRef: string, flags: BenchFlags) => {
-      const [{ resolveModel }, { benchModel, benchTable, checkBenchOptions }, { resolveLoraArgs }, { parseGpu }] = await Promise.all([
-        import("../backends/store/resolve.js"),
+      const [{ resolveRunnable }, { benchModel, benchTable, checkBenchOptions }, { resolveLoraArgs }, { parseGpu }] = await Promise.all([
+        import("../backends/convert/runnable.js"),
         import("../backends/llama/bench.js"),
         import("../backends/adapters/resolve.js"),
         import("../backends/llama/runtime.js"),
@@ -57,9 +57,9 @@ Examples:
       const sizes = { promptTokens: flags.prompt, genTokens: flags.gen, repetitions: flags.repetitions, contextSize: flags.ctx, batchSize: flags.batch };
       // Flags first: a usage error must not wait for a model to load.
       checkBenchOptions(sizes);
-      const entry = resolveModel(modelRef);
       // No live view: a spinner redrawing on the main thread would take CPU from the measurement.
       const render = await ctx.renderer(false);
+      const entry = await resolveRunnable(modelRef, { signal: ctx.signal, onEvent: render.onEvent });
       const lora = await resolveLoraArgs(flags.lora, { signal: ctx.signal, onEvent: render.onEvent }, { baseGguf: entry.format === "gguf" ? entry.path : undefined });
       const r = await benchModel(entry, { ...sizes, gpu: parseGpu(flags.gpu ?? "auto"), threads: flags.threads, lora, api: flags.api, verbose: ctx.globals.verbose }, { signal: ctx.signal, onEvent: render.onEvent });
       render.result(r, `${benchTable(r)}\n\n${settingsLine(r)}`);
