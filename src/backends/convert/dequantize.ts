@@ -19,8 +19,8 @@ export interface DequantizeResult {
   seconds: number;
 }
 
-/** What the recipe imports for the dequantize task (torch for the arithmetic, safetensors to read and write). */
-export const DEQUANTIZE_MODULES = ["torch", "safetensors"];
+/** What quantize_hf.py checks before any task (torch for the arithmetic, transformers, safetensors to read and write). */
+export const DEQUANTIZE_MODULES = ["torch", "transformers", "safetensors"];
 
 export async function checkDequantize(python: PythonEnv, ctx: BackendContext = {}): Promise<void> {
   await requirePythonModules(python, DEQUANTIZE_MODULES, "Dequantizing AWQ weights (recipes/quantize_hf.py)", { signal: ctx.signal });
