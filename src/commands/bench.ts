@@ -23,7 +23,7 @@ export function register(program: Command): void {
   const cmd = program
     .command("bench")
     .description("Measure prompt processing and generation speed (tokens/s) the way llama-bench does")
-    .argument("<model>", "registered name, catalog name, or a .gguf file")
+    .argument("<model>", "registered name, catalog name, a .gguf file, or a Hugging Face/GPTQ/AWQ folder (converted to GGUF once)")
     .option("-p, --prompt <n>", "prompt tokens processed in one batch; 0 skips the test", tokenCount("--prompt"), 512)
     .option("-n, --gen <n>", "tokens generated one at a time; 0 skips the test", tokenCount("--gen"), 128)
     .option("-r, --repetitions <n>", "repetitions of each test", positiveInt("--repetitions"), 5);

@@ -12,7 +12,7 @@ export function register(program: Command): void {
   const cmd = program
     .command("chat")
     .description("Chat with a model in the terminal (a line-by-line REPL when stdin is not a terminal, or with --json)")
-    .argument("<model>", "registered name, catalog name, or a .gguf file")
+    .argument("<model>", "registered name, catalog name, a .gguf file, or a Hugging Face/GPTQ/AWQ folder (converted to GGUF once)")
     .option("-s, --system <text>", "system prompt");
   addSamplingOptions(cmd);
   addRuntimeOptions(cmd);

@@ -24,7 +24,7 @@ export function register(program: Command): void {
   const cmd = program
     .command("run")
     .description("Generate a reply to one prompt and print it as it streams (scriptable; --json for one result object)")
-    .argument("<model>", "registered name, catalog name, or a .gguf file")
+    .argument("<model>", "registered name, catalog name, a .gguf file, or a Hugging Face/GPTQ/AWQ folder (converted to GGUF once)")
     .argument("[prompt]", "the prompt; read from stdin when left out")
     .option("-s, --system <text>", "system prompt")
     .option("--raw", "plain completion of the prompt, without the model's chat template")
