@@ -83,11 +83,16 @@ describe("running Hugging Face folders through a GGUF converted once", () => {
     expect(existsSync(path.join(bare.home, "models")) ? readdirSync(path.join(bare.home, "models")) : []).toEqual([]);
   });
 
-  it("`slm run <HF folder>` converts it once, registers <name>-F16, answers; the second run converts nothing", async (ctx) => {
+  it("`slm run <HF folder>` converts it once (two runs at once included), registers <name>-F16, answers; a later run converts nothing", async (ctx) => {
     needPython(ctx);
-    const first = await slm(["run", HF, "12+34", "-t", "0"], sb);
-    expect(first.exitCode, first.all).toBe(0);
-    expect(first.stdout.trim()).toBe("46");
+    const both = await Promise.all([slm(["run", HF, "12+34", "-t", "0"], sb), slm(["run", HF, "12+34", "-t", "0"], sb)]);
+    for (const r of both) {
+      expect(r.exitCode, r.all).toBe(0);
+      expect(r.stdout.trim()).toBe("46");
+    }
+    const converters = both.filter((r) => r.stderr.includes("converted"));
+    expect(converters).toHaveLength(1);
+    const first = converters[0]!;
     expect(first.stderr).toContain(`converted ${HF} to GGUF F16 once: tiny-arith-F16 (`);
     expect(first.stderr).toContain("`slm quantize tiny-arith-F16 --type Q4_K_M` makes it small");
     const [gguf] = conversionsFrom(sb, HF);
