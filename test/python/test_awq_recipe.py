@@ -212,6 +212,46 @@ class AwqRecipeTest(unittest.TestCase):
 
 
 @unittest.skipIf(torch is None, "torch, transformers and safetensors are not installed")
+class AwqQwen2MultiHeadTest(unittest.TestCase):
+    """A small random Qwen2 with full multi-head attention and biases on q/k/v (random, so that they matter): the
+    v → o group applies (v's output rows and bias divided by s) and the written checkpoint, dequantized, is closer
+    to the float model than round-to-nearest's on the same grid."""
+
+    def test_value_to_output_group_and_checkpoint_round_trip(self):
+        from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+        tmp = tempfile.mkdtemp(prefix="slm-awq-qwen2-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        src = os.path.join(tmp, "qwen2")
+        torch.manual_seed(0)
+        config = Qwen2Config(vocab_size=320, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                             num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
+                             bos_token_id=1, eos_token_id=2, pad_token_id=0)
+        model = Qwen2ForCausalLM(config).eval()
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name.endswith(".bias"):
+                    p.normal_(0, 0.5)
+        model.save_pretrained(src)
+        for f in ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"):
+            shutil.copy(os.path.join(HF, f), src)
+        result = in_process({**awq_config(tmp, "awq"), "model": src})
+        self.assertEqual([(g["block"], g["group"]) for g in result["awq_groups"]],
+                         [(b, g) for b in (0, 1) for g in ("qkv", "o", "gate_up", "down")])
+        in_process({"task": "quantize", "model": src, "output_dir": os.path.join(tmp, "rtn"), "method": "rtn",
+                    "bits": 4, "group_size": 128, "sym": False, "device": "cpu", "threads": 1})
+        errors = {}
+        x = torch.randint(5, 300, (4, 64), generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            ref = model(x).logits
+            for name in ("awq", "rtn"):
+                in_process(dequantize_config(tmp, os.path.join(tmp, name), f"{name}-deq"))
+                q = AutoModelForCausalLM.from_pretrained(os.path.join(tmp, f"{name}-deq"), dtype=torch.float32)
+                errors[name] = float((q(x).logits - ref).norm() / ref.norm())
+        self.assertLess(errors["awq"], errors["rtn"], errors)
+
+
+@unittest.skipIf(torch is None, "torch, transformers and safetensors are not installed")
 class GptqDequantizeTest(unittest.TestCase):
     """Dequantizing slm's own round-to-nearest GPTQ checkpoint (no calibration needed) gives A's unpack, and the
     same weights when its zeros are rewritten in the gptq_v2 form (stored as they are, not minus one)."""
