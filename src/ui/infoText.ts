@@ -20,7 +20,7 @@ export function modelInfoText(info: ModelInfo): string {
   const a = g?.adapter;
   return rows([
     ["name", m.name],
-    ["format", a ? `gguf (LoRA adapter${a.kind !== "lora" ? `, ${a.kind}` : ""}: load it with --lora on its base model)` : m.format === "gptq" || m.format === "awq" ? `${m.format} (Hugging Face folder of ${m.format.toUpperCase()}-packed weights)` : h ? `hf (Hugging Face ${h.weights === "none" ? "folder without weights" : h.weights})` : m.format],
+    ["format", a ? `gguf (LoRA adapter${a.kind !== "lora" ? `, ${a.kind}` : ""}: load it with --lora on its base model)` : m.format === "gptq" || m.format === "awq" ? `${m.format} (Hugging Face folder of ${m.format.toUpperCase()}-packed weights)` : h ? `${m.format} (Hugging Face ${h.weights === "none" ? "folder without weights" : h.weights})` : m.format],
     ["path", m.path],
     ["size", formatBytes(m.size)],
     ["architecture", g?.architecture ?? (h ? [h.architecture, h.modelType && h.architecture ? `(${h.modelType})` : h.modelType].filter(Boolean).join(" ") : undefined) ?? m.architecture],
@@ -42,6 +42,7 @@ export function modelInfoText(info: ModelInfo): string {
     ["chat template", a ? undefined : g ? (g.hasChatTemplate ? "yes" : "no") : h ? (h.hasChatTemplate ? "yes" : "no") : undefined],
     ["splits", g && g.splitCount > 1 ? g.splitCount : undefined],
     ["LoRA adapters", m.adapters?.length ? m.adapters.map((x) => `${x.path}${x.scale !== 1 ? ` (scale ${x.scale})` : ""}`).join(", ") : undefined],
+    ["runs as", info.converted ? `${info.converted.name} (GGUF converted from it${info.converted.current ? "" : `; stale: ${info.converted.changed?.join(", ")} changed since`}) ${info.converted.path}` : undefined],
     ["source", sourceText(m.source)],
     ["lineage", m.lineage.length === 0 ? "none (original)" : m.lineage.map((l) => `${l.method} of ${l.from}`).join(" ← ")],
   ]);
