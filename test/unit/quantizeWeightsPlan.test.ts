@@ -146,6 +146,12 @@ describe("planning GPTQ/AWQ", () => {
     expect((await planWeights({ ref: HF, method: "awq", type: "q4_k_m", calibration: TEXT })).name).toBe("tiny-arith-AWQ-Q4_K_M");
   });
 
+  it("refuses an AWQ group size that does not divide the model's widths, before Python starts", async () => {
+    expect(await usage(planWeights({ ref: HF, method: "awq", groupSize: 100, calibration: TEXT }))).toMatch(/--group-size 100 does not divide the model's hidden_size \(256\)/);
+    // GPTQ's g_idx handles a last, shorter group.
+    expect((await planWeights({ ref: HF, method: "gptq", groupSize: 100, calibration: TEXT })).settings.groupSize).toBe(100);
+  });
+
   it("hands the recipe canonical JSONL: every accepted shape as {messages} or {text}", () => {
     const { content, info } = recipeCalibration(TRAIN, { name: "m", hasChatTemplate: true });
     const first = JSON.parse(content.split("\n")[0]!) as { messages: { role: string; content: string }[] };
