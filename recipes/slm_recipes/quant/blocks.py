@@ -16,6 +16,10 @@ from ..errors import Cancelled, RecipeError
 _CHUNK_TOKENS = 2048
 
 
+class _Halt(Exception):
+    """Ends a block's forward once the inputs wanted from it are collected."""
+
+
 class _Stop(Exception):
     def __init__(self, args, kwargs):
         super().__init__("block 0 reached")
@@ -53,14 +57,6 @@ def linears_of(module):
     return {n: m for n, m in module.named_modules() if isinstance(m, torch.nn.Linear)}
 
 
-def pick_device(requested):
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise RecipeError("device: cuda was asked for, but torch sees no CUDA GPU")
-    if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(requested)
-
-
 def _to(value, device):
     """Tensors (also inside tuples, lists and dicts) onto the device, floating ones as float32."""
     if isinstance(value, torch.Tensor):
@@ -82,17 +78,19 @@ def _same(a, b):
     return not isinstance(a, torch.Tensor) and not isinstance(b, torch.Tensor) and a is b
 
 
-def capture_block0_inputs(model, blocks, windows, device, chunk):
+def capture_block0_inputs(model, blocks, windows, device, chunk, interrupt=None):
     """[(hidden_states, kwargs)] per chunk of windows, on the device. Keyword values equal to the previous chunk's
     (the position embeddings and masks of windows of the same length) are shared, not stored again."""
     def stop(module, args, kwargs):
         raise _Stop(args, kwargs)
 
     handle = blocks[0].register_forward_pre_hook(stop, with_kwargs=True)
-    chunks, previous = [], {}
+    chunks, captured, on_device = [], {}, {}
     try:
         with torch.no_grad():
             for start in range(0, windows.shape[0], chunk):
+                if interrupt is not None and interrupt.requested:
+                    raise Cancelled("interrupted while reading the calibration data into the model")
                 try:
                     model(input_ids=windows[start:start + chunk], use_cache=False)
                 except _Stop as s:
@@ -106,10 +104,11 @@ def capture_block0_inputs(model, blocks, windows, device, chunk):
                 kwargs.pop("past_key_values", None)
                 kwargs.pop("past_key_value", None)
                 kwargs["use_cache"] = False
-                kwargs = {k: previous[k] if k in previous and _same(previous[k], v) else _to(v, device)
-                          for k, v in kwargs.items()}
-                previous = kwargs
-                chunks.append((_to(hidden, device), kwargs))
+                # Compared as captured (on the CPU, in the model's dtype); shared as moved to the device.
+                moved = {k: on_device[k] if k in captured and _same(captured[k], v) else _to(v, device)
+                         for k, v in kwargs.items()}
+                captured, on_device = kwargs, moved
+                chunks.append((_to(hidden, device), moved))
     finally:
         handle.remove()
     return chunks
@@ -131,20 +130,31 @@ class BlockContext:
     def full_name(self, linear):
         return f"{self.name}.{linear}"
 
-    def run(self, on_input=None, names=None, outputs=False, limit=None):
+    def run(self, on_input=None, names=None, outputs=False, limit=None, stop=False):
         """Runs the calibration chunks (the first `limit` of them) through the block. on_input(name, x) gets the
-        input of each linear in `names` (x: [tokens, in_features]); returns the block outputs when asked."""
+        input of each linear in `names` (x: [tokens, in_features]); stop=True ends each chunk's forward as soon as
+        all of them have had their input (the rest of the block is not computed). Returns the block outputs
+        when asked."""
+        names = list(names or ())
+        pending = set()
         handles = []
-        for n in (names or ()):
+        for n in names:
             def hook(module, args, n=n):
                 on_input(n, args[0].detach().reshape(-1, args[0].shape[-1]))
+                pending.discard(n)
+                if stop and not pending:
+                    raise _Halt()
             handles.append(self.linears[n].register_forward_pre_hook(hook))
         results = []
         try:
             with torch.no_grad():
                 for hidden, kwargs in self.inputs[:limit]:
                     self.check()
-                    out = self.block(hidden, **kwargs)
+                    pending.update(names)
+                    try:
+                        out = self.block(hidden, **kwargs)
+                    except _Halt:
+                        continue
                     if outputs:
                         results.append(((out[0] if isinstance(out, (tuple, list)) else out), kwargs))
         finally:
@@ -177,7 +187,7 @@ def run_blocks(model, windows, device, on_block, interrupt=None, on_done=None):
     inputs = None
     if windows is not None:
         chunk = max(1, _CHUNK_TOKENS // windows.shape[1])
-        inputs = capture_block0_inputs(model, blocks, windows, device, chunk)
+        inputs = capture_block0_inputs(model, blocks, windows, device, chunk, interrupt)
     start = time.monotonic()
     for i, block in enumerate(blocks):
         if interrupt is not None and interrupt.requested:
