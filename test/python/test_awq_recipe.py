@@ -192,6 +192,26 @@ class AwqRecipeTest(unittest.TestCase):
         for k in a:
             self.assertTrue(torch.equal(a[k], b[k]), k)
 
+    def test_dequantize_reads_autoawq_quant_config_json(self):
+        # Older AutoAWQ folders describe themselves in quant_config.json, not in config.json.
+        self.assertEqual(self.rc, 0, self.stderr)
+        legacy = os.path.join(self.tmp, "legacy")
+        shutil.copytree(self.packed, legacy)
+        with open(os.path.join(legacy, "config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+        del config["quantization_config"]
+        with open(os.path.join(legacy, "config.json"), "w", encoding="utf-8") as f:
+            json.dump(config, f)
+        with open(os.path.join(legacy, "quant_config.json"), "w", encoding="utf-8") as f:
+            json.dump({"zero_point": True, "q_group_size": 128, "w_bit": 4, "version": "GEMM"}, f)
+        result = in_process(dequantize_config(self.tmp, legacy, "deq-legacy"))
+        self.assertEqual((result["method"], result["bits"]), ("awq", 4))
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "deq-legacy", "quant_config.json")))
+        in_process(dequantize_config(self.tmp, self.packed, "deq-modern"))
+        a, b = tensors(os.path.join(self.tmp, "deq-legacy")), tensors(os.path.join(self.tmp, "deq-modern"))
+        self.assertEqual(sorted(a), sorted(b))
+        self.assertTrue(all(torch.equal(a[k], b[k]) for k in a))
+
     def test_scaled_output_is_a_plain_folder_that_still_adds(self):
         result = in_process(awq_config(self.tmp, "scaled", output="scaled"))
         self.assertEqual(result["output"], "scaled")
@@ -319,6 +339,14 @@ class RefusalsTest(unittest.TestCase):
             in_process(cfg)
         self.assertIn("gemma (GemmaForCausalLM)", str(e.exception))
         self.assertIn("llama, mistral, qwen2, qwen3", str(e.exception))
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "out")))
+
+    def test_group_size_that_does_not_divide_a_width_is_refused_before_loading(self):
+        from slm_recipes.errors import ConfigError
+
+        with self.assertRaises(ConfigError) as e:
+            in_process(awq_config(self.tmp, "out", group_size=96))
+        self.assertIn("group_size 96 does not divide the model's hidden_size (256)", str(e.exception))
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "out")))
 
     def test_dequantize_refuses_a_folder_that_is_not_quantized(self):

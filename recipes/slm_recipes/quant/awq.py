@@ -238,12 +238,14 @@ class Scaling:
 
 
 @torch.no_grad()
-def apply_scales(block, model_type, stats, qgrid, on_group=None):
+def apply_scales(block, model_type, stats, qgrid, on_group=None, check=None):
     """Steps 2 and 3 for every scaling group of the block: search s, fold it in, and rescale the statistics of
     the group's input to what the scaled linears now see. The float block's function is unchanged."""
     sites = input_sites(model_type)
     done = Scaling()
     for group in scaling_groups(model_type, block):
+        if check:
+            check()
         linears = [block.get_submodule(n) for n in group.linears]
         st = stats[sites[group.linears[0]]]
         s, alpha, err, rtn_err = search_scale([lin.weight for lin in linears], st, qgrid)
@@ -262,10 +264,11 @@ def apply_scales(block, model_type, stats, qgrid, on_group=None):
 
 
 @torch.no_grad()
-def awq_block(block, model_type, stats, qgrid, quantize=True, on_group=None):
+def awq_block(block, model_type, stats, qgrid, quantize=True, on_group=None, check=None):
     """AWQ on one decoder block whose input statistics are `stats` (collect_stats): the scales folded in, then
     each linear clipped and (quantize=True) its weight replaced by its dequantized quantization, so the block
     computes what the checkpoint will; quantize=False leaves the clipped float weights (output "scaled").
+    `check()` is called between groups and linears (it raises to stop, e.g. on SIGINT).
     Returns a BlockResult with the codes, scales and zeros of each linear."""
     sites = input_sites(model_type)
     names = block_linears(model_type)
@@ -274,9 +277,11 @@ def awq_block(block, model_type, stats, qgrid, quantize=True, on_group=None):
     # RTN's error of the untouched weights, for the record.
     rtn = {n: _relative(block.get_submodule(n).weight, qgrid.fake(block.get_submodule(n).weight),
                         stats[sites[n]].gram) for n in names}
-    scaling = apply_scales(block, model_type, stats, qgrid, on_group)
+    scaling = apply_scales(block, model_type, stats, qgrid, on_group, check)
     result = BlockResult(groups=scaling.groups)
     for name in names:
+        if check:
+            check()
         lin = block.get_submodule(name)
         gram = stats[sites[name]].gram
         w = lin.weight.detach().float()
