@@ -6,14 +6,16 @@ import { type HfFolderSummary, type PeftSummary, isPeftFolder, summariseHfFolder
 import { conversionsOf } from "./conversions.js";
 import { hasModel } from "./registry.js";
 import { resolveModel } from "./resolve.js";
-import type { ModelEntry } from "./types.js";
+import type { ModelEntry, WeightQuantization } from "./types.js";
 
 export interface ModelInfo {
   model: ModelEntry;
   /** Read from the file's header now, so it reflects the file on disk (`adapter` set for a LoRA adapter). */
   gguf?: GgufSummary;
-  /** For Hugging Face weights: config.json and the safetensors headers. */
+  /** For Hugging Face weights (GPTQ/AWQ folders too): config.json and the safetensors headers. */
   hf?: HfFolderSummary;
+  /** For a GPTQ/AWQ folder: how its weights are packed. */
+  quantization?: WeightQuantization;
   /** For Hugging Face weights: the GGUF slm converted them to (and runs), once there is one. */
   converted?: ConvertedGguf;
 }
@@ -42,7 +44,7 @@ export async function modelInfo(ref: string): Promise<ModelInfo | AdapterInfo> {
   if (model.format !== "gguf") {
     const c = conversionsOf(model)[0];
     const converted = c && { name: c.entry.name, path: c.entry.path, current: c.changed.length === 0, ...(c.changed.length ? { changed: c.changed } : {}) };
-    return { model, hf: summariseHfFolder(model.path), ...(converted ? { converted } : {}) };
+    return { model, hf: summariseHfFolder(model.path), ...(model.quantization ? { quantization: model.quantization } : {}), ...(converted ? { converted } : {}) };
   }
   return { model, gguf: await readGgufSummary(model.path) };
 }
