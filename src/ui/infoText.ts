@@ -24,8 +24,8 @@ export function modelInfoText(info: ModelInfo): string {
     ["path", m.path],
     ["size", formatBytes(m.size)],
     ["architecture", g?.architecture ?? (h ? [h.architecture, h.modelType && h.architecture ? `(${h.modelType})` : h.modelType].filter(Boolean).join(" ") : undefined) ?? m.architecture],
-    // Packed int32 words are not weights: a GPTQ/AWQ folder's count is the one its quantization recorded.
-    ["parameters", count(g ? g.parameters : info.quantization || m.quantization ? m.parameters : (h?.parameters ?? m.parameters))],
+    // A GPTQ/AWQ folder's count is already in weights, not packed int32 words (convert/hfFolder.ts weightCounts).
+    ["parameters", count(g ? g.parameters : (h?.parameters ?? m.parameters))],
     ["quantization", quantizationText(info.quantization ?? m.quantization)],
     ["calibration", calibrationText(m.lineage)],
     ["adapter base", a?.base],

@@ -162,6 +162,8 @@ describe("running Hugging Face folders through a GGUF converted once", () => {
       expect((lastJson(after.stdout).data as { converted?: unknown }).converted).toEqual({ name: "tiny-arith-GPTQ-4bit-F16", path: gguf!.path, current: true });
       const text = await slm(["info", gptq], sb);
       expect(text.stdout).toMatch(/^format +gptq /m);
+      // Counted as the model's weights (in × out per linear), not as the packed int32 words.
+      expect(text.stdout).toMatch(/^parameters +3\.3M \(3,311,872\)$/m);
       expect(text.stdout).toMatch(/^runs as +tiny-arith-GPTQ-4bit-F16 \(GGUF converted from it\)/m);
     }, SLOW);
 

@@ -4,7 +4,7 @@ import { type PythonEnv, requirePythonModules } from "../python/env.js";
 import { runRecipe } from "../python/recipe.js";
 
 /**
- * AWQ weights back to plain float16, for llama.cpp's converter, which refuses AWQ checkpoints: the
+ * AWQ weights back to plain floats, for llama.cpp's converter, which refuses AWQ checkpoints: the
  * quantize_hf.py recipe's `dequantize` task writes an unquantized Hugging Face folder (config.json
  * without quantization_config, the tokenizer files copied) into `outDir`, which must not exist yet or be
  * empty. On failure or Ctrl+C the recipe removes what it wrote; the caller removes `outDir` itself.
@@ -26,7 +26,8 @@ export async function checkDequantize(python: PythonEnv, ctx: BackendContext = {
   await requirePythonModules(python, DEQUANTIZE_MODULES, "Dequantizing AWQ weights (recipes/quantize_hf.py)", { signal: ctx.signal });
 }
 
-export async function dequantizeFolder(model: string, outDir: string, python: PythonEnv, ctx: BackendContext = {}): Promise<DequantizeResult> {
+/** `dtype`: float16 for an F16 GGUF (rounded once, here); float32 for any other outtype, so the converter rounds once. */
+export async function dequantizeFolder(model: string, outDir: string, dtype: "float16" | "float32", python: PythonEnv, ctx: BackendContext = {}): Promise<DequantizeResult> {
   if (existsSync(outDir) && readdirSync(outDir).length > 0) throw new Error(`internal: ${outDir} is not empty`);
-  return runRecipe<DequantizeResult>({ recipe: "quantize_hf.py", config: { task: "dequantize", model, output_dir: outDir, dtype: "float16" }, python }, ctx);
+  return runRecipe<DequantizeResult>({ recipe: "quantize_hf.py", config: { task: "dequantize", model, output_dir: outDir, dtype }, python }, ctx);
 }

@@ -107,7 +107,7 @@ export async function sourceToGguf(p: PreparedSource, o: { outtype: Outtype; out
   }
   const dir = path.join(o.work, "dequantized");
   try {
-    await dequantizeFolder(p.source.path, dir, p.convert.python, ctx);
+    await dequantizeFolder(p.source.path, dir, o.outtype === "f16" ? "float16" : "float32", p.convert.python, ctx);
     if (ctx.signal?.aborted) throw new CancelledError();
     const c = await convertHfToGguf({ input: dir, outtype: o.outtype, out: o.out, name: id }, ctx, { ...p.convert, folder: inspectHfFolder(dir) });
     return { ...c, dequantized: "awq" };
