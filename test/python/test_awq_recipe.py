@@ -157,6 +157,9 @@ class AwqRecipeTest(unittest.TestCase):
         self.assertNotIn("quantization_config", config)
         self.assertEqual(config["dtype"], "float32")
         self.assertTrue(os.path.isfile(os.path.join(out, "tokenizer.model")))
+        mask = os.umask(0)
+        os.umask(mask)
+        self.assertEqual(os.stat(os.path.join(out, "model.safetensors")).st_mode & 0o777, 0o666 & ~mask)
         packed, plain = tensors(self.packed), tensors(out)
         for layer in range(4):
             for name in LINEARS:
