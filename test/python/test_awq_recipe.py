@@ -16,6 +16,7 @@ import unittest
 HERE = os.path.dirname(__file__)
 RECIPES = os.path.join(HERE, "..", "..", "recipes")
 sys.path.insert(0, RECIPES)
+sys.path.insert(0, HERE)
 FIXTURE = os.path.abspath(os.path.join(HERE, "..", "fixtures", "tiny-arith"))
 HF = os.path.join(FIXTURE, "hf")
 LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
@@ -235,22 +236,29 @@ class AwqRecipeTest(unittest.TestCase):
 
 
 @unittest.skipIf(torch is None, "torch, transformers and safetensors are not installed")
-class AwqQwen2MultiHeadTest(unittest.TestCase):
-    """A small random Qwen2 with full multi-head attention and biases on q/k/v (random, so that they matter): the
-    v → o group applies (v's output rows and bias divided by s) and the written checkpoint, dequantized, is closer
-    to the float model than round-to-nearest's on the same grid."""
+class AwqMultiHeadModelsTest(unittest.TestCase):
+    """Small random models with full multi-head attention, so that the v → o group applies (v's output rows, and
+    bias, divided by s): Qwen2 with biases on q/k/v (random, so that they matter) and Qwen3 (q/k norms). The
+    written checkpoint, dequantized, is closer to the float model than round-to-nearest's on the same grid, on
+    held-out chat windows like the calibration data (AWQ tunes to its calibration's activations)."""
 
-    def test_value_to_output_group_and_checkpoint_round_trip(self):
-        from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
+    def round_trip(self, kind):
+        import transformers
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        tmp = tempfile.mkdtemp(prefix="slm-awq-qwen2-")
+        from test_awq_tiny import chat_windows
+
+        tmp = tempfile.mkdtemp(prefix=f"slm-awq-{kind}-")
         self.addCleanup(shutil.rmtree, tmp, True)
-        src = os.path.join(tmp, "qwen2")
+        src = os.path.join(tmp, kind)
         torch.manual_seed(0)
-        config = Qwen2Config(vocab_size=320, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                             num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
-                             bos_token_id=1, eos_token_id=2, pad_token_id=0)
-        model = Qwen2ForCausalLM(config).eval()
+        config_class, model_class = {"qwen2": ("Qwen2Config", "Qwen2ForCausalLM"),
+                                     "qwen3": ("Qwen3Config", "Qwen3ForCausalLM")}[kind]
+        config = getattr(transformers, config_class)(
+            vocab_size=320, hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=4, head_dim=32, max_position_embeddings=256, bos_token_id=1, eos_token_id=2,
+            pad_token_id=0)
+        model = getattr(transformers, model_class)(config).eval()
         with torch.no_grad():
             for name, p in model.named_parameters():
                 if name.endswith(".bias"):
@@ -263,8 +271,8 @@ class AwqQwen2MultiHeadTest(unittest.TestCase):
                          [(b, g) for b in (0, 1) for g in ("qkv", "o", "gate_up", "down")])
         in_process({"task": "quantize", "model": src, "output_dir": os.path.join(tmp, "rtn"), "method": "rtn",
                     "bits": 4, "group_size": 128, "sym": False, "device": "cpu", "threads": 1})
+        x = chat_windows(AutoTokenizer.from_pretrained(HF), os.path.join(FIXTURE, "data", "add-eval.jsonl"), 4, 128)
         errors = {}
-        x = torch.randint(5, 300, (4, 64), generator=torch.Generator().manual_seed(1))
         with torch.no_grad():
             ref = model(x).logits
             for name in ("awq", "rtn"):
@@ -272,6 +280,12 @@ class AwqQwen2MultiHeadTest(unittest.TestCase):
                 q = AutoModelForCausalLM.from_pretrained(os.path.join(tmp, f"{name}-deq"), dtype=torch.float32)
                 errors[name] = float((q(x).logits - ref).norm() / ref.norm())
         self.assertLess(errors["awq"], errors["rtn"], errors)
+
+    def test_qwen2_with_biases(self):
+        self.round_trip("qwen2")
+
+    def test_qwen3_with_qk_norms(self):
+        self.round_trip("qwen3")
 
 
 @unittest.skipIf(torch is None, "torch, transformers and safetensors are not installed")
