@@ -366,6 +366,29 @@ class RefusalsTest(unittest.TestCase):
         self.assertIn("group_size 96 does not divide the model's hidden_size (256)", str(e.exception))
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "out")))
 
+    def test_interrupt_after_a_block_leaves_no_folder(self):
+        from types import SimpleNamespace
+
+        from slm_recipes import events as ev
+        from slm_recipes.config import quantize_config
+        from slm_recipes.errors import Cancelled
+        from slm_recipes.quant.awq_method import AwqMethod
+        from slm_recipes.quant.pipeline import run_quantize
+
+        cfg = quantize_config(awq_config(self.tmp, "out"))
+        method = AwqMethod(cfg)
+        interrupt = SimpleNamespace(requested=False)
+        quantize_block = method.quantize_block
+
+        def then_interrupt(ctx):  # SIGINT arrives while block 0 is being quantized
+            quantize_block(ctx)
+            interrupt.requested = True
+
+        method.quantize_block = then_interrupt
+        with contextlib.redirect_stdout(io.StringIO()), self.assertRaises(Cancelled):
+            run_quantize(cfg, ev.Steps(), interrupt, method)
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "out")))
+
     def test_dequantize_refuses_a_folder_that_is_not_quantized(self):
         from slm_recipes.errors import ConfigError
 
