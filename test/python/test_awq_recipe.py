@@ -127,6 +127,12 @@ class AwqRecipeTest(unittest.TestCase):
             config = json.load(f)
         self.assertEqual(config["quantization_config"], {"quant_method": "awq", "version": "gemm", "bits": 4,
                                                          "group_size": 128, "zero_point": True})
+        # transformers reads it as an AWQ GEMM config (loading the weights would need gptqmodel's kernels)
+        from transformers.quantizers.auto import AutoQuantizationConfig
+
+        read = AutoQuantizationConfig.from_dict(config["quantization_config"])
+        self.assertEqual((type(read).__name__, read.bits, read.group_size, read.zero_point, str(read.format)),
+                         ("AwqConfig", 4, 128, True, "gemm"))
         t, src = tensors(self.packed), tensors(HF)
         for layer in range(4):
             for name in LINEARS:
