@@ -338,6 +338,30 @@ class GptqDequantizeTest(unittest.TestCase):
             self.assertTrue(torch.equal(b[f"{p}.weight"], want), p)
 
 
+    def test_gptq_2_and_8_bit_and_without_g_idx(self):
+        from safetensors.torch import save_file
+
+        from slm_recipes.quant import pack_gptq
+
+        for bits in (2, 8):
+            src = os.path.join(self.tmp, f"rtn{bits}")
+            in_process({"task": "quantize", "model": HF, "output_dir": src, "method": "rtn", "bits": bits,
+                        "group_size": 128, "device": "cpu", "threads": 1})
+            packed = tensors(src)
+            if bits == 8:  # an old checkpoint without g_idx: input i is in group i // group_size
+                save_file({k: v for k, v in packed.items() if not k.endswith(".g_idx")},
+                          os.path.join(src, "model.safetensors"))
+            result = in_process(dequantize_config(self.tmp, src, f"deq{bits}"))
+            self.assertEqual((result["method"], result["bits"]), ("gptq", bits))
+            plain = tensors(os.path.join(self.tmp, f"deq{bits}"))
+            prefixes = [k[: -len(".qweight")] for k in packed if k.endswith(".qweight")]
+            self.assertEqual(len(prefixes), 28)
+            for p in prefixes:
+                want = pack_gptq.dequantize({k: packed[f"{p}.{k}"] for k in ("qweight", "qzeros", "scales", "g_idx")},
+                                            bits)
+                self.assertTrue(torch.equal(plain[f"{p}.weight"], want), (bits, p))
+
+
 @unittest.skipIf(torch is None, "torch, transformers and safetensors are not installed")
 class RefusalsTest(unittest.TestCase):
     def setUp(self):
