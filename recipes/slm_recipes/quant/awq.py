@@ -20,7 +20,7 @@ import torch
 
 from ..errors import ConfigError
 from . import grid
-from .architectures import block_linears, scaling_groups
+from .architectures import all_groups, block_linears, scaling_groups
 
 ALPHA_GRID = 20  # α = 0, 0.05, …, 0.95
 CLIP_GRID = 20  # r = 1, 0.975, …, 0.525
@@ -201,10 +201,8 @@ class BlockResult:
 
 def input_sites(model_type):
     """linear name → the linear whose input it shares (the first of its scaling group)."""
-    from .architectures import _lookup
-
     sites = {}
-    for g in _lookup(model_type)[0]:
+    for g in all_groups(model_type):
         for name in g.linears:
             sites.setdefault(name, g.linears[0])
     for name in block_linears(model_type):
