@@ -358,7 +358,8 @@ class GptqBeatsRtnTest(unittest.TestCase):
             for bits in (4, 2):
                 out = os.path.join(cls.tmp.name, f"{method}{bits}")
                 cls.folders[(method, bits)] = out
-                quantize(out, method=method, bits=bits)
+                # desc_act means nothing to round-to-nearest (asked for here, and not claimed by its checkpoint).
+                quantize(out, method=method, bits=bits, desc_act=method == "rtn")
         tok = AutoTokenizer.from_pretrained(MODEL)
         cal = SimpleNamespace(calibration=SimpleNamespace(file=ADD_TRAIN, format="chat-jsonl"),
                               samples=CALIBRATION + HELD_OUT, seq_len=SEQ_LEN)
@@ -407,6 +408,15 @@ class GptqBeatsRtnTest(unittest.TestCase):
         # And the checkpoint holds the weights the algorithm meant: a 4-bit model's layers keep their outputs to
         # within a fraction of a percent (an off-by-one zero point or a misplaced group would not).
         self.assertLess(errors[("gptq", 4)][1], 0.0005, errors)
+
+    def test_rtn_checkpoint_claims_no_act_order(self):
+        folder = self.folders[("rtn", 4)]
+        with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
+            self.assertFalse(json.load(f)["quantization_config"]["desc_act"])
+        from safetensors.torch import load_file
+
+        g_idx = load_file(os.path.join(folder, "model.safetensors"))["model.layers.1.mlp.down_proj.g_idx"]
+        self.assertEqual(g_idx.tolist(), [i // 128 for i in range(768)])
 
     def test_checkpoint_files(self):
         folder = self.folders[("gptq", 4)]
