@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..errors import ConfigError
 from . import grid
-from .architectures import block_linears, scaling_groups
+from .architectures import all_groups, block_linears, scaling_groups
 
 ALPHA_GRID = 20  # α = 0, 0.05, …, 0.95
 CLIP_GRID = 20  # r = 1, 0.975, …, 0.525
@@ -67,8 +68,6 @@ class Grid:
     def check(self, columns, name=""):
         g = self.size(columns)
         if columns % g:
-            from ..errors import ConfigError
-
             raise ConfigError(f"group_size {self.group_size} does not divide the {columns} input channels of "
                               f"{name or 'a linear'}; choose a divisor of it, or -1 (per channel)")
 
@@ -117,19 +116,26 @@ def output_error(d, gram):
     return float(((d @ gram) * d).sum())
 
 
+def awq_scales(x_mean, alpha):
+    """s = mean|x|^α, normalised so that max(s) · min(s) = 1. Floored at 1e-4 before normalising: a channel that
+    is (almost) never active would otherwise get a scale near 0 and, through the normalisation, push every other
+    scale up by orders of magnitude (and the folded weights out of float16's range)."""
+    s = x_mean.float().pow(alpha).clamp(min=1e-4)
+    return s / (s.max() * s.min()).sqrt()
+
+
 def search_scale(weights, stats, qgrid, steps=ALPHA_GRID):
     """The activation-aware scale s [in] for linears that share an input. Returns (s, alpha, error, rtn_error),
     errors relative to the group's output energy ‖X Wᵀ‖²."""
     w = torch.cat([x.detach().float() for x in weights], 0)
     gram = stats.gram
     energy = max(output_error(w, gram), 1e-30)
-    x_mean = stats.mean_abs().clamp(min=1e-8)
+    x_mean = stats.mean_abs()
     best = None
     rtn = None
     for i in range(steps):
         alpha = i / steps
-        s = x_mean.pow(alpha)
-        s = (s / (s.max() * s.min()).sqrt()).clamp(min=1e-4)
+        s = awq_scales(x_mean, alpha)
         err = output_error(w - qgrid.fake(w * s) / s, gram) / energy
         if i == 0:
             rtn = err
@@ -195,10 +201,8 @@ class BlockResult:
 
 def input_sites(model_type):
     """linear name → the linear whose input it shares (the first of its scaling group)."""
-    from .architectures import _lookup
-
     sites = {}
-    for g in _lookup(model_type)[0]:
+    for g in all_groups(model_type):
         for name in g.linears:
             sites.setdefault(name, g.linears[0])
     for name in block_linears(model_type):

@@ -147,7 +147,16 @@ def run_dequantize(cfg, steps, interrupt):
             "size": size, "seconds": round(time.monotonic() - started, 3)}
 
 
+def _follow_umask(path):
+    """safetensors creates its files readable by their owner only; the folder's other files follow the umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
 def _name_shards(out, shards, weight_map):
+    for path, _ in shards:
+        _follow_umask(path)
     if len(shards) == 1:
         os.rename(shards[0][0], os.path.join(out, "model.safetensors"))
         return
