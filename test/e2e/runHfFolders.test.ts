@@ -4,7 +4,7 @@ import path from "node:path";
 import { execa, type ResultPromise } from "execa";
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from "vitest";
 import type { ModelEntry, Registry } from "../../src/backends/store/types.js";
-import { BIN, FIXTURE, ROOT, type Sandbox, lastJson, sandbox, slm } from "../helpers/cli.js";
+import { BIN, FIXTURE, ROOT, type Sandbox, interruptWhen, lastJson, sandbox, slm } from "../helpers/cli.js";
 import { type HubServer, repoFromDir, startHubServer } from "../helpers/hubServer.js";
 import { llamaCppToolsForTests } from "../helpers/llamaCppTools.js";
 import { convertPythonForTests } from "../helpers/python.js";
@@ -82,6 +82,17 @@ describe("running Hugging Face folders through a GGUF converted once", () => {
     expect(registry(bare).models).toEqual({});
     expect(existsSync(path.join(bare.home, "models")) ? readdirSync(path.join(bare.home, "models")) : []).toEqual([]);
   });
+
+  it("Ctrl+C during the one-time conversion: exit 130, no GGUF, no registry entry, and the next run converts", async (ctx) => {
+    needPython(ctx);
+    const child = slm(["run", HF, "12+34", "-t", "0", "--json"], sb);
+    interruptWhen(child, /"convert:run"/);
+    const r = await child;
+    expect(r.exitCode, r.all).toBe(130);
+    expect(registry(sb).models).toEqual({});
+    const models = path.join(sb.home, "models");
+    expect(existsSync(models) ? readdirSync(models) : []).toEqual([]);
+  }, SLOW);
 
   it("`slm run <HF folder>` converts it once (two runs at once included), registers <name>-F16, answers; a later run converts nothing", async (ctx) => {
     needPython(ctx);

@@ -3,7 +3,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { inspectHfFolder } from "../../src/backends/convert/hfFolder.js";
-import { changedFiles, sourceFiles } from "../../src/backends/store/conversions.js";
+import { changedFiles, conversionsOf, sourceFiles } from "../../src/backends/store/conversions.js";
+import type { ModelEntry } from "../../src/backends/store/types.js";
 import { assertConvertible, folderQuantization, quantizationOf } from "../../src/backends/store/quantFolder.js";
 import { resolveModel } from "../../src/backends/store/resolve.js";
 import { UsageError } from "../../src/core/errors.js";
@@ -117,5 +118,29 @@ describe("a conversion's record of its source files", () => {
     expect(changedFiles(before, sourceFiles(dir))).toEqual(["model.safetensors", "tokenizer.json"]);
     rmSync(path.join(dir, "config.json"));
     expect(changedFiles(before, sourceFiles(dir))).toEqual(["config.json", "model.safetensors", "tokenizer.json"]);
+  });
+});
+
+describe("conversionsOf", () => {
+  const local = (dir: string): ModelEntry => ({ name: "m", format: "hf", path: dir, files: [], source: { type: "local" }, size: 0, lineage: [], createdAt: "" });
+  const gguf = (name: string, from: string, outtype: string, sourceFiles?: unknown): ModelEntry => ({
+    name, format: "gguf", path: `/models/${name}.gguf`, files: [], source: { type: "derived" }, size: 0, createdAt: "",
+    lineage: [{ from, method: "convert", parameters: { outtype, ...(sourceFiles ? { sourceFiles } : {}) }, at: "" }],
+  });
+
+  it("finds a folder's conversions by its absolute path, F16 first, each with what changed since", () => {
+    const dir = folder("conversions", {});
+    const files = sourceFiles(dir);
+    const models = [gguf("m-F32", dir, "f32", files), gguf("m-F16", dir, "f16", files), gguf("other-F16", "/elsewhere", "f16", files)];
+    expect(conversionsOf(local(dir), models).map((c) => [c.entry.name, c.changed])).toEqual([["m-F16", []], ["m-F32", []]]);
+    writeFileSync(path.join(dir, "config.json"), JSON.stringify({ architectures: ["LlamaForCausalLM"], retrained: true }));
+    expect(conversionsOf(local(dir), models).map((c) => c.changed)).toEqual([["config.json"], ["config.json"]]);
+    // Converted before slm recorded the files: taken as current.
+    expect(conversionsOf(local(dir), [gguf("old-F16", dir, "f16")])[0]!.changed).toEqual([]);
+  });
+
+  it("keeps the conversion of a source whose folder is gone usable, rather than failing on the missing folder", () => {
+    const gone = path.join(tmp, "deleted-snapshot");
+    expect(conversionsOf(local(gone), [gguf("m-F16", gone, "f16", [{ file: "model.safetensors", size: 1, mtimeMs: 1 }])]).map((c) => [c.entry.name, c.changed])).toEqual([["m-F16", []]]);
   });
 });

@@ -1,4 +1,4 @@
-import { statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import path from "node:path";
 import { folderFiles } from "./folderInfo.js";
 import { listModels } from "./registry.js";
@@ -66,17 +66,19 @@ function outtypeOf(e: ModelEntry): string {
 /** The registered GGUF files converted from `source`, the preferred (F16) first, each with what changed since. */
 export function conversionsOf(source: ModelEntry, models: ModelEntry[] = listModels()): Conversion[] {
   const key = conversionSourceKey(source);
-  const found = models.filter((m) => m.format === "gguf" && m.lineage[0]?.method === "convert" && m.lineage[0].from === key);
-  if (found.length === 0) return [];
+  const found = models
+    .filter((m) => m.format === "gguf" && m.lineage[0]?.method === "convert" && m.lineage[0].from === key)
+    .sort((a, b) => rank(outtypeOf(a)) - rank(outtypeOf(b)));
+  // A source whose folder is gone (an HF cache cleaned to save space) cannot have changed into something
+  // else: its conversion is all that is left of it, and stays usable.
+  if (found.length === 0 || !existsSync(source.path)) return found.map((entry) => ({ entry, changed: [] }));
   let now: SourceFile[] | undefined;
-  return found
-    .sort((a, b) => rank(outtypeOf(a)) - rank(outtypeOf(b)))
-    .map((entry) => {
-      const recorded = entry.lineage[0]!.parameters.sourceFiles;
-      if (!Array.isArray(recorded)) return { entry, changed: [] };
-      now ??= sourceFiles(source.path);
-      return { entry, changed: changedFiles(recorded as SourceFile[], now) };
-    });
+  return found.map((entry) => {
+    const recorded = entry.lineage[0]!.parameters.sourceFiles;
+    if (!Array.isArray(recorded)) return { entry, changed: [] };
+    now ??= sourceFiles(source.path);
+    return { entry, changed: changedFiles(recorded as SourceFile[], now) };
+  });
 }
 
 function rank(outtype: string): number {
