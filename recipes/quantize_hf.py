@@ -31,7 +31,7 @@ def run(cfg, steps, interrupt):
 
     if cfg.method == "awq":
         try:
-            from slm_recipes.quant.awq import AwqMethod
+            from slm_recipes.quant.awq_method import AwqMethod
         except ImportError as e:
             raise _not_available("method \"awq\"", e) from None
         return run_quantize(cfg, steps, interrupt, AwqMethod(cfg))

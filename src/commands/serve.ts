@@ -58,16 +58,17 @@ Examples:
   );
   cmd.action(
     action(async (ctx, preload: string[], flags: ServeFlags) => {
-      const [{ startServer }, { resolveLoraArgs }, { parseGpu }, { resolveModel }] = await Promise.all([
+      const [{ startServer }, { resolveLoraArgs }, { parseGpu }, { resolveRunnable }] = await Promise.all([
         import("../backends/serve/server.js"),
         import("../backends/adapters/resolve.js"),
         import("../backends/llama/runtime.js"),
-        import("../backends/store/resolve.js"),
+        import("../backends/convert/runnable.js"),
       ]);
       const apiKey = flags.apiKey || undefined;
       const render = await ctx.renderer(false);
       // A PEFT adapter is converted against the first model named (its head counts); without one, its base must be on this machine.
-      const first = preload[0] ? resolveModel(preload[0]) : undefined;
+      // (A Hugging Face folder is converted to its GGUF here, once; the server finds that GGUF when it preloads.)
+      const first = preload[0] ? await resolveRunnable(preload[0], { signal: ctx.signal, onEvent: render.onEvent }) : undefined;
       const lora = await resolveLoraArgs(flags.lora, { signal: ctx.signal, onEvent: render.onEvent }, { baseGguf: first?.format === "gguf" ? first.path : undefined });
       if (!isLoopback(flags.host) && !apiKey) {
         render.onEvent({ type: "log", ts: Date.now(), level: "warn", message: `listening on ${flags.host} without an API key: anyone who can reach this port can run the models${flags.allowPaths ? ` (and load any .gguf file under ${flags.allowPaths})` : ""}. Set SLM_API_KEY.` });

@@ -184,6 +184,15 @@ describe("the base of a fine-tune", () => {
     expect(usage(() => resolveFinetuneBase("org/Other-GGUF"))).toMatch(/GGUF file only/);
   });
 
+  it("refuses GPTQ and AWQ checkpoints, registered or as folders: LoRA needs the unquantized weights", async () => {
+    await registerModel(entry("org/Model-GPTQ", "gptq" as "hf", "org/Model-GPTQ"));
+    expect(usage(() => resolveFinetuneBase("org/Model-GPTQ"))).toMatch(/org\/Model-GPTQ holds GPTQ-packed weights; fine-tuning needs the model's unquantized Hugging Face weights/);
+    const dir = path.join(home, "tiny-arith-AWQ");
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(path.join(dir, "config.json"), JSON.stringify({ quantization_config: { quant_method: "awq", bits: 4, group_size: 128, version: "gemm" } }));
+    expect(usage(() => resolveFinetuneBase(dir))).toMatch(/holds AWQ-packed weights/);
+  });
+
   it("names folders by the model, not by what they hold (store/naming.ts), and the built-in by its name", () => {
     expect(resolveFinetuneBase(HF)).toMatchObject({ name: "tiny-arith", hf: HF });
     expect(resolveFinetuneBase("tiny-arith")).toMatchObject({ name: "tiny-arith", from: "tiny-arith", hf: expect.stringMatching(/models\/tiny-arith\/hf$/), gguf: { name: "tiny-arith", source: { type: "builtin" } } });

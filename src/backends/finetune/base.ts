@@ -3,6 +3,7 @@ import { UsageError } from "../../core/errors.js";
 import { parseModelRef, registryNameFor } from "../../core/modelRef.js";
 import { builtinEntry } from "../store/builtin.js";
 import { hfFolderModelId, shortName } from "../store/naming.js";
+import { quantizationOf } from "../store/quantFolder.js";
 import { getModel, hasModel, listModels } from "../store/registry.js";
 import type { ModelEntry } from "../store/types.js";
 
@@ -64,6 +65,7 @@ export function resolveFinetuneBase(ref: string): FinetuneBase {
       if (entry.adapters?.length) {
         throw new UsageError(`${entry.name} is a base model with a LoRA adapter; fine-tune its base, or a model merged with --merge.`);
       }
+      if (entry.format === "gptq" || entry.format === "awq") throw packedBase(entry.name, entry.format);
       if (entry.format === "hf") {
         const c = catalogOf(entry);
         return { name: c ? c.id : shortName(entry.name), from: entry.name, hf: entry.path, gguf: c ? catalogGguf(c) : undefined };
@@ -89,7 +91,17 @@ export function resolveFinetuneBase(ref: string): FinetuneBase {
       throw new UsageError(`${parsed.path} is a GGUF file; fine-tuning needs the model's Hugging Face weights (safetensors).`, {
         hint: "Give the HF model folder it was converted from, or its Hugging Face repository.",
       });
-    case "hf-folder":
+    case "hf-folder": {
+      const packed = quantizationOf(parsed.path);
+      if (packed) throw packedBase(parsed.path, packed.method);
       return { name: shortName(hfFolderModelId(parsed.path)), from: parsed.path, hf: parsed.path };
+    }
   }
+}
+
+/** LoRA trains on float weights; a GPTQ/AWQ checkpoint's packed ones would need a GPTQ/AWQ kernel library. */
+function packedBase(shown: string, method: "gptq" | "awq"): UsageError {
+  return new UsageError(`${shown} holds ${method.toUpperCase()}-packed weights; fine-tuning needs the model's unquantized Hugging Face weights.`, {
+    hint: "Fine-tune the original model (its folder or Hugging Face repository), then quantize the result with slm quantize --method gptq|awq.",
+  });
 }
