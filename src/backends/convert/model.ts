@@ -96,7 +96,7 @@ export interface SourceGguf extends ConvertResult {
 /**
  * The one way from a Hugging Face folder (plain, GPTQ or AWQ) to a GGUF file, shared by slm convert,
  * the one-time conversion before running a model, and slm quantize of such a folder. llama.cpp's
- * converter dequantizes GPTQ itself; AWQ, which it refuses, becomes a float16 folder in `work` first
+ * converter dequantizes GPTQ itself; AWQ, which it refuses, becomes a float folder in `work` first
  * (removed once converted). `out` appears complete or not at all.
  */
 export async function sourceToGguf(p: PreparedSource, o: { outtype: Outtype; out: string; work: string }, ctx: BackendContext = {}): Promise<SourceGguf> {
