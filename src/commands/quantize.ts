@@ -4,7 +4,7 @@ import { formatBytes, formatDuration } from "../core/format.js";
 import { action, positiveInt } from "./action.js";
 import { ensureLlamaCppTools } from "./setup.js";
 import { type SweepFlags, addSweepOptions, rejectSweepFlags, sweepCommand } from "./quantizeSweep.js";
-import { type Method, addWeightsOptions, rejectOtherMethodFlags, weightsCommand } from "./quantizeWeights.js";
+import { type Method, addWeightsOptions, methodOption, rejectOtherMethodFlags, weightsCommand } from "./quantizeWeights.js";
 
 export type QuantizeFlags = Omit<QuantizeRequest, "ref" | "bits" | "lowBitWithoutImatrix"> & { bits?: string; yes?: boolean };
 
@@ -13,6 +13,7 @@ export function register(program: Command): void {
     .command("quantize")
     .description("Quantize a model with llama.cpp (GGUF, default Q4_K_M), GPTQ or AWQ, and register the result with its lineage")
     .argument("<model>", "registered name, catalog name, a .gguf file (F16/BF16/F32), a Hugging Face folder or org/repo (gptq/awq: Hugging Face weights only)")
+    .addOption(methodOption())
     .option("-b, --bits <n>", "llamacpp: the usual type for a size, 2=Q2_K 3=Q3_K_M 4=Q4_K_M 5=Q5_K_M 6=Q6_K 8=Q8_0; gptq: 2, 4 or 8 (default 4); awq: 4")
     .option("-t, --type <type>", "any type llama-quantize knows (Q4_K_M, Q8_0, IQ4_XS…); default Q4_K_M. With --method awq: AWQ-scaled weights made into this GGUF type")
     .option("--imatrix <file>", "importance matrix made by llama-imatrix")

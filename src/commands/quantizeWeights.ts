@@ -10,9 +10,13 @@ import { ensureLlamaCppTools } from "./setup.js";
 /** `slm quantize --method gptq|awq` (docs/quantize.md, "GPTQ and AWQ"). */
 export type Method = "llamacpp" | WeightsMethod;
 
+/** First in --help: it decides which of the other flags apply. */
+export function methodOption(): Option {
+  return new Option("--method <method>", "llamacpp: a GGUF for llama.cpp; gptq or awq: a GPTQ/AWQ checkpoint of Hugging Face weights for GPU servers").choices(["llamacpp", "gptq", "awq"]).default("llamacpp");
+}
+
 export function addWeightsOptions(cmd: Command): void {
   cmd
-    .addOption(new Option("--method <method>", "llamacpp: a GGUF for llama.cpp; gptq or awq: a GPTQ/AWQ checkpoint of Hugging Face weights for GPU servers").choices(["llamacpp", "gptq", "awq"]).default("llamacpp"))
     .option("--group-size <n>", "gptq/awq: weights sharing one scale and zero (default 128; -1: one group per output channel)", groupSize)
     .option("--desc-act", "gptq: act-order, the columns with the largest activations quantized first (default off)")
     .option("--sym", "gptq: symmetric grid, no zero point (the default)")

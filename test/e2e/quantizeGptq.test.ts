@@ -1,10 +1,12 @@
 import { createHash } from "node:crypto";
 import { closeSync, cpSync, existsSync, openSync, readdirSync, readFileSync, readSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { beforeAll, describe, expect, it, type TestContext } from "vitest";
+import { afterEach, beforeAll, describe, expect, it, type TestContext } from "vitest";
 import type { ModelEntry, Registry } from "../../src/backends/store/types.js";
 import { FIXTURE, type Sandbox, interruptWhen, lastJson, sandbox, slm } from "../helpers/cli.js";
+import { type HubServer, startHubServer } from "../helpers/hubServer.js";
 import { llamaCppToolsForTests } from "../helpers/llamaCppTools.js";
+import { mountSkipReason, smallDisk } from "../helpers/mounts.js";
 import { quantizePythonForTests } from "../helpers/python.js";
 
 /**
@@ -121,6 +123,23 @@ describe("slm quantize --method gptq|awq", () => {
     expect(modelDirs(sb)).toEqual(["tiny-arith-GPTQ-4bit"]);
   });
 
+  it("a disk too small for the checkpoint: exit 8 before the recipe runs, nothing left", async (ctx) => {
+    need(ctx);
+    if (mountSkipReason) ctx.skip(mountSkipReason);
+    // ~2 MB of packed weights; the disk holds 1 MB.
+    const disk = smallDisk(1024 * 1024);
+    try {
+      const small = { ...sb, home: disk.dir, env: { ...sb.env, SLM_HOME: disk.dir } };
+      const r = await slm(["quantize", HF, "--method", "gptq", "--calibration", TRAIN, "--samples", "8"], small);
+      expect(r.exitCode, r.all).toBe(8);
+      expect(r.stderr).toMatch(/Not enough free space for the GPTQ checkpoint of tiny-arith/);
+      expect(r.stderr).not.toContain("Loading the model");
+      expect(modelDirs(small)).toEqual([]);
+    } finally {
+      disk.unmount();
+    }
+  });
+
   it(
     "Ctrl+C while the layers are quantized: exit 130, no folder and no registry entry",
     async (ctx) => {
@@ -207,6 +226,40 @@ describe("slm quantize --method awq", () => {
     },
     SLOW,
   );
+});
+
+describe("slm quantize --method gptq|awq: the Hugging Face weights of a catalog or Hub model", () => {
+  let server: HubServer | undefined;
+  afterEach(async () => {
+    await server?.close();
+    server = undefined;
+  });
+  // The catalog's repos on a local Hub: the GGUF one, and the HF one (the fixture's weights under its id).
+  const hfFiles = () => readdirSync(HF).map((f) => ({ path: f, file: path.join(HF, f) }));
+  const repos = () => [
+    { id: "Qwen/Qwen3-0.6B-GGUF", files: [{ path: "Qwen3-0.6B-Q8_0.gguf", file: GGUF }] },
+    { id: "Qwen/Qwen3-0.6B", files: hfFiles() },
+  ];
+
+  it("a catalog model pulled as GGUF: its HF weights are pulled (as <id>:hf) and used, not the GGUF", async () => {
+    server = await startHubServer({ repos: repos() });
+    const sb = sandbox(server.url);
+    expect((await slm(["pull", "qwen3-0.6b"], sb)).exitCode).toBe(0);
+    // --seq-len beyond the context stops it right after the source is resolved: no Python needed.
+    const r = await slm(["quantize", "qwen3-0.6b", "--method", "gptq", "--calibration", TRAIN, "--seq-len", "1024"], sb);
+    expect(r.stderr).toContain("--seq-len 1024 is longer than qwen3-0.6b:hf's context (256 tokens)");
+    expect(r.exitCode, r.all).toBe(2);
+    expect(registry(sb).models["qwen3-0.6b:hf"]).toMatchObject({ format: "hf", source: { repo: "Qwen/Qwen3-0.6B" } });
+    expect(modelDirs(sb)).toEqual([]);
+  });
+
+  it("org/repo: pulled with --format hf first", async () => {
+    server = await startHubServer({ repos: repos() });
+    const sb = sandbox(server.url);
+    const r = await slm(["quantize", "Qwen/Qwen3-0.6B", "--method", "awq", "--calibration", TRAIN, "--seq-len", "1024"], sb);
+    expect(r.stderr).toContain("--seq-len 1024 is longer than Qwen/Qwen3-0.6B's context (256 tokens)");
+    expect(registry(sb).models["Qwen/Qwen3-0.6B"]).toMatchObject({ format: "hf" });
+  });
 });
 
 describe("slm quantize --method gptq|awq: bad inputs, refused before any work", () => {

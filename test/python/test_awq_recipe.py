@@ -16,6 +16,7 @@ import unittest
 HERE = os.path.dirname(__file__)
 RECIPES = os.path.join(HERE, "..", "..", "recipes")
 sys.path.insert(0, RECIPES)
+sys.path.insert(0, HERE)
 FIXTURE = os.path.abspath(os.path.join(HERE, "..", "fixtures", "tiny-arith"))
 HF = os.path.join(FIXTURE, "hf")
 LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
@@ -126,6 +127,12 @@ class AwqRecipeTest(unittest.TestCase):
             config = json.load(f)
         self.assertEqual(config["quantization_config"], {"quant_method": "awq", "version": "gemm", "bits": 4,
                                                          "group_size": 128, "zero_point": True})
+        # transformers reads it as an AWQ GEMM config (loading the weights would need gptqmodel's kernels)
+        from transformers.quantizers.auto import AutoQuantizationConfig
+
+        read = AutoQuantizationConfig.from_dict(config["quantization_config"])
+        self.assertEqual((type(read).__name__, read.bits, read.group_size, read.zero_point, str(read.format)),
+                         ("AwqConfig", 4, 128, True, "gemm"))
         t, src = tensors(self.packed), tensors(HF)
         for layer in range(4):
             for name in LINEARS:
@@ -157,6 +164,9 @@ class AwqRecipeTest(unittest.TestCase):
         self.assertNotIn("quantization_config", config)
         self.assertEqual(config["dtype"], "float32")
         self.assertTrue(os.path.isfile(os.path.join(out, "tokenizer.model")))
+        mask = os.umask(0)
+        os.umask(mask)
+        self.assertEqual(os.stat(os.path.join(out, "model.safetensors")).st_mode & 0o777, 0o666 & ~mask)
         packed, plain = tensors(self.packed), tensors(out)
         for layer in range(4):
             for name in LINEARS:
@@ -192,6 +202,26 @@ class AwqRecipeTest(unittest.TestCase):
         for k in a:
             self.assertTrue(torch.equal(a[k], b[k]), k)
 
+    def test_dequantize_reads_autoawq_quant_config_json(self):
+        # Older AutoAWQ folders describe themselves in quant_config.json, not in config.json.
+        self.assertEqual(self.rc, 0, self.stderr)
+        legacy = os.path.join(self.tmp, "legacy")
+        shutil.copytree(self.packed, legacy)
+        with open(os.path.join(legacy, "config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+        del config["quantization_config"]
+        with open(os.path.join(legacy, "config.json"), "w", encoding="utf-8") as f:
+            json.dump(config, f)
+        with open(os.path.join(legacy, "quant_config.json"), "w", encoding="utf-8") as f:
+            json.dump({"zero_point": True, "q_group_size": 128, "w_bit": 4, "version": "GEMM"}, f)
+        result = in_process(dequantize_config(self.tmp, legacy, "deq-legacy"))
+        self.assertEqual((result["method"], result["bits"]), ("awq", 4))
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "deq-legacy", "quant_config.json")))
+        in_process(dequantize_config(self.tmp, self.packed, "deq-modern"))
+        a, b = tensors(os.path.join(self.tmp, "deq-legacy")), tensors(os.path.join(self.tmp, "deq-modern"))
+        self.assertEqual(sorted(a), sorted(b))
+        self.assertTrue(all(torch.equal(a[k], b[k]) for k in a))
+
     def test_scaled_output_is_a_plain_folder_that_still_adds(self):
         result = in_process(awq_config(self.tmp, "scaled", output="scaled"))
         self.assertEqual(result["output"], "scaled")
@@ -212,22 +242,29 @@ class AwqRecipeTest(unittest.TestCase):
 
 
 @unittest.skipIf(torch is None, "torch, transformers and safetensors are not installed")
-class AwqQwen2MultiHeadTest(unittest.TestCase):
-    """A small random Qwen2 with full multi-head attention and biases on q/k/v (random, so that they matter): the
-    v → o group applies (v's output rows and bias divided by s) and the written checkpoint, dequantized, is closer
-    to the float model than round-to-nearest's on the same grid."""
+class AwqMultiHeadModelsTest(unittest.TestCase):
+    """Small random models with full multi-head attention, so that the v → o group applies (v's output rows, and
+    bias, divided by s): Qwen2 with biases on q/k/v (random, so that they matter) and Qwen3 (q/k norms). The
+    written checkpoint, dequantized, is closer to the float model than round-to-nearest's on the same grid, on
+    held-out chat windows like the calibration data (AWQ tunes to its calibration's activations)."""
 
-    def test_value_to_output_group_and_checkpoint_round_trip(self):
-        from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
+    def round_trip(self, kind):
+        import transformers
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        tmp = tempfile.mkdtemp(prefix="slm-awq-qwen2-")
+        from test_awq_tiny import chat_windows
+
+        tmp = tempfile.mkdtemp(prefix=f"slm-awq-{kind}-")
         self.addCleanup(shutil.rmtree, tmp, True)
-        src = os.path.join(tmp, "qwen2")
+        src = os.path.join(tmp, kind)
         torch.manual_seed(0)
-        config = Qwen2Config(vocab_size=320, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                             num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
-                             bos_token_id=1, eos_token_id=2, pad_token_id=0)
-        model = Qwen2ForCausalLM(config).eval()
+        config_class, model_class = {"qwen2": ("Qwen2Config", "Qwen2ForCausalLM"),
+                                     "qwen3": ("Qwen3Config", "Qwen3ForCausalLM")}[kind]
+        config = getattr(transformers, config_class)(
+            vocab_size=320, hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=4, head_dim=32, max_position_embeddings=256, bos_token_id=1, eos_token_id=2,
+            pad_token_id=0)
+        model = getattr(transformers, model_class)(config).eval()
         with torch.no_grad():
             for name, p in model.named_parameters():
                 if name.endswith(".bias"):
@@ -240,8 +277,8 @@ class AwqQwen2MultiHeadTest(unittest.TestCase):
                          [(b, g) for b in (0, 1) for g in ("qkv", "o", "gate_up", "down")])
         in_process({"task": "quantize", "model": src, "output_dir": os.path.join(tmp, "rtn"), "method": "rtn",
                     "bits": 4, "group_size": 128, "sym": False, "device": "cpu", "threads": 1})
+        x = chat_windows(AutoTokenizer.from_pretrained(HF), os.path.join(FIXTURE, "data", "add-eval.jsonl"), 4, 128)
         errors = {}
-        x = torch.randint(5, 300, (4, 64), generator=torch.Generator().manual_seed(1))
         with torch.no_grad():
             ref = model(x).logits
             for name in ("awq", "rtn"):
@@ -249,6 +286,12 @@ class AwqQwen2MultiHeadTest(unittest.TestCase):
                 q = AutoModelForCausalLM.from_pretrained(os.path.join(tmp, f"{name}-deq"), dtype=torch.float32)
                 errors[name] = float((q(x).logits - ref).norm() / ref.norm())
         self.assertLess(errors["awq"], errors["rtn"], errors)
+
+    def test_qwen2_with_biases(self):
+        self.round_trip("qwen2")
+
+    def test_qwen3_with_qk_norms(self):
+        self.round_trip("qwen3")
 
 
 @unittest.skipIf(torch is None, "torch, transformers and safetensors are not installed")
@@ -295,6 +338,30 @@ class GptqDequantizeTest(unittest.TestCase):
             self.assertTrue(torch.equal(b[f"{p}.weight"], want), p)
 
 
+    def test_gptq_2_and_8_bit_and_without_g_idx(self):
+        from safetensors.torch import save_file
+
+        from slm_recipes.quant import pack_gptq
+
+        for bits in (2, 8):
+            src = os.path.join(self.tmp, f"rtn{bits}")
+            in_process({"task": "quantize", "model": HF, "output_dir": src, "method": "rtn", "bits": bits,
+                        "group_size": 128, "device": "cpu", "threads": 1})
+            packed = tensors(src)
+            if bits == 8:  # an old checkpoint without g_idx: input i is in group i // group_size
+                save_file({k: v for k, v in packed.items() if not k.endswith(".g_idx")},
+                          os.path.join(src, "model.safetensors"))
+            result = in_process(dequantize_config(self.tmp, src, f"deq{bits}"))
+            self.assertEqual((result["method"], result["bits"]), ("gptq", bits))
+            plain = tensors(os.path.join(self.tmp, f"deq{bits}"))
+            prefixes = [k[: -len(".qweight")] for k in packed if k.endswith(".qweight")]
+            self.assertEqual(len(prefixes), 28)
+            for p in prefixes:
+                want = pack_gptq.dequantize({k: packed[f"{p}.{k}"] for k in ("qweight", "qzeros", "scales", "g_idx")},
+                                            bits)
+                self.assertTrue(torch.equal(plain[f"{p}.weight"], want), (bits, p))
+
+
 @unittest.skipIf(torch is None, "torch, transformers and safetensors are not installed")
 class RefusalsTest(unittest.TestCase):
     def setUp(self):
@@ -319,6 +386,37 @@ class RefusalsTest(unittest.TestCase):
             in_process(cfg)
         self.assertIn("gemma (GemmaForCausalLM)", str(e.exception))
         self.assertIn("llama, mistral, qwen2, qwen3", str(e.exception))
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "out")))
+
+    def test_group_size_that_does_not_divide_a_width_is_refused_before_loading(self):
+        from slm_recipes.errors import ConfigError
+
+        with self.assertRaises(ConfigError) as e:
+            in_process(awq_config(self.tmp, "out", group_size=96))
+        self.assertIn("group_size 96 does not divide the model's hidden_size (256)", str(e.exception))
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "out")))
+
+    def test_interrupt_after_a_block_leaves_no_folder(self):
+        from types import SimpleNamespace
+
+        from slm_recipes import events as ev
+        from slm_recipes.config import quantize_config
+        from slm_recipes.errors import Cancelled
+        from slm_recipes.quant.awq_method import AwqMethod
+        from slm_recipes.quant.pipeline import run_quantize
+
+        cfg = quantize_config(awq_config(self.tmp, "out"))
+        method = AwqMethod(cfg)
+        interrupt = SimpleNamespace(requested=False)
+        quantize_block = method.quantize_block
+
+        def then_interrupt(ctx):  # SIGINT arrives while block 0 is being quantized
+            quantize_block(ctx)
+            interrupt.requested = True
+
+        method.quantize_block = then_interrupt
+        with contextlib.redirect_stdout(io.StringIO()), self.assertRaises(Cancelled):
+            run_quantize(cfg, ev.Steps(), interrupt, method)
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "out")))
 
     def test_dequantize_refuses_a_folder_that_is_not_quantized(self):

@@ -131,6 +131,17 @@ class ScalingGroupsTest(unittest.TestCase):
         after = after[0] if isinstance(after, tuple) else after
         self.assertLess(float((before - after).abs().max()), 1e-5)
 
+    def test_scales_stay_bounded_with_a_dead_channel(self):
+        from slm_recipes.quant.awq import awq_scales
+
+        x_mean = torch.tensor([0.0, 1e-9, 0.5, 2.0, 30.0])
+        for alpha in (0.0, 0.5, 0.95):
+            s = awq_scales(x_mean, alpha)
+            self.assertAlmostEqual(float(s.max() * s.min()), 1.0, places=4)
+            # the spread is at most the largest mean^α over the floor 1e-4
+            self.assertLessEqual(float(s.max() / s.min()), max(30 ** alpha / 1e-4, 1.0) * 1.001)
+        self.assertTrue(torch.equal(awq_scales(x_mean, 0.0), torch.ones(5)))
+
     def test_unknown_architecture_names_the_supported_ones(self):
         from slm_recipes.errors import ConfigError
         from slm_recipes.quant.architectures import check_supported

@@ -276,6 +276,70 @@ class GptqAlgorithmTest(unittest.TestCase):
 
 
 @needs_torch
+class BlockDriverTest(unittest.TestCase):
+    """run_blocks gives block i exactly the hidden states the model itself would give it, with the blocks before it
+    as the callback left them (quantized), for Llama-family models of transformers 5 (rotary embeddings and masks
+    made by the model, a fused qkv projection, sliding-window layers), in several chunks."""
+
+    def check(self, model, ids):
+        import copy
+
+        from slm_recipes.quant import blocks
+
+        changed = copy.deepcopy(model)
+        for layer in blocks.decoder_blocks(changed)[1]:
+            layer.self_attn.o_proj.weight.data *= 0.5  # what the callback below does to each block
+        with torch.no_grad():
+            expected = changed(input_ids=ids, output_hidden_states=True).hidden_states
+        seen = []
+
+        def callback(ctx):
+            seen.append(torch.cat([h for h, _ in ctx.inputs]))
+            ctx.block.self_attn.o_proj.weight.data *= 0.5
+
+        old, blocks._CHUNK_TOKENS = blocks._CHUNK_TOKENS, 2 * ids.shape[1]  # windows in chunks of 2
+        try:
+            count = blocks.run_blocks(model, ids, torch.device("cpu"), callback)
+        finally:
+            blocks._CHUNK_TOKENS = old
+        self.assertEqual(count, len(seen))
+        for i, h in enumerate(seen):
+            self.assertTrue(torch.equal(h, expected[i].float()), f"block {i}: {float((h - expected[i]).abs().max())}")
+
+    def test_tiny_arith(self):
+        from slm_recipes.quant.blocks import load_model
+
+        ids = torch.randint(3, 320, (5, 40), generator=torch.Generator().manual_seed(0))
+        self.check(load_model(MODEL), ids)
+
+    def test_capture_onto_another_device_shares_equal_keywords(self):
+        # "meta" stands in for a GPU: chunk 2's keywords (on the CPU) are compared with chunk 1's as captured, not
+        # with chunk 1's copies on the device.
+        from slm_recipes.quant.blocks import capture_block0_inputs, decoder_blocks, load_model
+
+        model = load_model(MODEL)
+        ids = torch.randint(3, 320, (4, 16), generator=torch.Generator().manual_seed(0))
+        chunks = capture_block0_inputs(model, decoder_blocks(model)[1], ids, torch.device("meta"), 2)
+        self.assertEqual(len(chunks), 2)
+        self.assertEqual(chunks[0][0].device.type, "meta")
+        self.assertEqual(tuple(chunks[1][0].shape), (2, 16, 256))
+        self.assertIs(chunks[0][1]["position_embeddings"], chunks[1][1]["position_embeddings"])
+
+    def test_other_llama_family_models(self):
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        torch.manual_seed(0)
+        for model_type, extra in (("qwen2", {}), ("gemma2", {"head_dim": 16}), ("phi3", {})):
+            with self.subTest(model_type=model_type):
+                cfg = AutoConfig.for_model(model_type, vocab_size=128, hidden_size=64, intermediate_size=128,
+                                           num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                                           max_position_embeddings=64, pad_token_id=0, bos_token_id=1,
+                                           eos_token_id=2, **extra)
+                model = AutoModelForCausalLM.from_config(cfg).eval()
+                self.check(model, torch.randint(0, 128, (5, 32)))
+
+
+@needs_torch
 class GptqBeatsRtnTest(unittest.TestCase):
     """Summed over tiny-arith's 28 linears, ‖WX − ŴX‖ on held-out windows (inputs from the float model) is lower
     for GPTQ than for round-to-nearest on the same grid."""
@@ -294,7 +358,8 @@ class GptqBeatsRtnTest(unittest.TestCase):
             for bits in (4, 2):
                 out = os.path.join(cls.tmp.name, f"{method}{bits}")
                 cls.folders[(method, bits)] = out
-                quantize(out, method=method, bits=bits)
+                # desc_act means nothing to round-to-nearest (asked for here, and not claimed by its checkpoint).
+                quantize(out, method=method, bits=bits, desc_act=method == "rtn")
         tok = AutoTokenizer.from_pretrained(MODEL)
         cal = SimpleNamespace(calibration=SimpleNamespace(file=ADD_TRAIN, format="chat-jsonl"),
                               samples=CALIBRATION + HELD_OUT, seq_len=SEQ_LEN)
@@ -344,6 +409,15 @@ class GptqBeatsRtnTest(unittest.TestCase):
         # within a fraction of a percent (an off-by-one zero point or a misplaced group would not).
         self.assertLess(errors[("gptq", 4)][1], 0.0005, errors)
 
+    def test_rtn_checkpoint_claims_no_act_order(self):
+        folder = self.folders[("rtn", 4)]
+        with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
+            self.assertFalse(json.load(f)["quantization_config"]["desc_act"])
+        from safetensors.torch import load_file
+
+        g_idx = load_file(os.path.join(folder, "model.safetensors"))["model.layers.1.mlp.down_proj.g_idx"]
+        self.assertEqual(g_idx.tolist(), [i // 128 for i in range(768)])
+
     def test_checkpoint_files(self):
         folder = self.folders[("gptq", 4)]
         with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
@@ -372,6 +446,9 @@ class GptqBeatsRtnTest(unittest.TestCase):
                      "model.layers.3.post_attention_layernorm.weight"):
             self.assertTrue(torch.equal(out[name], src[name]), name)
         self.assertEqual(len([k for k in out if k.endswith(".qweight")]), 28)
+        # The weights are as readable as the folder's other files (safetensors alone makes them owner-only).
+        mode = lambda name: os.stat(os.path.join(folder, name)).st_mode & 0o777  # noqa: E731
+        self.assertEqual(mode("model.safetensors"), mode("config.json"))
 
 
 @needs_torch
@@ -423,7 +500,8 @@ class InterruptTest(unittest.TestCase):
             out = os.path.join(d, "out")
             cfg_path = os.path.join(d, "cfg.json")
             with open(cfg_path, "w") as f:
-                json.dump(config(out, threads=1), f)
+                # Enough calibration for several seconds of work: the signal lands well before the end.
+                json.dump(config(out, threads=1, samples=32, seq_len=256), f)
             p = subprocess.Popen([sys.executable, os.path.join(ROOT, "recipes", "quantize_hf.py"), "--config", cfg_path],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             events = []

@@ -1,10 +1,10 @@
-import { cpSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { recipeCalibration } from "../../src/backends/quantize/calibration.js";
 import { planWeights, settingsOf } from "../../src/backends/quantize/weights.js";
-import { packedSizeEstimate, recipeConfig } from "../../src/backends/quantize/weightsRun.js";
+import { packedSizeEstimate, recipeConfig, writtenQuantization } from "../../src/backends/quantize/weightsRun.js";
 import { resolveWeightsSource } from "../../src/backends/quantize/weightsSource.js";
 import { registerModel } from "../../src/backends/store/registry.js";
 import type { ModelEntry } from "../../src/backends/store/types.js";
@@ -85,7 +85,6 @@ describe("the source of GPTQ/AWQ: unquantized Hugging Face weights", () => {
     const dir = path.join(home, "q-folder");
     cpSync(HF, dir, { recursive: true });
     const config = JSON.parse(readFileSync(path.join(dir, "config.json"), "utf8")) as Record<string, unknown>;
-    const { writeFileSync } = await import("node:fs");
     writeFileSync(path.join(dir, "config.json"), JSON.stringify({ ...config, quantization_config: { quant_method: "gptq", bits: 4 } }));
     expect(await usage(resolveWeightsSource(dir))).toMatch(/already quantized \(GPTQ\)/);
   });
@@ -105,6 +104,30 @@ describe("the source of GPTQ/AWQ: unquantized Hugging Face weights", () => {
   });
 });
 
+describe("reading back what the recipe wrote", () => {
+  const folder = (qc: Record<string, unknown>) => {
+    const dir = mkdtempSync(path.join(home, "written-"));
+    writeFileSync(path.join(dir, "config.json"), JSON.stringify({ model_type: "llama", quantization_config: qc }));
+    return dir;
+  };
+  const gptq4 = settingsOf({ ref: "x", method: "gptq" });
+
+  it("registers the quantization the checkpoint declares when it is what was asked", () => {
+    const dir = folder({ quant_method: "gptq", bits: 4, group_size: 128, desc_act: false, sym: true, checkpoint_format: "gptq" });
+    expect(writtenQuantization(dir, gptq4)).toEqual({ method: "gptq", bits: 4, groupSize: 128, descAct: false, sym: true, format: "gptq" });
+    const awq = folder({ quant_method: "awq", version: "gemm", bits: 4, group_size: 128, zero_point: true });
+    expect(writtenQuantization(awq, settingsOf({ ref: "x", method: "awq" }))).toEqual({ method: "awq", bits: 4, groupSize: 128, zeroPoint: true, format: "gemm" });
+  });
+
+  it("refuses a checkpoint that says something else, or nothing", () => {
+    expect(() => writtenQuantization(folder({ quant_method: "gptq", bits: 8, group_size: 128, desc_act: false, sym: true }), gptq4)).toThrow(/not what was asked/);
+    expect(() => writtenQuantization(folder({ quant_method: "gptq", bits: 4, group_size: 128, desc_act: true, sym: true }), gptq4)).toThrow(/not what was asked/);
+    const plain = mkdtempSync(path.join(home, "plain-"));
+    writeFileSync(path.join(plain, "config.json"), "{}");
+    expect(() => writtenQuantization(plain, gptq4)).toThrow(/not what was asked/);
+  });
+});
+
 describe("planning GPTQ/AWQ", () => {
   it("names the result, caps the window at the model's context and writes the recipe's config", async () => {
     const plan = await planWeights({ ref: HF, method: "gptq", calibration: TRAIN });
@@ -121,6 +144,12 @@ describe("planning GPTQ/AWQ", () => {
     expect(packedSizeEstimate(plan)).toBeLessThan(2.5e6);
     expect((await planWeights({ ref: HF, method: "awq", calibration: TEXT })).name).toBe("tiny-arith-AWQ-4bit");
     expect((await planWeights({ ref: HF, method: "awq", type: "q4_k_m", calibration: TEXT })).name).toBe("tiny-arith-AWQ-Q4_K_M");
+  });
+
+  it("refuses an AWQ group size that does not divide the model's widths, before Python starts", async () => {
+    expect(await usage(planWeights({ ref: HF, method: "awq", groupSize: 100, calibration: TEXT }))).toMatch(/--group-size 100 does not divide the model's hidden_size \(256\)/);
+    // GPTQ's g_idx handles a last, shorter group.
+    expect((await planWeights({ ref: HF, method: "gptq", groupSize: 100, calibration: TEXT })).settings.groupSize).toBe(100);
   });
 
   it("hands the recipe canonical JSONL: every accepted shape as {messages} or {text}", () => {

@@ -56,11 +56,16 @@ def block_linears(model_type):
     return _lookup(model_type)[1]
 
 
+def all_groups(model_type):
+    """Every scaling group of the architecture, whether or not a given block's shapes allow it."""
+    return _lookup(model_type)[0]
+
+
 def scaling_groups(model_type, block):
     """The scaling groups that apply to this block: a linear → linear group is kept only when the previous
     linear's outputs are the next one's inputs one to one (same width)."""
     groups = []
-    for g in _lookup(model_type)[0]:
+    for g in all_groups(model_type):
         prev = block.get_submodule(g.prev)
         first = block.get_submodule(g.linears[0])
         width = getattr(prev, "out_features", None)

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..errors import ConfigError
 from . import grid
-from .architectures import block_linears, scaling_groups
+from .architectures import all_groups, block_linears, scaling_groups
 
 ALPHA_GRID = 20  # α = 0, 0.05, …, 0.95
 CLIP_GRID = 20  # r = 1, 0.975, …, 0.525
@@ -67,8 +68,6 @@ class Grid:
     def check(self, columns, name=""):
         g = self.size(columns)
         if columns % g:
-            from ..errors import ConfigError
-
             raise ConfigError(f"group_size {self.group_size} does not divide the {columns} input channels of "
                               f"{name or 'a linear'}; choose a divisor of it, or -1 (per channel)")
 
@@ -117,19 +116,26 @@ def output_error(d, gram):
     return float(((d @ gram) * d).sum())
 
 
+def awq_scales(x_mean, alpha):
+    """s = mean|x|^α, normalised so that max(s) · min(s) = 1. Floored at 1e-4 before normalising: a channel that
+    is (almost) never active would otherwise get a scale near 0 and, through the normalisation, push every other
+    scale up by orders of magnitude (and the folded weights out of float16's range)."""
+    s = x_mean.float().pow(alpha).clamp(min=1e-4)
+    return s / (s.max() * s.min()).sqrt()
+
+
 def search_scale(weights, stats, qgrid, steps=ALPHA_GRID):
     """The activation-aware scale s [in] for linears that share an input. Returns (s, alpha, error, rtn_error),
     errors relative to the group's output energy ‖X Wᵀ‖²."""
     w = torch.cat([x.detach().float() for x in weights], 0)
     gram = stats.gram
     energy = max(output_error(w, gram), 1e-30)
-    x_mean = stats.mean_abs().clamp(min=1e-8)
+    x_mean = stats.mean_abs()
     best = None
     rtn = None
     for i in range(steps):
         alpha = i / steps
-        s = x_mean.pow(alpha)
-        s = (s / (s.max() * s.min()).sqrt()).clamp(min=1e-4)
+        s = awq_scales(x_mean, alpha)
         err = output_error(w - qgrid.fake(w * s) / s, gram) / energy
         if i == 0:
             rtn = err
@@ -195,10 +201,8 @@ class BlockResult:
 
 def input_sites(model_type):
     """linear name → the linear whose input it shares (the first of its scaling group)."""
-    from .architectures import _lookup
-
     sites = {}
-    for g in _lookup(model_type)[0]:
+    for g in all_groups(model_type):
         for name in g.linears:
             sites.setdefault(name, g.linears[0])
     for name in block_linears(model_type):
@@ -238,12 +242,14 @@ class Scaling:
 
 
 @torch.no_grad()
-def apply_scales(block, model_type, stats, qgrid, on_group=None):
+def apply_scales(block, model_type, stats, qgrid, on_group=None, check=None):
     """Steps 2 and 3 for every scaling group of the block: search s, fold it in, and rescale the statistics of
     the group's input to what the scaled linears now see. The float block's function is unchanged."""
     sites = input_sites(model_type)
     done = Scaling()
     for group in scaling_groups(model_type, block):
+        if check:
+            check()
         linears = [block.get_submodule(n) for n in group.linears]
         st = stats[sites[group.linears[0]]]
         s, alpha, err, rtn_err = search_scale([lin.weight for lin in linears], st, qgrid)
@@ -262,10 +268,11 @@ def apply_scales(block, model_type, stats, qgrid, on_group=None):
 
 
 @torch.no_grad()
-def awq_block(block, model_type, stats, qgrid, quantize=True, on_group=None):
+def awq_block(block, model_type, stats, qgrid, quantize=True, on_group=None, check=None):
     """AWQ on one decoder block whose input statistics are `stats` (collect_stats): the scales folded in, then
     each linear clipped and (quantize=True) its weight replaced by its dequantized quantization, so the block
     computes what the checkpoint will; quantize=False leaves the clipped float weights (output "scaled").
+    `check()` is called between groups and linears (it raises to stop, e.g. on SIGINT).
     Returns a BlockResult with the codes, scales and zeros of each linear."""
     sites = input_sites(model_type)
     names = block_linears(model_type)
@@ -274,9 +281,11 @@ def awq_block(block, model_type, stats, qgrid, quantize=True, on_group=None):
     # RTN's error of the untouched weights, for the record.
     rtn = {n: _relative(block.get_submodule(n).weight, qgrid.fake(block.get_submodule(n).weight),
                         stats[sites[n]].gram) for n in names}
-    scaling = apply_scales(block, model_type, stats, qgrid, on_group)
+    scaling = apply_scales(block, model_type, stats, qgrid, on_group, check)
     result = BlockResult(groups=scaling.groups)
     for name in names:
+        if check:
+            check()
         lin = block.get_submodule(name)
         gram = stats[sites[name]].gram
         w = lin.weight.detach().float()

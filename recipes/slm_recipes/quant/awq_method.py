@@ -16,6 +16,27 @@ from .awq import Grid, InputStats, awq_block, input_sites
 from .checkpoint import read_config, write_checkpoint
 
 
+def _check_shapes(source, qgrid, packed):
+    """Before the model loads: the group size divides every linear's input width, and (GEMM packing) every
+    output width is a multiple of 8. Widths from config.json, as Llama-style blocks use them."""
+    text = source.get("text_config") or source
+    hidden, inter = text.get("hidden_size"), text.get("intermediate_size")
+    heads, kv = text.get("num_attention_heads"), text.get("num_key_value_heads") or text.get("num_attention_heads")
+    if not all(isinstance(v, int) for v in (hidden, inter, heads, kv)):
+        return  # not described the usual way: awq_block checks the modules themselves
+    head_dim = text.get("head_dim") or hidden // heads
+    inputs = {"hidden_size": hidden, "intermediate_size": inter, "attention width": heads * head_dim}
+    for what, width in inputs.items():
+        if width % qgrid.size(width):
+            raise ConfigError(f"group_size {qgrid.group_size} does not divide the model's {what} ({width}); "
+                              "choose a divisor of it, or -1 (per channel)")
+    if packed:
+        for what, width in {**inputs, "key/value width": kv * head_dim}.items():
+            if width % 8:
+                raise ConfigError(f"AWQ's GEMM format packs 8 output channels per word; the model's {what} "
+                                  f"({width}) is not a multiple of 8")
+
+
 class AwqMethod:
     def __init__(self, cfg):
         self.cfg = cfg
@@ -26,6 +47,7 @@ class AwqMethod:
             raise ConfigError("AWQ needs calibration data: its scales come from the activations")
         self.scaled = cfg.output == "scaled"
         self.grid = Grid(cfg.bits, cfg.group_size, cfg.zero_point)
+        _check_shapes(source, self.grid, packed=not self.scaled)
         group = "per channel" if cfg.group_size == -1 else f"g{cfg.group_size}"
         self.title = f"AWQ {cfg.bits}-bit, {group}" + (", scaled float weights" if self.scaled else "")
         self.packed = {}  # full linear name → {qweight, qzeros, scales}
@@ -41,7 +63,7 @@ class AwqMethod:
         ctx.run(lambda name, x: stats[name].add(x), sites)
         ctx.check()
         applied = scaling_groups(self.model_type, ctx.block)
-        result = awq_block(ctx.block, self.model_type, stats, self.grid, quantize=not self.scaled)
+        result = awq_block(ctx.block, self.model_type, stats, self.grid, quantize=not self.scaled, check=ctx.check)
         self._block_errors = []
         for name, r in result.linears.items():
             full = ctx.full_name(name)

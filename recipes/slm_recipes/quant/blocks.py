@@ -85,7 +85,7 @@ def capture_block0_inputs(model, blocks, windows, device, chunk, interrupt=None)
         raise _Stop(args, kwargs)
 
     handle = blocks[0].register_forward_pre_hook(stop, with_kwargs=True)
-    chunks, previous = [], {}
+    chunks, captured, on_device = [], {}, {}
     try:
         with torch.no_grad():
             for start in range(0, windows.shape[0], chunk):
@@ -104,10 +104,11 @@ def capture_block0_inputs(model, blocks, windows, device, chunk, interrupt=None)
                 kwargs.pop("past_key_values", None)
                 kwargs.pop("past_key_value", None)
                 kwargs["use_cache"] = False
-                kwargs = {k: previous[k] if k in previous and _same(previous[k], v) else _to(v, device)
-                          for k, v in kwargs.items()}
-                previous = kwargs
-                chunks.append((_to(hidden, device), kwargs))
+                # Compared as captured (on the CPU, in the model's dtype); shared as moved to the device.
+                moved = {k: on_device[k] if k in captured and _same(captured[k], v) else _to(v, device)
+                         for k, v in kwargs.items()}
+                captured, on_device = kwargs, moved
+                chunks.append((_to(hidden, device), moved))
     finally:
         handle.remove()
     return chunks

@@ -93,7 +93,12 @@ def write_checkpoint(out, src, replace, drop=(), quantization_config=None, dtype
                           "those names")
     tensors.update(replace)
     tensors = {k: v.contiguous() for k, v in tensors.items()}
-    save_file(tensors, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
+    weights = os.path.join(out, "model.safetensors")
+    save_file(tensors, weights, metadata={"format": "pt"})
+    # safetensors creates the file readable by its owner only; the folder's other files follow the umask.
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(weights, 0o666 & ~mask)
     config = read_config(src)
     if quantization_config is not None:
         config["quantization_config"] = quantization_config

@@ -19,18 +19,19 @@ from .checkpoint import folder_size, output_folder, read_config, source_tensor_f
 
 _SHARD_BYTES = 2 << 30
 _WEIGHT_ENDINGS = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".gguf")
-_NOT_COPIED = {"config.json", "quantize_config.json"}
+_NOT_COPIED = {"config.json", "quantize_config.json", "quant_config.json"}
 _PACKED = ("qweight", "qzeros", "scales", "g_idx")
 
 
 def source_quantization(src):
     """(method, bits, group_size, checkpoint_format) of a GPTQ/AWQ folder; ConfigError for anything else."""
     qc = read_config(src).get("quantization_config")
-    if not isinstance(qc, dict) or not qc:
-        legacy = os.path.join(src, "quantize_config.json")  # older GPTQ folders keep it beside config.json
-        if os.path.isfile(legacy):
-            with open(legacy, encoding="utf-8") as f:
-                qc = {"quant_method": "gptq", **json.load(f)}
+    # Older folders keep the description beside config.json: quantize_config.json (GPTQ, AutoGPTQ) or
+    # quant_config.json (AWQ, AutoAWQ: w_bit, q_group_size, version "GEMM").
+    for legacy, method in (("quantize_config.json", "gptq"), ("quant_config.json", "awq")):
+        if (not isinstance(qc, dict) or not qc) and os.path.isfile(os.path.join(src, legacy)):
+            with open(os.path.join(src, legacy), encoding="utf-8") as f:
+                qc = {"quant_method": method, **json.load(f)}
     if not isinstance(qc, dict) or not qc:
         raise ConfigError(f"model: {src} is not a quantized checkpoint (its config.json has no quantization_config)")
     method = str(qc.get("quant_method", "")).lower()
@@ -146,7 +147,16 @@ def run_dequantize(cfg, steps, interrupt):
             "size": size, "seconds": round(time.monotonic() - started, 3)}
 
 
+def _follow_umask(path):
+    """safetensors creates its files readable by their owner only; the folder's other files follow the umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
 def _name_shards(out, shards, weight_map):
+    for path, _ in shards:
+        _follow_umask(path)
     if len(shards) == 1:
         os.rename(shards[0][0], os.path.join(out, "model.safetensors"))
         return

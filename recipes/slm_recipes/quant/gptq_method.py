@@ -13,9 +13,11 @@ class GptqMethod:
     def __init__(self, cfg):
         self.cfg = cfg
         self.rtn = cfg.method == "rtn"
+        # Round-to-nearest has no column order: its groups are consecutive whatever desc_act says.
+        self.desc_act = cfg.desc_act and not self.rtn
         group = "per channel" if cfg.group_size == -1 else f"g{cfg.group_size}"
         name = "round-to-nearest" if self.rtn else "GPTQ"
-        self.title = f"{name} {cfg.bits}-bit, {group}" + (", act-order" if cfg.desc_act and not self.rtn else "")
+        self.title = f"{name} {cfg.bits}-bit, {group}" + (", act-order" if self.desc_act else "")
         self.packed = {}
         self.errors = []
         self._block_errors = []
@@ -71,7 +73,7 @@ class GptqMethod:
 
     def quantization_config(self):
         c = self.cfg
-        return {"quant_method": "gptq", "bits": c.bits, "group_size": c.group_size, "desc_act": c.desc_act,
+        return {"quant_method": "gptq", "bits": c.bits, "group_size": c.group_size, "desc_act": self.desc_act,
                 "sym": c.sym, "damp_percent": c.damp, "true_sequential": True, "static_groups": False,
                 "checkpoint_format": "gptq", "format": "gptq"}
 
@@ -88,4 +90,4 @@ class GptqMethod:
                                 extra_json={"quantize_config.json": legacy})
 
     def summary(self):
-        return {"quantized_linears": len(self.packed), "layer_errors": self.errors}
+        return {"quantized_linears": len(self.packed), "layer_errors": self.errors, "desc_act": self.desc_act}

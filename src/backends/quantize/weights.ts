@@ -1,4 +1,4 @@
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { NotFoundError, UsageError } from "../../core/errors.js";
 import type { BackendContext } from "../../core/events.js";
@@ -128,6 +128,20 @@ export function settingsOf(req: WeightsRequest): WeightsSettings {
   };
 }
 
+/**
+ * AWQ's GEMM layout stores whole groups along every linear's input: the hidden and MLP widths must be
+ * multiples of the group size. Said from config.json now, not after Python has loaded the model.
+ */
+function assertAwqGroups(folder: HfFolderInfo, groupSize: number): void {
+  if (groupSize === -1) return;
+  const config = JSON.parse(readFileSync(path.join(folder.dir, "config.json"), "utf8")) as { hidden_size?: unknown; intermediate_size?: unknown };
+  for (const [key, width] of [["hidden_size", config.hidden_size], ["intermediate_size", config.intermediate_size]] as const) {
+    if (typeof width === "number" && width % groupSize !== 0) {
+      throw new UsageError(`--group-size ${groupSize} does not divide the model's ${key} (${width}): AWQ needs whole groups along every layer's input.`, { hint: "Use a divisor of it (128, 64, 32…), or -1 for per-channel scales." });
+    }
+  }
+}
+
 /** `<model>-GPTQ-4bit`, `<model>-AWQ-4bit`, or `<model>-AWQ-Q4_K_M` for AWQ made into a GGUF. */
 export function weightsSuffix(s: Pick<WeightsSettings, "method" | "bits">, ggufType?: string): string {
   return `${s.method.toUpperCase()}-${ggufType ? ggufType.toUpperCase() : `${s.bits}bit`}`;
@@ -153,6 +167,7 @@ export async function planWeights(req: WeightsRequest, ctx: BackendContext = {})
     throw new UsageError(`--seq-len ${req.seqLen} is longer than ${source.source.name}'s context (${context} tokens).`, { hint: `Use --seq-len ${context} or less.` });
   }
   if (req.seqLen === undefined && context !== undefined) settings.seqLen = Math.min(settings.seqLen, context);
+  if (settings.method === "awq") assertAwqGroups(folder, settings.groupSize);
   const calibration = recipeCalibration(path.resolve(req.calibration), { name: source.source.name, hasChatTemplate: summariseHfFolder(folder.dir).hasChatTemplate });
   const ggufType = req.type?.trim().toUpperCase();
   const name = req.out ?? derivedName(source.source, weightsSuffix(settings, ggufType));

@@ -1,11 +1,12 @@
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import path from "node:path";
 import { type CatalogEntry, builtinHfPath, catalog } from "../../core/catalog.js";
 import { UsageError } from "../../core/errors.js";
 import type { BackendContext } from "../../core/events.js";
-import { parseModelRef } from "../../core/modelRef.js";
+import { parseModelRef, registryNameFor } from "../../core/modelRef.js";
 import { hfSource } from "../convert/model.js";
 import { runDirFor } from "../finetune/run.js";
+import { folderQuantization } from "../store/quantFolder.js";
 import { getModel, hasModel, listModels } from "../store/registry.js";
 import { resolveModel } from "../store/resolve.js";
 import type { ModelEntry } from "../store/types.js";
@@ -30,12 +31,10 @@ function catalogOfRepo(repo: string): CatalogEntry | undefined {
   return catalog().find((c) => c.gguf?.repo === repo || c.hf?.repo === repo);
 }
 
-/** The GGUF refusal, naming the pull that gets the original weights when slm knows the repository. */
-function refuseGguf(name: string, entry?: ModelEntry): never {
-  const c = entry?.source.type === "hub" ? catalogOfRepo(entry.source.repo) : undefined;
-  const pull = c?.hf?.repo ? `slm pull ${c.hf.repo} --format hf` : "slm pull <org/repo> --format hf";
+/** A GGUF (file, or registered with no known HF original): refused, saying how to get the original weights. */
+function refuseGguf(name: string): never {
   throw new UsageError(`${name} is a GGUF model; ${METHODS} need the original Hugging Face weights (safetensors), not a GGUF file.`, {
-    hint: `Get them with \`${pull}\` and quantize that (or give a local Hugging Face model folder). For a GGUF, use --method llamacpp.`,
+    hint: "Get them with `slm pull <org/repo> --format hf` and quantize that (or give a local Hugging Face model folder). For a GGUF, use --method llamacpp.",
   });
 }
 
@@ -44,17 +43,6 @@ function refuseQuantized(name: string, method: string): never {
   throw new UsageError(`${name} is already quantized (${method}); ${METHODS} start from the original, unquantized Hugging Face weights.`, {
     hint: `Quantize the model it was made from. To get a GGUF of ${name}, use \`slm quantize ${name} --type Q4_K_M\`.`,
   });
-}
-
-/** config.json's quantization_config.quant_method, or undefined for unquantized weights. */
-function quantMethodOf(dir: string): string | undefined {
-  try {
-    const config = JSON.parse(readFileSync(path.join(dir, "config.json"), "utf8")) as { quantization_config?: { quant_method?: unknown } };
-    if (!config.quantization_config) return undefined;
-    return typeof config.quantization_config.quant_method === "string" ? config.quantization_config.quant_method : "unknown method";
-  } catch {
-    return undefined; // inspectHfFolder reports a missing or broken config.json with its own message
-  }
 }
 
 const isDir = (p: unknown): p is string => typeof p === "string" && existsSync(p) && statSync(p).isDirectory();
@@ -87,6 +75,19 @@ function fromFinetune(entry: ModelEntry): WeightsSource {
   return { source: { ...folder, name: entry.name, source: { type: "derived" }, lineage: entry.lineage }, from: entry.name, pulled: false };
 }
 
+/**
+ * The HF weights of a catalog model whose GGUF was pulled (and so owns the catalog name): the ones pulled
+ * before as `<id>:hf`, or pulled now under that name from the catalog's HF repository.
+ */
+async function catalogHfWeights(c: CatalogEntry, ctx: BackendContext): Promise<WeightsSource> {
+  const name = registryNameFor({ kind: "catalog", entry: c }, "hf")!;
+  const known = getModel(name);
+  if (known?.format === "hf") return { source: known, from: known.name, pulled: false };
+  const { pull } = await import("../hub/pull.js");
+  const r = await pull({ ref: `hf:${c.hf!.repo}`, format: "hf", name }, ctx);
+  return { source: r.model, from: r.model.name, pulled: true };
+}
+
 /** Resolves `ref` to unquantized HF weights, pulling them (`--format hf`) when a catalog or Hub reference needs it. */
 export async function resolveWeightsSource(ref: string, ctx: BackendContext = {}): Promise<WeightsSource> {
   const parsed = parseModelRef(ref, hasModel, () => listModels().map((m) => m.name));
@@ -101,17 +102,19 @@ export async function resolveWeightsSource(ref: string, ctx: BackendContext = {}
   } else if (parsed.kind === "registered") {
     const entry = getModel(parsed.name)!;
     if (entry.format === "gptq" || entry.format === "awq") refuseQuantized(entry.name, entry.format.toUpperCase());
-    if (entry.format === "gguf") {
-      found = entry.adapters?.length || entry.lineage.some((l) => l.method === "merge-lora") ? fromFinetune(entry) : refuseGguf(entry.name, entry);
-    } else found = { source: entry, from: entry.name, pulled: false };
+    const c = entry.source.type === "hub" ? catalogOfRepo(entry.source.repo) : undefined;
+    if (entry.format === "gguf" && (entry.adapters?.length || entry.lineage.some((l) => l.method === "merge-lora"))) found = fromFinetune(entry);
+    else if (entry.format === "gguf" && c?.hf?.repo) found = await catalogHfWeights(c, ctx);
+    else if (entry.format === "gguf") refuseGguf(entry.name);
+    else found = { source: entry, from: entry.name, pulled: false };
   } else if (parsed.kind === "hf-folder") {
     const folder = resolveModel(ref);
     found = { source: folder, from: folder.path, pulled: false };
   } else {
-    const r = await hfSource(ref, ctx, (name) => refuseGguf(name));
+    const r = await hfSource(ref, ctx, refuseGguf);
     found = { source: r.source, from: r.source.source.type === "local" ? r.source.path : r.source.name, pulled: r.pulled };
   }
-  const method = quantMethodOf(found.source.path);
-  if (method) refuseQuantized(found.source.name, method.toUpperCase());
+  const quantized = folderQuantization(found.source.path);
+  if (quantized) refuseQuantized(found.source.name, quantized.method.toUpperCase());
   return found;
 }
