@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, readdirSync, utimesSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { execa, type ResultPromise } from "execa";
@@ -224,6 +224,20 @@ describe("running Hugging Face folders through a GGUF converted once", () => {
       expect(readdirSync(path.dirname(model.path))).toEqual(["arith-gptq-q8.gguf"]);
       const r = await slm(["run", "arith-gptq-q8", "12+34", "-t", "0"], box);
       expect(r.stdout.trim()).toBe("46");
+    }, SLOW);
+
+    it("an older GPTQ folder without g_idx (which llama.cpp's converter cannot read) runs through the recipe's dequantize", async (ctx) => {
+      needRecipe(ctx);
+      const old = path.join(work, "tiny-arith-GPTQ-nogidx");
+      const strip = "import sys\nfrom safetensors.torch import load_file, save_file\nsd = load_file(sys.argv[1])\nsave_file({k: v for k, v in sd.items() if not k.endswith('.g_idx')}, sys.argv[2], metadata={'format': 'pt'})";
+      mkdirSync(old);
+      for (const f of readdirSync(gptq)) if (f !== "model.safetensors") cpSync(path.join(gptq, f), path.join(old, f));
+      await execa(python!, ["-c", strip, path.join(gptq, "model.safetensors"), path.join(old, "model.safetensors")]);
+      const r = await slm(["run", old, "12+34", "-t", "0", "--json"], sb);
+      expect(r.exitCode, r.all).toBe(0);
+      expect((lastJson(r.stdout).data as { text: string }).text.trim()).toBe("46");
+      expect(r.stdout).toMatch(/"id":"dequantize:run"/);
+      expect(conversionsFrom(sb, old)[0]!.lineage[0]!.parameters).toMatchObject({ dequantized: "gptq" });
     }, SLOW);
 
     it("a GPTQ folder that changed since its conversion is refused, not run from the old GGUF", async (ctx) => {
