@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, readdirSync, utimesSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { execa, type ResultPromise } from "execa";
@@ -212,15 +212,21 @@ describe("running Hugging Face folders through a GGUF converted once", () => {
       expect(conversionsFrom(box, "acme/tiny-arith-GPTQ").map((m) => m.name)).toEqual(["tiny-arith-GPTQ-F16"]);
     }, SLOW);
 
-    it("`slm quantize <GPTQ folder> --type Q8_0` goes through the same F16 conversion, and the result runs", async (ctx) => {
+    it("`slm quantize <GPTQ folder> --type Q8_0` takes the same way to F16; an older folder without g_idx (which llama.cpp's converter cannot read) through the recipe", async (ctx) => {
       needRecipe(ctx);
       const tools = await llamaCppToolsForTests();
       if (tools.skip) ctx.skip(tools.skip);
+      const old = path.join(work, "tiny-arith-GPTQ-nogidx");
+      const strip = "import sys\nfrom safetensors.torch import load_file, save_file\nsd = load_file(sys.argv[1])\nsave_file({k: v for k, v in sd.items() if not k.endswith('.g_idx')}, sys.argv[2], metadata={'format': 'pt'})";
+      mkdirSync(old);
+      for (const f of readdirSync(gptq)) if (f !== "model.safetensors") cpSync(path.join(gptq, f), path.join(old, f));
+      await execa(python!, ["-c", strip, path.join(gptq, "model.safetensors"), path.join(old, "model.safetensors")]);
       const box = { ...sb, env: { ...sb.env, SLM_LLAMA_CPP_DIR: tools.dir! } };
-      const q = await slm(["quantize", gptq, "--type", "Q8_0", "--out", "arith-gptq-q8", "--json"], box);
+      const q = await slm(["quantize", old, "--type", "Q8_0", "--out", "arith-gptq-q8", "--json"], box);
       expect(q.exitCode, q.all).toBe(0);
+      expect(q.stdout).toMatch(/"id":"dequantize:run"/);
       const model = (lastJson(q.stdout).data as { model: ModelEntry }).model;
-      expect(model.lineage[0]).toMatchObject({ from: gptq, method: "quantize", parameters: { type: "Q8_0", convertedFrom: "gptq", intermediate: "F16" } });
+      expect(model.lineage[0]).toMatchObject({ from: old, method: "quantize", parameters: { type: "Q8_0", convertedFrom: "gptq", intermediate: "F16" } });
       expect(readdirSync(path.dirname(model.path))).toEqual(["arith-gptq-q8.gguf"]);
       const r = await slm(["run", "arith-gptq-q8", "12+34", "-t", "0"], box);
       expect(r.stdout.trim()).toBe("46");

@@ -82,6 +82,22 @@ describe("assertConvertible", () => {
   });
 });
 
+describe("an older AutoGPTQ folder", () => {
+  it("whose one weights file is not model*.safetensors is refused with the rename that makes it readable", () => {
+    const dir = folder("autogptq-named", {}, { "quantize_config.json": { bits: 4, group_size: 128 } });
+    rmSync(path.join(dir, "model.safetensors"));
+    safetensors(path.join(dir, "gptq_model-4bit-128g.safetensors"), {});
+    let hint = "";
+    try {
+      inspectHfFolder(dir);
+    } catch (err) {
+      expect(err).toBeInstanceOf(UsageError);
+      hint = (err as UsageError).hint ?? "";
+    }
+    expect(hint).toBe("Its weights are in gptq_model-4bit-128g.safetensors, a name llama.cpp's converter does not read: rename it (or link it) to model.safetensors.");
+  });
+});
+
 describe("GPTQ/AWQ folders in the registry's terms", () => {
   it("resolveModel of a GPTQ folder gives format gptq and its quantization; a plain folder stays hf", () => {
     const dir = folder("resolve-gptq", { quantization_config: { quant_method: "gptq", bits: 4, group_size: 128 } });

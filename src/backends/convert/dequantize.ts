@@ -4,7 +4,8 @@ import { type PythonEnv, requirePythonModules } from "../python/env.js";
 import { runRecipe } from "../python/recipe.js";
 
 /**
- * AWQ weights back to plain floats, for llama.cpp's converter, which refuses AWQ checkpoints: the
+ * AWQ weights (and GPTQ ones without g_idx) back to plain floats, for llama.cpp's converter, which
+ * refuses AWQ checkpoints and cannot read GPTQ without g_idx: the
  * quantize_hf.py recipe's `dequantize` task writes an unquantized Hugging Face folder (config.json
  * without quantization_config, the tokenizer files copied) into `outDir`, which must not exist yet or be
  * empty. On failure or Ctrl+C the recipe removes what it wrote; the caller removes `outDir` itself.
@@ -23,7 +24,7 @@ export interface DequantizeResult {
 export const DEQUANTIZE_MODULES = ["torch", "transformers", "safetensors"];
 
 export async function checkDequantize(python: PythonEnv, ctx: BackendContext = {}): Promise<void> {
-  await requirePythonModules(python, DEQUANTIZE_MODULES, "Dequantizing AWQ weights (recipes/quantize_hf.py)", { signal: ctx.signal });
+  await requirePythonModules(python, DEQUANTIZE_MODULES, "Dequantizing GPTQ/AWQ weights (recipes/quantize_hf.py)", { signal: ctx.signal });
 }
 
 /** `dtype`: float16 for an F16 GGUF (rounded once, here); float32 for any other outtype, so the converter rounds once. */

@@ -40,8 +40,15 @@ export function inspectHfFolder(dir: string): HfFolderInfo {
   const pytorch = names.filter((n) => /^pytorch_model(-\d+-of-\d+)?\.bin$/.test(n));
   if (safetensors.length === 0 && pytorch.length === 0) {
     const adapter = names.includes("adapter_config.json");
+    // Older AutoGPTQ checkpoints name their one file gptq_model-4bit-128g.safetensors; llama.cpp's converter
+    // reads model*.safetensors only.
+    const other = names.filter((n) => n.endsWith(".safetensors"));
     throw new UsageError(`${dir} has no model weights (model*.safetensors or pytorch_model*.bin).`, {
-      hint: adapter ? "It looks like a PEFT adapter: load it with `slm run <base> --lora <folder>`." : "Pull the full model with `slm pull <repo> --format hf`.",
+      hint: adapter
+        ? "It looks like a PEFT adapter: load it with `slm run <base> --lora <folder>`."
+        : other.length === 1
+          ? `Its weights are in ${other[0]}, a name llama.cpp's converter does not read: rename it (or link it) to model.safetensors.`
+          : "Pull the full model with `slm pull <repo> --format hf`.",
     });
   }
   const architectures = Array.isArray(config.architectures) ? (config.architectures as unknown[]).filter((a): a is string => typeof a === "string") : [];

@@ -13,7 +13,7 @@ import { assertConvertible } from "../store/quantFolder.js";
 import type { LineageStep, ModelEntry, WeightQuantization } from "../store/types.js";
 import { type ConvertEnv, type ConvertResult, OUTTYPES, type Outtype, convertHfToGguf, prepareConvert } from "./convert.js";
 import { checkDequantize, dequantizeFolder } from "./dequantize.js";
-import { inspectHfFolder } from "./hfFolder.js";
+import { inspectHfFolder, safetensorsTensors } from "./hfFolder.js";
 
 export interface ConvertModelRequest {
   /** An HF folder, a registered HF-format model, a catalog alias or org/repo (pulled with --format hf when needed). */
@@ -77,15 +77,27 @@ export async function hfSource(ref: string, ctx: BackendContext, refuseGguf: (na
 export interface PreparedSource {
   source: ModelEntry;
   convert: ConvertEnv;
-  /** The source's GPTQ/AWQ packing; AWQ goes through the dequantize recipe first. */
+  /** The source's GPTQ/AWQ packing. */
   quantization?: WeightQuantization;
+  /** Dequantized by slm's recipe before the converter: AWQ, which the converter refuses, and GPTQ without g_idx, which it cannot read. */
+  viaRecipe: boolean;
 }
 
 export async function prepareSource(source: ModelEntry, ctx: BackendContext = {}): Promise<PreparedSource> {
   const quantization = assertConvertible(source.path, source.source.type === "local" ? source.path : source.name)?.quantization;
   const convert = await prepareConvert(source.path, ctx);
-  if (quantization?.method === "awq") await checkDequantize(convert.python, ctx);
-  return { source, convert, quantization };
+  const viaRecipe = quantization?.method === "awq" || (quantization?.method === "gptq" && lacksGIdx(convert.folder.weights));
+  if (viaRecipe) await checkDequantize(convert.python, ctx);
+  return { source, convert, quantization, viaRecipe };
+}
+
+/**
+ * Older GPTQ checkpoints (without act-order) have no g_idx: inputs are grouped by position. llama.cpp's
+ * converter looks every g_idx up and fails on such a folder; the recipe's dequantize groups by position.
+ */
+function lacksGIdx(weights: string[]): boolean {
+  const names = new Set(weights.filter((w) => w.endsWith(".safetensors")).flatMap((w) => safetensorsTensors(w).map((t) => t.name)));
+  return [...names].some((n) => n.endsWith(".qweight") && !names.has(`${n.slice(0, -".qweight".length)}.g_idx`));
 }
 
 export interface SourceGguf extends ConvertResult {
@@ -96,21 +108,22 @@ export interface SourceGguf extends ConvertResult {
 /**
  * The one way from a Hugging Face folder (plain, GPTQ or AWQ) to a GGUF file, shared by slm convert,
  * the one-time conversion before running a model, and slm quantize of such a folder. llama.cpp's
- * converter dequantizes GPTQ itself; AWQ, which it refuses, becomes a float16 folder in `work` first
- * (removed once converted). `out` appears complete or not at all.
+ * converter dequantizes GPTQ itself; AWQ, which it refuses, and GPTQ without g_idx become a float
+ * folder in `work` first, by the recipe (removed once converted). `out` appears complete or not at all.
  */
 export async function sourceToGguf(p: PreparedSource, o: { outtype: Outtype; out: string; work: string }, ctx: BackendContext = {}): Promise<SourceGguf> {
   const id = modelIdOf(p.source);
-  if (p.quantization?.method !== "awq") {
+  const dequantized = p.quantization?.method ?? null;
+  if (!p.viaRecipe) {
     const c = await convertHfToGguf({ input: p.source.path, outtype: o.outtype, out: o.out, name: id }, ctx, p.convert);
-    return { ...c, dequantized: p.quantization?.method ?? null };
+    return { ...c, dequantized };
   }
   const dir = path.join(o.work, "dequantized");
   try {
     await dequantizeFolder(p.source.path, dir, o.outtype === "f16" ? "float16" : "float32", p.convert.python, ctx);
     if (ctx.signal?.aborted) throw new CancelledError();
     const c = await convertHfToGguf({ input: dir, outtype: o.outtype, out: o.out, name: id }, ctx, { ...p.convert, folder: inspectHfFolder(dir) });
-    return { ...c, dequantized: "awq" };
+    return { ...c, dequantized };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
