@@ -55,6 +55,11 @@ describe("quantizationOf", () => {
     expect(quantizationOf(autoawq)).toEqual({ method: "awq", bits: 4, groupSize: 128, zeroPoint: false, format: "gemm" });
   });
 
+  it("reads an older AutoAWQ folder's quant_config.json when config.json has no quantization_config", () => {
+    const dir = folder("autoawq-legacy", {}, { "quant_config.json": { w_bit: 4, q_group_size: 128, zero_point: true, version: "GEMM" } });
+    expect(quantizationOf(dir)).toEqual({ method: "awq", bits: 4, groupSize: 128, zeroPoint: true, format: "gemm" });
+  });
+
   it("is undefined for plain weights, and names other methods without describing them", () => {
     expect(quantizationOf(folder("plain", { torch_dtype: "float16" }))).toBeUndefined();
     const bnb = folder("bnb", { quantization_config: { quant_method: "bitsandbytes", load_in_4bit: true } });

@@ -67,6 +67,10 @@ export function folderQuantization(dir: string): FolderQuantization | undefined 
     const method = (str(legacy.quant_method) ?? "gptq").toLowerCase();
     return { method, quantization: describe(method, legacy) };
   }
+  // AutoAWQ likewise wrote only quant_config.json (w_bit, q_group_size, zero_point, version), which the
+  // dequantize recipe reads too.
+  const awq = readJson(path.join(dir, "quant_config.json"));
+  if (awq && int(awq.w_bit) !== undefined) return { method: "awq", quantization: describe("awq", awq) };
   return undefined;
 }
 
