@@ -433,6 +433,9 @@ describe("slm serve --allow-paths DIR", () => {
     symlinkSync(outside, path.join(dir, "escape.gguf"));
     symlinkSync("/nonexistent/x.gguf", path.join(dir, "dangling.gguf"));
     writeFileSync(path.join(dir, "notes.gguf"), "not a model");
+    // A split model whose second part lies outside DIR: llama.cpp would open it beside the first.
+    copyFileSync(path.join(FIXTURE, "gguf", "tiny-arith-f16.gguf"), path.join(dir, "split-00001-of-00002.gguf"));
+    symlinkSync(outside, path.join(dir, "split-00002-of-00002.gguf"));
     server = await serve(["--allow-paths", dir], sb);
     client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "unused", maxRetries: 0 });
   });
@@ -455,7 +458,7 @@ describe("slm serve --allow-paths DIR", () => {
   });
 
   it("refuses everything outside DIR with one answer, whether or not the file exists", async () => {
-    const refs = [outside, "escape.gguf", "dangling.gguf", "missing.gguf", `../${path.basename(dir)}-nope/x.gguf`, path.relative(dir, outside), "/etc/passwd", "./sub", "/etc/nonexistent.gguf"];
+    const refs = [outside, "escape.gguf", "split-00001-of-00002.gguf", "dangling.gguf", "missing.gguf", `../${path.basename(dir)}-nope/x.gguf`, path.relative(dir, outside), "/etc/passwd", "./sub", "/etc/nonexistent.gguf"];
     const answers = [];
     for (const ref of refs) answers.push({ ref, ...(await post(`${server!.url}/v1/completions`, JSON.stringify({ model: ref, prompt: "1" }))) });
     for (const a of answers) {

@@ -58,12 +58,19 @@ export function checkGgufFile(file: string): GgufHeader {
   return h;
 }
 
-/** All parts of a split model (`-00001-of-00003.gguf`), first part first; the file alone otherwise. */
-function partsOf(file: string): string[] {
+/**
+ * The paths llama.cpp opens for a model file: every part of a split model (`-00001-of-00003.gguf`,
+ * named after the first, in its folder), first part first; the file alone otherwise.
+ */
+export function splitPartPaths(file: string): string[] {
   const m = SPLIT.exec(file);
   if (!m) return [file];
-  const count = Number(m[2]);
-  const parts = Array.from({ length: count }, (_, i) => file.replace(SPLIT, `-${String(i + 1).padStart(5, "0")}-of-${m[2]}.gguf`));
+  return Array.from({ length: Number(m[2]) }, (_, i) => file.replace(SPLIT, `-${String(i + 1).padStart(5, "0")}-of-${m[2]}.gguf`));
+}
+
+/** All parts of a split model, each of which must exist. */
+function partsOf(file: string): string[] {
+  const parts = splitPartPaths(file);
   for (const p of parts) if (!existsSync(p)) throw notGguf(file, `split part ${p} is missing`);
   return parts;
 }

@@ -3,6 +3,7 @@ import path from "node:path";
 import { nearestNames } from "../../core/catalog.js";
 import { NotFoundError, type SlmError, UsageError } from "../../core/errors.js";
 import { currentConversion } from "../convert/runnable.js";
+import { splitPartPaths } from "../gguf/summary.js";
 import { looksLikePath } from "../../core/modelRef.js";
 import { builtinEntries } from "../store/builtin.js";
 import { getModel, hasModel, listModels } from "../store/registry.js";
@@ -98,9 +99,12 @@ export class ServedModels {
     try {
       // Relative to the allowed folder, not to wherever the server was started.
       real = realpathSync(path.resolve(dir, name));
-      const stat = statSync(real);
-      if (!real.startsWith(dir.endsWith(path.sep) ? dir : dir + path.sep) || !real.toLowerCase().endsWith(".gguf") || !stat.isFile()) throw new Error("outside");
-      size = stat.size;
+      const inside = (p: string) => p.startsWith(dir.endsWith(path.sep) ? dir : dir + path.sep) && statSync(p).isFile();
+      if (!inside(real) || !real.toLowerCase().endsWith(".gguf")) throw new Error("outside");
+      // llama.cpp opens a split model's other parts by name beside the first: a part that is a symlink
+      // out of the folder would be read as well.
+      if (!splitPartPaths(real).every((p) => inside(realpathSync(p)))) throw new Error("outside");
+      size = statSync(real).size;
     } catch {
       // Missing, outside the folder (by .. or a symlink), not a .gguf file: one answer for all.
       throw this.notServed(ref, "Models by path must be .gguf files inside the folder the server allows.");
