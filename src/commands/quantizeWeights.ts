@@ -68,30 +68,14 @@ export function rejectOtherMethodFlags(cmd: Command, method: Method): void {
   });
 }
 
-export interface WeightsFlags {
-  method: Method;
-  bits?: string;
-  type?: string;
-  groupSize?: number;
-  descAct?: boolean;
-  sym?: boolean;
-  damp?: number;
-  calibration?: string;
-  samples?: number;
-  seqLen?: number;
-  device?: WeightsDevice;
-  threads?: number;
-  out?: string;
-  outputTensorType?: string;
-  tokenEmbeddingType?: string;
-  pure?: boolean;
-  yes?: boolean;
-}
+/** The command's flags: the request's settings, with --bits as typed and --method before it is narrowed. */
+export type WeightsFlags = Omit<WeightsRequest, "ref" | "method" | "bits"> & { method: Method; bits?: string; yes?: boolean };
 
 export async function weightsCommand(ctx: CommandContext, model: string, f: WeightsFlags & { method: WeightsMethod }): Promise<void> {
   const [{ planWeights }, { runWeights }] = await Promise.all([import("../backends/quantize/weights.js"), import("../backends/quantize/weightsRun.js")]);
   const bits = f.bits === undefined ? undefined : Number(f.bits);
   if (bits !== undefined && !Number.isInteger(bits)) throw new UsageError(`--bits must be a whole number (got "${f.bits}").`);
+  // Picked one by one: the command's other flags (the llama.cpp method's, refused when given) stay out of the request.
   const req: WeightsRequest = {
     ref: model, method: f.method, bits, type: f.type, groupSize: f.groupSize, descAct: f.descAct, sym: f.sym, damp: f.damp, calibration: f.calibration,
     samples: f.samples, seqLen: f.seqLen, device: f.device, threads: f.threads, out: f.out, outputTensorType: f.outputTensorType, tokenEmbeddingType: f.tokenEmbeddingType, pure: f.pure,
