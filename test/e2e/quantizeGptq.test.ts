@@ -48,7 +48,7 @@ function safetensorsHeader(file: string): Record<string, { dtype: string; shape:
   }
 }
 
-type Event = { type: string; id?: string; status?: string; unit?: string; rateUnit?: string; current?: number; total?: number; rate?: number };
+type Event = { type: string; id?: string; status?: string; unit?: string; rateUnit?: string; current?: number; total?: number; rate?: number; detail?: string };
 const eventsOf = (stdout: string) => stdout.trim().split("\n").map((l) => JSON.parse(l) as Event);
 
 describe("slm quantize --method gptq|awq", () => {
@@ -99,6 +99,10 @@ describe("slm quantize --method gptq|awq", () => {
     const layers = eventsOf(gptq.stdout).filter((e) => e.type === "progress" && e.id === "quantize:layers");
     expect(layers.map((e) => e.current)).toEqual([0, 1, 2, 3, 4]);
     for (const e of layers.slice(1)) expect(e).toMatchObject({ unit: "layers", total: 4, rateUnit: "tokens" });
+    // Steps name the user's calibration file, never slm's scratch copy or work folder (gone a moment later).
+    const steps = eventsOf(gptq.stdout).filter((e) => e.type === "step");
+    expect(steps.find((e) => e.id === "quantize:calibration" && e.status === "start")).toMatchObject({ detail: TRAIN });
+    expect(JSON.stringify(steps)).not.toContain(".tmp-");
   });
 
   it("slm info shows the quantization and the calibration file with its hash; --json gives path and quantization", async (ctx) => {
