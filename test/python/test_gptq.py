@@ -402,6 +402,19 @@ class CalibrationTest(unittest.TestCase):
         self.assertRegex(messages, "seq_len 512 is longer than the model's context; using 256")
         self.assertRegex(messages, "gives 10 windows of 256 tokens, fewer than the 128 samples")
 
+    def test_data_shorter_than_one_window_is_one_warning_in_the_singular(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
+            f.write("12+34=46\n")  # 10 tokens with the BOS
+            f.flush()
+            w, events = self.windows(f.name, "text", 128, 256)
+        self.assertEqual(tuple(w.shape), (1, 10))
+        warnings = [e["message"] for e in events if e["type"] == "log" and e["level"] == "warn"]
+        self.assertEqual(warnings, ["calibration data has only 10 tokens, fewer than seq_len 256: using one window of 10 tokens instead of 128"])
+        from slm_recipes.quant.calibration import windows_text
+
+        self.assertEqual(windows_text(1, 10), "1 window of 10 tokens")
+        self.assertEqual(windows_text(16, 256), "16 windows of 256 tokens")
+
 
 if __name__ == "__main__":
     unittest.main()
