@@ -308,6 +308,21 @@ describe("slm quantize --method gptq|awq: bad inputs, refused before any work", 
     nothingLeft();
   });
 
+  it("--help, which that refusal points to, names the method of every flag that is not common to all", async () => {
+    const help = await slm(["quantize", "--help"], sb);
+    expect(help.exitCode).toBe(0);
+    // Commander's layout: "  -o, --out <name>   description", continued on lines indented further.
+    const options = help.stdout.slice(help.stdout.indexOf("Options:"), help.stdout.indexOf("-h, --help"));
+    const described = [...options.matchAll(/^ {2}(?:-\w, )?(--[\w-]+)[^\n]*? {2,}(\S[^\n]*)/gm)].map((m) => [m[1]!, m[2]!] as const);
+    const common = ["--method", "--bits", "--type", "--calibration", "--threads", "--out"];
+    const sweepOnly = ["--text", "--task", "--limit", "--parallel", "--max-kld", "--max-drop", "--keep", "--report"];
+    const specific = described.filter(([flag]) => !common.includes(flag));
+    expect(specific.length).toBeGreaterThan(15);
+    for (const [flag, text] of specific) {
+      expect(text, flag).toMatch(sweepOnly.includes(flag) ? /^with --sweep/ : /^(llamacpp|gptq|awq)\b/);
+    }
+  });
+
   it("bit widths the method does not write: 3-bit GPTQ, AWQ other than 4", async () => {
     const three = await slm(["quantize", HF, "--method", "gptq", "--bits", "3", "--calibration", TRAIN], sb);
     expect(three.exitCode, three.all).toBe(2);
