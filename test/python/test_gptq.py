@@ -112,6 +112,21 @@ class SourceTest(unittest.TestCase):
 
 
 @needs_torch
+class GptqShapesTest(unittest.TestCase):
+    def test_a_group_size_that_does_not_divide_a_layers_input_is_a_config_error(self):
+        from slm_recipes.quant.gptq_method import GptqMethod
+
+        ctx = SimpleNamespace(index=0, linears={"q_proj": torch.nn.Linear(256, 256), "down_proj": torch.nn.Linear(768, 256)},
+                              full_name=lambda n: f"model.layers.0.{n}")
+        for group in (100, 512):
+            cfg = SimpleNamespace(method="gptq", bits=4, group_size=group, desc_act=False)
+            with self.assertRaisesRegex(ConfigError, f"group_size {group} does not divide the 256 input columns of model.layers.0.q_proj"):
+                GptqMethod(cfg)._check_shapes(ctx)
+        for group in (128, 64, -1):
+            GptqMethod(SimpleNamespace(method="rtn", bits=4, group_size=group, desc_act=False))._check_shapes(ctx)
+
+
+@needs_torch
 class PackTest(unittest.TestCase):
     """Words worked out by hand from the format: levels packed along the input (qweight) or output (qzeros)
     dimension, the first value in the lowest bits; qzeros holds zero − 1."""
