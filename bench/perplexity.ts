@@ -64,7 +64,8 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env):
 /** The child side of `--via backend`: one perplexity() call, its result as JSON on stdout. */
 async function child(): Promise<void> {
   const { perplexity } = await import("../src/backends/eval/perplexity.js");
-  const r = await perplexity({ modelPath: arg("--model", ""), textFile: arg("--text", ""), ctxSize, threads });
+  const { resolveModel } = await import("../src/backends/store/resolve.js");
+  const r = await perplexity({ model: resolveModel(arg("--model", "")), textFile: arg("--text", ""), ctxSize, threads });
   process.stdout.write(`${JSON.stringify({ type: "result", data: r })}\n`);
 }
 

@@ -16,16 +16,16 @@ export function register(program: Command): void {
     .addOption(methodOption())
     .option("-b, --bits <n>", "llamacpp: the usual type for a size, 2=Q2_K 3=Q3_K_M 4=Q4_K_M 5=Q5_K_M 6=Q6_K 8=Q8_0; gptq: 2, 4 or 8 (default 4); awq: 4")
     .option("-t, --type <type>", "any type llama-quantize knows (Q4_K_M, Q8_0, IQ4_XS…); default Q4_K_M. With --method awq: AWQ-scaled weights made into this GGUF type")
-    .option("--imatrix <file>", "importance matrix made by llama-imatrix")
+    .option("--imatrix <file>", "llamacpp: importance matrix made by llama-imatrix")
     .option("--calibration <file>", "text, or chat JSONL rendered with the model's template: llamacpp computes an importance matrix from it; gptq/awq (required) fit the weights to it")
-    .option("--chunks <n>", "with --calibration: most chunks llama-imatrix reads (default: all)", positiveInt("--chunks"))
-    .option("--output-tensor-type <type>", "tensor type for output.weight (e.g. q8_0, f16)")
-    .option("--token-embedding-type <type>", "tensor type for the token embeddings (e.g. q8_0)")
-    .option("--pure", "every tensor in the one type: no K-quant mixture")
+    .option("--chunks <n>", "llamacpp, with --calibration: most chunks llama-imatrix reads (default: all)", positiveInt("--chunks"))
+    .option("--output-tensor-type <type>", "llamacpp, awq --type: tensor type for output.weight (e.g. q8_0, f16)")
+    .option("--token-embedding-type <type>", "llamacpp, awq --type: tensor type for the token embeddings (e.g. q8_0)")
+    .option("--pure", "llamacpp, awq --type: every tensor in the one type, no K-quant mixture")
     .option("--threads <n>", "CPU threads (default: every core, or SLM_THREADS)", positiveInt("--threads"))
-    .option("--allow-requantize", "accept an already-quantized source (quality suffers)")
+    .option("--allow-requantize", "llamacpp: accept an already-quantized source (quality suffers)")
     .option("-o, --out <name>", "register under this name (default <model>-<type>, <model>-GPTQ-<bits>bit, <model>-AWQ-4bit, <model>-AWQ-<type>)")
-    .option("-y, --yes", "build llama.cpp's tools without asking if they are missing");
+    .option("-y, --yes", "llamacpp, awq --type: build llama.cpp's tools without asking if they are missing");
   addWeightsOptions(cmd);
   addSweepOptions(cmd);
   cmd

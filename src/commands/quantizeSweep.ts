@@ -39,7 +39,7 @@ function number(name: string, check: (n: number) => boolean, what: string) {
 
 export function addSweepOptions(cmd: Command): void {
   cmd
-    .option("--sweep [types...]", "make several types and compare each with the source (default Q8_0 Q6_K Q5_K_M Q4_K_M Q3_K_M Q2_K)")
+    .option("--sweep [types...]", "llamacpp: make several types and compare each with the source (default Q8_0 Q6_K Q5_K_M Q4_K_M Q3_K_M Q2_K)")
     .option("--text <file>", "with --sweep: text the KLD and perplexity are measured on (default: the --calibration text)")
     .option("--task <file.jsonl>", "with --sweep: also score each type on these questions (repeatable; see docs/eval.md)", collect)
     .option("--limit <n>", "with --sweep: score only the first N questions of each task", positiveInt("--limit"))

@@ -1,5 +1,5 @@
 import type { SlmEvent } from "../core/events.js";
-import { progressText } from "./progress.js";
+import { metricText, progressText } from "./progress.js";
 
 /** Renders events as plain lines for logs and pipes: no cursor movement, progress at most every 2 s. */
 export function plainEventWriter(write: (line: string) => void, verbose: boolean): (e: SlmEvent) => void {
@@ -28,7 +28,7 @@ export function plainEventWriter(write: (line: string) => void, verbose: boolean
         return;
       }
       case "metric":
-        write(`  ${e.name}: ${e.value}${e.unit ? ` ${e.unit}` : ""}`);
+        write(`  ${metricText(e)}`);
         return;
       case "log":
         if (e.level === "debug" && !verbose) return;

@@ -1,4 +1,4 @@
-import type { ProgressUnit } from "../core/events.js";
+import type { MetricEvent, ProgressUnit } from "../core/events.js";
 import { formatBytes, formatDuration } from "../core/format.js";
 
 /**
@@ -59,4 +59,13 @@ export function progressParts(p: ProgressNumbers): ProgressParts {
 export function progressText(p: ProgressNumbers): string {
   const parts = progressParts(p);
   return [parts.percent, parts.amount, parts.rate, parts.eta].filter(Boolean).join("  ");
+}
+
+/**
+ * A metric as one log line for every renderer: four significant digits (a recipe sends all seventeen of
+ * a float's) and the step it was measured at, when it has one ("block_error #3: 0.00004524").
+ */
+export function metricText(m: Pick<MetricEvent, "name" | "value" | "unit" | "step">): string {
+  const value = Number.isInteger(m.value) ? String(m.value) : String(Number(m.value.toPrecision(4)));
+  return `${m.name}${m.step !== undefined ? ` #${m.step}` : ""}: ${value}${m.unit ? ` ${m.unit}` : ""}`;
 }

@@ -5,6 +5,7 @@ import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from "vitest";
 import { type KldResult, klDivergence } from "../../src/backends/eval/kld.js";
 import { perplexity } from "../../src/backends/eval/perplexity.js";
+import { resolveModel } from "../../src/backends/store/resolve.js";
 import { EXIT } from "../../src/core/errors.js";
 import { FIXTURE } from "../helpers/cli.js";
 import { llamaCppToolsForTests } from "../helpers/llamaCppTools.js";
@@ -100,7 +101,7 @@ describe("perplexity like llama-perplexity", () => {
     "equals llama-perplexity's within 1 % on the same model, text and context, and exactly with the same batching",
     async (ctx) => {
       const dir = needTools(ctx);
-      const mine = await perplexity({ modelPath: F16, textFile: TEXT, ctxSize: CTX, threads: 1 });
+      const mine = await perplexity({ model: resolveModel(F16), textFile: TEXT, ctxSize: CTX, threads: 1 });
       expect(mine.chunks).toBeGreaterThanOrEqual(20);
       expect(mine.tokens).toBe(mine.chunks * (CTX - 1 - CTX / 2));
       // Its defaults (-b 2048 -ub 512) split each chunk over several physical batches: slightly different arithmetic.
@@ -119,8 +120,8 @@ describe("perplexity like llama-perplexity", () => {
     "equals llama-perplexity's within 1 % with a LoRA adapter, which changes the figure",
     async (ctx) => {
       const dir = needTools(ctx);
-      const base = await perplexity({ modelPath: F32, textFile: TEXT, ctxSize: CTX, threads: 1 });
-      const mine = await perplexity({ modelPath: F32, adapters: [{ path: LORA, scale: 1 }], textFile: TEXT, ctxSize: CTX, threads: 1 });
+      const base = await perplexity({ model: resolveModel(F32), textFile: TEXT, ctxSize: CTX, threads: 1 });
+      const mine = await perplexity({ model: resolveModel(F32), adapters: [{ path: LORA, scale: 1 }], textFile: TEXT, ctxSize: CTX, threads: 1 });
       const theirs = finalEstimate(await llamaPerplexity(dir, ["-m", F32, "--lora", LORA, "-f", TEXT], FINAL));
       expect(Math.abs(mine.ppl / theirs.ppl - 1)).toBeLessThan(0.01);
       expect(Math.abs(mine.ppl / base.ppl - 1)).toBeGreaterThan(0.02);
@@ -132,7 +133,7 @@ describe("perplexity like llama-perplexity", () => {
     const abort = new AbortController();
     const progress: number[] = [];
     const run = perplexity(
-      { modelPath: F16, textFile: TEXT, ctxSize: CTX, threads: 1 },
+      { model: resolveModel(F16), textFile: TEXT, ctxSize: CTX, threads: 1 },
       {
         signal: abort.signal,
         onEvent: (e) => {
@@ -151,9 +152,9 @@ describe("perplexity like llama-perplexity", () => {
   it("refuses a text shorter than two chunks, and a missing file, with clear errors", async () => {
     const short = path.join(work, "short.txt");
     writeFileSync(short, "<s><|user|>1+1<|assistant|>2</s>\n");
-    await expect(perplexity({ modelPath: F16, textFile: short, ctxSize: CTX, threads: 1 })).rejects.toMatchObject({ exitCode: EXIT.usage, message: expect.stringMatching(/needs at least 256/) });
-    await expect(perplexity({ modelPath: F16, textFile: path.join(work, "nope.txt"), ctxSize: CTX, threads: 1 })).rejects.toMatchObject({ exitCode: EXIT.notFound });
-    await expect(perplexity({ modelPath: F16, textFile: TEXT, ctxSize: 2, threads: 1 })).rejects.toMatchObject({ exitCode: EXIT.usage });
+    await expect(perplexity({ model: resolveModel(F16), textFile: short, ctxSize: CTX, threads: 1 })).rejects.toMatchObject({ exitCode: EXIT.usage, message: expect.stringMatching(/needs at least 256/) });
+    await expect(perplexity({ model: resolveModel(F16), textFile: path.join(work, "nope.txt"), ctxSize: CTX, threads: 1 })).rejects.toMatchObject({ exitCode: EXIT.notFound });
+    await expect(perplexity({ model: resolveModel(F16), textFile: TEXT, ctxSize: 2, threads: 1 })).rejects.toMatchObject({ exitCode: EXIT.usage });
   });
 });
 
@@ -161,14 +162,14 @@ describe("KL divergence like llama-perplexity --kl-divergence", () => {
   it(
     "is near zero for the F16 against the F32 it was converted from, with the same top token almost everywhere",
     async () => {
-      const r = await klDivergence({ modelPath: F16, basePath: F32, textFile: TEXT, ctxSize: CTX, threads: 1 });
+      const r = await klDivergence({ model: resolveModel(F16), base: resolveModel(F32), textFile: TEXT, ctxSize: CTX, threads: 1 });
       expect(r.mean).toBeGreaterThanOrEqual(0);
       expect(r.mean).toBeLessThan(1e-4);
       expect(r.max).toBeLessThan(0.05);
       expect(r.sameTop).toBeGreaterThan(0.99);
       expect(Math.abs(r.ppl / r.basePpl - 1)).toBeLessThan(2e-3);
       // The model against itself: exactly zero, every top token the same.
-      const self = await klDivergence({ modelPath: F32, basePath: F32, textFile: TEXT, ctxSize: CTX, threads: 1 });
+      const self = await klDivergence({ model: resolveModel(F32), base: resolveModel(F32), textFile: TEXT, ctxSize: CTX, threads: 1 });
       expect(self.mean).toBe(0);
       expect(self.sameTop).toBe(1);
     },
@@ -185,7 +186,7 @@ describe("KL divergence like llama-perplexity --kl-divergence", () => {
       const mine: Record<string, KldResult> = {};
       for (const type of ["Q8_0", "Q2_K"]) {
         const file = await quant(dir, type);
-        const m = (mine[type] = await klDivergence({ modelPath: file, basePath: F32, textFile: TEXT, ctxSize: CTX, threads: 1 }));
+        const m = (mine[type] = await klDivergence({ model: resolveModel(file), base: resolveModel(F32), textFile: TEXT, ctxSize: CTX, threads: 1 }));
         const theirs = kldSummary(await llamaPerplexity(dir, ["-m", file, "-b", "512", "--kl-divergence-base", baseLogits, "--kl-divergence"], KLD_SUMMARY));
         expect(Math.abs(m.ppl / theirs.ppl - 1), type).toBeLessThan(1e-6);
         // llama-perplexity's own "Mean PPL(base)" in this mode comes from log-probabilities stored in 16

@@ -48,7 +48,7 @@ function safetensorsHeader(file: string): Record<string, { dtype: string; shape:
   }
 }
 
-type Event = { type: string; id?: string; status?: string; unit?: string; rateUnit?: string; current?: number; total?: number; rate?: number };
+type Event = { type: string; id?: string; status?: string; unit?: string; rateUnit?: string; current?: number; total?: number; rate?: number; detail?: string };
 const eventsOf = (stdout: string) => stdout.trim().split("\n").map((l) => JSON.parse(l) as Event);
 
 describe("slm quantize --method gptq|awq", () => {
@@ -99,6 +99,10 @@ describe("slm quantize --method gptq|awq", () => {
     const layers = eventsOf(gptq.stdout).filter((e) => e.type === "progress" && e.id === "quantize:layers");
     expect(layers.map((e) => e.current)).toEqual([0, 1, 2, 3, 4]);
     for (const e of layers.slice(1)) expect(e).toMatchObject({ unit: "layers", total: 4, rateUnit: "tokens" });
+    // Steps name the user's calibration file, never slm's scratch copy or work folder (gone a moment later).
+    const steps = eventsOf(gptq.stdout).filter((e) => e.type === "step");
+    expect(steps.find((e) => e.id === "quantize:calibration" && e.status === "start")).toMatchObject({ detail: TRAIN });
+    expect(JSON.stringify(steps)).not.toContain(".tmp-");
   });
 
   it("slm info shows the quantization and the calibration file with its hash; --json gives path and quantization", async (ctx) => {
@@ -302,6 +306,21 @@ describe("slm quantize --method gptq|awq: bad inputs, refused before any work", 
       expect(r.stderr).toContain(message);
     }
     nothingLeft();
+  });
+
+  it("--help, which that refusal points to, names the method of every flag that is not common to all", async () => {
+    const help = await slm(["quantize", "--help"], sb);
+    expect(help.exitCode).toBe(0);
+    // Commander's layout: "  -o, --out <name>   description", continued on lines indented further.
+    const options = help.stdout.slice(help.stdout.indexOf("Options:"), help.stdout.indexOf("-h, --help"));
+    const described = [...options.matchAll(/^ {2}(?:-\w, )?(--[\w-]+)[^\n]*? {2,}(\S[^\n]*)/gm)].map((m) => [m[1]!, m[2]!] as const);
+    const common = ["--method", "--bits", "--type", "--calibration", "--threads", "--out"];
+    const sweepOnly = ["--text", "--task", "--limit", "--parallel", "--max-kld", "--max-drop", "--keep", "--report"];
+    const specific = described.filter(([flag]) => !common.includes(flag));
+    expect(specific.length).toBeGreaterThan(15);
+    for (const [flag, text] of specific) {
+      expect(text, flag).toMatch(sweepOnly.includes(flag) ? /^with --sweep/ : /^(llamacpp|gptq|awq)\b/);
+    }
   });
 
   it("bit widths the method does not write: 3-bit GPTQ, AWQ other than 4", async () => {

@@ -128,6 +128,11 @@ describe("running Hugging Face folders through a GGUF converted once", () => {
     expect(ev.exitCode, ev.all).toBe(0);
     expect(ev.stdout).not.toMatch(/"convert:run"/);
     expect(JSON.stringify(lastJson(ev.stdout).data)).toContain("tiny-arith-F16");
+    // Perplexity and KL divergence load the same F16, the folder as model and as --kld-base alike.
+    const kld = await slm(["eval", HF, "--perplexity", path.join(FIXTURE, "data", "eval-text.txt"), "--kld-base", HF, "--json"], sb);
+    expect(kld.exitCode, kld.all).toBe(0);
+    const scored = (lastJson(kld.stdout).data as { models: { model: string; kld: { mean: number; base: string } }[] }).models[0]!;
+    expect(scored).toMatchObject({ model: "tiny-arith-F16", kld: { mean: 0, base: "tiny-arith-F16" } });
 
     const proc = execa("node", [BIN, "serve", HF, "--port", "0", "--threads", "1"], { env: sb.env, extendEnv: true, reject: false });
     try {

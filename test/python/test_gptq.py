@@ -112,6 +112,21 @@ class SourceTest(unittest.TestCase):
 
 
 @needs_torch
+class GptqShapesTest(unittest.TestCase):
+    def test_a_group_size_that_does_not_divide_a_layers_input_is_a_config_error(self):
+        from slm_recipes.quant.gptq_method import GptqMethod
+
+        ctx = SimpleNamespace(index=0, linears={"q_proj": torch.nn.Linear(256, 256), "down_proj": torch.nn.Linear(768, 256)},
+                              full_name=lambda n: f"model.layers.0.{n}")
+        for group in (100, 512):
+            cfg = SimpleNamespace(method="gptq", bits=4, group_size=group, desc_act=False)
+            with self.assertRaisesRegex(ConfigError, f"group_size {group} does not divide the 256 input columns of model.layers.0.q_proj"):
+                GptqMethod(cfg)._check_shapes(ctx)
+        for group in (128, 64, -1):
+            GptqMethod(SimpleNamespace(method="rtn", bits=4, group_size=group, desc_act=False))._check_shapes(ctx)
+
+
+@needs_torch
 class PackTest(unittest.TestCase):
     """Words worked out by hand from the format: levels packed along the input (qweight) or output (qzeros)
     dimension, the first value in the lowest bits; qzeros holds zero − 1."""
@@ -401,6 +416,19 @@ class CalibrationTest(unittest.TestCase):
         messages = " | ".join(e["message"] for e in events if e["type"] == "log" and e["level"] == "warn")
         self.assertRegex(messages, "seq_len 512 is longer than the model's context; using 256")
         self.assertRegex(messages, "gives 10 windows of 256 tokens, fewer than the 128 samples")
+
+    def test_data_shorter_than_one_window_is_one_warning_in_the_singular(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
+            f.write("12+34=46\n")  # 10 tokens with the BOS
+            f.flush()
+            w, events = self.windows(f.name, "text", 128, 256)
+        self.assertEqual(tuple(w.shape), (1, 10))
+        warnings = [e["message"] for e in events if e["type"] == "log" and e["level"] == "warn"]
+        self.assertEqual(warnings, ["calibration data has only 10 tokens, fewer than seq_len 256: using one window of 10 tokens instead of 128"])
+        from slm_recipes.quant.calibration import windows_text
+
+        self.assertEqual(windows_text(1, 10), "1 window of 10 tokens")
+        self.assertEqual(windows_text(16, 256), "16 windows of 256 tokens")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { parseEventLine } from "../../src/backends/python/events.js";
 import type { SlmEvent } from "../../src/core/events.js";
+import { TaskStore } from "../../src/ui/ink/taskStore.js";
 import { plainEventWriter } from "../../src/ui/plain.js";
 import { progressParts } from "../../src/ui/progress.js";
 
@@ -25,5 +26,19 @@ describe("progress counted in layers at a rate of tokens", () => {
     write({ type: "step", id: "quantize:layers", status: "start", title, ts: 0 } as SlmEvent);
     write({ ...(parseEventLine(LINE) as SlmEvent), ts: 30_000 });
     expect(lines[1]).toBe(`  ${title}: 25%  6/24 layers  1834 tokens/s  ETA 1m30s`);
+  });
+
+  it("shows each block's error as a short number with its block, in the live view and in plain lines", () => {
+    // What the recipe sends after block 3 (quant/pipeline.py): all of a float's digits.
+    const metric = parseEventLine('{"type":"metric","name":"block_error","value":0.000045239113684482,"step":3,"ts":1}') as SlmEvent;
+    const lines: string[] = [];
+    plainEventWriter((l) => lines.push(l), false)(metric);
+    expect(lines).toEqual(["  block_error #3: 0.00004524"]);
+    const store = new TaskStore();
+    store.push(metric);
+    expect(store.get().finished.map((f) => f.text)).toEqual(["block_error #3: 0.00004524"]);
+    const bench = { type: "metric", ts: 1, name: "pp512 tokens/s", value: 1234.56, unit: "tokens/s" } as SlmEvent;
+    plainEventWriter((l) => lines.push(l), false)(bench);
+    expect(lines[1]).toBe("  pp512 tokens/s: 1235 tokens/s");
   });
 });

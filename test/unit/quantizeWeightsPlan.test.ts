@@ -146,10 +146,14 @@ describe("planning GPTQ/AWQ", () => {
     expect((await planWeights({ ref: HF, method: "awq", type: "q4_k_m", calibration: TEXT })).name).toBe("tiny-arith-AWQ-Q4_K_M");
   });
 
-  it("refuses an AWQ group size that does not divide the model's widths, before Python starts", async () => {
+  it("refuses a group size that does not divide the model's widths, for AWQ and GPTQ, before Python starts", async () => {
     expect(await usage(planWeights({ ref: HF, method: "awq", groupSize: 100, calibration: TEXT }))).toMatch(/--group-size 100 does not divide the model's hidden_size \(256\)/);
-    // GPTQ's g_idx handles a last, shorter group.
-    expect((await planWeights({ ref: HF, method: "gptq", groupSize: 100, calibration: TEXT })).settings.groupSize).toBe(100);
+    // A GPTQ checkpoint with a last, shorter group is one vLLM refuses to load: refused here too.
+    expect(await usage(planWeights({ ref: HF, method: "gptq", groupSize: 100, calibration: TEXT }))).toMatch(/--group-size 100 does not divide the model's hidden_size \(256\): GPTQ needs whole groups/);
+    // Larger than a layer's input is a partial group as well (tiny-arith: 256 and 768 wide).
+    expect(await usage(planWeights({ ref: HF, method: "gptq", groupSize: 512, calibration: TEXT }))).toMatch(/hidden_size \(256\)/);
+    expect((await planWeights({ ref: HF, method: "gptq", groupSize: 64, calibration: TEXT })).settings.groupSize).toBe(64);
+    expect((await planWeights({ ref: HF, method: "gptq", groupSize: -1, calibration: TEXT })).settings.groupSize).toBe(-1);
   });
 
   it("hands the recipe canonical JSONL: every accepted shape as {messages} or {text}", () => {

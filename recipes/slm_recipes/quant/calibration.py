@@ -18,6 +18,11 @@ def capped_seq_len(seq_len, max_positions):
     return seq_len
 
 
+def windows_text(n, seq_len):
+    """"1 window of 10 tokens", "16 windows of 256 tokens": for logs and step details."""
+    return f"{n} window{'' if n == 1 else 's'} of {seq_len} tokens"
+
+
 def load_calibration(cfg, tokenizer, max_positions=None):
     """LongTensor [n, seq_len] from cfg.calibration ({file, format}), cfg.samples and cfg.seq_len; seq_len is
     capped at max_positions (the model's max_position_embeddings). Fewer than `samples` windows when the data is
@@ -34,13 +39,14 @@ def load_calibration(cfg, tokenizer, max_positions=None):
             break
     if len(stream) < 2:
         raise ConfigError(f"calibration: {cfg.calibration.file} holds no text to calibrate on")
-    if len(stream) < seq_len:
+    short = len(stream) < seq_len
+    if short:
         ev.log("warn", f"calibration data has only {len(stream)} tokens, fewer than seq_len {seq_len}: "
-                       f"using one window of {len(stream)} tokens")
+                       f"using one window of {len(stream)} tokens instead of {cfg.samples}")
         seq_len = len(stream)
     n = min(cfg.samples, len(stream) // seq_len)
-    if n < cfg.samples:
-        ev.log("warn", f"calibration data gives {n} windows of {seq_len} tokens, fewer than the {cfg.samples} "
+    if n < cfg.samples and not short:  # a short stream's one warning already said so
+        ev.log("warn", f"calibration data gives {windows_text(n, seq_len)}, fewer than the {cfg.samples} "
                        "samples asked for")
     return torch.tensor(stream[: n * seq_len], dtype=torch.long).view(n, seq_len)
 

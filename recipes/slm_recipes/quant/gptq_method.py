@@ -2,7 +2,7 @@
 linears are quantized stage by stage ("true sequential": q/k/v, then o with the inputs the quantized q/k/v give,
 then gate/up, then down), each stage's Hessian collected from the block's calibration inputs; the checkpoint is
 the classic GPTQ format (pack_gptq.py)."""
-from ..errors import RecipeError
+from ..errors import ConfigError, RecipeError
 from . import pack_gptq
 from .checkpoint import write_checkpoint
 from .gptq import Hessian, Prepared, gptq_quantize, output_error
@@ -50,9 +50,15 @@ class GptqMethod:
                 self._store(ctx.full_name(name), linear, *result, error)
 
     def _check_shapes(self, ctx):
-        """Before any work: the format packs 32/bits values per int32 word along both dimensions."""
+        """Before any work: the format packs 32/bits values per int32 word along both dimensions, and groups
+        are whole along every input (g_idx could describe a last, shorter group, but vLLM refuses such a
+        checkpoint: "input size is not aligned with the quantized weight shape")."""
         per = 32 // self.cfg.bits
+        group = self.cfg.group_size
         for name, linear in ctx.linears.items():
+            if group != -1 and linear.in_features % group:
+                raise ConfigError(f"group_size {group} does not divide the {linear.in_features} input columns of "
+                                  f"{ctx.full_name(name)}; choose a divisor of it, or -1 (per channel)")
             if linear.in_features % per or linear.out_features % per:
                 raise RecipeError(f"{ctx.full_name(name)} ({linear.in_features} → {linear.out_features}) cannot be "
                                   f"stored in the GPTQ format at {self.cfg.bits} bits: both sizes must be multiples "

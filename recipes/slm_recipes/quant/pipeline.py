@@ -15,7 +15,7 @@ from .. import events as ev
 from ..errors import Cancelled, ConfigError
 from ..model import pick_device
 from .blocks import decoder_blocks, load_model, run_blocks
-from .calibration import load_calibration
+from .calibration import load_calibration, windows_text
 from .checkpoint import output_folder, read_config
 
 
@@ -69,7 +69,7 @@ def run_quantize(cfg, steps, interrupt, method):
             text_cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
             windows = load_calibration(cfg, tokenizer, getattr(text_cfg, "max_position_embeddings", None))
             _check(interrupt)
-            steps.done(f"{windows.shape[0]} windows of {windows.shape[1]} tokens")
+            steps.done(windows_text(windows.shape[0], windows.shape[1]))
         tokens = 0 if windows is None else windows.numel()
 
         steps.start("quantize:layers", f"Quantizing layers ({method.title})")

@@ -135,9 +135,9 @@ async function textContext(plan: EvalPlan, o: EvalRunOptions): Promise<number> {
 /** Perplexity, or KL divergence from the base (which gives the perplexity too), of one model on the text. */
 async function scoreText(m: EvalModel, plan: EvalPlan, ctxSize: number, o: EvalRunOptions, ctx: BackendContext): Promise<Pick<ModelResult, "perplexity" | "kld">> {
   if (!plan.text) return {};
-  const common = { modelPath: m.modelRef, adapters: m.extraAdapters, textFile: plan.text.file, ctxSize, threads: o.threads, batchSize: o.batch, gpu: o.gpu };
+  const common = { model: m.entry, adapters: m.extraAdapters, textFile: plan.text.file, ctxSize, threads: o.threads, batchSize: o.batch, gpu: o.gpu };
   if (!plan.kldBase) return { perplexity: await perplexity(common, ctx) };
-  const kld = await klDivergence({ ...common, basePath: plan.kldBase.modelRef, baseAdapters: plan.kldBase.extraAdapters }, ctx);
+  const kld = await klDivergence({ ...common, base: plan.kldBase.entry, baseAdapters: plan.kldBase.extraAdapters }, ctx);
   return { kld: { ...kld, base: plan.kldBase.label } };
 }
 

@@ -6,15 +6,16 @@ import type { GpuChoice } from "../llama/runtime.js";
 import { bosOf, checkContextSize, planChunks, readEvalText, tokenizeText } from "./chunks.js";
 import { scoreChunks, scoringLanes } from "./lockstep.js";
 import { type DistributionRow, LN_FLOAT32_MIN, logProbOf, openReaders } from "./logprobs.js";
+import type { ModelEntry } from "../store/types.js";
 import { loadForScoring } from "./perplexity.js";
 import { Moments, meanAndUncertainty, medianSorted, perplexityEstimate, percentileSorted, shareWithError } from "./stats.js";
 
 export interface KldOptions {
-  /** The model under test (e.g. a quantization). */
-  modelPath: string;
+  /** The model under test (e.g. a quantization), resolved and made runnable by the caller. */
+  model: ModelEntry;
   adapters?: LoraSpec[];
   /** The reference model whose distribution the KL divergence is measured from (e.g. the F16/F32 source). */
-  basePath: string;
+  base: ModelEntry;
   baseAdapters?: LoraSpec[];
   textFile: string;
   ctxSize: number;
@@ -82,8 +83,8 @@ export async function klDivergence(o: KldOptions, ctx: BackendContext = {}): Pro
   const text = readEvalText(o.textFile);
   const opened: LoadedModel[] = [];
   try {
-    for (const [id, p, adapters] of [["kld:load-base", o.basePath, o.baseAdapters], ["kld:load", o.modelPath, o.adapters]] as const) {
-      emit(ctx.onEvent, { type: "step", id, status: "start", title: `Loading ${p}` });
+    for (const [id, p, adapters] of [["kld:load-base", o.base, o.baseAdapters], ["kld:load", o.model, o.adapters]] as const) {
+      emit(ctx.onEvent, { type: "step", id, status: "start", title: `Loading ${p.name}` });
       const loaded = await loadForScoring(p, { ...o, adapters }, ctx);
       opened.push(loaded);
       emit(ctx.onEvent, { type: "step", id, status: "done", title: `Loaded ${loaded.entry.name}`, detail: `${loaded.settings.threads} threads, ${loaded.loadMs} ms` });

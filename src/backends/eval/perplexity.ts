@@ -2,15 +2,18 @@ import { emit, type BackendContext } from "../../core/events.js";
 import { type LoadedModel, loadModel } from "../llama/loader.js";
 import type { LoraSpec } from "../llama/lora.js";
 import type { GpuChoice } from "../llama/runtime.js";
-import { resolveModel } from "../store/resolve.js";
+import type { ModelEntry } from "../store/types.js";
 import { bosOf, checkContextSize, decodeShape, planChunks, readEvalText, tokenizeText } from "./chunks.js";
 import { scoreChunks, scoringLanes } from "./lockstep.js";
 import { logProbOf, openReaders } from "./logprobs.js";
 import { Moments, perplexityEstimate } from "./stats.js";
 
 export interface PerplexityOptions {
-  /** A .gguf file or any model reference slm resolves (registered name, built-in). */
-  modelPath: string;
+  /**
+   * The model as resolved and made runnable by the caller (a Hugging Face/GPTQ/AWQ model's converted GGUF):
+   * resolving the user's reference again here would find the folder, not the GGUF it runs as.
+   */
+  model: ModelEntry;
   /** LoRA adapters on top of the model (after those of a registered "base + adapter" model). */
   adapters?: LoraSpec[];
   textFile: string;
@@ -39,8 +42,7 @@ export interface PerplexityResult {
 }
 
 /** Loads a model with one sequence of `ctxSize` tokens per chunk decoded at once (chunks.ts). */
-export async function loadForScoring(modelPath: string, o: { adapters?: LoraSpec[]; ctxSize: number; threads?: number; batchSize?: number; gpu?: GpuChoice }, ctx: BackendContext): Promise<LoadedModel> {
-  const entry = resolveModel(modelPath);
+export async function loadForScoring(entry: ModelEntry, o: { adapters?: LoraSpec[]; ctxSize: number; threads?: number; batchSize?: number; gpu?: GpuChoice }, ctx: BackendContext): Promise<LoadedModel> {
   const shape = decodeShape(o.ctxSize, o.batchSize);
   return loadModel(entry, { lora: o.adapters, contextSize: o.ctxSize, batchSize: shape.batchSize, threads: o.threads, gpu: o.gpu, sequences: shape.parallel }, ctx);
 }
@@ -52,8 +54,8 @@ export async function loadForScoring(modelPath: string, o: { adapters?: LoraSpec
 export async function perplexity(o: PerplexityOptions, ctx: BackendContext = {}): Promise<PerplexityResult> {
   checkContextSize(o.ctxSize, o.batchSize);
   const text = readEvalText(o.textFile);
-  emit(ctx.onEvent, { type: "step", id: "perplexity:load", status: "start", title: `Loading ${o.modelPath}` });
-  const loaded = await loadForScoring(o.modelPath, o, ctx);
+  emit(ctx.onEvent, { type: "step", id: "perplexity:load", status: "start", title: `Loading ${o.model.name}` });
+  const loaded = await loadForScoring(o.model, o, ctx);
   try {
     emit(ctx.onEvent, { type: "step", id: "perplexity:load", status: "done", title: `Loaded ${loaded.entry.name}`, detail: `${loaded.settings.threads} threads, ${loaded.loadMs} ms` });
     return await perplexityOf(loaded, text, o.ctxSize, o.batchSize, ctx);

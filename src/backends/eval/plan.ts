@@ -16,8 +16,6 @@ import { ensureGguf } from "../convert/runnable.js";
 export interface EvalModel {
   /** As typed on the command line. */
   ref: string;
-  /** The model part of `ref` (without "+adapter"), which resolveModel takes. */
-  modelRef: string;
   /** The name in tables: the model's, with "+ adapter" for each added adapter. */
   label: string;
   entry: ModelEntry;
@@ -84,7 +82,7 @@ async function evalModel(ref: string, m: ReturnType<typeof modelEntry>, lora: re
   const specs = [...m.adapters, ...lora];
   const extraAdapters = await resolveLoraArgs(specs, ctx, { baseGguf: m.entry.path });
   const label = [m.entry.name, ...specs.map(adapterLabel)].join(" + ");
-  return { ref, modelRef: m.model, label, entry: m.entry, extraAdapters };
+  return { ref, label, entry: m.entry, extraAdapters };
 }
 
 function evalText(file: string): EvalText {

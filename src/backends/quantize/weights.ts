@@ -129,15 +129,17 @@ export function settingsOf(req: WeightsRequest): WeightsSettings {
 }
 
 /**
- * AWQ's GEMM layout stores whole groups along every linear's input: the hidden and MLP widths must be
- * multiples of the group size. Said from config.json now, not after Python has loaded the model.
+ * Both checkpoint formats are read group by group along every linear's input, and the GPU servers they
+ * are made for refuse a partial group (vLLM: "input size is not aligned with the quantized weight shape";
+ * AWQ's GEMM layout cannot even store one): the hidden and MLP widths must be multiples of the group
+ * size. Said from config.json now, not after Python has loaded the model.
  */
-function assertAwqGroups(folder: HfFolderInfo, groupSize: number): void {
+function assertWholeGroups(folder: HfFolderInfo, method: WeightsMethod, groupSize: number): void {
   if (groupSize === -1) return;
   const config = JSON.parse(readFileSync(path.join(folder.dir, "config.json"), "utf8")) as { hidden_size?: unknown; intermediate_size?: unknown };
   for (const [key, width] of [["hidden_size", config.hidden_size], ["intermediate_size", config.intermediate_size]] as const) {
     if (typeof width === "number" && width % groupSize !== 0) {
-      throw new UsageError(`--group-size ${groupSize} does not divide the model's ${key} (${width}): AWQ needs whole groups along every layer's input.`, { hint: "Use a divisor of it (128, 64, 32…), or -1 for per-channel scales." });
+      throw new UsageError(`--group-size ${groupSize} does not divide the model's ${key} (${width}): ${method.toUpperCase()} needs whole groups along every layer's input (GPU servers such as vLLM refuse a partial group).`, { hint: "Use a divisor of it (128, 64, 32…), or -1 for per-channel scales." });
     }
   }
 }
@@ -167,7 +169,7 @@ export async function planWeights(req: WeightsRequest, ctx: BackendContext = {})
     throw new UsageError(`--seq-len ${req.seqLen} is longer than ${source.source.name}'s context (${context} tokens).`, { hint: `Use --seq-len ${context} or less.` });
   }
   if (req.seqLen === undefined && context !== undefined) settings.seqLen = Math.min(settings.seqLen, context);
-  if (settings.method === "awq") assertAwqGroups(folder, settings.groupSize);
+  assertWholeGroups(folder, settings.method, settings.groupSize);
   const calibration = recipeCalibration(path.resolve(req.calibration), { name: source.source.name, hasChatTemplate: summariseHfFolder(folder.dir).hasChatTemplate });
   const ggufType = req.type?.trim().toUpperCase();
   const name = req.out ?? derivedName(source.source, weightsSuffix(settings, ggufType));

@@ -108,13 +108,27 @@ export function recipeConfig(plan: WeightsPlan, outputDir: string, calibrationFi
 }
 
 /**
- * The recipe reports layers done at a rate of calibration tokens per second (contract 1); events that
- * do not name the rate's unit get it, so every view shows tokens/s and times the rest by layers.
+ * The recipe's events as the user should see them. It reports layers done at a rate of calibration tokens
+ * per second (contract 1); events that do not name the rate's unit get it, so every view shows tokens/s
+ * and times the rest by layers. And it names the files it was given, which are slm's scratch copies: a
+ * step detail that is one of those reads as what the user knows instead (`shown`: scratch path → the
+ * user's path, or undefined to say nothing), never a temporary path that is gone a moment later.
  */
-function withTokenRate(ctx: BackendContext): BackendContext {
+function asTheUserSees(ctx: BackendContext, shown: ReadonlyMap<string, string | undefined>): BackendContext {
   const sink = ctx.onEvent;
   if (!sink) return ctx;
-  return { ...ctx, onEvent: (e: SlmEvent) => sink(e.type === "progress" && e.unit === "layers" && !e.rateUnit && e.rate !== undefined ? { ...e, rateUnit: "tokens" } : e) };
+  return {
+    ...ctx,
+    onEvent: (e: SlmEvent) => {
+      if (e.type === "progress" && e.unit === "layers" && !e.rateUnit && e.rate !== undefined) return sink({ ...e, rateUnit: "tokens" });
+      if (e.type === "step" && e.detail !== undefined && shown.has(e.detail)) {
+        const { detail: _scratch, ...rest } = e;
+        const detail = shown.get(e.detail);
+        return sink(detail === undefined ? rest : { ...rest, detail });
+      }
+      sink(e);
+    },
+  };
 }
 
 /** torch's CPU thread pool follows --threads / SLM_THREADS; an OMP_NUM_THREADS the user set wins. */
@@ -132,7 +146,9 @@ export async function runQuantizeRecipe(plan: WeightsPlan, outputDir: string, ou
     const file = path.join(scratch, plan.calibration.info.format === "text" ? "calibration.txt" : "calibration.jsonl");
     writeFileSync(file, plan.calibration.content);
     const config = recipeConfig(plan, outputDir, file, output);
-    return await runRecipe<QuantizeRecipeResult>({ recipe: "quantize_hf.py", config, python, env: threadEnv(plan.settings) }, withTokenRate(ctx));
+    // The work folder is installed under its name later; the registering step says where.
+    const shown = new Map([[file, plan.calibration.info.file], [outputDir, undefined]]);
+    return await runRecipe<QuantizeRecipeResult>({ recipe: "quantize_hf.py", config, python, env: threadEnv(plan.settings) }, asTheUserSees(ctx, shown));
   } finally {
     removeUnused(scratch);
   }

@@ -1,4 +1,5 @@
 import type { ProgressUnit, SlmEvent } from "../../core/events.js";
+import { metricText } from "../progress.js";
 
 export interface TaskLine {
   id: string;
@@ -51,7 +52,7 @@ export class TaskStore {
     } else if (e.type === "log" && (e.level !== "debug" || verbose)) {
       next = { ...s, finished: [...s.finished, { key: `${this.seq++}`, text: e.message, kind: e.level === "warn" ? "warn" : "log" }] };
     } else if (e.type === "metric") {
-      next = { ...s, finished: [...s.finished, { key: `${this.seq++}`, text: `${e.name}: ${e.value}${e.unit ? ` ${e.unit}` : ""}`, kind: "log" }] };
+      next = { ...s, finished: [...s.finished, { key: `${this.seq++}`, text: metricText(e), kind: "log" }] };
     }
     if (next) {
       this.state = next;
