@@ -142,3 +142,71 @@ def merge_config(raw):
     c.out = os.path.abspath(r.string("out"))
     r.finish()
     return c
+
+
+_GPTQ_BITS = (2, 4, 8)
+_NO_3BIT = ("bits: 3-bit GPTQ is not supported: its packing splits values across int32 words, and llama.cpp's "
+            "convert_hf_to_gguf.py (slm's way back to GGUF) does not read 3-bit GPTQ either; use 2, 4 or 8")
+
+
+def _empty_or_absent(path, key):
+    if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
+        raise ConfigError(f"{key}: {path} already exists and is not an empty folder")
+    return path
+
+
+def _calibration(r, required):
+    v = r.get("calibration", None)
+    if v is None:
+        if required:
+            raise ConfigError("quantize config: 'calibration' is required for gptq and awq "
+                              "(an object {\"file\": ..., \"format\": \"text\" | \"chat-jsonl\"})")
+        return None
+    c = _Reader(v, "quantize calibration")
+    cal = SimpleNamespace(file=_existing_file(c.string("file"), "calibration.file"),
+                          format=c.choice("format", ("text", "chat-jsonl")))
+    c.finish()
+    return cal
+
+
+def quantize_config(raw):
+    """Contract 1 of issue 11 (docs/quantize-recipes.md): quantize an HF folder with GPTQ, AWQ or round-to-nearest,
+    or dequantize a GPTQ/AWQ folder."""
+    r = _Reader(raw, "quantize")
+    c = SimpleNamespace()
+    c.task = r.choice("task", ("quantize", "dequantize"), default="quantize")
+    c.model = _existing_dir(r.string("model"), "model", "config.json")
+    c.output_dir = _empty_or_absent(os.path.abspath(r.string("output_dir")), "output_dir")
+    c.device = r.choice("device", ("auto", "cpu", "cuda"), default="auto")
+    c.threads = r.integer("threads", 1, default=None, nullable=True)
+    if c.task == "dequantize":
+        c.dtype = r.choice("dtype", ("float16", "bfloat16", "float32"), default="float16")
+        r.finish()
+        return c
+    c.method = r.choice("method", ("gptq", "awq", "rtn"))
+    c.output = r.choice("output", ("packed", "scaled"), default="packed")
+    c.bits = r.integer("bits", 2, default=4)
+    c.group_size = r.integer("group_size", -1, default=128)
+    c.desc_act = r.boolean("desc_act", default=False)
+    c.sym = r.boolean("sym", default=True)
+    c.damp = r.number("damp", 0, 1, low_open=True, default=0.01)
+    c.zero_point = r.boolean("zero_point", default=True)
+    c.calibration = _calibration(r, required=c.method != "rtn")
+    c.samples = r.integer("samples", 1, default=128)
+    c.seq_len = r.integer("seq_len", 2, default=512)
+    r.finish()
+    if c.group_size == 0:
+        raise r.bad("group_size", "-1 (per channel) or a positive integer")
+    if c.output == "scaled" and c.method != "awq":
+        raise ConfigError("output: \"scaled\" (AWQ's scales applied to float weights) is for method \"awq\" only")
+    if c.method == "awq":
+        if c.output == "packed" and c.bits != 4:
+            raise ConfigError(f"bits: AWQ's GEMM checkpoint format is 4-bit only, got {c.bits}")
+        if not 2 <= c.bits <= 8:
+            raise r.bad("bits", "an integer from 2 to 8")
+    else:
+        if c.bits == 3:
+            raise ConfigError(_NO_3BIT)
+        if c.bits not in _GPTQ_BITS:
+            raise r.bad("bits", "2, 4 or 8")
+    return c

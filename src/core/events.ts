@@ -17,7 +17,7 @@ export interface StepEvent {
  * What a progress event counts, named as a user would ("12/50 questions", not "12/50 steps"); `percent`
  * is a share of 100 reported by a tool that gives nothing else (cmake).
  */
-export const PROGRESS_UNITS = ["bytes", "steps", "tokens", "questions", "repetitions", "tensors", "chunks", "examples", "packages", "percent"] as const;
+export const PROGRESS_UNITS = ["bytes", "steps", "tokens", "questions", "repetitions", "tensors", "chunks", "examples", "packages", "layers", "percent"] as const;
 export type ProgressUnit = (typeof PROGRESS_UNITS)[number];
 
 export interface ProgressEvent {
@@ -28,8 +28,13 @@ export interface ProgressEvent {
   unit: ProgressUnit;
   current: number;
   total?: number;
-  /** Units per second, smoothed by the emitter. */
+  /** Units per second (of `rateUnit` when given), smoothed by the emitter. */
   rate?: number;
+  /**
+   * What `rate` counts when that is not `unit`: GPTQ counts decoder layers done, but a layer's time
+   * depends on its size, so its speed reads better in calibration tokens per second.
+   */
+  rateUnit?: ProgressUnit;
   /** What the step is busy with right now, when that changes within it (the package pip is downloading). */
   detail?: string;
 }

@@ -1,5 +1,5 @@
 import type { AdapterInfo, ModelInfo } from "../backends/store/info.js";
-import type { ModelSource } from "../backends/store/types.js";
+import type { LineageStep, ModelSource, WeightQuantization } from "../backends/store/types.js";
 import { formatBytes, formatCount } from "../core/format.js";
 
 /** `slm info` as aligned "key  value" lines; rows without a value are left out. */
@@ -20,11 +20,14 @@ export function modelInfoText(info: ModelInfo): string {
   const a = g?.adapter;
   return rows([
     ["name", m.name],
-    ["format", a ? `gguf (LoRA adapter${a.kind !== "lora" ? `, ${a.kind}` : ""}: load it with --lora on its base model)` : h ? `hf (Hugging Face ${h.weights === "none" ? "folder without weights" : h.weights})` : m.format],
+    ["format", a ? `gguf (LoRA adapter${a.kind !== "lora" ? `, ${a.kind}` : ""}: load it with --lora on its base model)` : m.format === "gptq" || m.format === "awq" ? `${m.format} (Hugging Face folder of ${m.format.toUpperCase()}-packed weights)` : h ? `hf (Hugging Face ${h.weights === "none" ? "folder without weights" : h.weights})` : m.format],
     ["path", m.path],
     ["size", formatBytes(m.size)],
     ["architecture", g?.architecture ?? (h ? [h.architecture, h.modelType && h.architecture ? `(${h.modelType})` : h.modelType].filter(Boolean).join(" ") : undefined) ?? m.architecture],
-    ["parameters", count(g ? g.parameters : (h?.parameters ?? m.parameters))],
+    // Packed int32 words are not weights: a GPTQ/AWQ folder's count is the one its quantization recorded.
+    ["parameters", count(g ? g.parameters : info.quantization || m.quantization ? m.parameters : (h?.parameters ?? m.parameters))],
+    ["quantization", quantizationText(info.quantization ?? m.quantization)],
+    ["calibration", calibrationText(m.lineage)],
     ["adapter base", a?.base],
     ["adapter rank", a?.rank === undefined ? undefined : Array.isArray(a.rank) ? a.rank.join(", ") : a.rank],
     ["adapter alpha", a?.alpha],
@@ -57,6 +60,26 @@ export function adapterInfoText({ peft: p }: AdapterInfo): string {
     ["task", p.taskType],
     ["tensors", p.tensors],
   ]);
+}
+
+/** "GPTQ 4-bit, group size 128, act-order, symmetric": how a GPTQ/AWQ folder's weights are packed. */
+export function quantizationText(q: WeightQuantization | undefined): string | undefined {
+  if (!q) return undefined;
+  const group = q.groupSize === -1 ? "per channel" : `group size ${q.groupSize}`;
+  const parts = [`${q.method.toUpperCase()} ${q.bits}-bit`, group];
+  if (q.method === "gptq") parts.push(q.descAct ? "act-order" : "no act-order", q.sym === false ? "asymmetric" : "symmetric");
+  else if (q.zeroPoint !== undefined) parts.push(q.zeroPoint ? "zero point" : "no zero point");
+  if (q.format) parts.push(`${q.method === "awq" ? "version" : "format"} ${q.format}`);
+  return parts.join(", ");
+}
+
+/** The calibration data of the latest GPTQ/AWQ step in a model's lineage: file, form and content hash. */
+function calibrationText(lineage: readonly LineageStep[]): string | undefined {
+  const step = lineage.find((l) => l.method === "gptq" || l.method === "awq");
+  const c = step?.parameters.calibration as { file?: string; format?: string; sha256?: string; tokens?: number } | undefined;
+  if (!c?.file) return undefined;
+  const details = [c.format, c.sha256 ? `sha256 ${c.sha256}` : undefined, c.tokens ? `${c.tokens.toLocaleString("en-US")} tokens` : undefined].filter(Boolean);
+  return `${c.file}${details.length ? ` (${details.join(", ")})` : ""}`;
 }
 
 function sourceText(s: ModelSource): string {

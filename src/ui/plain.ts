@@ -23,7 +23,7 @@ export function plainEventWriter(write: (line: string) => void, verbose: boolean
         if (finished && last === -1) return;
         lastProgress.set(e.id, finished ? -1 : e.ts);
         const t0 = started.get(e.id);
-        const numbers = progressText({ current: e.current, total: e.total, unit: e.unit, rate: e.rate, elapsed: t0 === undefined ? undefined : (e.ts - t0) / 1000 });
+        const numbers = progressText({ current: e.current, total: e.total, unit: e.unit, rate: e.rate, rateUnit: e.rateUnit, elapsed: t0 === undefined ? undefined : (e.ts - t0) / 1000 });
         write(`  ${titles.get(e.id) ?? e.id}: ${[e.detail, numbers].filter(Boolean).join("  ")}`);
         return;
       }

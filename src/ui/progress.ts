@@ -11,6 +11,8 @@ export interface ProgressNumbers {
   total?: number;
   unit: ProgressUnit;
   rate?: number;
+  /** What `rate` counts when that is not `unit` (layers done at so many tokens/s). */
+  rateUnit?: ProgressUnit;
   /** Seconds since the step started, on the events' clock. */
   elapsed?: number;
 }
@@ -40,12 +42,15 @@ export function etaSeconds(current: number, total: number | undefined, rate: num
 
 export function progressParts(p: ProgressNumbers): ProgressParts {
   const { current, total, unit, rate } = p;
+  const rateUnit = p.rateUnit ?? unit;
   const parts: ProgressParts = {};
   if (total) parts.percent = `${Math.floor((Math.min(current, total) / total) * 100)}%`;
   if (unit === "bytes") parts.amount = total ? `${formatBytes(current)} / ${formatBytes(total)}` : formatBytes(current);
   else if (unit !== "percent") parts.amount = total ? `${Math.round(current)}/${Math.round(total)} ${unit}` : `${Math.round(current)} ${unit}`;
-  if (rate && rate > 0 && unit !== "percent") parts.rate = unit === "bytes" ? `${formatBytes(rate)}/s` : `${rate >= 10 ? rate.toFixed(0) : rate.toFixed(1)} ${unit}/s`;
-  const eta = etaSeconds(current, total, rate, p.elapsed);
+  if (rate && rate > 0 && rateUnit !== "percent") parts.rate = rateUnit === "bytes" ? `${formatBytes(rate)}/s` : `${rate >= 10 ? rate.toFixed(0) : rate.toFixed(1)} ${rateUnit}/s`;
+  // A rate of something else cannot say how long the rest takes: the average pace of `unit` so far can.
+  const unitRate = rateUnit === unit ? rate : p.elapsed && p.elapsed > 0 ? current / p.elapsed : undefined;
+  const eta = etaSeconds(current, total, unitRate, p.elapsed);
   if (eta !== undefined) parts.eta = `ETA ${formatDuration(eta)}`;
   return parts;
 }

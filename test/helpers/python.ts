@@ -61,6 +61,14 @@ async function locate(modules: string[], purpose: string): Promise<ConvertPython
   return { skip: `no Python here can ${purpose} (set SLM_TEST_PYTHON): ${reasons.join("; ") || "no python3 found"}` };
 }
 
+/** What recipes/quantize_hf.py imports (RECIPE_MODULES in src/backends/quantize/weightsRun.ts), plus the fixture's tokenizer. */
+export const QUANTIZE_TEST_MODULES = ["torch", "transformers", "safetensors", "sentencepiece"];
+
+/** A Python for the tests that run GPTQ/AWQ with the real recipe (test/e2e/quantizeGptq.test.ts). */
+export function quantizePythonForTests(): Promise<ConvertPython> {
+  return pythonForTests(QUANTIZE_TEST_MODULES, "quantize with recipes/quantize_hf.py");
+}
+
 /** A Python with the Hugging Face tokenizer, to count the fixture's tokens as transformers does. */
 export function tokenizerPythonForTests(): Promise<ConvertPython> {
   return pythonForTests(["transformers", "sentencepiece"], "load the fixture's Hugging Face tokenizer");

@@ -54,6 +54,11 @@ const VIEWS: Record<string, Draft[]> = {
     { type: "step", id: "quantize:run", status: "start", title: `Quantizing ${LONG}-F16 to Q3_K_M` },
     { type: "progress", id: "quantize:run", unit: "tensors", current: 187, total: 292, rate: 3.4, at: 55 },
   ],
+  gptq: [
+    { type: "step", id: "quantize:calibration", status: "done", title: `Calibration data from ${LONG}-calibration.jsonl`, detail: "128 windows of 512 tokens" },
+    { type: "step", id: "quantize:layers", status: "start", title: `Quantizing layers of ${LONG} (GPTQ 4-bit, g128, act-order)` },
+    { type: "progress", id: "quantize:layers", unit: "layers", current: 7, total: 32, rate: 1834.2, rateUnit: "tokens", at: 140 },
+  ],
   imatrix: [
     { type: "step", id: "quantize:imatrix", status: "start", title: "Computing the importance matrix (llama-imatrix)" },
     { type: "progress", id: "quantize:imatrix", unit: "chunks", current: 1117, total: 10512, rate: 18.3, at: 61 },
@@ -124,7 +129,7 @@ function mount(view: string, columns: number) {
 const tooWide = (frame: string, columns: number) => lines(frame).filter((l) => displayWidth(l) > columns);
 
 describe("every live view fits the terminal's width", () => {
-  for (const view of ["pull", "quantize", "imatrix", "convert", "finetune", "eval", "sweep", "setup"]) {
+  for (const view of ["pull", "quantize", "gptq", "imatrix", "convert", "finetune", "eval", "sweep", "setup"]) {
     for (const columns of [60, 80, 120]) {
       it(`${view} at ${columns} columns`, async () => {
         const { term, app, push, evs } = mount(view, columns);

@@ -34,6 +34,17 @@ describe("TaskView (the pull progress view)", () => {
     view.unmount();
   });
 
+  it("shows GPTQ's layers done, its calibration tokens/s and the time left from the layers' pace", async () => {
+    const store = new TaskStore();
+    const view = render(<TaskView store={store} />);
+    store.push({ ...at({ type: "step", id: "quantize:layers", status: "start", title: "Quantizing layers (GPTQ 4-bit, g128)" }), ts: Date.now() - 40_000 });
+    store.push(at({ type: "progress", id: "quantize:layers", unit: "layers", current: 8, total: 32, rate: 1834.2, rateUnit: "tokens" }));
+    await tick();
+    // 8 layers in 40 s: 5 s each, 24 left.
+    expect(view.lastFrame()!).toMatch(/25% 8\/32 layers 1834 tokens\/s ETA 2m0?0?s/);
+    view.unmount();
+  });
+
   it("shows failures and warnings, and hides debug logs unless verbose", async () => {
     const store = new TaskStore();
     const view = render(<TaskView store={store} />);

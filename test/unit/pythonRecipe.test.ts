@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type PythonEnv } from "../../src/backends/python/env.js";
 import { parseEventLine } from "../../src/backends/python/events.js";
 import { runRecipe } from "../../src/backends/python/recipe.js";
-import { CancelledError, ExternalError, NotFoundError, SlmError } from "../../src/core/errors.js";
+import { CancelledError, ExternalError, NotFoundError, SlmError, UsageError } from "../../src/core/errors.js";
 import type { SlmEvent } from "../../src/core/events.js";
 import { findExecutable, pathDirs } from "../../src/core/exec.js";
 import { ROOT } from "../helpers/cli.js";
@@ -51,6 +51,13 @@ describe("runRecipe", () => {
     expect(events.some((e) => e.type === "result")).toBe(false);
     // stderr arrives as debug logs.
     expect(events).toContainEqual(expect.objectContaining({ type: "log", level: "debug", message: "loading things" }));
+  });
+
+  it("turns a recipe's refusal of its config (exit 2) into a usage error with the recipe's own line", async () => {
+    const err = await runRecipe({ recipe: recipe("refuse.py"), config: { architecture: "MambaForCausalLM" }, python }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UsageError);
+    expect((err as UsageError).exitCode).toBe(2);
+    expect((err as UsageError).message).toBe("awq: architecture 'MambaForCausalLM' is not supported (supported: LlamaForCausalLM)");
   });
 
   it("turns a failing recipe into an ExternalError carrying the tail of its stderr", async () => {

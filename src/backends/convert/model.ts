@@ -34,17 +34,19 @@ export function parseOuttype(value: string | undefined): Outtype {
   return v as Outtype;
 }
 
+const refuseGgufForConvert = (name: string): never => {
+  throw new UsageError(`${name} is already a GGUF model; slm convert turns Hugging Face weights (safetensors) into GGUF.`, {
+    hint: "Use it directly (slm run, slm quantize), or convert its Hugging Face original: slm convert <org/repo>.",
+  });
+};
+
 /**
  * The model in Hugging Face format that `ref` names: a folder as it is, a registered HF model, or a
- * catalog/Hub reference whose HF weights are pulled now (or were pulled before).
+ * catalog/Hub reference whose HF weights are pulled now (or were pulled before). `refuseGguf` says why
+ * a GGUF-only model will not do, in the words of the command that asked.
  */
-async function hfSource(ref: string, ctx: BackendContext): Promise<{ source: ModelEntry; pulled: boolean }> {
+export async function hfSource(ref: string, ctx: BackendContext, refuseGguf: (name: string) => never = refuseGgufForConvert): Promise<{ source: ModelEntry; pulled: boolean }> {
   const parsed = parseModelRef(ref, hasModel, () => listModels().map((m) => m.name));
-  const refuseGguf = (name: string): never => {
-    throw new UsageError(`${name} is already a GGUF model; slm convert turns Hugging Face weights (safetensors) into GGUF.`, {
-      hint: "Use it directly (slm run, slm quantize), or convert its Hugging Face original: slm convert <org/repo>.",
-    });
-  };
   if (parsed.kind === "gguf-file") refuseGguf(parsed.path);
   if (parsed.kind === "catalog" && parsed.entry.builtin) refuseGguf(parsed.entry.id);
   if (parsed.kind === "registered" || parsed.kind === "hf-folder") {

@@ -27,7 +27,8 @@ export function parseEventLine(line: string, now = Date.now()): SlmEvent | undef
     case "step":
       if (!str("id") || !str("title") || !["start", "done", "fail", "skip"].includes(o.status as string)) return undefined;
       return { type: "step", ts, id: o.id as string, status: o.status as "start", title: o.title as string, ...(str("detail") ? { detail: o.detail as string } : {}) };
-    case "progress":
+    case "progress": {
+      const rateUnit = [o.rate_unit, o.rateUnit].find((u): u is ProgressUnit => (PROGRESS_UNITS as readonly unknown[]).includes(u));
       if (!str("id") || !(PROGRESS_UNITS as readonly string[]).includes(o.unit as string) || !num("current") || !optNum("total") || !optNum("rate")) return undefined;
       return {
         type: "progress",
@@ -37,8 +38,10 @@ export function parseEventLine(line: string, now = Date.now()): SlmEvent | undef
         current: o.current as number,
         ...(num("total") ? { total: o.total as number } : {}),
         ...(num("rate") ? { rate: o.rate as number } : {}),
+        ...(rateUnit ? { rateUnit } : {}),
         ...(str("detail") ? { detail: o.detail as string } : {}),
       };
+    }
     case "metric":
       if (!str("name") || !num("value") || !optNum("step")) return undefined;
       return { type: "metric", ts, name: o.name as string, value: o.value as number, ...(str("unit") ? { unit: o.unit as string } : {}), ...(num("step") ? { step: o.step as number } : {}) };

@@ -1,7 +1,7 @@
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { CancelledError, ExternalError, NotFoundError } from "../../core/errors.js";
+import { CancelledError, ExternalError, NotFoundError, UsageError } from "../../core/errors.js";
 import { emit, type BackendContext } from "../../core/events.js";
 import { exec } from "../../core/exec.js";
 import { packageRoot } from "../../core/paths.js";
@@ -20,6 +20,8 @@ export interface RecipeOptions {
   graceMs?: number;
 }
 
+/** slm_recipes.errors.ConfigError's exit code: the recipe says in one line on stderr what it refuses. */
+const RECIPE_USAGE_EXIT = 2;
 /** How much of the recipe's stderr an error carries. */
 const STDERR_TAIL_CHARS = 4096;
 /** After Ctrl+C a recipe finishes its step and writes a checkpoint; a big model may need a while. */
@@ -64,7 +66,7 @@ export async function runRecipe<T>(opts: RecipeOptions, ctx: BackendContext = {}
         killTree: true,
         killSignal: "SIGINT",
         killGraceMs: opts.graceMs ?? RECIPE_GRACE_MS,
-        okExitCodes: [0, 130],
+        okExitCodes: [0, RECIPE_USAGE_EXIT, 130],
         onLine: (line, stream) => {
           if (stream === "stderr") {
             stderr = (stderr + line + "\n").slice(-STDERR_TAIL_CHARS);
@@ -88,6 +90,12 @@ export async function runRecipe<T>(opts: RecipeOptions, ctx: BackendContext = {}
     }
     // The recipe saw Ctrl+C itself (sent to it directly, not through slm) and stopped cleanly.
     if (r.exitCode === 130) throw new CancelledError(`Cancelled: ${name} was interrupted.`);
+    if (r.exitCode === RECIPE_USAGE_EXIT) {
+      // A ConfigError: the request does not fit the model (a group size that does not divide a layer, an
+      // architecture the method does not know, cuda asked for without a GPU). Its one line is the message.
+      const line = stderr.trimEnd().split("\n").filter((l) => l.trim()).pop();
+      throw new UsageError(line ?? `${name} refused its configuration.`, { hint: line ? undefined : "Run again with --verbose to see the recipe's output." });
+    }
     if (!result) {
       throw new ExternalError(`${name} finished without reporting a result.`, { command: python.python, args, stderrTail: stderr.trimEnd() }, {
         hint: "Run again with --verbose to see the recipe's output.",

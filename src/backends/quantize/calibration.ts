@@ -63,12 +63,15 @@ export function looksLikeJsonl(file: string, text: string): boolean {
   }
 }
 
-/**
- * Writes `out` with the calibration text for `model` and describes what was written. The chat
- * template comes from the GGUF's metadata through node-llama-cpp's chat wrappers (the same ones that
- * `slm run` and `slm chat` use), without loading the weights.
- */
-export async function prepareCalibration(file: string, model: string, out: string): Promise<CalibrationInfo> {
+/** A calibration file read and checked: plain text, or the examples of a JSONL file. */
+interface CalibrationData {
+  sha256: string;
+  text: string;
+  /** Undefined for plain text. */
+  examples?: Example[];
+}
+
+function readCalibration(file: string): CalibrationData {
   let raw: Buffer;
   try {
     raw = readFileSync(file);
@@ -78,10 +81,7 @@ export async function prepareCalibration(file: string, model: string, out: strin
   const sha256 = createHash("sha256").update(raw).digest("hex");
   const text = utf8Text(raw);
   if (!text.trim()) throw new UsageError(`The calibration file ${file} is empty.`);
-  if (!looksLikeJsonl(file, text)) {
-    writeFileSync(out, text);
-    return { file, format: "text", examples: 0, chars: text.length, sha256, parseSpecial: false };
-  }
+  if (!looksLikeJsonl(file, text)) return { sha256, text };
   const examples: Example[] = [];
   text.split(/\r?\n/).forEach((l, i) => {
     if (!l.trim()) return;
@@ -93,9 +93,39 @@ export async function prepareCalibration(file: string, model: string, out: strin
     }
     examples.push(parseExample(obj, file, i + 1));
   });
+  return { sha256, text, examples };
+}
+
+/**
+ * Writes `out` with the calibration text for `model` and describes what was written. The chat
+ * template comes from the GGUF's metadata through node-llama-cpp's chat wrappers (the same ones that
+ * `slm run` and `slm chat` use), without loading the weights.
+ */
+export async function prepareCalibration(file: string, model: string, out: string): Promise<CalibrationInfo> {
+  const { sha256, text, examples } = readCalibration(file);
+  if (!examples) {
+    writeFileSync(out, text);
+    return { file, format: "text", examples: 0, chars: text.length, sha256, parseSpecial: false };
+  }
   const rendered = await renderExamples(examples, model);
   writeFileSync(out, rendered);
   return { file, format: "chat-jsonl", examples: examples.length, chars: rendered.length, sha256, parseSpecial: true };
+}
+
+/**
+ * The calibration data for a Python recipe (GPTQ, AWQ) working on Hugging Face weights: plain text as it
+ * is, or every JSONL shape slm accepts as canonical lines, {"messages": […]} or {"text": …}, which the
+ * recipe renders with the tokenizer's own chat template. A conversation needs a template: without one,
+ * the model has no way of seeing it that the data could match. Returns what to write for the recipe.
+ */
+export function recipeCalibration(file: string, model: { name: string; hasChatTemplate: boolean }): { info: CalibrationInfo; content: string } {
+  const { sha256, text, examples } = readCalibration(file);
+  if (!examples) return { info: { file, format: "text", examples: 0, chars: text.length, sha256, parseSpecial: false }, content: text };
+  if (!model.hasChatTemplate && examples.some((e) => e.kind === "chat")) {
+    throw new UsageError(`${model.name} has no chat template to render the calibration conversations in ${file} with.`, { hint: "Give the calibration data as plain text instead (any .txt file)." });
+  }
+  const content = `${examples.map((e) => JSON.stringify(e.kind === "chat" ? { messages: e.messages } : { text: e.text })).join("\n")}\n`;
+  return { info: { file, format: "chat-jsonl", examples: examples.length, chars: content.length, sha256, parseSpecial: false }, content };
 }
 
 async function renderExamples(examples: readonly Example[], model: string): Promise<string> {

@@ -179,6 +179,11 @@ export interface RunOptions {
    * used instead of --calibration / --imatrix, copied into the model's folder, described in its lineage.
    */
   imatrix?: ImatrixInfo;
+  /**
+   * How the lineage names the input when it is an intermediate in a work folder (AWQ-scaled weights):
+   * the model it came from, and the steps that made it. Default: the plan's source itself.
+   */
+  origin?: { from: string; lineage: LineageStep[] };
 }
 
 /**
@@ -225,7 +230,7 @@ export async function runQuantize(plan: QuantizePlan, o: RunOptions, ctx: Backen
   await assertDiskSpace(modelsDir(), plan, type);
   const work = derivedWorkDir();
   try {
-    return await quantizeIn(work, { plan, type, name, version, tools: o.tools, imatrix: o.imatrix, warn, warnings, started }, ctx);
+    return await quantizeIn(work, { plan, type, name, version, tools: o.tools, imatrix: o.imatrix, origin: o.origin, warn, warnings, started }, ctx);
   } finally {
     removeUnused(work);
   }
@@ -238,6 +243,7 @@ interface Job {
   version: string;
   tools: Partial<Record<LlamaCppTool, string>>;
   imatrix?: ImatrixInfo;
+  origin?: RunOptions["origin"];
   warn: (m: string) => void;
   warnings: string[];
   started: number;
@@ -339,7 +345,7 @@ async function quantizeIn(work: string, j: Job, ctx: BackendContext): Promise<Qu
       imatrix.path = imatrixFinal;
     }
     const stepInfo: LineageStep = {
-      from: src.source.type === "local" ? src.path : src.name,
+      from: j.origin?.from ?? (src.source.type === "local" ? src.path : src.name),
       method: "quantize",
       parameters: {
         type,
@@ -367,7 +373,7 @@ async function quantizeIn(work: string, j: Job, ctx: BackendContext): Promise<Qu
       parameters: outSummary.parameters,
       contextLength: outSummary.contextLength,
       architecture: outSummary.architecture,
-      lineage: [stepInfo, ...src.lineage],
+      lineage: [stepInfo, ...(j.origin?.lineage ?? src.lineage)],
       // A "base + adapter" source stays one: the adapters apply to the quantized base as well.
       ...(src.adapters?.length ? { adapters: src.adapters } : {}),
       createdAt: new Date().toISOString(),

@@ -5,14 +5,16 @@ import { type GgufSummary, readGgufSummary } from "../gguf/summary.js";
 import { type HfFolderSummary, type PeftSummary, isPeftFolder, summariseHfFolder, summarisePeftFolder } from "./folderInfo.js";
 import { hasModel } from "./registry.js";
 import { resolveModel } from "./resolve.js";
-import type { ModelEntry } from "./types.js";
+import type { ModelEntry, WeightQuantization } from "./types.js";
 
 export interface ModelInfo {
   model: ModelEntry;
   /** Read from the file's header now, so it reflects the file on disk (`adapter` set for a LoRA adapter). */
   gguf?: GgufSummary;
-  /** For Hugging Face weights: config.json and the safetensors headers. */
+  /** For Hugging Face weights (GPTQ/AWQ folders too): config.json and the safetensors headers. */
   hf?: HfFolderSummary;
+  /** For a GPTQ/AWQ folder: how its weights are packed. */
+  quantization?: WeightQuantization;
 }
 
 /** A PEFT adapter folder is not a model: it is described on its own. */
@@ -28,5 +30,6 @@ export async function modelInfo(ref: string): Promise<ModelInfo | AdapterInfo> {
     throw new NotFoundError(`The files of ${model.name} are missing (${model.path}).`, { hint: `Run \`slm pull ${model.name}\` to fetch them again, or \`slm rm ${model.name}\`.` });
   }
   if (model.format === "hf") return { model, hf: summariseHfFolder(model.path) };
+  if (model.format === "gptq" || model.format === "awq") return { model, hf: summariseHfFolder(model.path), ...(model.quantization ? { quantization: model.quantization } : {}) };
   return { model, gguf: await readGgufSummary(model.path) };
 }

@@ -23,7 +23,7 @@ export const bar = (ratio: number, width: number) => {
 function activeFields(line: TaskLine, now: number, columns: number): LineField[] {
   const elapsed = (line.lastTs - line.startedAt) / 1000;
   const hasTotal = line.total !== undefined && line.total > 0 && line.current !== undefined;
-  const p = line.current !== undefined ? progressParts({ current: line.current, total: line.total, unit: line.unit ?? "bytes", rate: line.rate, elapsed }) : {};
+  const p = line.current !== undefined ? progressParts({ current: line.current, total: line.total, unit: line.unit ?? "bytes", rate: line.rate, rateUnit: line.rateUnit, elapsed }) : {};
   const running = (now - line.startedAt) / 1000;
   const fields: LineField[] = [
     { key: "mark", text: "›", priority: Infinity },

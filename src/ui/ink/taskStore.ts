@@ -9,6 +9,7 @@ export interface TaskLine {
   total?: number;
   unit?: ProgressUnit;
   rate?: number;
+  rateUnit?: ProgressUnit;
   /** What the step is busy with now (from its progress events). */
   now?: string;
   /** When the step started and when it last reported, on the events' clock (ms). */
@@ -46,7 +47,7 @@ export class TaskStore {
         next = { finished: [...s.finished, { key: `${this.seq++}`, text, kind: e.status }], active: s.active.filter((l) => l.id !== e.id) };
       }
     } else if (e.type === "progress") {
-      next = { ...s, active: s.active.map((l) => (l.id === e.id ? { ...l, current: e.current, total: e.total, unit: e.unit, rate: e.rate, now: e.detail ?? l.now, lastTs: e.ts } : l)) };
+      next = { ...s, active: s.active.map((l) => (l.id === e.id ? { ...l, current: e.current, total: e.total, unit: e.unit, rate: e.rate, rateUnit: e.rateUnit, now: e.detail ?? l.now, lastTs: e.ts } : l)) };
     } else if (e.type === "log" && (e.level !== "debug" || verbose)) {
       next = { ...s, finished: [...s.finished, { key: `${this.seq++}`, text: e.message, kind: e.level === "warn" ? "warn" : "log" }] };
     } else if (e.type === "metric") {
