@@ -23,7 +23,7 @@ export function register(program: Command): void {
   const cmd = program
     .command("bench")
     .description("Measure prompt processing and generation speed (tokens/s) the way llama-bench does")
-    .argument("<model>", "registered name, catalog name, or a .gguf file")
+    .argument("<model>", "registered name, catalog name, a .gguf file, or a Hugging Face/GPTQ/AWQ folder (converted to GGUF once)")
     .option("-p, --prompt <n>", "prompt tokens processed in one batch; 0 skips the test", tokenCount("--prompt"), 512)
     .option("-n, --gen <n>", "tokens generated one at a time; 0 skips the test", tokenCount("--gen"), 128)
     .option("-r, --repetitions <n>", "repetitions of each test", positiveInt("--repetitions"), 5);
@@ -48,8 +48,8 @@ Examples:
   );
   cmd.action(
     action(async (ctx, modelRef: string, flags: BenchFlags) => {
-      const [{ resolveModel }, { benchModel, benchTable, checkBenchOptions }, { resolveLoraArgs }, { parseGpu }] = await Promise.all([
-        import("../backends/store/resolve.js"),
+      const [{ resolveRunnable }, { benchModel, benchTable, checkBenchOptions }, { resolveLoraArgs }, { parseGpu }] = await Promise.all([
+        import("../backends/convert/runnable.js"),
         import("../backends/llama/bench.js"),
         import("../backends/adapters/resolve.js"),
         import("../backends/llama/runtime.js"),
@@ -57,9 +57,9 @@ Examples:
       const sizes = { promptTokens: flags.prompt, genTokens: flags.gen, repetitions: flags.repetitions, contextSize: flags.ctx, batchSize: flags.batch };
       // Flags first: a usage error must not wait for a model to load.
       checkBenchOptions(sizes);
-      const entry = resolveModel(modelRef);
       // No live view: a spinner redrawing on the main thread would take CPU from the measurement.
       const render = await ctx.renderer(false);
+      const entry = await resolveRunnable(modelRef, { signal: ctx.signal, onEvent: render.onEvent });
       const lora = await resolveLoraArgs(flags.lora, { signal: ctx.signal, onEvent: render.onEvent }, { baseGguf: entry.format === "gguf" ? entry.path : undefined });
       const r = await benchModel(entry, { ...sizes, gpu: parseGpu(flags.gpu ?? "auto"), threads: flags.threads, lora, api: flags.api, verbose: ctx.globals.verbose }, { signal: ctx.signal, onEvent: render.onEvent });
       render.result(r, `${benchTable(r)}\n\n${settingsLine(r)}`);

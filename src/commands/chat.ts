@@ -12,7 +12,7 @@ export function register(program: Command): void {
   const cmd = program
     .command("chat")
     .description("Chat with a model in the terminal (a line-by-line REPL when stdin is not a terminal, or with --json)")
-    .argument("<model>", "registered name, catalog name, or a .gguf file")
+    .argument("<model>", "registered name, catalog name, a .gguf file, or a Hugging Face/GPTQ/AWQ folder (converted to GGUF once)")
     .option("-s, --system <text>", "system prompt");
   addSamplingOptions(cmd);
   addRuntimeOptions(cmd);
@@ -29,15 +29,13 @@ Examples:
   );
   cmd.action(
     action(async (ctx, modelRef: string, flags: ChatFlags) => {
-      const [{ resolveModel }, { loadModel }, { ChatEngine }, { resolveLoraArgs }, { parseGpu }] = await Promise.all([
-        import("../backends/store/resolve.js"),
+      const [{ resolveRunnable }, { loadModel }, { ChatEngine }, { resolveLoraArgs }, { parseGpu }] = await Promise.all([
+        import("../backends/convert/runnable.js"),
         import("../backends/llama/loader.js"),
         import("../backends/llama/chat.js"),
         import("../backends/adapters/resolve.js"),
         import("../backends/llama/runtime.js"),
       ]);
-      const entry = resolveModel(modelRef);
-      (await import("../backends/gguf/embedding.js")).assertGenerative(entry, "chat");
       // The Ink view needs a terminal on both ends; anything else (pipes, files, --json) gets the REPL.
       const interactive = !ctx.globals.json && !!process.stdin.isTTY && !!process.stdout.isTTY && process.env.TERM !== "dumb";
       const talkative = !!process.stderr.isTTY && !ctx.globals.quiet && !ctx.globals.json;
@@ -45,6 +43,9 @@ Examples:
       // imports the same chalk while loading the model, so --no-color / NO_COLOR must be set before that.
       if (interactive && !colorEnabled(ctx.globals, process.stdout)) process.env.FORCE_COLOR = "0";
       const render = await ctx.renderer(false);
+      // A Hugging Face, GPTQ or AWQ folder runs as the GGUF converted from it once.
+      const entry = await resolveRunnable(modelRef, { signal: ctx.signal, onEvent: render.onEvent });
+      (await import("../backends/gguf/embedding.js")).assertGenerative(entry, "chat");
       const lora = await resolveLoraArgs(flags.lora, { signal: ctx.signal, onEvent: render.onEvent }, { baseGguf: entry.format === "gguf" ? entry.path : undefined });
       if (talkative) process.stderr.write(`Loading ${entry.name}…`);
       const loaded = await loadModel(entry, { gpu: parseGpu(flags.gpu ?? "auto"), lora, contextSize: flags.ctx, capContextAtTraining: true, threads: flags.threads, verbose: ctx.globals.verbose }, { signal: ctx.signal, onEvent: render.onEvent });

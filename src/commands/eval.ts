@@ -20,7 +20,7 @@ export function register(program: Command): void {
   const cmd = program
     .command("eval")
     .description("Score one or more models on the same task files and compare them in one table")
-    .argument("<models...>", "registered names, catalog names or .gguf files; MODEL+ADAPTER[:SCALE] adds a LoRA adapter (as --lora takes it) to one model")
+    .argument("<models...>", "registered names, catalog names, .gguf files or Hugging Face/GPTQ/AWQ folders (converted to GGUF once); MODEL+ADAPTER[:SCALE] adds a LoRA adapter (as --lora takes it) to one model")
     .option("--task <file.jsonl>", "questions to score (repeatable): generation or multiple choice, see docs/eval.md", collect)
     .option("--perplexity <file>", "perplexity of a text file, computed like llama-perplexity (chunks of --ctx tokens, default 512)")
     .option("--kld-base <model>", "with --perplexity: KL divergence of each model's next-token distributions from this model's")

@@ -24,7 +24,7 @@ export function register(program: Command): void {
   const cmd = program
     .command("run")
     .description("Generate a reply to one prompt and print it as it streams (scriptable; --json for one result object)")
-    .argument("<model>", "registered name, catalog name, or a .gguf file")
+    .argument("<model>", "registered name, catalog name, a .gguf file, or a Hugging Face/GPTQ/AWQ folder (converted to GGUF once)")
     .argument("[prompt]", "the prompt; read from stdin when left out")
     .option("-s, --system <text>", "system prompt")
     .option("--raw", "plain completion of the prompt, without the model's chat template")
@@ -45,17 +45,19 @@ Examples:
     action(async (ctx, modelRef: string, promptArg: string | undefined, flags: RunFlags) => {
       const prompt = promptArg ?? (process.stdin.isTTY ? undefined : await readStdin());
       if (prompt === undefined || prompt.trim() === "") throw new UsageError("Give a prompt as an argument or on stdin.", { hint: "For a conversation, use `slm chat`." });
-      const [{ resolveModel }, { loadModel }, { generate, readJsonSchema }, { resolveLoraArgs }, { parseGpu }] = await Promise.all([
-        import("../backends/store/resolve.js"),
+      const [{ resolveRunnable }, { loadModel }, { generate, readJsonSchema }, { resolveLoraArgs }, { parseGpu }] = await Promise.all([
+        import("../backends/convert/runnable.js"),
         import("../backends/llama/loader.js"),
         import("../backends/llama/generate.js"),
         import("../backends/adapters/resolve.js"),
         import("../backends/llama/runtime.js"),
       ]);
-      const entry = resolveModel(modelRef);
-      (await import("../backends/gguf/embedding.js")).assertGenerative(entry, "run");
+
       const schema = flags.jsonSchema ? readJsonSchema(flags.jsonSchema) : undefined;
       const render = await ctx.renderer(false);
+      // A Hugging Face, GPTQ or AWQ folder runs as the GGUF converted from it once.
+      const entry = await resolveRunnable(modelRef, { signal: ctx.signal, onEvent: render.onEvent });
+      (await import("../backends/gguf/embedding.js")).assertGenerative(entry, "run");
       const lora = await resolveLoraArgs(flags.lora, { signal: ctx.signal, onEvent: render.onEvent }, { baseGguf: entry.format === "gguf" ? entry.path : undefined });
       const loaded = await loadModel(entry, { gpu: parseGpu(flags.gpu ?? "auto"), lora, contextSize: flags.ctx, capContextAtTraining: true, threads: flags.threads, verbose: ctx.globals.verbose }, { signal: ctx.signal, onEvent: render.onEvent });
       try {

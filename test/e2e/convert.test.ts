@@ -53,18 +53,6 @@ describe("slm convert: input and environment errors", () => {
     expectNothingLeft(sb);
   });
 
-  it("run and eval on HF weights name the exact slm convert command and the model it registers", async () => {
-    const sb = sandbox();
-    for (const verb of ["run", "eval"]) {
-      const r = await slm(verb === "run" ? ["run", HF, "12+34"] : ["eval", HF, "--task", path.join(FIXTURE, "data", "add-eval.jsonl")], sb);
-      expect(r.exitCode, r.all).toBe(2);
-      expect(r.stderr).toContain(`error: ${HF} is in Hugging Face format`);
-      expect(r.stderr).toContain(`hint: Convert it to GGUF first: slm convert ${HF} (registers tiny-arith-F16), then slm ${verb} tiny-arith-F16.`);
-      expect(r.stderr).not.toContain("arrives with");
-    }
-    expectNothingLeft(sb);
-  });
-
   it("without a Python environment: exit 5 naming `slm setup python`, nothing left behind", async () => {
     const sb = sandbox(undefined, { SLM_PYTHON: "" });
     const r = await slm(["convert", HF, "--json"], sb);

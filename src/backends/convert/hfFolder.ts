@@ -1,6 +1,8 @@
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync } from "node:fs";
 import path from "node:path";
 import { NotFoundError, UsageError } from "../../core/errors.js";
+import { quantizationOf } from "../store/quantFolder.js";
+import type { WeightQuantization } from "../store/types.js";
 
 /**
  * What slm needs to know about a Hugging Face model folder before converting it: that it is one, what
@@ -52,23 +54,37 @@ export function inspectHfFolder(dir: string): HfFolderInfo {
     format: safetensors.length ? "safetensors" : "pytorch",
     sentencepiece: names.includes("tokenizer.model"),
   };
-  if (info.format === "safetensors") {
-    let tensors = 0;
-    let parameters = 0;
-    for (const f of info.weights) {
-      for (const shape of safetensorsShapes(f)) {
-        tensors++;
-        parameters += shape.reduce((a, b) => a * b, 1);
-      }
-    }
-    info.tensors = tensors;
-    info.parameters = parameters;
-  }
+  if (info.format === "safetensors") Object.assign(info, weightCounts(info.weights, quantizationOf(dir)));
   return info;
 }
 
-/** The tensor shapes in a safetensors file: an 8-byte little-endian length, then that much JSON. */
+/**
+ * Tensors and parameters as the model has them, from the safetensors headers. A GPTQ or AWQ linear is
+ * stored as qweight (int32, 32/bits weights in each), qzeros, scales and g_idx: it counts as the one
+ * weight tensor it stands for, of in × out parameters, as the converter's output will have it.
+ */
+export function weightCounts(files: string[], q?: WeightQuantization): { tensors: number; parameters: number } {
+  let tensors = 0;
+  let parameters = 0;
+  const perInt = q ? 32 / q.bits : 1;
+  for (const f of files) {
+    for (const { name, shape } of safetensorsTensors(f)) {
+      const n = shape.reduce((a, b) => a * b, 1);
+      if (q && /\.(qzeros|scales|g_idx)$/.test(name)) continue;
+      tensors++;
+      parameters += q && name.endsWith(".qweight") ? n * perInt : n;
+    }
+  }
+  return { tensors, parameters };
+}
+
+/** The tensor shapes in a safetensors file. */
 export function safetensorsShapes(file: string): number[][] {
+  return safetensorsTensors(file).map((t) => t.shape);
+}
+
+/** The tensors' names and shapes in a safetensors file: an 8-byte little-endian length, then that much JSON. */
+export function safetensorsTensors(file: string): { name: string; shape: number[] }[] {
   const fd = openSync(file, "r");
   try {
     const size = statSync(file).size;
@@ -86,7 +102,7 @@ export function safetensorsShapes(file: string): number[][] {
     }
     return Object.entries(header)
       .filter(([k]) => k !== "__metadata__")
-      .map(([, v]) => (Array.isArray(v.shape) ? (v.shape as unknown[]).map(Number) : []));
+      .map(([name, v]) => ({ name, shape: Array.isArray(v.shape) ? (v.shape as unknown[]).map(Number) : [] }));
   } finally {
     closeSync(fd);
   }

@@ -10,7 +10,7 @@ import { resolveModel } from "../store/resolve.js";
 import type { ModelEntry } from "../store/types.js";
 import type { MatchMode } from "./match.js";
 import { type Task, limitTask, readTask } from "./tasks.js";
-import { convertFirstHint } from "../convert/suggest.js";
+import { ensureGguf } from "../convert/runnable.js";
 
 /** One model to evaluate: the resolved entry and the adapters added on top of its own. */
 export interface EvalModel {
@@ -71,11 +71,12 @@ function adapterLabel(spec: string): string {
 /** Resolves the model (errors before any adapter is converted or downloaded). */
 function modelEntry(ref: string): { model: string; adapters: string[]; entry: ModelEntry } {
   const { model, adapters } = splitAdapters(ref);
-  const entry = resolveModel(model);
-  if (entry.format !== "gguf") {
-    throw new UsageError(`${entry.source.type === "local" ? entry.path : entry.name} is in Hugging Face format; evaluating it needs a GGUF file.`, { hint: convertFirstHint(entry, "eval") });
-  }
-  return { model, adapters, entry };
+  return { model, adapters, entry: resolveModel(model) };
+}
+
+/** A Hugging Face, GPTQ or AWQ folder is evaluated as the GGUF converted from it once (convert/runnable.ts). */
+async function runnable(m: ReturnType<typeof modelEntry>, ctx: BackendContext): Promise<ReturnType<typeof modelEntry>> {
+  return { ...m, entry: await ensureGguf(m.entry, ctx) };
 }
 
 /** Adapters as --lora takes them: GGUF files, PEFT folders or Hub repos (converted once, cached). */
@@ -108,8 +109,12 @@ export async function planEval(r: EvalPlanRequest, ctx: BackendContext = {}): Pr
   }
   if (r.kldBase && !r.perplexity) throw new UsageError("--kld-base compares next-token distributions on a text: give it with --perplexity FILE.");
   const text = r.perplexity ? evalText(r.perplexity) : undefined;
-  const entries = r.models.map(modelEntry);
-  const base = r.kldBase ? modelEntry(r.kldBase) : undefined;
+  // Every reference resolves before any conversion starts, so a typo in the last one fails at once.
+  const resolved = r.models.map(modelEntry);
+  const resolvedBase = r.kldBase ? modelEntry(r.kldBase) : undefined;
+  const entries: ReturnType<typeof modelEntry>[] = [];
+  for (const m of resolved) entries.push(await runnable(m, ctx));
+  const base = resolvedBase ? await runnable(resolvedBase, ctx) : undefined;
   const models: EvalModel[] = [];
   for (const [i, m] of entries.entries()) models.push(await evalModel(r.models[i]!, m, r.lora ?? [], ctx));
   const labels = models.map((m) => m.label);

@@ -9,6 +9,7 @@ import { checkGgufFile, readGgufSummary } from "../gguf/summary.js";
 import { builtinEntry } from "../store/builtin.js";
 import { getModel, hasModel, listModels, registerModel } from "../store/registry.js";
 import type { ModelEntry, StoredFile } from "../store/types.js";
+import { quantizationOf } from "../store/quantFolder.js";
 import { fetchRepoSnapshot, type RepoFile, type RepoSnapshot } from "./api.js";
 import { emptyFreed, unlinkUnused } from "../store/discard.js";
 import { blobPath, linkSnapshot, removeEmptyRepoFolders, repoCacheDir, snapshotDir, snapshotFile, writeRef } from "../store/hfCache.js";
@@ -69,7 +70,7 @@ function targetOf(ref: ModelRef, o: PullOptions): Target | ModelEntry {
       }
       // Another --format than the registered pull's is another pull of the same repo, under a name of its own.
       // GPTQ and AWQ folders are pulled as Hugging Face weights.
-      const pulledAs = entry.format === "gguf" ? "gguf" : "hf";
+      const pulledAs = pulledFormat(entry);
       if (o.format && o.format !== pulledAs) return { repo: entry.source.repo, revision: o.revision ?? "main", format: o.format, quant: o.quant };
       return { repo: entry.source.repo, revision: o.revision ?? entry.source.revision, format: pulledAs, quant: o.quant ?? entry.quant, name: entry.name };
     }
@@ -135,7 +136,7 @@ export async function pull(o: PullOptions, ctx: BackendContext = {}): Promise<Pu
 
   const name = o.name ?? defaultName(target, sel);
   const existing = o.register === false ? undefined : getModel(name);
-  if (existing && (existing.source.type !== "hub" || existing.source.repo !== target.repo || existing.format !== sel.format)) {
+  if (existing && (existing.source.type !== "hub" || existing.source.repo !== target.repo || pulledFormat(existing) !== sel.format)) {
     throw new UsageError(`A different model is already registered as "${name}".`, { hint: "Choose another name with --name, or `slm rm` the old one first." });
   }
 
@@ -172,12 +173,21 @@ export async function pull(o: PullOptions, ctx: BackendContext = {}): Promise<Pu
     lineage: [],
     createdAt: existing?.createdAt ?? new Date().toISOString(),
   };
-  if (sel.format === "gguf") {
+  if (sel.format === "hf") {
+    // A GPTQ or AWQ repository is a model of its own format, described by its quantization_config.
+    const quantization = quantizationOf(entryPath);
+    if (quantization) Object.assign(model, { format: quantization.method, quantization });
+  } else {
     const s = await readGgufSummary(entryPath);
     Object.assign(model, { parameters: s.parameters, contextLength: s.contextLength, architecture: s.architecture, quant: model.quant ?? s.fileType });
   }
   if (o.register !== false) await registerModel(model);
   return { model, files: pulled, downloadedBytes, seconds: (Date.now() - started) / 1000 };
+}
+
+/** How a registered model was pulled: GPTQ and AWQ folders are Hugging Face weights. */
+function pulledFormat(entry: ModelEntry): PullFormat {
+  return entry.format === "gguf" ? "gguf" : "hf";
 }
 
 /**
@@ -187,7 +197,7 @@ export async function pull(o: PullOptions, ctx: BackendContext = {}): Promise<Pu
 function defaultName(target: Target, sel: Selection): string {
   const name = target.name ?? target.repo;
   const there = getModel(name);
-  if (!there || there.format === sel.format || there.source.type !== "hub" || there.source.repo !== target.repo) return name;
+  if (!there || pulledFormat(there) === sel.format || there.source.type !== "hub" || there.source.repo !== target.repo) return name;
   return sel.format === "hf" ? `${target.repo}:hf` : `${target.repo}:${sel.quant ?? "gguf"}`;
 }
 

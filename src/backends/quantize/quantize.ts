@@ -7,8 +7,7 @@ import { exec } from "../../core/exec.js";
 import { formatBytes, formatDuration } from "../../core/format.js";
 import { readGgufSummary, type GgufSummary } from "../gguf/summary.js";
 import { describeVersion, parseVersion, toolVersion, type LlamaCppTool } from "../llamacpp/tools.js";
-import { type ConvertEnv, convertHfToGguf, prepareConvert } from "../convert/convert.js";
-import { modelIdOf } from "../store/naming.js";
+import { type PreparedSource, prepareSource, sourceToGguf } from "../convert/model.js";
 import { assertFreeName, derivedName, derivedWorkDir, installDerived, modelsDir } from "../store/derived.js";
 import { resolveModel } from "../store/resolve.js";
 import { removeUnused } from "../store/cleanup.js";
@@ -59,8 +58,8 @@ export interface QuantizePlan {
   summary?: GgufSummary;
   /** Weights in the source, from the GGUF header or the safetensors headers (0 when unknown). */
   parameters: number;
-  /** For a Hugging Face source: the checked Python and converter, so a missing module fails before any tool build. */
-  convert?: ConvertEnv;
+  /** For a Hugging Face source (plain, GPTQ or AWQ): the checked Python and converter, so a missing module fails before any tool build. */
+  convert?: PreparedSource;
   /** The source's file type by name (F16, Q8_0…); undefined when the header does not say. */
   sourceFileType?: string;
   /** As asked (or from --bits / the default); made canonical against llama-quantize's list when it runs. */
@@ -108,10 +107,11 @@ export async function planQuantize(req: QuantizeRequest): Promise<QuantizePlan> 
 
   const source = resolveModel(req.ref);
   const tools: LlamaCppTool[] = req.calibration ? ["llama-quantize", "llama-imatrix"] : ["llama-quantize"];
-  if (source.format === "hf") {
-    // Converted to F16 with llama.cpp's convert_hf_to_gguf.py first: Python and its modules are checked now.
-    const convert = await prepareConvert(source.path);
-    return { request: req, source, parameters: convert.folder.parameters ?? 0, convert, sourceFileType: "F16", type, tools };
+  if (source.format !== "gguf") {
+    // Converted to F16 first, the way `slm convert` does (GPTQ dequantized by the converter, AWQ by the
+    // recipe before it): Python and its modules are checked now.
+    const convert = await prepareSource(source);
+    return { request: req, source, parameters: convert.convert.folder.parameters ?? 0, convert, sourceFileType: "F16", type, tools };
   }
   if (!existsSync(source.path)) throw new NotFoundError(`The file of ${source.name} is missing: ${source.path}`, { hint: `Run \`slm pull ${source.name}\` again.` });
   // slm's own header reader (a few ms, no node-llama-cpp): it also refuses a truncated file.
@@ -258,10 +258,10 @@ async function quantizeIn(work: string, j: Job, ctx: BackendContext): Promise<Qu
   // ── A Hugging Face source becomes an F16 GGUF first (deleted before the folder is installed) ──
   let input = src.path;
   let contextLength = plan.summary?.contextLength;
-  let sizeBefore = src.format === "hf" ? 0 : statSync(src.path).size;
+  let sizeBefore = plan.convert ? 0 : statSync(src.path).size;
   let converted: { outtype: "f16"; llamaCppRelease: string; size: number } | undefined;
-  if (src.format === "hf") {
-    const c = await convertHfToGguf({ input: src.path, outtype: "f16", out: path.join(work, "source-F16.gguf"), name: modelIdOf(src) }, ctx, plan.convert);
+  if (plan.convert) {
+    const c = await sourceToGguf(plan.convert, { outtype: "f16", out: path.join(work, "source-F16.gguf"), work }, ctx);
     input = c.path;
     contextLength = c.contextLength;
     sizeBefore = c.size;
@@ -358,7 +358,7 @@ async function quantizeIn(work: string, j: Job, ctx: BackendContext): Promise<Qu
         ...(req.tokenEmbeddingType ? { tokenEmbeddingType: canonicalTensorType(req.tokenEmbeddingType) } : {}),
         ...(req.pure ? { pure: true } : {}),
         ...(req.allowRequantize && !isUnquantized(plan.sourceFileType) ? { requantized: true } : {}),
-        ...(converted ? { convertedFrom: "hf", intermediate: "F16", llamaCppRelease: converted.llamaCppRelease } : {}),
+        ...(converted ? { convertedFrom: src.format, intermediate: "F16", llamaCppRelease: converted.llamaCppRelease } : {}),
       },
       at: new Date().toISOString(),
     };
@@ -462,7 +462,7 @@ async function assertDiskSpace(dir: string, plan: QuantizePlan, type: string): P
   if (!bpw || plan.parameters <= 0) return;
   // One bit per weight of margin covers K-quant mixes and tensors kept in F32 (norms); an HF source
   // also needs room for its F16 conversion while llama-quantize reads it.
-  const needed = (plan.parameters * (bpw + 1)) / 8 + (plan.source.format === "hf" ? plan.parameters * 2 : 0);
+  const needed = (plan.parameters * (bpw + 1)) / 8 + (plan.convert ? plan.parameters * 2 : 0);
   let free: number;
   try {
     const s = await statfs(dir);

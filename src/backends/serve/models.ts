@@ -1,7 +1,8 @@
 import { realpathSync, statSync } from "node:fs";
 import path from "node:path";
 import { nearestNames } from "../../core/catalog.js";
-import { NotFoundError, UsageError } from "../../core/errors.js";
+import { NotFoundError, type SlmError, UsageError } from "../../core/errors.js";
+import { currentConversion } from "../convert/runnable.js";
 import { looksLikePath } from "../../core/modelRef.js";
 import { builtinEntries } from "../store/builtin.js";
 import { getModel, hasModel, listModels } from "../store/registry.js";
@@ -54,12 +55,13 @@ export class ServedModels {
     const name = ref.trim();
     const started = this.started.get(name);
     if (started) return started;
-    if (hasModel(name)) return { id: name, entry: getModel(name)! };
+    if (hasModel(name)) return { id: name, entry: this.runnable(ref, getModel(name)!) };
     if (looksLikePath(name)) return this.byPath(ref, name);
     try {
       const entry = resolveModel(name, { files: false });
-      return { id: name, entry };
+      return { id: name, entry: this.runnable(ref, entry) };
     } catch (err) {
+      if (err instanceof HttpError) throw err;
       if (err instanceof NotFoundError || err instanceof UsageError) throw this.notServed(ref, this.suggest(name));
       throw err;
     }
@@ -69,6 +71,23 @@ export class ServedModels {
   names(): string[] {
     const named = [...builtinEntries(), ...listModels()].filter((e) => e.format === "gguf").map((e) => e.name);
     return [...new Set([...[...this.started.values()].map((s) => s.id), ...named])];
+  }
+
+  /**
+   * A registered Hugging Face, GPTQ or AWQ model is served as the GGUF converted from it earlier. A
+   * request never starts a conversion (minutes of work, with no one to show progress to).
+   */
+  private runnable(ref: string, entry: ModelEntry): ModelEntry {
+    if (entry.format === "gguf") return entry;
+    let converted: ModelEntry | undefined;
+    try {
+      converted = currentConversion(entry);
+    } catch (err) {
+      // The folder changed since its conversion: the old GGUF is not served as if it were the model.
+      throw new HttpError(409, `The model "${shown(ref)}" changed since it was converted to GGUF. ${(err as SlmError).hint ?? ""}`.trim(), { param: "model", code: "model_not_converted" });
+    }
+    if (converted) return converted;
+    throw new HttpError(409, `The model "${shown(ref)}" is in ${entry.format.toUpperCase()} format and has not been converted to GGUF yet; the server does not convert on a request. Name it when starting the server (slm serve ${entry.name}) to convert it once, or run \`slm convert ${entry.name}\`.`, { param: "model", code: "model_not_converted" });
   }
 
   private byPath(ref: string, name: string): ServedModel {
@@ -96,7 +115,10 @@ export class ServedModels {
   }
 
   private notServed(ref: string, hint: string): HttpError {
-    const shown = ref.length > 200 ? `${ref.slice(0, 200)}…` : ref;
-    return new HttpError(404, `The model "${shown}" is not served here. ${hint}`, { param: "model", code: "model_not_found" });
+    return new HttpError(404, `The model "${shown(ref)}" is not served here. ${hint}`, { param: "model", code: "model_not_found" });
   }
+}
+
+function shown(ref: string): string {
+  return ref.length > 200 ? `${ref.slice(0, 200)}…` : ref;
 }

@@ -12,6 +12,7 @@ import { ServedModels } from "./models.js";
 import { ModelPool, type PoolOptions } from "./pool.js";
 import { type ServerStats, matchRoute } from "./router.js";
 import { resolveModel } from "../store/resolve.js";
+import { ensureGguf } from "../convert/runnable.js";
 
 export interface ServeOptions {
   /** Default 127.0.0.1: nothing outside this machine can reach the server unless asked for. */
@@ -98,7 +99,8 @@ export async function startServer(o: ServeOptions = {}, ctx: BackendContext = {}
   try {
     // The operator's own references: any model slm can resolve, paths included.
     for (const ref of o.preload ?? []) {
-      served.addStarted(ref, resolveModel(ref));
+      // A Hugging Face, GPTQ or AWQ folder is converted to GGUF once, here, with progress; never on a request.
+      served.addStarted(ref, await ensureGguf(resolveModel(ref), ctx));
       models.push(await pool.preload(ref));
     }
   } catch (err) {

@@ -1,7 +1,8 @@
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { UsageError } from "../../core/errors.js";
-import { safetensorsShapes } from "../convert/hfFolder.js";
+import { safetensorsShapes, weightCounts } from "../convert/hfFolder.js";
+import { quantizationOf } from "./quantFolder.js";
 import type { StoredFile } from "./types.js";
 
 /**
@@ -99,17 +100,7 @@ export function summariseHfFolder(dir: string): HfFolderSummary {
     tokenizer: names.includes("tokenizer.json") ? "tokenizer.json" : names.includes("tokenizer.model") ? "SentencePiece (tokenizer.model)" : undefined,
     hasChatTemplate: names.includes("chat_template.jinja") || names.includes("chat_template.json") || hasTemplateIn(path.join(dir, "tokenizer_config.json")),
   };
-  if (safetensors.length > 0) {
-    let tensors = 0;
-    let parameters = 0;
-    for (const f of safetensors) {
-      for (const shape of safetensorsShapes(path.join(dir, f))) {
-        tensors++;
-        parameters += shape.reduce((a, b) => a * b, 1);
-      }
-    }
-    Object.assign(summary, { tensors, parameters });
-  }
+  if (safetensors.length > 0) Object.assign(summary, weightCounts(safetensors.map((f) => path.join(dir, f)), quantizationOf(dir)));
   return summary;
 }
 

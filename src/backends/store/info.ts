@@ -3,6 +3,7 @@ import path from "node:path";
 import { NotFoundError } from "../../core/errors.js";
 import { type GgufSummary, readGgufSummary } from "../gguf/summary.js";
 import { type HfFolderSummary, type PeftSummary, isPeftFolder, summariseHfFolder, summarisePeftFolder } from "./folderInfo.js";
+import { conversionsOf } from "./conversions.js";
 import { hasModel } from "./registry.js";
 import { resolveModel } from "./resolve.js";
 import type { ModelEntry, WeightQuantization } from "./types.js";
@@ -15,6 +16,17 @@ export interface ModelInfo {
   hf?: HfFolderSummary;
   /** For a GPTQ/AWQ folder: how its weights are packed. */
   quantization?: WeightQuantization;
+  /** For Hugging Face weights: the GGUF slm converted them to (and runs), once there is one. */
+  converted?: ConvertedGguf;
+}
+
+export interface ConvertedGguf {
+  name: string;
+  path: string;
+  /** false when the folder changed since the conversion (run/eval/serve then refuse it until it is redone). */
+  current: boolean;
+  /** The folder's files that changed since. */
+  changed?: string[];
 }
 
 /** A PEFT adapter folder is not a model: it is described on its own. */
@@ -29,7 +41,11 @@ export async function modelInfo(ref: string): Promise<ModelInfo | AdapterInfo> {
   if (!existsSync(model.path)) {
     throw new NotFoundError(`The files of ${model.name} are missing (${model.path}).`, { hint: `Run \`slm pull ${model.name}\` to fetch them again, or \`slm rm ${model.name}\`.` });
   }
-  if (model.format === "hf") return { model, hf: summariseHfFolder(model.path) };
-  if (model.format === "gptq" || model.format === "awq") return { model, hf: summariseHfFolder(model.path), ...(model.quantization ? { quantization: model.quantization } : {}) };
+  if (model.format !== "gguf") {
+    const c = conversionsOf(model)[0];
+    const converted = c && { name: c.entry.name, path: c.entry.path, current: c.changed.length === 0, ...(c.changed.length ? { changed: c.changed } : {}) };
+    const quantization = model.format !== "hf" && model.quantization ? { quantization: model.quantization } : {};
+    return { model, hf: summariseHfFolder(model.path), ...quantization, ...(converted ? { converted } : {}) };
+  }
   return { model, gguf: await readGgufSummary(model.path) };
 }

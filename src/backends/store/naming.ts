@@ -55,7 +55,7 @@ export function hfFolderModelId(dir: string): string {
 /** The id of any model: a Hub model's repo, a folder's model, a file's stem, a registered name without its `:QUANT`. */
 export function modelIdOf(entry: ModelEntry): string {
   if (entry.source.type === "hub") return entry.source.repo;
-  if (entry.source.type === "local") return entry.format === "hf" ? hfFolderModelId(entry.path) : entry.name.replace(/\.gguf$/i, "");
+  if (entry.source.type === "local") return entry.format !== "gguf" ? hfFolderModelId(entry.path) : entry.name.replace(/\.gguf$/i, "");
   return entry.name.replace(/:[A-Za-z0-9_]+$/, "");
 }
 

@@ -7,6 +7,7 @@ import { suggest } from "../quantize/types.js";
 import { builtinEntry } from "./builtin.js";
 import { folderFiles } from "./folderInfo.js";
 import { hfFolderModelId } from "./naming.js";
+import { quantizationOf } from "./quantFolder.js";
 import { getModel, hasModel, listModels } from "./registry.js";
 import type { ModelEntry } from "./types.js";
 
@@ -35,7 +36,8 @@ export function resolveModel(ref: string, o: ParseOptions = {}): ModelEntry {
     case "hf-folder": {
       const files = folderFiles(parsed.path);
       const size = files.reduce((a, f) => a + f.size, 0);
-      return { name: hfFolderModelId(parsed.path), format: "hf", path: parsed.path, files, source: { type: "local" }, size, lineage: [], createdAt: new Date().toISOString() };
+      const quantization = quantizationOf(parsed.path);
+      return { name: hfFolderModelId(parsed.path), format: quantization?.method ?? "hf", ...(quantization ? { quantization } : {}), path: parsed.path, files, source: { type: "local" }, size, lineage: [], createdAt: new Date().toISOString() };
     }
   }
 }
