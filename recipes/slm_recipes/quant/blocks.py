@@ -16,6 +16,10 @@ from ..errors import Cancelled, RecipeError
 _CHUNK_TOKENS = 2048
 
 
+class _Halt(Exception):
+    """Ends a block's forward once the inputs wanted from it are collected."""
+
+
 class _Stop(Exception):
     def __init__(self, args, kwargs):
         super().__init__("block 0 reached")
@@ -131,20 +135,31 @@ class BlockContext:
     def full_name(self, linear):
         return f"{self.name}.{linear}"
 
-    def run(self, on_input=None, names=None, outputs=False, limit=None):
+    def run(self, on_input=None, names=None, outputs=False, limit=None, stop=False):
         """Runs the calibration chunks (the first `limit` of them) through the block. on_input(name, x) gets the
-        input of each linear in `names` (x: [tokens, in_features]); returns the block outputs when asked."""
+        input of each linear in `names` (x: [tokens, in_features]); stop=True ends each chunk's forward as soon as
+        all of them have had their input (the rest of the block is not computed). Returns the block outputs
+        when asked."""
+        names = list(names or ())
+        pending = set()
         handles = []
-        for n in (names or ()):
+        for n in names:
             def hook(module, args, n=n):
                 on_input(n, args[0].detach().reshape(-1, args[0].shape[-1]))
+                pending.discard(n)
+                if stop and not pending:
+                    raise _Halt()
             handles.append(self.linears[n].register_forward_pre_hook(hook))
         results = []
         try:
             with torch.no_grad():
                 for hidden, kwargs in self.inputs[:limit]:
                     self.check()
-                    out = self.block(hidden, **kwargs)
+                    pending.update(names)
+                    try:
+                        out = self.block(hidden, **kwargs)
+                    except _Halt:
+                        continue
                     if outputs:
                         results.append(((out[0] if isinstance(out, (tuple, list)) else out), kwargs))
         finally:

@@ -54,7 +54,7 @@ def _text_tokens(path, tokenizer):
                 return
             piece += f.readline()  # end the piece at a line end
             # The stream starts the way the tokenizer starts a text (BOS for most), once.
-            yield list(tokenizer.encode(piece, add_special_tokens=first))
+            yield list(tokenizer.encode(piece, add_special_tokens=first, verbose=False))
             first = False
 
 
@@ -74,9 +74,9 @@ def _chat_tokens(path, tokenizer):
             if isinstance(rec, dict) and isinstance(rec.get("messages"), list):
                 text = tokenizer.apply_chat_template(rec["messages"], tokenize=False)
                 # The rendered text already holds the template's special tokens (BOS and all).
-                yield list(tokenizer.encode(text, add_special_tokens=False))
+                yield list(tokenizer.encode(text, add_special_tokens=False, verbose=False))
             elif isinstance(rec, dict) and isinstance(rec.get("text"), str):
-                ids = list(tokenizer.encode(rec["text"], add_special_tokens=True))
+                ids = list(tokenizer.encode(rec["text"], add_special_tokens=True, verbose=False))
                 if eos is not None and (not ids or ids[-1] != eos):
                     ids.append(eos)
                 yield ids

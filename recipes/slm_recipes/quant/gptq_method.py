@@ -31,7 +31,7 @@ class GptqMethod:
             first = ctx.linears[stage[0]]
             hessian = Hessian(first.in_features, ctx.device)
             # The stage's linears read the same tensor: one Hessian serves them all.
-            ctx.run(lambda _, x: hessian.add(x), [stage[0]])
+            ctx.run(lambda _, x: hessian.add(x), [stage[0]], stop=True)
             prepared = None if self.rtn else Prepared(hessian.matrix, self.cfg.damp, self.cfg.desc_act)
             for name in stage:
                 ctx.check()
