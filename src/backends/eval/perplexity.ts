@@ -1,4 +1,5 @@
 import { emit, type BackendContext } from "../../core/events.js";
+import { ensureGguf } from "../convert/runnable.js";
 import { type LoadedModel, loadModel } from "../llama/loader.js";
 import type { LoraSpec } from "../llama/lora.js";
 import type { GpuChoice } from "../llama/runtime.js";
@@ -38,9 +39,12 @@ export interface PerplexityResult {
   tokensPerSecond: number;
 }
 
-/** Loads a model with one sequence of `ctxSize` tokens per chunk decoded at once (chunks.ts). */
+/**
+ * Loads a model with one sequence of `ctxSize` tokens per chunk decoded at once (chunks.ts). A Hugging Face,
+ * GPTQ or AWQ folder loads as the GGUF converted from it (once: slm eval's plan has converted it already).
+ */
 export async function loadForScoring(modelPath: string, o: { adapters?: LoraSpec[]; ctxSize: number; threads?: number; batchSize?: number; gpu?: GpuChoice }, ctx: BackendContext): Promise<LoadedModel> {
-  const entry = resolveModel(modelPath);
+  const entry = await ensureGguf(resolveModel(modelPath), ctx);
   const shape = decodeShape(o.ctxSize, o.batchSize);
   return loadModel(entry, { lora: o.adapters, contextSize: o.ctxSize, batchSize: shape.batchSize, threads: o.threads, gpu: o.gpu, sequences: shape.parallel }, ctx);
 }
