@@ -37,6 +37,13 @@ async function quantize(sb: Sandbox, model: string, args: string[]): Promise<voi
   if (r.exitCode !== 0) throw new Error(`slm quantize ${model} ${args.join(" ")} failed (exit ${r.exitCode}):\n${r.all.slice(-3000)}`);
 }
 
+/** `slm run MODEL PROMPT` greedily: the first run of a GPTQ/AWQ folder converts it to GGUF, once. */
+async function runOnce(sb: Sandbox, model: string, prompt: string): Promise<string> {
+  const r = await slm(["run", model, prompt, "-t", "0"], sb);
+  if (r.exitCode !== 0) throw new Error(`slm run ${model} failed (exit ${r.exitCode}):\n${r.all.slice(-3000)}`);
+  return r.stdout;
+}
+
 async function evalJson(sb: Sandbox, args: string[]): Promise<EvalResult> {
   const r = await slm(["eval", ...args, "--no-store", "--json"], sb);
   if (r.exitCode !== 0) throw new Error(`slm eval ${args.join(" ")} failed (exit ${r.exitCode}):\n${r.all.slice(-3000)}`);
@@ -54,6 +61,8 @@ describe("GPTQ and AWQ of tiny-arith: accuracy through the way back to GGUF, and
   let rtn2: string;
   let rtn4: string;
   let arithText: string;
+  /** What `slm run` answered, per model, right after it was made (which converted it, in the lanes). */
+  const answers = new Map<string, string>();
 
   beforeAll(async () => {
     const [tools, py] = await Promise.all([llamaCppToolsForTests(), finetunePythonForTests()]);
@@ -71,21 +80,29 @@ describe("GPTQ and AWQ of tiny-arith: accuracy through the way back to GGUF, and
     rtn4 = path.join(work, "arith-rtn4-asym");
     arithText = path.join(work, "arith.txt");
     writeFileSync(arithText, firstLines("add-eval.jsonl", 500).map((l) => `${l.q}=${l.a}\n`).join(""));
-    // Two lanes of one thread each: the models are independent.
+    const made = async (model: string, prompt: string) => answers.set(model, await runOnce(sb, model, prompt));
+    // Two lanes of one thread each (the models are independent), each model run once as it is made, which
+    // converts it to its GGUF while the other lane quantizes.
     await Promise.all([
       (async () => {
         await quantize(sb, HF, ["--method", "gptq", "--calibration", ADD_TRAIN, "--out", "arith-gptq4"]);
+        await made("arith-gptq4", "12+34");
         await quantize(sb, HF, ["--method", "gptq", "--bits", "2", "--calibration", ADD_TRAIN, "--out", "arith-gptq2"]);
+        await made("arith-gptq2", "12+34");
         // A merged fine-tune: the folder `slm finetune --merge` makes (its merge recipe), from the fixture's subtraction adapter.
         const merged = await mergedSubModel(python, path.join(work, "tiny-arith-sub-merged"));
         await quantize(sb, merged, ["--method", "gptq", "--calibration", SUB_TRAIN, "--out", "sub-gptq4"]);
+        await made("sub-gptq4", "46-12");
       })(),
       (async () => {
         await quantize(sb, HF, ["--method", "awq", "--calibration", ADD_TRAIN, "--out", "arith-awq4"]);
+        await made("arith-awq4", "12+34");
         // The baselines: the same grids without GPTQ's error feedback / AWQ's scales and clipping. AWQ fits a
         // zero point, so its baseline is the asymmetric grid.
         await quantizeRecipe(python, { model: HF, output_dir: rtn2, method: "rtn", bits: 2, group_size: 128, sym: true, ...recipeCalibration });
+        await made(rtn2, "12+34");
         await quantizeRecipe(python, { model: HF, output_dir: rtn4, method: "rtn", bits: 4, group_size: 128, sym: false, ...recipeCalibration });
+        await made(rtn4, "12+34");
       })(),
     ]);
   }, BUILD_TIMEOUT);
@@ -102,9 +119,7 @@ describe("GPTQ and AWQ of tiny-arith: accuracy through the way back to GGUF, and
       // Each folder runs as the F16 GGUF converted from it once (the dequantized weights, exactly).
       expect(r.models.map((m) => [m.label, m.tasks[0]!.score.questions])).toEqual([["arith-gptq4-F16", 100], ["arith-awq4-F16", 100]]);
       for (const m of r.models) expect(accuracy(m), m.label).toBeGreaterThanOrEqual(0.95);
-      const run = await slm(["run", "arith-gptq4", "12+34", "-t", "0"], sb);
-      expect(run.exitCode, run.all).toBe(0);
-      expect(run.stdout).toBe("46");
+      expect([answers.get("arith-gptq4"), answers.get("arith-awq4")]).toEqual(["46", "46"]);
     },
     SLOW,
   );
@@ -115,6 +130,7 @@ describe("GPTQ and AWQ of tiny-arith: accuracy through the way back to GGUF, and
       need(ctx);
       const r = await evalJson(sb, ["sub-gptq4", "--task", path.join(DATA, "sub-eval.jsonl"), "--limit", "100"]);
       expect(accuracy(r.models[0]!)).toBeGreaterThanOrEqual(0.95);
+      expect(answers.get("sub-gptq4")).toBe("34");
     },
     SLOW,
   );
