@@ -20,7 +20,7 @@ export function modelInfoText(info: ModelInfo): string {
   const a = g?.adapter;
   return rows([
     ["name", m.name],
-    ["format", a ? `gguf (LoRA adapter${a.kind !== "lora" ? `, ${a.kind}` : ""}: load it with --lora on its base model)` : m.format === "gptq" || m.format === "awq" ? `${m.format} (Hugging Face folder of ${m.format.toUpperCase()}-packed weights)` : h ? `hf (Hugging Face ${h.weights === "none" ? "folder without weights" : h.weights})` : m.format],
+    ["format", a ? `gguf (LoRA adapter${a.kind !== "lora" ? `, ${a.kind}` : ""}: load it with --lora on its base model)` : m.format === "gptq" || m.format === "awq" ? `${m.format} (Hugging Face folder of ${m.format.toUpperCase()}-packed weights)` : h ? `${m.format} (Hugging Face ${h.weights === "none" ? "folder without weights" : h.weights})` : m.format],
     ["path", m.path],
     ["size", formatBytes(m.size)],
     ["architecture", g?.architecture ?? (h ? [h.architecture, h.modelType && h.architecture ? `(${h.modelType})` : h.modelType].filter(Boolean).join(" ") : undefined) ?? m.architecture],

@@ -5,6 +5,7 @@ import { beforeAll, describe, expect, it, type TestContext } from "vitest";
 import type { ModelEntry, Registry } from "../../src/backends/store/types.js";
 import { FIXTURE, type Sandbox, interruptWhen, lastJson, sandbox, slm } from "../helpers/cli.js";
 import { llamaCppToolsForTests } from "../helpers/llamaCppTools.js";
+import { mountSkipReason, smallDisk } from "../helpers/mounts.js";
 import { quantizePythonForTests } from "../helpers/python.js";
 
 /**
@@ -119,6 +120,23 @@ describe("slm quantize --method gptq|awq", () => {
     expect(r.exitCode, r.all).toBe(2);
     expect(r.stderr).toMatch(/already quantized \(GPTQ\)/);
     expect(modelDirs(sb)).toEqual(["tiny-arith-GPTQ-4bit"]);
+  });
+
+  it("a disk too small for the checkpoint: exit 8 before the recipe runs, nothing left", async (ctx) => {
+    need(ctx);
+    if (mountSkipReason) ctx.skip(mountSkipReason);
+    // ~2 MB of packed weights; the disk holds 1 MB.
+    const disk = smallDisk(1024 * 1024);
+    try {
+      const small = { ...sb, home: disk.dir, env: { ...sb.env, SLM_HOME: disk.dir } };
+      const r = await slm(["quantize", HF, "--method", "gptq", "--calibration", TRAIN, "--samples", "8"], small);
+      expect(r.exitCode, r.all).toBe(8);
+      expect(r.stderr).toMatch(/Not enough free space for the GPTQ checkpoint of tiny-arith/);
+      expect(r.stderr).not.toContain("Loading the model");
+      expect(modelDirs(small)).toEqual([]);
+    } finally {
+      disk.unmount();
+    }
   });
 
   it(

@@ -1,4 +1,4 @@
-import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { execa, type ResultPromise } from "execa";
@@ -83,11 +83,16 @@ describe("running Hugging Face folders through a GGUF converted once", () => {
     expect(existsSync(path.join(bare.home, "models")) ? readdirSync(path.join(bare.home, "models")) : []).toEqual([]);
   });
 
-  it("`slm run <HF folder>` converts it once, registers <name>-F16, answers; the second run converts nothing", async (ctx) => {
+  it("`slm run <HF folder>` converts it once (two runs at once included), registers <name>-F16, answers; a later run converts nothing", async (ctx) => {
     needPython(ctx);
-    const first = await slm(["run", HF, "12+34", "-t", "0"], sb);
-    expect(first.exitCode, first.all).toBe(0);
-    expect(first.stdout.trim()).toBe("46");
+    const both = await Promise.all([slm(["run", HF, "12+34", "-t", "0"], sb), slm(["run", HF, "12+34", "-t", "0"], sb)]);
+    for (const r of both) {
+      expect(r.exitCode, r.all).toBe(0);
+      expect(r.stdout.trim()).toBe("46");
+    }
+    const converters = both.filter((r) => r.stderr.includes("converted"));
+    expect(converters).toHaveLength(1);
+    const first = converters[0]!;
     expect(first.stderr).toContain(`converted ${HF} to GGUF F16 once: tiny-arith-F16 (`);
     expect(first.stderr).toContain("`slm quantize tiny-arith-F16 --type Q4_K_M` makes it small");
     const [gguf] = conversionsFrom(sb, HF);
@@ -160,21 +165,6 @@ describe("running Hugging Face folders through a GGUF converted once", () => {
       expect(text.stdout).toMatch(/^runs as +tiny-arith-GPTQ-4bit-F16 \(GGUF converted from it\)/m);
     }, SLOW);
 
-    it("a GPTQ folder that changed since its conversion is refused, not run from the old GGUF", async (ctx) => {
-      needRecipe(ctx);
-      const copy = path.join(work, "changed", "tiny-arith-GPTQ-4bit");
-      cpSync(gptq, copy, { recursive: true });
-      const ok = await slm(["run", copy, "12+34", "-t", "0"], sb);
-      expect(ok.exitCode, ok.all).toBe(0);
-      const later = new Date(Date.now() + 120_000);
-      utimesSync(path.join(copy, "model.safetensors"), later, later);
-      const r = await slm(["run", copy, "12+34", "-t", "0"], sb);
-      expect(r.exitCode, r.all).toBe(2);
-      expect(r.stderr).toContain(`${copy} changed since it was converted to tiny-arith-GPTQ-4bit-F16-2 (model.safetensors)`);
-      expect(r.stderr).toContain("slm rm tiny-arith-GPTQ-4bit-F16-2");
-      expect(r.stdout).toBe("");
-    }, SLOW);
-
     it("`slm pull <GPTQ repo> --format hf` registers format gptq, and it runs", async (ctx) => {
       needRecipe(ctx);
       hub = await startHubServer({ repos: [repoFromDir("acme/tiny-arith-GPTQ", gptq)] });
@@ -184,6 +174,25 @@ describe("running Hugging Face folders through a GGUF converted once", () => {
       const model = registry(box).models["acme/tiny-arith-GPTQ"]!;
       expect(model).toMatchObject({ format: "gptq", quantization: { method: "gptq", bits: 4, groupSize: 64 } });
       expect(model.files.map((f) => f.repoPath)).toEqual(expect.arrayContaining(["config.json", "model.safetensors", "quantize_config.json", "tokenizer.model"]));
+
+      // A server never converts on a request: a registered GPTQ model not converted yet is a clear 409.
+      const proc = execa("node", [BIN, "serve", "--port", "0", "--threads", "1"], { env: box.env, extendEnv: true, reject: false });
+      try {
+        const url = await listening(proc);
+        const answer = await fetch(`${url}/v1/chat/completions`, {
+          method: "POST", headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ model: "acme/tiny-arith-GPTQ", messages: [{ role: "user", content: "12+34" }] }),
+        });
+        expect(answer.status).toBe(409);
+        const body = (await answer.json()) as { error: { message: string; code: string } };
+        expect(body.error.code).toBe("model_not_converted");
+        expect(body.error.message).toContain("is in GPTQ format and has not been converted to GGUF yet");
+        expect(body.error.message).toContain("slm serve acme/tiny-arith-GPTQ");
+      } finally {
+        proc.kill("SIGINT");
+        await proc;
+      }
+
       const r = await slm(["run", "acme/tiny-arith-GPTQ", "12+34", "-t", "0"], box);
       expect(r.exitCode, r.all).toBe(0);
       expect(r.stdout.trim()).toBe("46");
@@ -202,6 +211,20 @@ describe("running Hugging Face folders through a GGUF converted once", () => {
       expect(readdirSync(path.dirname(model.path))).toEqual(["arith-gptq-q8.gguf"]);
       const r = await slm(["run", "arith-gptq-q8", "12+34", "-t", "0"], box);
       expect(r.stdout.trim()).toBe("46");
+    }, SLOW);
+
+    it("a GPTQ folder that changed since its conversion is refused, not run from the old GGUF", async (ctx) => {
+      needRecipe(ctx);
+      // Last of the GPTQ tests: the folder is converted (first test) and then rewritten in place, same size.
+      const later = new Date(Date.now() + 120_000);
+      utimesSync(path.join(gptq, "model.safetensors"), later, later);
+      const r = await slm(["run", gptq, "12+34", "-t", "0"], sb);
+      expect(r.exitCode, r.all).toBe(2);
+      expect(r.stderr).toContain(`${gptq} changed since it was converted to tiny-arith-GPTQ-4bit-F16 (model.safetensors)`);
+      expect(r.stderr).toContain("slm rm tiny-arith-GPTQ-4bit-F16");
+      expect(r.stdout).toBe("");
+      const info = await slm(["info", gptq, "--json"], sb);
+      expect((lastJson(info.stdout).data as { converted?: unknown }).converted).toMatchObject({ name: "tiny-arith-GPTQ-4bit-F16", current: false, changed: ["model.safetensors"] });
     }, SLOW);
 
     it("an AWQ folder runs through the recipe's dequantize, then the converter", async (ctx) => {

@@ -13,8 +13,8 @@ MODEL = os.path.join(FIXTURE, "hf")
 ADD_TRAIN = os.path.join(FIXTURE, "data", "add-train.jsonl")
 # Calibration: the first CALIBRATION windows of add-train rendered as chat; the next HELD_OUT windows are never
 # seen by the quantizer and measure it.
-SEQ_LEN = 256
-CALIBRATION = 16
+SEQ_LEN = 128
+CALIBRATION = 8
 HELD_OUT = 8
 
 

@@ -166,8 +166,9 @@ def search_clip(w, gram, qgrid, steps=CLIP_GRID, max_shrink=CLIP_MAX_SHRINK):
     best_ratio = torch.ones(out, groups, device=w.device)
     for i in range(steps):
         r = 1.0 - max_shrink * i / steps
-        d = wg - qgrid.fake(w, r).view(out, groups, g)
-        err = torch.einsum("ogi,gij,ogj->og", d, blocks, d)
+        d = (wg - qgrid.fake(w, r).view(out, groups, g)).transpose(0, 1)  # [G, out, g]
+        # d_og · H_g · d_ogᵀ per (group, row) as one batched matmul: never an [out, G, g, g] intermediate.
+        err = (torch.bmm(d, blocks) * d).sum(-1).t()
         better = err < best_err
         best_err = torch.where(better, err, best_err)
         best_ratio = torch.where(better, torch.full_like(best_ratio, r), best_ratio)

@@ -79,5 +79,7 @@ class AwqMethod:
         return write_checkpoint(out, src, replace, drop, quantization_config=qc, dtype="float16")
 
     def summary(self):
+        # GPTQ's knobs do not apply to AWQ: null, as zero_point is for GPTQ.
         return {"quantized_linears": 0 if self.scaled else len(self.packed), "layer_errors": self.errors,
-                "zero_point": self.cfg.zero_point, "awq_groups": self.groups}
+                "zero_point": self.cfg.zero_point, "sym": None, "desc_act": None, "damp": None,
+                "awq_groups": self.groups}

@@ -57,14 +57,6 @@ def linears_of(module):
     return {n: m for n, m in module.named_modules() if isinstance(m, torch.nn.Linear)}
 
 
-def pick_device(requested):
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise RecipeError("device: cuda was asked for, but torch sees no CUDA GPU")
-    if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(requested)
-
-
 def _to(value, device):
     """Tensors (also inside tuples, lists and dicts) onto the device, floating ones as float32."""
     if isinstance(value, torch.Tensor):
@@ -86,7 +78,7 @@ def _same(a, b):
     return not isinstance(a, torch.Tensor) and not isinstance(b, torch.Tensor) and a is b
 
 
-def capture_block0_inputs(model, blocks, windows, device, chunk):
+def capture_block0_inputs(model, blocks, windows, device, chunk, interrupt=None):
     """[(hidden_states, kwargs)] per chunk of windows, on the device. Keyword values equal to the previous chunk's
     (the position embeddings and masks of windows of the same length) are shared, not stored again."""
     def stop(module, args, kwargs):
@@ -97,6 +89,8 @@ def capture_block0_inputs(model, blocks, windows, device, chunk):
     try:
         with torch.no_grad():
             for start in range(0, windows.shape[0], chunk):
+                if interrupt is not None and interrupt.requested:
+                    raise Cancelled("interrupted while reading the calibration data into the model")
                 try:
                     model(input_ids=windows[start:start + chunk], use_cache=False)
                 except _Stop as s:
@@ -192,7 +186,7 @@ def run_blocks(model, windows, device, on_block, interrupt=None, on_done=None):
     inputs = None
     if windows is not None:
         chunk = max(1, _CHUNK_TOKENS // windows.shape[1])
-        inputs = capture_block0_inputs(model, blocks, windows, device, chunk)
+        inputs = capture_block0_inputs(model, blocks, windows, device, chunk, interrupt)
     start = time.monotonic()
     for i, block in enumerate(blocks):
         if interrupt is not None and interrupt.requested:

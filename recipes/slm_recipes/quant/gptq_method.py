@@ -2,6 +2,7 @@
 linears are quantized stage by stage ("true sequential": q/k/v, then o with the inputs the quantized q/k/v give,
 then gate/up, then down), each stage's Hessian collected from the block's calibration inputs; the checkpoint is
 the classic GPTQ format (pack_gptq.py)."""
+from ..errors import RecipeError
 from . import pack_gptq
 from .checkpoint import write_checkpoint
 from .gptq import Hessian, Prepared, gptq_quantize, output_error
@@ -21,6 +22,8 @@ class GptqMethod:
 
     def quantize_block(self, ctx):
         self._block_errors = []
+        if ctx.index == 0:
+            self._check_shapes(ctx)
         if ctx.inputs is None:  # round-to-nearest without calibration data: no Hessian, no error to report
             for name, linear in ctx.linears.items():
                 ctx.check()
@@ -43,6 +46,15 @@ class GptqMethod:
                                            self.cfg.sym)
                 error = output_error(linear.weight.data, result[4], hessian.matrix)
                 self._store(ctx.full_name(name), linear, *result, error)
+
+    def _check_shapes(self, ctx):
+        """Before any work: the format packs 32/bits values per int32 word along both dimensions."""
+        per = 32 // self.cfg.bits
+        for name, linear in ctx.linears.items():
+            if linear.in_features % per or linear.out_features % per:
+                raise RecipeError(f"{ctx.full_name(name)} ({linear.in_features} → {linear.out_features}) cannot be "
+                                  f"stored in the GPTQ format at {self.cfg.bits} bits: both sizes must be multiples "
+                                  f"of {per}")
 
     def _rtn(self, linear):
         return rtn_quantize(linear.weight.data, self.cfg.bits, self.cfg.group_size, self.cfg.sym)

@@ -13,7 +13,8 @@ import time
 
 from .. import events as ev
 from ..errors import Cancelled, ConfigError
-from .blocks import decoder_blocks, load_model, pick_device, run_blocks
+from ..model import pick_device
+from .blocks import decoder_blocks, load_model, run_blocks
 from .calibration import load_calibration
 from .checkpoint import output_folder, read_config
 
@@ -25,6 +26,11 @@ def _check_source(src):
         raise ConfigError(f"model: {src} is already quantized ({q.get('quant_method', 'unknown method')}); "
                           "GPTQ and AWQ start from the original Hugging Face weights")
     return cfg
+
+
+def _check(interrupt):
+    if interrupt is not None and interrupt.requested:
+        raise Cancelled("interrupted")
 
 
 def peak_memory(device):
@@ -51,6 +57,7 @@ def run_quantize(cfg, steps, interrupt, method):
         _, blocks = decoder_blocks(model)
         parameters = sum(p.numel() for p in model.parameters())
         architecture = (source.get("architectures") or [type(model).__name__])[0]
+        _check(interrupt)
         steps.done(f"{architecture}, {len(blocks)} blocks, {parameters / 1e6:.1f}M parameters, on {device.type}")
 
         windows = None
@@ -61,6 +68,7 @@ def run_quantize(cfg, steps, interrupt, method):
             tokenizer = AutoTokenizer.from_pretrained(cfg.model)
             text_cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
             windows = load_calibration(cfg, tokenizer, getattr(text_cfg, "max_position_embeddings", None))
+            _check(interrupt)
             steps.done(f"{windows.shape[0]} windows of {windows.shape[1]} tokens")
         tokens = 0 if windows is None else windows.numel()
 

@@ -1,4 +1,5 @@
 import { UsageError } from "../../core/errors.js";
+import { withLock } from "../../core/lock.js";
 import { emit, type BackendContext } from "../../core/events.js";
 import { formatBytes } from "../../core/format.js";
 import { type Conversion, conversionSourceKey, conversionsOf } from "../store/conversions.js";
@@ -23,10 +24,14 @@ export async function ensureGguf(entry: ModelEntry, ctx: BackendContext = {}): P
     return earlier;
   }
   const prepared = await prepareSource(entry, ctx);
-  const name = freeName(entry);
-  const { model } = await convertAndRegister(prepared, { outtype: "f16", name }, ctx);
-  emit(ctx.onEvent, { type: "log", level: "info", message: convertedMessage(entry, model) });
-  return model;
+  // Two slm processes starting on the same folder convert it once: the second waits, then finds the first's.
+  return withLock(`convert:${conversionSourceKey(entry)}`, async () => {
+    const meanwhile = currentConversion(entry);
+    if (meanwhile) return meanwhile;
+    const { model } = await convertAndRegister(prepared, { outtype: "f16", name: freeName(entry) }, ctx);
+    emit(ctx.onEvent, { type: "log", level: "info", message: convertedMessage(entry, model) });
+    return model;
+  }, { onWait: () => emit(ctx.onEvent, { type: "log", level: "info", message: `waiting for another slm that is converting ${shown(entry)}` }) });
 }
 
 /** resolveModel, then ensureGguf: what every command that loads a model starts with. */

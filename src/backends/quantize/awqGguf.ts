@@ -36,7 +36,7 @@ export async function runAwqGguf(plan: WeightsPlan, tools: Partial<Record<LlamaC
   }
   const name = plan.request.out ?? derivedName(plan.source.source, weightsSuffix(plan.settings, type));
   if (plan.request.out === undefined && name !== plan.name) assertFreeName(name);
-  const python = await checkPython(ctx);
+  const python = await checkPython(plan.settings, ctx);
   // The scaled folder (source dtype), its F16 conversion, and the result, at once.
   const params = plan.folder.parameters ?? weightBytes(plan) / 2;
   ensureFreeSpace(modelsDir(), weightBytes(plan) + params * 2 + (params * ((nominalBitsPerWeight(type) ?? 8) + 1)) / 8, `the AWQ-scaled weights and the ${type} GGUF of ${plan.source.source.name}`);

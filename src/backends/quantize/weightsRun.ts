@@ -1,12 +1,14 @@
-import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { SlmError } from "../../core/errors.js";
+import { SlmError, UsageError } from "../../core/errors.js";
 import { type BackendContext, type SlmEvent, withStep } from "../../core/events.js";
 import { ensureFreeSpace } from "../../core/storage.js";
 import { folderFiles } from "../store/folderInfo.js";
 import { type PythonEnv, requirePythonModules, resolvePython } from "../python/env.js";
 import { runRecipe } from "../python/recipe.js";
+import { probeStack } from "../python/stack.js";
 import { removeUnused } from "../store/cleanup.js";
+import { assertConvertible } from "../store/quantFolder.js";
 import { derivedWorkDir, installDerived, modelsDir } from "../store/derived.js";
 import type { LineageStep, ModelEntry, WeightQuantization } from "../store/types.js";
 import type { WeightsPlan, WeightsSettings } from "./weights.js";
@@ -47,10 +49,14 @@ export interface WeightsResult {
 /** The Python modules quantize_hf.py imports. */
 export const RECIPE_MODULES = ["torch", "transformers", "safetensors"];
 
-export async function checkPython(ctx: BackendContext): Promise<PythonEnv> {
+/** slm's Python with the recipe's modules; with --device cuda, a GPU torch sees (said now, not after loading the model). */
+export async function checkPython(s: WeightsSettings, ctx: BackendContext): Promise<PythonEnv> {
   return withStep(ctx, "python", "Checking the Python environment", async () => {
     const env = await resolvePython();
     await requirePythonModules(env, RECIPE_MODULES, "GPTQ/AWQ quantization", { signal: ctx.signal });
+    if (s.device === "cuda" && !(await probeStack(env, { signal: ctx.signal })).torch?.gpu) {
+      throw new UsageError("--device cuda: torch sees no CUDA GPU here.", { hint: "Drop --device (auto uses the CPU when there is no GPU), or install torch with CUDA: slm setup python --cuda." });
+    }
     return env;
   }, (env) => env.python);
 }
@@ -132,10 +138,18 @@ export async function runQuantizeRecipe(plan: WeightsPlan, outputDir: string, ou
   }
 }
 
-export function quantizationOfSettings(s: WeightsSettings): WeightQuantization {
-  return s.method === "gptq"
-    ? { method: "gptq", bits: s.bits, groupSize: s.groupSize, descAct: s.descAct, sym: s.sym, format: "gptq" }
-    : { method: "awq", bits: s.bits, groupSize: s.groupSize, zeroPoint: s.zeroPoint, format: "gemm" };
+/**
+ * The checkpoint's quantization as its config.json declares it (what servers and slm's way back to GGUF
+ * will read), checked against what was asked and against what slm can convert: a recipe that wrote
+ * something else is a bug to report, not a model to register.
+ */
+export function writtenQuantization(dir: string, s: WeightsSettings): WeightQuantization {
+  const q = assertConvertible(dir)?.quantization;
+  const asked = { method: s.method, bits: s.bits, groupSize: s.groupSize };
+  if (!q || q.method !== asked.method || q.bits !== asked.bits || q.groupSize !== asked.groupSize || (q.method === "gptq" && (q.descAct !== s.descAct || q.sym !== s.sym))) {
+    throw new SlmError(`quantize_hf.py wrote a checkpoint whose quantization_config (${JSON.stringify(q ?? null)}) is not what was asked (${JSON.stringify(asked)}).`, { hint: "This is a bug in slm: please report it with the output of --verbose." });
+  }
+  return q;
 }
 
 /** The lineage step of a GPTQ/AWQ run: every setting, the calibration data by path and hash, where and how long. */
@@ -168,13 +182,13 @@ export function weightsStep(plan: WeightsPlan, r: QuantizeRecipeResult, output: 
  */
 export async function runWeights(plan: WeightsPlan, ctx: BackendContext = {}): Promise<WeightsResult> {
   const started = performance.now();
-  const python = await checkPython(ctx);
+  const python = await checkPython(plan.settings, ctx);
   const sourceSize = weightBytes(plan);
   ensureFreeSpace(modelsDir(), packedSizeEstimate(plan) * 1.1 + plan.calibration.content.length, `the ${plan.settings.method.toUpperCase()} checkpoint of ${plan.source.source.name}`);
   const work = derivedWorkDir();
   try {
     const r = await runQuantizeRecipe(plan, work, "packed", python, ctx);
-    if (!existsSync(path.join(work, "config.json"))) throw new SlmError(`quantize_hf.py reported success but wrote no config.json in ${work}.`);
+    const quantization = writtenQuantization(work, plan.settings);
     const finalDir = path.join(modelsDir(), plan.name);
     const files = folderFiles(work).map((f) => ({ ...f, path: path.join(finalDir, path.relative(work, f.path)) }));
     const src = plan.source.source;
@@ -185,7 +199,7 @@ export async function runWeights(plan: WeightsPlan, ctx: BackendContext = {}): P
       files,
       source: { type: "derived" },
       quant: `${plan.settings.method.toUpperCase()}-${plan.settings.bits}bit`,
-      quantization: quantizationOfSettings(plan.settings),
+      quantization,
       size: files.reduce((a, f) => a + f.size, 0),
       parameters: r.parameters || plan.folder.parameters,
       contextLength: plan.folder.contextLength,

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import path from "node:path";
 import { type CatalogEntry, builtinHfPath, catalog } from "../../core/catalog.js";
 import { UsageError } from "../../core/errors.js";
@@ -6,6 +6,7 @@ import type { BackendContext } from "../../core/events.js";
 import { parseModelRef } from "../../core/modelRef.js";
 import { hfSource } from "../convert/model.js";
 import { runDirFor } from "../finetune/run.js";
+import { folderQuantization } from "../store/quantFolder.js";
 import { getModel, hasModel, listModels } from "../store/registry.js";
 import { resolveModel } from "../store/resolve.js";
 import type { ModelEntry } from "../store/types.js";
@@ -44,17 +45,6 @@ function refuseQuantized(name: string, method: string): never {
   throw new UsageError(`${name} is already quantized (${method}); ${METHODS} start from the original, unquantized Hugging Face weights.`, {
     hint: `Quantize the model it was made from. To get a GGUF of ${name}, use \`slm quantize ${name} --type Q4_K_M\`.`,
   });
-}
-
-/** config.json's quantization_config.quant_method, or undefined for unquantized weights. */
-function quantMethodOf(dir: string): string | undefined {
-  try {
-    const config = JSON.parse(readFileSync(path.join(dir, "config.json"), "utf8")) as { quantization_config?: { quant_method?: unknown } };
-    if (!config.quantization_config) return undefined;
-    return typeof config.quantization_config.quant_method === "string" ? config.quantization_config.quant_method : "unknown method";
-  } catch {
-    return undefined; // inspectHfFolder reports a missing or broken config.json with its own message
-  }
 }
 
 const isDir = (p: unknown): p is string => typeof p === "string" && existsSync(p) && statSync(p).isDirectory();
@@ -111,7 +101,7 @@ export async function resolveWeightsSource(ref: string, ctx: BackendContext = {}
     const r = await hfSource(ref, ctx, (name) => refuseGguf(name));
     found = { source: r.source, from: r.source.source.type === "local" ? r.source.path : r.source.name, pulled: r.pulled };
   }
-  const method = quantMethodOf(found.source.path);
-  if (method) refuseQuantized(found.source.name, method.toUpperCase());
+  const quantized = folderQuantization(found.source.path);
+  if (quantized) refuseQuantized(found.source.name, quantized.method.toUpperCase());
   return found;
 }

@@ -44,8 +44,7 @@ export async function modelInfo(ref: string): Promise<ModelInfo | AdapterInfo> {
   if (model.format !== "gguf") {
     const c = conversionsOf(model)[0];
     const converted = c && { name: c.entry.name, path: c.entry.path, current: c.changed.length === 0, ...(c.changed.length ? { changed: c.changed } : {}) };
-    const quantization = model.format !== "hf" && model.quantization ? { quantization: model.quantization } : {};
-    return { model, hf: summariseHfFolder(model.path), ...quantization, ...(converted ? { converted } : {}) };
+    return { model, hf: summariseHfFolder(model.path), ...(model.quantization ? { quantization: model.quantization } : {}), ...(converted ? { converted } : {}) };
   }
   return { model, gguf: await readGgufSummary(model.path) };
 }
