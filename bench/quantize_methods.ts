@@ -6,9 +6,11 @@
  *   npx tsx bench/quantize_methods.ts [--quality] [--time] [--python PY] [--threads 2]
  *                                     [--samples 128] [--time-samples 32] [--seq-len 512] [--keep]
  *
+ * --samples: calibration windows of the quality runs; --time-samples and --seq-len: those of the time runs.
+ *
  * Quality (tiny-arith, test/fixtures/tiny-arith): every variant made from the HF folder with the same
- * calibration data (data/add-train.jsonl, chat JSONL; the recipe's defaults of 128 windows × 512 tokens,
- * capped at the model's context of 256; llama-imatrix reads as many chunks of the same length), then ONE `slm eval` of all of them against the F32 GGUF: size on
+ * calibration data (data/add-train.jsonl, chat JSONL; --samples windows of 256 tokens, tiny-arith's context;
+ * llama-imatrix reads as many chunks of the same length), then ONE `slm eval` of all of them against the F32 GGUF: size on
  * disk (a GPTQ/AWQ folder's files, a GGUF file), KL divergence from F32 and perplexity on data/eval-text.txt,
  * KL divergence on add-eval's sums written as plain text (see quality()), exact match on all 500 lines of
  * data/add-eval.jsonl. GPTQ/AWQ/RTN folders are scored through the GGUF slm
@@ -45,6 +47,8 @@ const python = arg("--python", process.env.SLM_TEST_PYTHON ?? process.env.SLM_PY
 const threads = Number(arg("--threads", "2"));
 const samples = Number(arg("--samples", "128"));
 const timeSamples = Number(arg("--time-samples", "32"));
+/** tiny-arith's context: the quality runs' window (slm refuses a longer --seq-len; the recipe would cap it). */
+const FIXTURE_CTX = 256;
 const seqLen = Number(arg("--seq-len", "512"));
 const doQuality = process.argv.includes("--quality") || !process.argv.includes("--time");
 const doTime = process.argv.includes("--time") || !process.argv.includes("--quality");
@@ -63,10 +67,10 @@ interface RecipeResult {
 }
 
 /** recipes/quantize_hf.py with a config of PLAN11's contract 1; returns its result and the measured run. */
-function recipe(work: string, config: Record<string, unknown>, windows = samples): { result: RecipeResult } & Measured {
+function recipe(work: string, config: Record<string, unknown>, windows: number, windowLen: number): { result: RecipeResult } & Measured {
   const cfg = path.join(work, `cfg-${Date.now()}-${Math.random().toString(36).slice(2)}.json`);
   writeFileSync(cfg, JSON.stringify({
-    task: "quantize", output: "packed", device: "cpu", threads, samples: windows, seq_len: seqLen,
+    task: "quantize", output: "packed", device: "cpu", threads, samples: windows, seq_len: windowLen,
     calibration: { file: CALIBRATION, format: "chat-jsonl" }, ...config,
   }));
   const r = runMeasured(python, [path.join(ROOT, "recipes", "quantize_hf.py"), "--config", cfg], { ...process.env, OMP_NUM_THREADS: String(threads) });
@@ -103,7 +107,7 @@ function quality(work: string, env: NodeJS.ProcessEnv): void {
   const variants: Variant[] = [{ label: "F32", ref: F32, sizePath: F32, made: "the fixture's GGUF" }];
   const packed = (label: string, dir: string, config: Record<string, unknown>) => {
     const out = path.join(work, dir);
-    const r = recipe(work, { model: HF, output_dir: out, ...config });
+    const r = recipe(work, { model: HF, output_dir: out, ...config }, samples, FIXTURE_CTX);
     variants.push({ label, ref: out, sizePath: out, made: `recipe ${r.result.seconds.toFixed(1)} s, ${r.result.calibration_tokens} calibration tokens` });
   };
   const gguf = (label: string, name: string, args: string[]) => {
@@ -111,7 +115,7 @@ function quality(work: string, env: NodeJS.ProcessEnv): void {
     variants.push({ label, ref: name, sizePath: r.data.model.path, made: `slm quantize ${args.join(" ").replaceAll(FIX + "/", "")} (${r.wall.toFixed(1)} s)` });
   };
   const cal = ["--calibration", CALIBRATION, "--chunks", String(samples)];
-  const recipeCal = ["--samples", String(samples), "--seq-len", String(seqLen)];
+  const recipeCal = ["--samples", String(samples), "--seq-len", String(FIXTURE_CTX)];
   packed("RTN 4-bit g128", "rtn4", { method: "rtn", bits: 4, group_size: 128 });
   packed("GPTQ 4-bit g128", "gptq4", { method: "gptq", bits: 4, group_size: 128 });
   packed("GPTQ 4-bit g128 act-order", "gptq4-act", { method: "gptq", bits: 4, group_size: 128, desc_act: true });
@@ -171,7 +175,7 @@ function timing(work: string, env: NodeJS.ProcessEnv): void {
     ["AWQ 4-bit g128", { method: "awq", bits: 4, group_size: 128, zero_point: true }],
   ] as const) {
     const out = path.join(work, `smol-${config.method}`);
-    const r = recipe(work, { model, output_dir: out, ...config }, timeSamples);
+    const r = recipe(work, { model, output_dir: out, ...config }, timeSamples, seqLen);
     rows.push({ label, wall: r.wall, inner: `recipe ${r.result.seconds.toFixed(1)} s, ${r.result.calibration_tokens} tokens, RSS ${(r.result.peak_memory_bytes / 2 ** 30).toFixed(2)} GiB`, others: r.others });
     rmSync(out, { recursive: true, force: true });
   }
@@ -215,7 +219,7 @@ async function main(): Promise<void> {
   const home = path.join(work, "home");
   mkdirSync(home);
   const env: NodeJS.ProcessEnv = { ...process.env, SLM_HOME: home, SLM_LLAMA_CPP_DIR: path.dirname(quantizeTool.path), SLM_PYTHON: python, SLM_THREADS: String(threads), OMP_NUM_THREADS: String(threads), CI: "1", NO_COLOR: "1" };
-  console.log(`python ${python}; ${threads} threads; calibration ${path.relative(ROOT, CALIBRATION)}: quality ${samples} × ${seqLen} tokens (capped at the model's context), time ${timeSamples} × ${seqLen}`);
+  console.log(`python ${python}; ${threads} threads; calibration ${path.relative(ROOT, CALIBRATION)}: quality ${samples} × ${FIXTURE_CTX} tokens, time ${timeSamples} × ${seqLen}`);
   try {
     if (doQuality) quality(work, env);
     if (doTime) timing(work, env);
