@@ -69,10 +69,10 @@ interface RecipeResult {
 /** recipes/quantize_hf.py with a config of PLAN11's contract 1; returns its result and the measured run. */
 function recipe(work: string, config: Record<string, unknown>, windows: number, windowLen: number): { result: RecipeResult } & Measured {
   const cfg = path.join(work, `cfg-${Date.now()}-${Math.random().toString(36).slice(2)}.json`);
-  writeFileSync(cfg, JSON.stringify({
-    task: "quantize", output: "packed", device: "cpu", threads, samples: windows, seq_len: windowLen,
-    calibration: { file: CALIBRATION, format: "chat-jsonl" }, ...config,
-  }));
+  // Round-to-nearest needs no data: without calibration the recipe runs no forward pass (with it, it would run
+  // them only to report each layer's output error), so its time is the rounding alone.
+  const data = config.method === "rtn" ? {} : { samples: windows, seq_len: windowLen, calibration: { file: CALIBRATION, format: "chat-jsonl" } };
+  writeFileSync(cfg, JSON.stringify({ task: "quantize", output: "packed", device: "cpu", threads, ...data, ...config }));
   const r = runMeasured(python, [path.join(ROOT, "recipes", "quantize_hf.py"), "--config", cfg], { ...process.env, OMP_NUM_THREADS: String(threads) });
   const last = JSON.parse(r.stdout.trim().split("\n").pop()!) as { type: string; data: RecipeResult };
   return { result: last.data, wall: r.wall, others: r.others };

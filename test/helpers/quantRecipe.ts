@@ -24,7 +24,8 @@ export interface QuantizeConfig {
   sym?: boolean;
   damp?: number;
   zero_point?: boolean;
-  calibration: { file: string; format: "text" | "chat-jsonl" };
+  /** Required for gptq/awq; rtn without it rounds without running the model. */
+  calibration?: { file: string; format: "text" | "chat-jsonl" };
   samples?: number;
   seq_len?: number;
   device?: "auto" | "cpu" | "cuda";
