@@ -4,7 +4,7 @@
  * quality and on time.
  *
  *   npx tsx bench/quantize_methods.ts [--quality] [--time] [--python PY] [--threads 2]
- *                                     [--samples 128] [--time-samples 32] [--seq-len 512] [--keep]
+ *                                     [--samples 128] [--time-samples 8] [--seq-len 512] [--keep]
  *
  * --samples: calibration windows of the quality runs; --time-samples and --seq-len: those of the time runs.
  *
@@ -23,8 +23,8 @@
  * checkpoint) quantized on this machine's CPU by each recipe method and by llama.cpp (`slm quantize --type
  * Q4_K_M`: convert to F16 + llama-quantize; and with `--calibration`: + llama-imatrix), all with --threads
  * threads and the same calibration tokens (--time-samples windows of --seq-len for the recipes, as many chunks
- * for llama-imatrix: 32 × 512 by default, a quarter of the recipes' default, to keep a run on 2 cores within
- * tens of minutes). Ratios against round-to-nearest and Q4_K_M. Other processes' CPU use
+ * for llama-imatrix: 8 × 512 by default, a sixteenth of the recipes' default, to keep a run on a shared
+ * 2-core machine within minutes; the time of the data-driven part grows about linearly with the tokens). Ratios against round-to-nearest and Q4_K_M. Other processes' CPU use
  * while each ran is printed (a shared machine disturbs the figures).
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -46,7 +46,7 @@ const TASK = path.join(FIX, "data", "add-eval.jsonl");
 const python = arg("--python", process.env.SLM_TEST_PYTHON ?? process.env.SLM_PYTHON ?? "python3");
 const threads = Number(arg("--threads", "2"));
 const samples = Number(arg("--samples", "128"));
-const timeSamples = Number(arg("--time-samples", "32"));
+const timeSamples = Number(arg("--time-samples", "8"));
 /** tiny-arith's context: the quality runs' window (slm refuses a longer --seq-len; the recipe would cap it). */
 const FIXTURE_CTX = 256;
 const seqLen = Number(arg("--seq-len", "512"));
