@@ -111,8 +111,9 @@ function quality(work: string, env: NodeJS.ProcessEnv): void {
     variants.push({ label, ref: out, sizePath: out, made: `recipe ${r.result.seconds.toFixed(1)} s, ${r.result.calibration_tokens} calibration tokens` });
   };
   const gguf = (label: string, name: string, args: string[]) => {
-    const r = slmJson<{ model: ModelEntry }>(env, ["quantize", HF, ...args, "--out", name]);
-    variants.push({ label, ref: name, sizePath: r.data.model.path, made: `slm quantize ${args.join(" ").replaceAll(FIX + "/", "")} (${r.wall.toFixed(1)} s)` });
+    // `--method awq --type` reports the GGUF under `gguf` (beside the AWQ step's own report).
+    const r = slmJson<{ model?: ModelEntry; gguf?: { model: ModelEntry } }>(env, ["quantize", HF, ...args, "--out", name]);
+    variants.push({ label, ref: name, sizePath: (r.data.model ?? r.data.gguf!.model).path, made: `slm quantize ${args.join(" ").replaceAll(FIX + "/", "")} (${r.wall.toFixed(1)} s)` });
   };
   const cal = ["--calibration", CALIBRATION, "--chunks", String(samples)];
   const recipeCal = ["--samples", String(samples), "--seq-len", String(FIXTURE_CTX)];
@@ -169,10 +170,12 @@ function timing(work: string, env: NodeJS.ProcessEnv): void {
   const made = runMeasured(python, [path.join(ROOT, "bench", "random_hf_llama.py"), "--shape", "smollm2-135m", "--out", model, "--dtype", "bfloat16"], { ...process.env, OMP_NUM_THREADS: String(threads) });
   console.log(made.stdout.trim());
   const rows: { label: string; wall: number; inner: string; others: number }[] = [];
+  // Groups of 64: SmolLM2's 576 channels are not a multiple of 128, which AWQ's format needs (GPTQ's would
+  // take a short last group).
   for (const [label, config] of [
-    ["RTN 4-bit g128", { method: "rtn", bits: 4, group_size: 128 }],
-    ["GPTQ 4-bit g128", { method: "gptq", bits: 4, group_size: 128 }],
-    ["AWQ 4-bit g128", { method: "awq", bits: 4, group_size: 128, zero_point: true }],
+    ["RTN 4-bit g64", { method: "rtn", bits: 4, group_size: 64 }],
+    ["GPTQ 4-bit g64", { method: "gptq", bits: 4, group_size: 64 }],
+    ["AWQ 4-bit g64", { method: "awq", bits: 4, group_size: 64, zero_point: true }],
   ] as const) {
     const out = path.join(work, `smol-${config.method}`);
     const r = recipe(work, { model, output_dir: out, ...config }, timeSamples, seqLen);
@@ -188,7 +191,7 @@ function timing(work: string, env: NodeJS.ProcessEnv): void {
     rows.push({ label, wall: r.wall, inner: phases(r.stdout), others: r.others });
   }
   const ref = rows.find((r) => r.label === "llama.cpp Q4_K_M")!.wall;
-  const rtn = rows.find((r) => r.label === "RTN 4-bit g128")!.wall;
+  const rtn = rows.find((r) => r.label === "RTN 4-bit g64")!.wall;
   const header = ["method", "wall s", "× RTN", "× Q4_K_M", "inside", "others' CPU (cores)"];
   const out = rows.map((r) => [r.label, r.wall.toFixed(1), (r.wall / rtn).toFixed(2), (r.wall / ref).toFixed(2), r.inner, r.others.toFixed(2)]);
   console.log(`\n${table(header, out)}\n`);
