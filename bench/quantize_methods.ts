@@ -17,7 +17,8 @@
  * converts them to once (F16 keeps the dequantized weights exactly, so the scores are the checkpoint's).
  * Variants: F32; RTN, GPTQ, GPTQ with act-order at 4 bits g128; AWQ 4-bit g128; Q4_K_M plain, with
  * `--calibration` (imatrix), with AWQ's scales (`--method awq --type Q4_K_M`); at 2 bits RTN and GPTQ (g128),
- * Q2_K plain, with imatrix, and with AWQ's scales.
+ * Q2_K with imatrix (slm refuses Q2_K without one, and AWQ-scaled types of 3 bits or fewer: tried, the refusal
+ * printed).
  *
  * Time: a SmolLM2-135M-shaped model with random weights (bench/random_hf_llama.py, bfloat16 like the real
  * checkpoint) quantized on this machine's CPU by each recipe method and by llama.cpp (`slm quantize --type
@@ -111,9 +112,15 @@ function quality(work: string, env: NodeJS.ProcessEnv): void {
     variants.push({ label, ref: out, sizePath: out, made: `recipe ${r.result.seconds.toFixed(1)} s, ${r.result.calibration_tokens} calibration tokens` });
   };
   const gguf = (label: string, name: string, args: string[]) => {
-    // `--method awq --type` reports the GGUF under `gguf` (beside the AWQ step's own report).
-    const r = slmJson<{ model?: ModelEntry; gguf?: { model: ModelEntry } }>(env, ["quantize", HF, ...args, "--out", name]);
-    variants.push({ label, ref: name, sizePath: (r.data.model ?? r.data.gguf!.model).path, made: `slm quantize ${args.join(" ").replaceAll(FIX + "/", "")} (${r.wall.toFixed(1)} s)` });
+    try {
+      // `--method awq --type` reports the GGUF under `gguf` (beside the AWQ step's own report).
+      const r = slmJson<{ model?: ModelEntry; gguf?: { model: ModelEntry } }>(env, ["quantize", HF, ...args, "--out", name]);
+      variants.push({ label, ref: name, sizePath: (r.data.model ?? r.data.gguf!.model).path, made: `slm quantize ${args.join(" ").replaceAll(FIX + "/", "")} (${r.wall.toFixed(1)} s)` });
+    } catch (err) {
+      // slm refuses some combinations (plain Q2_K without an importance matrix, AWQ for ≤3-bit types): say so.
+      const refusal = /"message":"([^"]*)"/.exec((err as Error).message)?.[1] ?? (err as Error).message.split("\n")[0];
+      console.log(`${label}: not made: ${refusal}`);
+    }
   };
   const cal = ["--calibration", CALIBRATION, "--chunks", String(samples)];
   const recipeCal = ["--samples", String(samples), "--seq-len", String(FIXTURE_CTX)];
@@ -128,11 +135,7 @@ function quality(work: string, env: NodeJS.ProcessEnv): void {
   packed("GPTQ 2-bit g128", "gptq2", { method: "gptq", bits: 2, group_size: 128 });
   gguf("Q2_K", "q2k", ["--type", "Q2_K"]);
   gguf("Q2_K imatrix", "q2k-imatrix", ["--type", "Q2_K", ...cal]);
-  try {
-    gguf("Q2_K AWQ scales", "q2k-awq", ["--method", "awq", "--type", "Q2_K", "--calibration", CALIBRATION, ...recipeCal]);
-  } catch (err) {
-    console.log(`Q2_K AWQ scales: not made: ${(err as Error).message.split("\n").slice(0, 3).join(" ")}`);
-  }
+  gguf("Q2_K AWQ scales", "q2k-awq", ["--method", "awq", "--type", "Q2_K", "--calibration", CALIBRATION, ...recipeCal]);
   for (const v of variants) console.log(`made ${v.label}: ${v.made}`);
 
   const ev = slmJson<EvalResult>(env, ["eval", ...variants.map((v) => v.ref), "--task", TASK, "--perplexity", TEXT, "--kld-base", F32, "--no-store"]);
