@@ -184,6 +184,7 @@ function timing(work: string, env: NodeJS.ProcessEnv): void {
     const r = recipe(work, { model, output_dir: out, ...config }, timeSamples, seqLen);
     rows.push({ label, wall: r.wall, inner: `recipe ${r.result.seconds.toFixed(1)} s, ${r.result.calibration_tokens} tokens, RSS ${(r.result.peak_memory_bytes / 2 ** 30).toFixed(2)} GiB`, others: r.others });
     rmSync(out, { recursive: true, force: true });
+    console.log(`${label}: ${r.wall.toFixed(1)} s (${rows.at(-1)!.inner})`);
   }
   for (const [label, args] of [
     ["llama.cpp Q4_K_M", ["--type", "Q4_K_M"]],
@@ -192,6 +193,7 @@ function timing(work: string, env: NodeJS.ProcessEnv): void {
   ] as const) {
     const r = slmJson<{ model: ModelEntry }>(env, ["quantize", model, ...args, "--threads", String(threads), "--out", `smol-${rows.length}`]);
     rows.push({ label, wall: r.wall, inner: phases(r.stdout), others: r.others });
+    console.log(`${label}: ${r.wall.toFixed(1)} s (${rows.at(-1)!.inner})`);
   }
   const ref = rows.find((r) => r.label === "llama.cpp Q4_K_M")!.wall;
   const rtn = rows.find((r) => r.label === "RTN 4-bit g64")!.wall;
