@@ -14,7 +14,7 @@
  * disk (a GPTQ/AWQ folder's files, a GGUF file), KL divergence from F32 and perplexity on data/eval-text.txt,
  * KL divergence on add-eval's sums written as plain text (see quality()), exact match on all 500 lines of
  * data/add-eval.jsonl. GPTQ/AWQ/RTN folders are scored through the GGUF slm
- * converts them to once (F16 keeps the dequantized weights exactly, so the scores are the checkpoint's).
+ * converts them to once (F16 rounds the dequantized weights by at most half an F16 step: docs/run.md measures it).
  * Variants: F32; RTN, GPTQ, GPTQ with act-order at 4 bits g128; AWQ 4-bit g128; Q4_K_M plain, with
  * `--calibration` (imatrix), with AWQ's scales (`--method awq --type Q4_K_M`); at 2 bits RTN and GPTQ (g128),
  * Q2_K with imatrix (slm refuses Q2_K without one, and AWQ-scaled types of 3 bits or fewer: tried, the refusal
