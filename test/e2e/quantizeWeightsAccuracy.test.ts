@@ -115,7 +115,7 @@ describe("GPTQ and AWQ of tiny-arith: accuracy through the way back to GGUF, and
     async (ctx) => {
       need(ctx);
       const r = await evalJson(sb, ["arith-gptq4", "arith-awq4", "--task", path.join(DATA, "add-eval.jsonl"), "--limit", "100"]);
-      // Each folder runs as the F16 GGUF converted from it once (the dequantized weights, exactly).
+      // Each folder runs as the F16 GGUF converted from it once (the dequantized weights, rounded to F16).
       expect(r.models.map((m) => [m.label, m.tasks[0]!.score.questions])).toEqual([["arith-gptq4-F16", 100], ["arith-awq4-F16", 100]]);
       for (const m of r.models) expect(accuracy(m), m.label).toBeGreaterThanOrEqual(0.95);
       expect([answers.get("arith-gptq4"), answers.get("arith-awq4")]).toEqual(["46", "46"]);
