@@ -1,13 +1,14 @@
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { execa, type ResultPromise } from "execa";
+import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from "vitest";
 import type { ModelEntry, Registry } from "../../src/backends/store/types.js";
 import { BIN, FIXTURE, ROOT, type Sandbox, interruptWhen, lastJson, sandbox, slm } from "../helpers/cli.js";
 import { type HubServer, repoFromDir, startHubServer } from "../helpers/hubServer.js";
 import { llamaCppToolsForTests } from "../helpers/llamaCppTools.js";
 import { convertPythonForTests } from "../helpers/python.js";
+import { listening } from "../helpers/serveProcess.js";
 
 /**
  * Hugging Face, GPTQ and AWQ folders run in slm through a GGUF converted from them once and registered
@@ -136,7 +137,7 @@ describe("running Hugging Face folders through a GGUF converted once", () => {
 
     const proc = execa("node", [BIN, "serve", HF, "--port", "0", "--threads", "1"], { env: sb.env, extendEnv: true, reject: false });
     try {
-      const url = await listening(proc);
+      const { url } = await listening(proc);
       const answer = await fetch(`${url}/v1/chat/completions`, {
         method: "POST", headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ model: HF, messages: [{ role: "user", content: "12+34" }], temperature: 0, max_tokens: 8 }),
@@ -196,7 +197,7 @@ describe("running Hugging Face folders through a GGUF converted once", () => {
       // A server never converts on a request: a registered GPTQ model not converted yet is a clear 409.
       const proc = execa("node", [BIN, "serve", "--port", "0", "--threads", "1"], { env: box.env, extendEnv: true, reject: false });
       try {
-        const url = await listening(proc);
+        const { url } = await listening(proc);
         const answer = await fetch(`${url}/v1/chat/completions`, {
           method: "POST", headers: { "Content-Type": "application/json" },
           body: JSON.stringify({ model: "acme/tiny-arith-GPTQ", messages: [{ role: "user", content: "12+34" }] }),
@@ -269,23 +270,3 @@ describe("running Hugging Face folders through a GGUF converted once", () => {
     }, SLOW);
   });
 });
-
-/** Waits for serve's startup line and returns its URL. */
-async function listening(proc: ResultPromise<{ reject: false }>): Promise<string> {
-  let err = "";
-  return new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no startup line after 120 s:\n${err}`)), 120_000);
-    proc.stderr!.on("data", (d: Buffer) => {
-      err += d.toString();
-      const m = /listening on (http:\/\/[^\s(]+)/.exec(err);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    void proc.then((r) => {
-      clearTimeout(timer);
-      reject(new Error(`slm serve exited with ${r.exitCode} before listening:\n${err}`));
-    });
-  });
-}

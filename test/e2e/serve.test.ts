@@ -6,6 +6,7 @@ import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BIN, FIXTURE, type Sandbox, lastJson, sandbox, slm } from "../helpers/cli.js";
 import { tokenizerPythonForTests } from "../helpers/python.js";
+import { listening } from "../helpers/serveProcess.js";
 
 const LORA = path.join(FIXTURE, "gguf", "lora-sub-f32.gguf");
 const KEY = "sk-test-7f3a9c2e";
@@ -35,23 +36,8 @@ interface Running {
  */
 async function serve(args: string[], sb: Sandbox, env: Record<string, string> = {}): Promise<Running> {
   const proc = execa("node", [BIN, "serve", "--port", "0", "--threads", "1", ...args], { env: { ...sb.env, ...env }, extendEnv: true, reject: false });
-  let err = "";
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no startup line after 60 s:\n${err}`)), 60_000);
-    proc.stderr!.on("data", (d: Buffer) => {
-      err += d.toString();
-      const m = /listening on (http:\/\/[^\s(]+)/.exec(err);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    void proc.then((r) => {
-      clearTimeout(timer);
-      reject(new Error(`slm serve exited with ${r.exitCode} before listening:\n${err}`));
-    });
-  });
-  return { url, proc, stderr: () => err };
+  const { url, stderr } = await listening(proc, 60_000);
+  return { url, proc, stderr };
 }
 
 async function stop(s: Running | undefined): Promise<number | undefined> {
