@@ -23,7 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
+
+from checks import Checks, Skip, check  # test/gpu/checks.py: the harness both check scripts share
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 FIX = os.path.join(ROOT, "test", "fixtures", "tiny-arith")
@@ -57,40 +58,6 @@ TRAIN = dict(chat_template=None, train_on_prompt=False, epochs=1, max_steps=3000
 SHORT = dict(TRAIN, max_steps=400 if CUDA else 60, batch_size=64 if CUDA else 16, packing=True, device="cpu",
              save_every=1000)
 
-
-class Checks:
-    def __init__(self):
-        self.results = []
-
-    def record(self, name, status, detail=""):
-        self.results.append({"name": name, "status": status, "detail": detail})
-        print(f"{status} {name}" + (f" — {detail}" if detail else ""), flush=True)
-
-    def run(self, name, fn, *args):
-        t0 = time.time()
-        try:
-            detail = fn(*args)
-            self.record(name, "PASS", f"{detail or ''} ({time.time() - t0:.1f} s)".strip())
-            return True
-        except Skip as e:
-            self.record(name, "SKIP", str(e))
-        except Exception as e:
-            traceback.print_exc()
-            self.record(name, "FAIL", f"{type(e).__name__}: {e}")
-        return False
-
-    def skip(self, names, why):
-        for n in names:
-            self.record(n, "SKIP", why)
-
-
-class Skip(Exception):
-    pass
-
-
-def check(cond, message):
-    if not cond:
-        raise AssertionError(message)
 
 
 # --- running recipes ----------------------------------------------------------------------------------------
@@ -458,12 +425,8 @@ def main():
         checks.run("gguf-adapter", c_gguf_adapter, state)
         checks.run("gguf-merged", c_gguf_merged, state)
         checks.run("bench-tiny", c_bench_tiny)
-    with open(os.path.join(OUT, "checks.json"), "w") as f:
-        json.dump(checks.results, f, indent=1)
     shutil.rmtree(WORK, ignore_errors=True)
-    count = {s: sum(r["status"] == s for r in checks.results) for s in ("PASS", "FAIL", "SKIP")}
-    print(f"{count['PASS']} passed, {count['FAIL']} failed, {count['SKIP']} skipped")
-    return 1 if count["FAIL"] else 0
+    return checks.finish(os.path.join(OUT, "checks.json"))
 
 
 if __name__ == "__main__":

@@ -21,8 +21,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import traceback
+
+from checks import Checks, Skip, check  # test/gpu/checks.py: the harness both check scripts share
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 FIX = os.path.join(ROOT, "test", "fixtures", "tiny-arith")
@@ -47,40 +47,6 @@ SHAPE = "llama-3.2-1b" if CUDA else "small"
 # The recipe's defaults on a GPU; fewer, shorter windows on a CPU, where this only proves the script runs.
 CALIB = dict(samples=128, seq_len=512) if CUDA else dict(samples=8, seq_len=128)
 
-
-class Skip(Exception):
-    pass
-
-
-class Checks:
-    def __init__(self):
-        self.results = []
-
-    def record(self, name, status, detail=""):
-        self.results.append({"name": name, "status": status, "detail": detail})
-        print(f"{status} {name}" + (f" — {detail}" if detail else ""), flush=True)
-
-    def run(self, name, fn, *args):
-        t0 = time.time()
-        try:
-            detail = fn(*args)
-            self.record(name, "PASS", f"{detail or ''} ({time.time() - t0:.1f} s)".strip())
-            return True
-        except Skip as e:
-            self.record(name, "SKIP", str(e))
-        except Exception as e:
-            traceback.print_exc()
-            self.record(name, "FAIL", f"{type(e).__name__}: {e}")
-        return False
-
-    def skip(self, names, why):
-        for n in names:
-            self.record(n, "SKIP", why)
-
-
-def check(cond, message):
-    if not cond:
-        raise AssertionError(message)
 
 
 def run_recipe(cfg, record):
@@ -174,12 +140,8 @@ def main():
         checks.run("awq", c_quantize, state, "awq")
         checks.run("gptq-memory", c_memory, state, "gptq")
         checks.run("awq-memory", c_memory, state, "awq")
-    with open(os.path.join(OUT, "quant_checks.json"), "w") as f:
-        json.dump(checks.results, f, indent=1)
     shutil.rmtree(WORK, ignore_errors=True)
-    count = {s: sum(r["status"] == s for r in checks.results) for s in ("PASS", "FAIL", "SKIP")}
-    print(f"{count['PASS']} passed, {count['FAIL']} failed, {count['SKIP']} skipped")
-    return 1 if count["FAIL"] else 0
+    return checks.finish(os.path.join(OUT, "quant_checks.json"))
 
 
 if __name__ == "__main__":
