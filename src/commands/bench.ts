@@ -60,7 +60,7 @@ Examples:
       // No live view: a spinner redrawing on the main thread would take CPU from the measurement.
       const render = await ctx.renderer(false);
       const entry = await resolveRunnable(modelRef, { signal: ctx.signal, onEvent: render.onEvent });
-      const lora = await resolveLoraArgs(flags.lora, { signal: ctx.signal, onEvent: render.onEvent }, { baseGguf: entry.format === "gguf" ? entry.path : undefined });
+      const lora = await resolveLoraArgs(flags.lora, { signal: ctx.signal, onEvent: render.onEvent }, { baseGguf: entry.path });
       const r = await benchModel(entry, { ...sizes, gpu: parseGpu(flags.gpu ?? "auto"), threads: flags.threads, lora, api: flags.api, verbose: ctx.globals.verbose }, { signal: ctx.signal, onEvent: render.onEvent });
       render.result(r, `${benchTable(r)}\n\n${settingsLine(r)}`);
     }),

@@ -46,7 +46,7 @@ Examples:
       // A Hugging Face, GPTQ or AWQ folder runs as the GGUF converted from it once.
       const entry = await resolveRunnable(modelRef, { signal: ctx.signal, onEvent: render.onEvent });
       (await import("../backends/gguf/embedding.js")).assertGenerative(entry, "chat");
-      const lora = await resolveLoraArgs(flags.lora, { signal: ctx.signal, onEvent: render.onEvent }, { baseGguf: entry.format === "gguf" ? entry.path : undefined });
+      const lora = await resolveLoraArgs(flags.lora, { signal: ctx.signal, onEvent: render.onEvent }, { baseGguf: entry.path });
       if (talkative) process.stderr.write(`Loading ${entry.name}…`);
       const loaded = await loadModel(entry, { gpu: parseGpu(flags.gpu ?? "auto"), lora, contextSize: flags.ctx, capContextAtTraining: true, threads: flags.threads, verbose: ctx.globals.verbose }, { signal: ctx.signal, onEvent: render.onEvent });
       if (talkative) process.stderr.write("\r\x1b[K");

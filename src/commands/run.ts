@@ -52,13 +52,12 @@ Examples:
         import("../backends/adapters/resolve.js"),
         import("../backends/llama/runtime.js"),
       ]);
-
       const schema = flags.jsonSchema ? readJsonSchema(flags.jsonSchema) : undefined;
       const render = await ctx.renderer(false);
       // A Hugging Face, GPTQ or AWQ folder runs as the GGUF converted from it once.
       const entry = await resolveRunnable(modelRef, { signal: ctx.signal, onEvent: render.onEvent });
       (await import("../backends/gguf/embedding.js")).assertGenerative(entry, "run");
-      const lora = await resolveLoraArgs(flags.lora, { signal: ctx.signal, onEvent: render.onEvent }, { baseGguf: entry.format === "gguf" ? entry.path : undefined });
+      const lora = await resolveLoraArgs(flags.lora, { signal: ctx.signal, onEvent: render.onEvent }, { baseGguf: entry.path });
       const loaded = await loadModel(entry, { gpu: parseGpu(flags.gpu ?? "auto"), lora, contextSize: flags.ctx, capContextAtTraining: true, threads: flags.threads, verbose: ctx.globals.verbose }, { signal: ctx.signal, onEvent: render.onEvent });
       try {
         const stream = !ctx.globals.json;
