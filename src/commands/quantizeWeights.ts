@@ -96,10 +96,13 @@ function weightsSummary(r: WeightsResult): string {
   const q = r.model.quantization!;
   const what = q.method === "gptq" ? `GPTQ ${q.bits}-bit, ${q.groupSize === -1 ? "per channel" : `group ${q.groupSize}`}${q.descAct ? ", act-order" : ""}${q.sym ? "" : ", asymmetric"}` : `AWQ ${q.bits}-bit, ${q.groupSize === -1 ? "per channel" : `group ${q.groupSize}`}`;
   const ratio = r.source.size > 0 ? ` (${Math.round((r.model.size / r.source.size) * 100)} %)` : "";
+  // Short lines: the summary is plain text, which an 80-column terminal would wrap mid-word.
   return [
-    `${r.model.name}: ${what}, ${formatBytes(r.source.size)} → ${formatBytes(r.model.size)}${ratio}, ${r.recipe.calibration_tokens.toLocaleString("en-US")} calibration tokens on ${r.recipe.device}, ${formatDuration(r.seconds)}`,
+    `${r.model.name}: ${what}, ${formatBytes(r.source.size)} → ${formatBytes(r.model.size)}${ratio}, ${formatDuration(r.seconds)}`,
+    `calibration: ${r.recipe.calibration_tokens.toLocaleString("en-US")} tokens, on ${r.recipe.device}`,
     r.model.path,
-    `run it with \`slm run ${r.model.name}\` (converted to GGUF once), or serve the folder with vLLM, TGI or transformers`,
+    `run it: slm run ${r.model.name} (converted to GGUF once)`,
+    "or serve the folder with vLLM, TGI or transformers",
   ].join("\n");
 }
 
