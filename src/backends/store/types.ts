@@ -2,9 +2,18 @@
 /**
  * gguf: a llama.cpp file. hf: an unquantized Hugging Face folder. gptq / awq: a Hugging Face folder of
  * GPTQ or AWQ packed weights (`quantization_config` in its config.json), for GPU servers; slm runs those
- * through a GGUF converted from them once.
+ * through a GGUF converted from them once. onnx: an ONNX folder in the Optimum / transformers.js layout
+ * (config.json, tokenizer.json, onnx/model*.onnx), run by onnxruntime.
  */
-export type ModelFormat = "gguf" | "hf" | "gptq" | "awq";
+export type ModelFormat = "gguf" | "hf" | "gptq" | "awq" | "onnx";
+
+/** What an ONNX folder holds (onnx/layout.ts names the dtypes). */
+export interface OnnxFolderInfo {
+  /** The variants present under onnx/, e.g. ["fp32", "q4"]. */
+  dtypes: import("../onnx/layout.js").OnnxDtype[];
+  /** "model" (current exports) or "decoder_model_merged" (older Optimum exports). */
+  base: string;
+}
 
 /** What a GPTQ or AWQ folder's `quantization_config` says, in slm's words. */
 export interface WeightQuantization {
@@ -57,6 +66,13 @@ export interface ModelEntry {
   quant?: string;
   /** For gptq/awq folders: how the weights are packed. */
   quantization?: WeightQuantization;
+  /** For onnx folders: the variants present. */
+  onnx?: OnnxFolderInfo;
+  /**
+   * For onnx folders, set by resolution only (never stored): the variant a reference asked for
+   * (`NAME:q4`); the runtime loads it instead of the default.
+   */
+  dtype?: import("../onnx/layout.js").OnnxDtype;
   size: number;
   parameters?: number;
   contextLength?: number;

@@ -1,0 +1,113 @@
+import type { BackendContext } from "../../core/events.js";
+import type { ChatEngineApi, ChatEngineOptions } from "../llama/chat.js";
+import type { BenchResult } from "../llama/bench.js";
+import type { GenerateResult, SamplingOptions } from "../llama/generate.js";
+import type { LoraSpec } from "../llama/lora.js";
+import type { GpuChoice } from "../llama/runtime.js";
+import type { PerplexityResult } from "../eval/perplexity.js";
+import type { OnnxDtype } from "../onnx/layout.js";
+import type { ModelEntry } from "../store/types.js";
+
+/**
+ * The runtimes slm runs models on, behind one interface: llama.cpp (node-llama-cpp) for GGUF files and
+ * onnxruntime for ONNX folders. Commands and the eval/serve backends take a RuntimeModel from
+ * `loadRuntimeModel` (runtime/load.ts), which picks the runtime by the entry's format; nothing outside
+ * src/backends/llama/ and src/backends/onnx/ imports either runtime's library.
+ */
+export type RuntimeName = "llama.cpp" | "onnxruntime";
+
+/** One message of a conversation, in the runtime-neutral shape (no node-llama-cpp types here). */
+export interface ChatTurn {
+  role: "system" | "user" | "assistant";
+  content: string;
+}
+
+export interface RuntimeLoadOptions {
+  contextSize?: number;
+  /** Cap the context at the model's training context when --ctx is not given (run, chat). */
+  capContextAtTraining?: boolean;
+  threads?: number;
+  batchSize?: number;
+  gpu?: GpuChoice;
+  /** Extra LoRA adapters (llama.cpp only: an ONNX model refuses them, pointing at `slm export` of the merged fine-tune). */
+  lora?: LoraSpec[];
+  /** Slots that generate at once (serve --parallel, eval --parallel). */
+  sequences?: number;
+  /** ONNX: which variant to load; else the entry's `dtype` (from `NAME:q4`), else the default rule (onnx/layout.ts). */
+  dtype?: OnnxDtype;
+  verbose?: boolean;
+}
+
+/** What one generation is asked to do: a chat conversation, or a raw completion of text or token ids. */
+export interface RuntimeGenerateOptions extends SamplingOptions {
+  /** Chat: the conversation, ending with the user's message; rendered with the model's chat template. */
+  messages?: ChatTurn[];
+  /** Raw completion (no template): the text, its control tokens parsed as such… */
+  prompt?: string;
+  /** …or its token ids (serve's token-id prompts). */
+  tokens?: readonly number[];
+  /** A JSON schema the output must follow; a runtime that cannot constrain output refuses it (UsageError). */
+  jsonSchema?: object;
+  onText?: (chunk: string) => void;
+  signal?: AbortSignal;
+}
+
+/**
+ * One lane of generation with its own state (llama.cpp: a context sequence; ONNX: a KV cache). A slot is
+ * used by one request at a time and may keep its state between uses to reuse a shared prefix.
+ */
+export interface GenerationSlot {
+  generate(o: RuntimeGenerateOptions): Promise<GenerateResult>;
+  /**
+   * Summed log-probability of each continuation's tokens after `prompt` (at least one token), with the
+   * full distribution (temperature 1, no cut): multiple-choice scoring, lm-evaluation-harness's way.
+   */
+  logLikelihoods(prompt: readonly number[], continuations: readonly (readonly number[])[], signal?: AbortSignal): Promise<number[]>;
+  /** Forgets the slot's state (after a failure mid-generation). */
+  clear(): Promise<void>;
+  dispose(): void;
+}
+
+export interface RuntimeBenchOptions {
+  promptTokens: number;
+  genTokens: number;
+  repetitions: number;
+}
+
+export interface RuntimeModel {
+  readonly runtime: RuntimeName;
+  readonly entry: ModelEntry;
+  /** A few words on what is loaded: "llama 256M Q8_0", "onnx q4 (model_q4.onnx)". */
+  readonly description: string;
+  readonly loadMs: number;
+  /** Tokens per slot. */
+  readonly contextSize: number;
+  readonly threads: number;
+  /** Slots that may generate at once. */
+  readonly sequences: number;
+  /** "CPU", "CUDA", "Vulkan", "Metal"… */
+  readonly backend: string;
+  readonly vocabSize: number;
+  readonly adapters: LoraSpec[];
+  /** ONNX only: the variant loaded. */
+  readonly dtype?: OnnxDtype;
+
+  tokenize(text: string, o?: { special?: boolean }): number[];
+  detokenize(tokens: readonly number[]): string;
+  /** The conversation rendered with the model's chat template and tokenized, ending where the assistant's reply begins. */
+  chatPrompt(messages: readonly ChatTurn[]): Promise<number[]>;
+
+  /** A new slot; the caller disposes it. At most `sequences` are open at once. */
+  openSlot(): Promise<GenerationSlot>;
+  /** One generation on a fresh slot. */
+  generate(o: RuntimeGenerateOptions): Promise<GenerateResult>;
+  /** A conversation kept between turns (slm chat). */
+  openChat(o: ChatEngineOptions): Promise<ChatEngineApi>;
+  /** llama-perplexity's method: chunks of ctxSize tokens, the second half of each scored. */
+  perplexity(text: string, o: { ctxSize: number; batchSize?: number }, ctx?: BackendContext): Promise<PerplexityResult>;
+  /** Sentence embeddings, where the model has them; absent otherwise. */
+  embed?(inputs: string[], signal?: AbortSignal): Promise<{ vectors: number[][]; tokens: number }>;
+  /** Prompt processing and generation speed, llama-bench's pp/tg tests. */
+  bench(o: RuntimeBenchOptions, ctx?: BackendContext): Promise<BenchResult>;
+  dispose(): Promise<void>;
+}
