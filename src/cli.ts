@@ -77,7 +77,19 @@ function report(err: unknown, argv: string[]): number {
   return exitCode;
 }
 
+/**
+ * `slm … | head` closes the pipe while slm still writes: stop quietly then, as Unix tools do, instead of
+ * node's unhandled EPIPE stack trace (nothing is lost: the reader asked for no more).
+ */
+function exitQuietlyOnClosedStdout(): void {
+  process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code === "EPIPE") process.exit(process.exitCode ?? 0);
+    throw err;
+  });
+}
+
 export async function main(argv: string[]): Promise<void> {
+  exitQuietlyOnClosedStdout();
   let code = 0;
   try {
     await buildProgram().parseAsync(argv);
