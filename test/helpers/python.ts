@@ -73,3 +73,8 @@ export function quantizePythonForTests(): Promise<ConvertPython> {
 export function tokenizerPythonForTests(): Promise<ConvertPython> {
   return pythonForTests(["transformers", "sentencepiece"], "load the fixture's Hugging Face tokenizer");
 }
+
+/** A Python with the onnx package, to write small ONNX graphs that slm's own reader did not produce (test/helpers/onnxHandmade.ts). */
+export function onnxPythonForTests(): Promise<ConvertPython> {
+  return pythonForTests(["onnx", "numpy"], "write ONNX graphs with the onnx package");
+}
