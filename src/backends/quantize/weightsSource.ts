@@ -8,6 +8,7 @@ import { hfSource } from "../convert/model.js";
 import { runDirFor } from "../finetune/run.js";
 import { folderQuantization } from "../store/quantFolder.js";
 import { getModel, hasModel, listModels } from "../store/registry.js";
+import { refuseOnnx } from "../store/onnxRefusal.js";
 import { resolveModel } from "../store/resolve.js";
 import type { ModelEntry } from "../store/types.js";
 
@@ -114,6 +115,7 @@ export async function resolveWeightsSource(ref: string, ctx: BackendContext = {}
     const r = await hfSource(ref, ctx, refuseGguf);
     found = { source: r.source, from: r.source.source.type === "local" ? r.source.path : r.source.name, pulled: r.pulled };
   }
+  refuseOnnx(found.source, "quantize");
   const quantized = folderQuantization(found.source.path);
   if (quantized) refuseQuantized(found.source.name, quantized.method.toUpperCase());
   return found;
