@@ -17,16 +17,16 @@ const TRAIN = path.join(FIXTURE, "data", "sub-train.jsonl");
 
 describe("quantize, finetune and convert refuse ONNX models, saying to use the Hugging Face weights", () => {
   it.each([
-    ["quantize", ["quantize", "--type", "Q8_0"], "quantize"],
-    ["quantize --method gptq", ["quantize", "--method", "gptq", "--calibration", TRAIN], "quantize"],
-    ["finetune", ["finetune", "--lora", TRAIN], "fine-tuning"],
-    ["convert", ["convert"], "converting to GGUF"],
+    ["quantize", ["quantize", "--type", "Q8_0"], "llama.cpp quantization needs"],
+    ["quantize --method gptq", ["quantize", "--method", "gptq", "--calibration", TRAIN], "GPTQ and AWQ need"],
+    ["finetune", ["finetune", "--lora", TRAIN], "fine-tuning needs"],
+    ["convert", ["convert"], "converting to GGUF needs"],
   ])("%s: exit 2, nothing registered", async (_, [verb, ...flags], what) => {
     const dir = onnxFolder();
     const sb = sandbox();
     const r = await slm([verb!, dir, ...flags], sb);
     expect(r.exitCode, r.all).toBe(2);
-    expect(r.stderr).toContain(`tiny-arith-onnx is an ONNX model; ${what} needs its Hugging Face weights (safetensors), not ONNX graphs.`);
+    expect(r.stderr).toContain(`tiny-arith-onnx is an ONNX model; ${what} the original Hugging Face weights (safetensors), not an ONNX graph.`);
     expect(r.stderr).toContain("slm pull <org/repo> --format hf");
     expect(r.stderr).not.toMatch(/\n\s+at /);
     expect((await slm(["list", "--json"], sb)).stdout).not.toContain("tiny-arith-onnx");
@@ -40,6 +40,6 @@ describe("quantize, finetune and convert refuse ONNX models, saying to use the H
     writeFileSync(path.join(sb.home, "registry.json"), JSON.stringify({ version: 1, models: { "tiny-arith-onnx": entry } }));
     const r = await slm(["finetune", "tiny-arith-onnx", "--lora", TRAIN], sb);
     expect(r.exitCode).toBe(2);
-    expect(r.stderr).toContain("hint: It was exported from tiny-arith: use that (e.g. `slm finetune tiny-arith …`).");
+    expect(r.stderr).toContain("hint: It was exported from tiny-arith: use that instead.");
   });
 });

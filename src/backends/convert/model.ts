@@ -85,7 +85,7 @@ export interface PreparedSource {
 }
 
 export async function prepareSource(source: ModelEntry, ctx: BackendContext = {}): Promise<PreparedSource> {
-  refuseOnnx(source, "converting to GGUF");
+  refuseOnnx(source, "converting to GGUF needs");
   const quantization = assertConvertible(source.path, source.source.type === "local" ? source.path : source.name)?.quantization;
   const convert = await prepareConvert(source.path, ctx);
   const viaRecipe = quantization?.method === "awq" || (quantization?.method === "gptq" && lacksGIdx(convert.folder.weights));

@@ -67,7 +67,7 @@ export function resolveFinetuneBase(ref: string): FinetuneBase {
       if (entry.adapters?.length) {
         throw new UsageError(`${entry.name} is a base model with a LoRA adapter; fine-tune its base, or a model merged with --merge.`);
       }
-      refuseOnnx(entry, "fine-tuning");
+      refuseOnnx(entry, "fine-tuning needs");
       if (entry.format === "gptq" || entry.format === "awq") throw packedBase(entry.name, entry.format);
       if (entry.format === "hf") {
         const c = catalogOf(entry);
@@ -95,7 +95,7 @@ export function resolveFinetuneBase(ref: string): FinetuneBase {
         hint: "Give the HF model folder it was converted from, or its Hugging Face repository.",
       });
     case "hf-folder": {
-      refuseOnnx(resolveModel(ref), "fine-tuning");
+      refuseOnnx(resolveModel(ref), "fine-tuning needs");
       const packed = quantizationOf(parsed.path);
       if (packed) throw packedBase(parsed.path, packed.method);
       return { name: shortName(hfFolderModelId(parsed.path)), from: parsed.path, hf: parsed.path };

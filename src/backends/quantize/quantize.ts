@@ -107,7 +107,7 @@ export async function planQuantize(req: QuantizeRequest): Promise<QuantizePlan> 
   if (req.out !== undefined) assertFreeName(req.out);
 
   const source = resolveModel(req.ref);
-  refuseOnnx(source, "quantize");
+  refuseOnnx(source, "llama.cpp quantization needs");
   const tools: LlamaCppTool[] = req.calibration ? ["llama-quantize", "llama-imatrix"] : ["llama-quantize"];
   if (source.format !== "gguf") {
     // Converted to F16 first, the way `slm convert` does (GPTQ dequantized by the converter, AWQ by the

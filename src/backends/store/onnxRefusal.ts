@@ -7,11 +7,11 @@ import type { ModelEntry } from "./types.js";
  * converter nor PEFT reads. The hint names where its weights are: the model it was exported from, or
  * the Hub repository to pull them from.
  */
-export function refuseOnnx(entry: Pick<ModelEntry, "name" | "format" | "lineage" | "source">, what: string): void {
+export function refuseOnnx(entry: Pick<ModelEntry, "name" | "format" | "lineage" | "source">, whoNeeds: string): void {
   if (entry.format !== "onnx") return;
-  const exported = entry.lineage.find((l) => l.method === "export-onnx" || l.method.startsWith("export"))?.from;
+  const exported = entry.lineage.find((l) => l.method === "export-onnx")?.from;
   const where = exported
-    ? `It was exported from ${exported}: use that (e.g. \`slm ${what === "fine-tuning" ? "finetune" : what} ${exported} …\`).`
+    ? `It was exported from ${exported}: use that instead.`
     : `Get its Hugging Face weights with \`slm pull <org/repo> --format hf\` (the repository the ONNX export was made from${entry.source.type === "hub" ? `; ${entry.source.repo}'s model card names it` : ""}) and use those.`;
-  throw new UsageError(`${entry.name} is an ONNX model; ${what} needs its Hugging Face weights (safetensors), not ONNX graphs.`, { hint: where });
+  throw new UsageError(`${entry.name} is an ONNX model; ${whoNeeds} the original Hugging Face weights (safetensors), not an ONNX graph.`, { hint: where });
 }
