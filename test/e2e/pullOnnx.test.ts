@@ -63,6 +63,10 @@ describe.skipIf(!!py.skip)(`slm pull --format onnx${py.skip ? ` (skipped: ${py.s
     const info = await slm(["info", `${REPO}:q8`], sb);
     expect(info.exitCode).toBe(2);
     expect(info.stderr).toContain(`${REPO} has no q8 variant; it has fp32, q4.`);
+    // …and the registered name with a dtype pulls that variant into the same model.
+    const more = await slm(["pull", `${REPO}:q8`], sb);
+    expect(more.exitCode, more.all).toBe(0);
+    expect(registry(sb.home)[REPO].onnx.dtypes).toEqual(["fp32", "q8", "q4"]);
   });
 
   it("org/repo:q8 without --format pulls that ONNX variant; a variant the repo lacks names those it has", async () => {
