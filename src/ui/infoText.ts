@@ -49,6 +49,7 @@ export function modelInfoText(info: ModelInfo): string {
     ["chat template", a ? undefined : g ? (g.hasChatTemplate ? "yes" : "no") : h ? (h.hasChatTemplate ? "yes" : "no") : undefined],
     ["splits", g && g.splitCount > 1 ? g.splitCount : undefined],
     ["LoRA adapters", m.adapters?.length ? m.adapters.map((x) => `${x.path}${x.scale !== 1 ? ` (scale ${x.scale})` : ""}`).join(", ") : undefined],
+    ["also ONNX", info.alsoOnnx ? `${info.alsoOnnx.join(", ")} in onnx/ — described and run as ONNX when a dtype is asked for (${m.source.type === "local" ? m.path : m.name}:${info.alsoOnnx[0]}, or --dtype)` : undefined],
     ["runs as", info.converted ? `${info.converted.name} (GGUF converted from it${info.converted.current ? "" : `; stale: ${info.converted.changed?.join(", ")} changed since`}) ${info.converted.path}` : undefined],
     ["source", sourceText(m.source)],
     ["lineage", m.lineage.length === 0 ? "none (original)" : m.lineage.map((l) => `${l.method} of ${l.from}`).join(" ← ")],

@@ -5,6 +5,8 @@ import { type GgufSummary, readGgufSummary } from "../gguf/summary.js";
 import { type HfFolderSummary, type PeftSummary, isPeftFolder, summariseHfFolder, summarisePeftFolder } from "./folderInfo.js";
 import { conversionsOf } from "./conversions.js";
 import { type OnnxSummary, summariseOnnxFolder } from "./onnxInfo.js";
+import type { OnnxDtype } from "../onnx/layout.js";
+import { scanOnnxFolder } from "../onnx/scan.js";
 import { hasModel } from "./registry.js";
 import { resolveModel } from "./resolve.js";
 import type { ModelEntry, WeightQuantization } from "./types.js";
@@ -17,6 +19,8 @@ export interface ModelInfo {
   hf?: HfFolderSummary;
   /** For an ONNX folder: its variants (files, sizes, opsets) and the graph's inputs and outputs. */
   onnx?: OnnxSummary;
+  /** For HF weights whose folder also holds an ONNX export: its variants (a dtype asked for loads those instead). */
+  alsoOnnx?: OnnxDtype[];
   /** For a GPTQ/AWQ folder: how its weights are packed. */
   quantization?: WeightQuantization;
   /** For Hugging Face weights: the GGUF slm converted them to (and runs), once there is one. */
@@ -48,7 +52,8 @@ export async function modelInfo(ref: string, o: { dtype?: string } = {}): Promis
   if (model.format !== "gguf") {
     const c = conversionsOf(model)[0];
     const converted = c && { name: c.entry.name, path: c.entry.path, current: c.changed.length === 0, ...(c.changed.length ? { changed: c.changed } : {}) };
-    return { model, hf: summariseHfFolder(model.path), ...(model.quantization ? { quantization: model.quantization } : {}), ...(converted ? { converted } : {}) };
+    const alsoOnnx = scanOnnxFolder(model.path)?.dtypes;
+    return { model, hf: summariseHfFolder(model.path), ...(model.quantization ? { quantization: model.quantization } : {}), ...(converted ? { converted } : {}), ...(alsoOnnx ? { alsoOnnx } : {}) };
   }
   return { model, gguf: await readGgufSummary(model.path) };
 }
