@@ -8,7 +8,7 @@ import type { ModelEntry } from "../store/types.js";
 import { bosOf, tokenizeText } from "../llama/prompt.js";
 import { checkContextSize, decodeShape, planChunks, readEvalText } from "./chunks.js";
 import { scoreChunks, scoringLanes } from "./lockstep.js";
-import { logProbOf, openReaders } from "./logprobs.js";
+import { logProbOf, openReaders } from "../llama/logprobs.js";
 import { Moments, perplexityEstimate } from "./stats.js";
 
 export interface PerplexityOptions {

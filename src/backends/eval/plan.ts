@@ -96,7 +96,7 @@ function evalText(file: string): EvalText {
 
 /**
  * KL divergence reads every position's whole next-token distribution through llama.cpp's own logits
- * (logprobs.ts), for the model and the base in lock-step: it runs on llama.cpp models only.
+ * (llama/logprobs.ts), for the model and the base in lock-step: it runs on llama.cpp models only.
  */
 function assertKldRuntime(models: { ref: string; entry: ModelEntry }[]): void {
   const onnx = models.find((m) => runtimeOf(m.entry) !== "llama.cpp");
