@@ -22,11 +22,12 @@ function leadingBos(model: LlamaModel): Token | undefined {
  * with its control tokens (`<|user|>`, `</s>`…) parsed as such, so a prompt written in the model's chat
  * format means what it says. Token ids are taken as given; only BOS is put in front when they do not
  * start with it, because node-llama-cpp starts every completion with it (llama-server would not).
+ * `special` false reads control-token text as plain text.
  */
-export function rawPromptTokens(model: LlamaModel, prompt: RawPrompt, vocabSize?: number): Token[] {
+export function rawPromptTokens(model: LlamaModel, prompt: RawPrompt, vocabSize?: number, special = true): Token[] {
   const bos = leadingBos(model);
   if (typeof prompt === "string") {
-    const body = model.tokenize(prompt, true, bos !== undefined ? "trimLeadingSpace" : undefined);
+    const body = model.tokenize(prompt, special, bos !== undefined ? "trimLeadingSpace" : undefined);
     return bos === undefined ? body : [bos, ...body];
   }
   const limit = vocabSize ?? Number.MAX_SAFE_INTEGER;
@@ -51,4 +52,23 @@ export function completionInput(model: LlamaModel, tokens: readonly Token[]): To
 export function chatPromptTokens(model: LlamaModel, wrapper: ChatWrapper, history: readonly ChatHistoryItem[], prompt: string): Token[] {
   const { contextText } = wrapper.generateContextState({ chatHistory: [...history, { type: "user", text: prompt }, { type: "model", response: [] }] });
   return contextText.tokenize(model.tokenizer);
+}
+
+/** BOS for models that add one (what llama-perplexity's common_tokenize(…, add_special = true) adds). */
+export function bosOf(model: LlamaModel): number | undefined {
+  return leadingBos(model);
+}
+
+/**
+ * A text to score, tokenised like llama-perplexity: special-token text (e.g. "<|user|>") is not parsed
+ * into control tokens (parse_special = false), and BOS goes in front when the model adds it.
+ */
+export function tokenizeText(model: LlamaModel, text: string): Uint32Array {
+  const body = model.tokenize(text, false);
+  const bos = bosOf(model);
+  const out = new Uint32Array(body.length + (bos === undefined ? 0 : 1));
+  let k = 0;
+  if (bos !== undefined) out[k++] = bos;
+  for (const t of body) out[k++] = t as number;
+  return out;
 }
