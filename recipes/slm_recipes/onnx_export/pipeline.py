@@ -9,7 +9,7 @@ import tempfile
 import time
 
 from .. import events as ev
-from ..errors import Cancelled, ConfigError, RecipeError
+from ..errors import Cancelled, ConfigError
 from . import folder, variants
 from .config import SUFFIX
 
@@ -115,7 +115,7 @@ def run_export(cfg, steps, interrupt):
         steps.done(summary)
 
         files, new_onnx, external = [], [], []
-        for i, dtype in enumerate(cfg.dtypes):
+        for dtype in cfg.dtypes:
             steps.start(f"export:{dtype}", f"Writing {dtype}" if dtype == "fp32" else f"Converting to {dtype}")
             if dtype == "fp32":
                 graph = onnx.load_model(traced)
@@ -138,7 +138,6 @@ def run_export(cfg, steps, interrupt):
             new_onnx.append(paths)
             if is_external:
                 external.append(name)
-            ev.progress("export:variants", "files", i + 1, len(cfg.dtypes))
             _check(interrupt)
             steps.done(f"{size / 2**20:.1f} MiB")
 
