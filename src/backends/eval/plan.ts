@@ -4,6 +4,7 @@ import path from "node:path";
 import { NotFoundError, UsageError } from "../../core/errors.js";
 import type { BackendContext } from "../../core/events.js";
 import { type LoraSpec, splitLoraSpec } from "../llama/lora.js";
+import { isOnnxDtype } from "../onnx/layout.js";
 import { hasModel } from "../store/registry.js";
 import { resolveModel } from "../store/resolve.js";
 import type { ModelEntry } from "../store/types.js";
@@ -56,10 +57,21 @@ export interface EvalPlan {
  * nor a registered name (slm finetune registers <base>+<name>).
  */
 function splitAdapters(ref: string): { model: string; adapters: string[] } {
-  if (!ref.includes("+") || existsSync(ref) || hasModel(ref)) return { model: ref, adapters: [] };
+  if (!ref.includes("+") || namesModel(ref)) return { model: ref, adapters: [] };
   const [model, ...adapters] = ref.split("+");
   if (!model || adapters.some((a) => a === "")) throw new UsageError(`"${ref}" is not MODEL+ADAPTER[:SCALE].`);
   return { model, adapters };
+}
+
+/**
+ * A file, a registered name, or either with an ONNX `:dtype` suffix: `slm export tiny-arith+sub` registers
+ * tiny-arith+sub-onnx, whose variants tiny-arith+sub-onnx:q4 are not tiny-arith plus an adapter "sub-onnx:q4".
+ */
+function namesModel(ref: string): boolean {
+  if (existsSync(ref) || hasModel(ref)) return true;
+  const i = ref.lastIndexOf(":");
+  const base = ref.slice(0, i);
+  return i > 0 && isOnnxDtype(ref.slice(i + 1).toLowerCase()) && (hasModel(base) || existsSync(base));
 }
 
 /** An adapter as the user named it, for tables (a converted PEFT adapter's cache path says nothing). */
