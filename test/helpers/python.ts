@@ -73,3 +73,14 @@ export function quantizePythonForTests(): Promise<ConvertPython> {
 export function tokenizerPythonForTests(): Promise<ConvertPython> {
   return pythonForTests(["transformers", "sentencepiece"], "load the fixture's Hugging Face tokenizer");
 }
+
+/**
+ * What `slm export --format onnx` runs (recipes/export_onnx.py: torch.onnx.export, onnx, onnxruntime's
+ * quantizers, transformers for tokenizer.json), plus the fixture's SentencePiece tokenizer.
+ */
+export const ONNX_EXPORT_TEST_MODULES = ["torch", "transformers", "sentencepiece", "onnx", "onnxruntime"];
+
+/** A Python for the tests that export to ONNX with the real recipe (test/helpers/onnxFixture.ts). */
+export function onnxExportPythonForTests(): Promise<ConvertPython> {
+  return pythonForTests(ONNX_EXPORT_TEST_MODULES, "export to ONNX with recipes/export_onnx.py");
+}

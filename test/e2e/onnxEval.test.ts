@@ -1,0 +1,98 @@
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { beforeAll, describe, expect, it, type TestContext } from "vitest";
+import type { ChoiceScore } from "../../src/backends/eval/choice.js";
+import type { EvalResult } from "../../src/backends/eval/evaluate.js";
+import type { GenerationScore } from "../../src/backends/eval/generation.js";
+import { FIXTURE, lastJson, sandbox, slm } from "../helpers/cli.js";
+import { onnxFixture } from "../helpers/onnxFixture.js";
+import { onnxExportPythonForTests } from "../helpers/python.js";
+
+/**
+ * The GGUF and the ONNX exports of tiny-arith scored in ONE `slm eval` table: the first 100 questions of
+ * add-eval (generation) and of add-choice (multiple choice). The F32 GGUF is the reference: at temperature 0
+ * the fp32 ONNX model must give the very same answers, and both runtimes must pick the same choices. And the
+ * merged fine-tune (tiny-arith + the subtraction adapter) exported by `slm export` still subtracts.
+ */
+const SLOW = 300_000;
+const DATA = path.join(FIXTURE, "data");
+const F32 = path.join(FIXTURE, "gguf", "tiny-arith-f32.gguf");
+const QUESTIONS = 100;
+
+const generation = (m: EvalResult["models"][number]) => m.tasks.find((t) => t.score.kind === "generate")!.score as GenerationScore;
+const choice = (m: EvalResult["models"][number]) => m.tasks.find((t) => t.score.kind === "choice")!.score as ChoiceScore;
+
+describe("slm eval with GGUF and ONNX models in one table", () => {
+  let skip: string | undefined;
+  let result: EvalResult;
+  let table = "";
+
+  beforeAll(async () => {
+    const f = await onnxFixture();
+    skip = f.skip;
+    if (skip) {
+      process.stderr.write(`[tests] skipping slm eval on ONNX: ${skip}\n`);
+      return;
+    }
+    const work = mkdtempSync(path.join(tmpdir(), "slm-onnx-eval-"));
+    const dir = f.dir!;
+    const sb = sandbox();
+    const args = ["eval", F32, `${dir}:fp32`, `${dir}:q4`, "--task", path.join(DATA, "add-eval.jsonl"), "--task", path.join(DATA, "add-choice.jsonl"), "--limit", String(QUESTIONS), "--threads", "1"];
+    // --report: the run's table as people share it, beside the JSON the assertions read.
+    const report = path.join(work, "report.md");
+    const r = await slm([...args, "--report", report, "--json"], sb);
+    if (r.exitCode !== 0) throw new Error(`slm eval failed (${r.exitCode}):\n${r.all}`);
+    result = lastJson(r.stdout).data as EvalResult;
+    table = readFileSync(report, "utf8");
+  }, SLOW);
+  const need = (ctx: TestContext) => {
+    if (skip) ctx.skip(skip);
+  };
+
+  it("scores the GGUF, ONNX fp32 and ONNX q4 side by side, each ≥ 95 % on the first 100 of add-eval", (ctx) => {
+    need(ctx);
+    expect(result.models).toHaveLength(3);
+    for (const m of result.models) {
+      const g = generation(m);
+      expect(g.questions).toBe(QUESTIONS);
+      expect(g.accuracy.value, `${m.label}: ${g.accuracy.value}`).toBeGreaterThanOrEqual(0.95);
+    }
+    // One table: a row that names all three models.
+    expect(table.split("\n").some((line) => result.models.every((m) => line.includes(m.label)))).toBe(true);
+  });
+
+  it("gives the F32 GGUF's greedy answers, word for word, from the fp32 ONNX model", (ctx) => {
+    need(ctx);
+    const [gguf, fp32] = result.models.map(generation);
+    const differ = gguf!.samples.filter((s, i) => s.output !== fp32!.samples[i]!.output).map((s, i) => `line ${s.line}: ${JSON.stringify(s.output)} vs ${JSON.stringify(fp32!.samples[i]!.output)}`);
+    expect(differ).toEqual([]);
+    expect(fp32!.samples.map((s) => s.line)).toEqual(gguf!.samples.map((s) => s.line));
+  });
+
+  it("picks the same choices on both runtimes, with log-likelihoods close to llama.cpp's", (ctx) => {
+    need(ctx);
+    const [gguf, fp32, q4] = result.models.map(choice);
+    expect(gguf!.questions).toBe(QUESTIONS);
+    expect(fp32!.samples.map((s) => s.pick)).toEqual(gguf!.samples.map((s) => s.pick));
+    expect(fp32!.samples.map((s) => s.pickNorm)).toEqual(gguf!.samples.map((s) => s.pickNorm));
+    // 4-bit weights move the scores a little; the picks of a model this sure of its sums do not move.
+    expect(q4!.samples.map((s) => s.pick)).toEqual(gguf!.samples.map((s) => s.pick));
+    const worst = Math.max(...gguf!.samples.flatMap((s, i) => s.logLikelihoods.map((l, j) => Math.abs(l - fp32!.samples[i]!.logLikelihoods[j]!))));
+    expect(worst).toBeLessThan(1e-2);
+  });
+});
+
+describe("a fine-tune exported merged", () => {
+  it("`slm export tiny-arith+ADAPTER --format onnx` subtracts: ≥ 95 % on the first 100 of sub-eval", async (ctx) => {
+    const py = await onnxExportPythonForTests();
+    if (py.skip) ctx.skip(py.skip);
+    const sb = sandbox(undefined, { SLM_PYTHON: py.python!, OMP_NUM_THREADS: "1" });
+    const exp = await slm(["export", `${path.join(FIXTURE, "hf")}+${path.join(FIXTURE, "lora-sub")}`, "--format", "onnx", "--dtype", "fp32", "--out", "sub-onnx", "--json"], sb);
+    expect(exp.exitCode, exp.all).toBe(0);
+    const ev = await slm(["eval", "sub-onnx", "--task", path.join(DATA, "sub-eval.jsonl"), "--limit", String(QUESTIONS), "--threads", "1", "--json"], sb);
+    expect(ev.exitCode, ev.all).toBe(0);
+    const r = lastJson(ev.stdout).data as EvalResult;
+    expect(generation(r.models[0]!).accuracy.value).toBeGreaterThanOrEqual(0.95);
+  }, SLOW);
+});
