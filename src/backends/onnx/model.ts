@@ -1,9 +1,118 @@
-import { MissingDependencyError } from "../../core/errors.js";
-import type { BackendContext } from "../../core/events.js";
-import type { RuntimeLoadOptions, RuntimeModel } from "../runtime/types.js";
+import { existsSync, statSync } from "node:fs";
+import { emit, type BackendContext } from "../../core/events.js";
+import { UsageError } from "../../core/errors.js";
+import type { ChatEngineApi, ChatEngineOptions } from "../llama/chat.js";
+import type { GenerationSlot, RuntimeLoadOptions, RuntimeModel } from "../runtime/types.js";
 import type { ModelEntry } from "../store/types.js";
+import { OnnxChatEngine } from "./chat.js";
+import { readOnnxFolder } from "./folder.js";
+import { onnxBench, onnxPerplexity } from "./measure.js";
+import { loadOrt } from "./ort.js";
+import { OnnxSession, chooseThreads } from "./session.js";
+import { type ModelParts, OnnxSlot, chatTokens } from "./slot.js";
+import { ChatTemplate, readChatTemplate, templateTokens } from "./template.js";
+import { OnnxTokenizer } from "./tokenizer.js";
 
-// Placeholder until the ONNX runtime lands (issue 12, branch i12-onnx replaces this file).
-export async function loadOnnxModel(entry: ModelEntry, _o: RuntimeLoadOptions, _ctx: BackendContext = {}): Promise<RuntimeModel> {
-  throw new MissingDependencyError(`${entry.name} is an ONNX model; the ONNX runtime is not built yet.`, "slm setup onnx");
+/** Tokens per call while processing a prompt, as llama.cpp's default batch. */
+const DEFAULT_BATCH = 512;
+/** Without --ctx: the model's training length, at most this (as the llama.cpp runtime caps it). */
+const MAX_DEFAULT_CONTEXT = 4096;
+
+function num(v: unknown): number | undefined {
+  return typeof v === "number" && Number.isFinite(v) && v > 0 ? v : undefined;
+}
+
+/** Parameters of a Llama-shaped decoder from config.json (an estimate for other shapes; bench's params column). */
+export function estimateParameters(config: Record<string, unknown>): number {
+  const h = num(config.hidden_size) ?? 0;
+  const layers = num(config.num_hidden_layers) ?? 0;
+  const heads = num(config.num_attention_heads) ?? 1;
+  const kvHeads = num(config.num_key_value_heads) ?? heads;
+  const headDim = num(config.head_dim) ?? h / heads;
+  const inter = num(config.intermediate_size) ?? 4 * h;
+  const vocab = num(config.vocab_size) ?? 0;
+  const attention = h * heads * headDim * 2 + h * kvHeads * headDim * 2;
+  const perLayer = attention + 3 * h * inter + 2 * h;
+  return vocab * h * (config.tie_word_embeddings === true ? 1 : 2) + layers * perLayer + h;
+}
+
+function fileBytes(file: string): number {
+  let size = statSync(file).size;
+  // External data (>2 GB models, and some exports of any size) lives beside the graph.
+  for (const extra of [`${file}_data`, `${file}.data`]) if (existsSync(extra)) size += statSync(extra).size;
+  return size;
+}
+
+/**
+ * An ONNX model folder loaded on onnxruntime-node, behind the runtime interface (runtime/types.ts).
+ * The folder is read and checked first (folder.ts: config, tokenizer, variant), so a bad folder fails
+ * with a clear message before the ~290 MB native runtime is even imported.
+ */
+export async function loadOnnxModel(entry: ModelEntry, o: RuntimeLoadOptions, ctx: BackendContext = {}): Promise<RuntimeModel> {
+  if (o.lora && o.lora.length > 0) {
+    throw new UsageError(`${entry.name} is an ONNX model: LoRA adapters cannot be applied at run time.`, { hint: `Export the merged fine-tune instead: slm export ${entry.name}+<adapter> --format onnx.` });
+  }
+  if (o.gpu && o.gpu !== "auto" && o.gpu !== "off") throw new UsageError(`--gpu ${o.gpu} is for GGUF models; slm runs ONNX models on onnxruntime's CPU provider.`);
+  const started = performance.now();
+  const folder = readOnnxFolder(entry.path, { dtype: o.dtype ?? entry.dtype, base: entry.onnx?.base, name: entry.name });
+  const tokenizer = new OnnxTokenizer({ tokenizer: folder.tokenizerJson, config: folder.tokenizerConfig });
+  const templateSource = readChatTemplate(folder.dir, folder.tokenizerConfig);
+  const template = templateSource !== undefined ? new ChatTemplate(templateSource, templateTokens(folder.tokenizerConfig), entry.name) : undefined;
+  const threads = chooseThreads(o.threads);
+  const file = folder.file.slice(folder.dir.length + 1);
+  emit(ctx.onEvent, { type: "step", id: "onnx:session", status: "start", title: `Loading ${entry.name} (${folder.dtype}, ${file})` });
+  const ort = await loadOrt();
+  const session = await OnnxSession.create(ort, folder.file, { threads, config: folder.config });
+  const loadMs = Math.round(performance.now() - started);
+  emit(ctx.onEvent, { type: "step", id: "onnx:session", status: "done", title: `Loaded ${entry.name}`, detail: `${threads} threads, ${loadMs} ms` });
+
+  const train = num(folder.config.max_position_embeddings);
+  const contextSize = o.contextSize && !(o.capContextAtTraining && train && o.contextSize > train) ? o.contextSize : Math.min(train ?? MAX_DEFAULT_CONTEXT, MAX_DEFAULT_CONTEXT);
+  const vocabSize = num(folder.config.vocab_size) ?? 0;
+  const eos = new Set(folder.eos);
+  if (eos.size === 0 && tokenizer.idOf(String(folder.tokenizerConfig.eos_token)) !== undefined) eos.add(tokenizer.idOf(String(folder.tokenizerConfig.eos_token))!);
+  const parts: ModelParts = { name: entry.name, session, tokenizer, template, eos, contextSize, batchSize: o.batchSize ?? DEFAULT_BATCH, vocabSize, loadMs };
+  const sequences = Math.max(1, o.sequences ?? 1);
+  let open = 0;
+  const description = `onnx ${folder.dtype} (${file})`;
+  const parameters = entry.parameters ?? estimateParameters(folder.config);
+
+  const newSlot = (counted: boolean) => {
+    if (counted) {
+      if (open >= sequences) throw new UsageError(`All ${sequences} slots of ${entry.name} are in use.`);
+      open++;
+    }
+    return new OnnxSlot(parts, counted ? () => open-- : undefined);
+  };
+
+  const model: RuntimeModel = {
+    runtime: "onnxruntime",
+    entry,
+    description,
+    loadMs,
+    contextSize,
+    threads,
+    sequences,
+    backend: "CPU",
+    vocabSize,
+    adapters: [],
+    dtype: folder.dtype,
+    tokenize: (text, t) => tokenizer.encode(text, t?.special ?? false),
+    detokenize: (tokens) => tokenizer.decode(tokens),
+    chatPrompt: async (messages) => chatTokens(parts, messages),
+    openSlot: async (): Promise<GenerationSlot> => newSlot(true),
+    async generate(g) {
+      const slot = newSlot(false);
+      try {
+        return await slot.generate(g);
+      } finally {
+        slot.dispose();
+      }
+    },
+    openChat: async (c: ChatEngineOptions): Promise<ChatEngineApi> => new OnnxChatEngine(parts, newSlot(false), c),
+    perplexity: (text, p, pctx) => onnxPerplexity(parts, text, p, pctx),
+    bench: (b, bctx) => onnxBench(parts, { path: folder.file, description, sizeBytes: fileBytes(folder.file), parameters, threads }, b, bctx),
+    dispose: () => session.dispose(),
+  };
+  return model;
 }
