@@ -3,14 +3,17 @@ import { homedir } from "node:os";
 import path from "node:path";
 import { type CatalogEntry, findCatalogEntry, suggestNames } from "./catalog.js";
 import { NotFoundError, UsageError } from "./errors.js";
+import { type OnnxDtype, isOnnxDtype } from "../backends/onnx/layout.js";
 
 /** What a model reference on the command line points at, before anything is downloaded. */
 export type ModelRef =
-  | { kind: "registered"; name: string }
+  | { kind: "registered"; name: string; dtype?: OnnxDtype }
   | { kind: "catalog"; entry: CatalogEntry; quant?: string }
-  | { kind: "hub"; repo: string; quant?: string }
+  /** `dtype`: the suffix read as an ONNX variant (org/repo:q4), which only an ONNX pull of the repo takes. */
+  | { kind: "hub"; repo: string; quant?: string; dtype?: OnnxDtype }
   | { kind: "gguf-file"; path: string }
-  | { kind: "hf-folder"; path: string };
+  /** A folder with config.json: Hugging Face weights, or an ONNX export (store/resolve.ts tells which). */
+  | { kind: "hf-folder"; path: string; dtype?: OnnxDtype };
 
 const REPO_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*\/[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 const QUANT = /^[A-Za-z0-9_]+$/;
@@ -61,6 +64,15 @@ function splitQuant(ref: string): { base: string; quant?: string } {
 export interface ParseOptions {
   /** false: names only, never a local file or folder (what a server's clients may ask for). */
   files?: boolean;
+  /** Whether a registered name is an ONNX model, whose `NAME:q4` picks a variant (GGUF names keep `:QUANT`). */
+  isOnnx?: (name: string) => boolean;
+}
+
+/** `NAME:q4` → {base NAME, dtype q4} when the suffix is one of the ONNX dtypes (any case). */
+function splitDtype(ref: string): { base: string; dtype: OnnxDtype } | undefined {
+  const i = ref.lastIndexOf(":");
+  const dtype = i > 0 ? ref.slice(i + 1).toLowerCase() : "";
+  return isOnnxDtype(dtype) ? { base: ref.slice(0, i), dtype } : undefined;
 }
 
 /**
@@ -71,10 +83,17 @@ export function parseModelRef(ref: string, isRegistered: (name: string) => boole
   const trimmed = ref.trim();
   if (!trimmed) throw new UsageError("A model reference is required (a catalog name like qwen2.5-0.5b, org/repo, or a .gguf file).");
   if (isRegistered(trimmed)) return { kind: "registered", name: trimmed };
+  const onnx = splitDtype(trimmed);
+  if (onnx && isRegistered(onnx.base) && o.isOnnx?.(onnx.base)) return { kind: "registered", name: onnx.base, dtype: onnx.dtype };
+  if (onnx && o.files !== false && !existsSync(trimmed) && (looksLikePath(onnx.base) || existsSync(onnx.base))) {
+    const local = localRef(onnx.base);
+    if (local.kind !== "hf-folder") throw new UsageError(`":${onnx.dtype}" picks a variant of an ONNX model folder; ${onnx.base} is a file.`);
+    return { ...local, dtype: onnx.dtype };
+  }
   if (trimmed.startsWith("hf:") || trimmed.startsWith("hf.co/") || trimmed.startsWith("huggingface.co/")) {
     const { base, quant } = splitQuant(trimmed.replace(/^(hf:|hf\.co\/|huggingface\.co\/)/, ""));
     if (!isValidRepoId(base)) throw new UsageError(`"${base}" is not a Hugging Face repository id (expected org/name).`);
-    return { kind: "hub", repo: base, quant };
+    return { kind: "hub", repo: base, quant, ...(onnx ? { dtype: onnx.dtype } : {}) };
   }
   if (o.files !== false && (looksLikePath(trimmed) || existsSync(trimmed))) return localRef(trimmed);
   const { base, quant } = splitQuant(trimmed);
@@ -82,7 +101,7 @@ export function parseModelRef(ref: string, isRegistered: (name: string) => boole
   if (entry) return { kind: "catalog", entry, quant };
   if (base.includes("/")) {
     if (!isValidRepoId(base)) throw new UsageError(`"${base}" is not a Hugging Face repository id (expected org/name).`);
-    return { kind: "hub", repo: base, quant };
+    return { kind: "hub", repo: base, quant, ...(onnx ? { dtype: onnx.dtype } : {}) };
   }
   const suggestions = suggestNames(base, registeredNames());
   throw new NotFoundError(`Unknown model "${trimmed}".`, {

@@ -84,3 +84,8 @@ export const ONNX_EXPORT_TEST_MODULES = ["torch", "transformers", "sentencepiece
 export function onnxExportPythonForTests(): Promise<ConvertPython> {
   return pythonForTests(ONNX_EXPORT_TEST_MODULES, "export to ONNX with recipes/export_onnx.py");
 }
+
+/** A Python with the onnx package, to write small ONNX graphs that slm's own reader did not produce (test/helpers/onnxHandmade.ts). */
+export function onnxPythonForTests(): Promise<ConvertPython> {
+  return pythonForTests(["onnx", "numpy"], "write ONNX graphs with the onnx package");
+}

@@ -1,4 +1,5 @@
-import { existsSync, rmSync, statSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, statSync } from "node:fs";
+import path from "node:path";
 import { emit, type BackendContext } from "../../core/events.js";
 import { formatBytes } from "../../core/format.js";
 import { IntegrityError, NetworkError, NotFoundError, UsageError } from "../../core/errors.js";
@@ -18,13 +19,18 @@ import { snapshotFromCache } from "./offline.js";
 import { ensureRoomForPull } from "./preflight.js";
 import { clearPin, readPin, writePin } from "../store/pins.js";
 import { assertSafeRepoPath } from "./safePath.js";
-import { type PullFormat, type Selection, selectGguf, selectHf } from "./select.js";
+import { type OnnxDtype, isOnnxDtype } from "../onnx/layout.js";
+import { onnxInfoOf } from "../onnx/scan.js";
+import { QUANT_TYPES } from "./quant.js";
+import { type PullFormat, type Selection, onnxVariantsOf, selectGguf, selectHf, selectOnnx } from "./select.js";
 import { downloadFile } from "./transfer.js";
 
 export interface PullOptions {
   ref: string;
   format?: PullFormat;
   quant?: string;
+  /** With --format onnx: the variant to take (default: the CPU rule among those the repo has). */
+  dtype?: string;
   include?: string[];
   exclude?: string[];
   revision?: string;
@@ -55,12 +61,30 @@ interface Target {
   format?: PullFormat;
   quant?: string;
   fallbackQuant?: string;
+  dtype?: OnnxDtype;
   name?: string;
   /** The catalog marks the repo gated: without a token the Hub would only refuse it. */
   gated?: boolean;
 }
 
+/** --dtype, checked: an ONNX dtype, and only with ONNX pulls. */
+function dtypeFlag(o: PullOptions): OnnxDtype | undefined {
+  if (o.dtype === undefined) return undefined;
+  const d = o.dtype.toLowerCase();
+  if (!isOnnxDtype(d)) throw new UsageError(`--dtype ${o.dtype} is not an ONNX dtype.`, { hint: "ONNX dtypes: fp32, fp16, q8, int8, uint8, q4, q4f16, bnb4." });
+  if (o.format && o.format !== "onnx") throw new UsageError(`--dtype picks an ONNX variant; it does not go with --format ${o.format}.`, { hint: o.format === "gguf" ? "GGUF files are picked with --quant (or org/repo:TYPE)." : undefined });
+  if (o.quant) throw new UsageError("--quant picks a GGUF file and --dtype an ONNX variant; give one.");
+  return d;
+}
+
+/** org/repo:q4 is an ONNX variant when --format onnx says so, or when q4 is no GGUF quantization type. */
+function hubDtype(ref: Extract<ModelRef, { kind: "hub" }>, o: PullOptions): OnnxDtype | undefined {
+  if (!ref.dtype || (o.format && o.format !== "onnx")) return undefined;
+  return o.format === "onnx" || !(QUANT_TYPES as readonly string[]).includes(ref.quant ?? "") ? ref.dtype : undefined;
+}
+
 function targetOf(ref: ModelRef, o: PullOptions): Target | ModelEntry {
+  const dtype = dtypeFlag(o);
   switch (ref.kind) {
     case "registered": {
       const entry = getModel(ref.name)!;
@@ -71,13 +95,16 @@ function targetOf(ref: ModelRef, o: PullOptions): Target | ModelEntry {
       // Another --format than the registered pull's is another pull of the same repo, under a name of its own.
       // GPTQ and AWQ folders are pulled as Hugging Face weights.
       const pulledAs = pulledFormat(entry);
-      if (o.format && o.format !== pulledAs) return { repo: entry.source.repo, revision: o.revision ?? "main", format: o.format, quant: o.quant };
+      if (o.format && o.format !== pulledAs) return { repo: entry.source.repo, revision: o.revision ?? "main", format: o.format, quant: o.quant, dtype };
+      // An ONNX pull again takes another variant into the same folder (`NAME:q8` or --dtype q8).
+      if (pulledAs === "onnx") return { repo: entry.source.repo, revision: o.revision ?? entry.source.revision, format: "onnx", dtype: dtype ?? ref.dtype, name: entry.name };
       return { repo: entry.source.repo, revision: o.revision ?? entry.source.revision, format: pulledAs, quant: o.quant ?? entry.quant, name: entry.name };
     }
     case "catalog": {
       const e = ref.entry;
       if (e.builtin) return builtinEntry(e);
-      const format = o.format ?? "gguf";
+      const format = o.format ?? (dtype ? "onnx" : "gguf");
+      if (format === "onnx") throw new NotFoundError(`The catalog has no ONNX repository for ${e.id}.`, { hint: "Pull an ONNX repository by its id (e.g. slm pull onnx-community/<name> --format onnx), or export one: slm export <model> --format onnx." });
       const repo = format === "hf" ? e.hf?.repo : e.gguf?.repo;
       if (!repo) throw new NotFoundError(`The catalog has no ${format.toUpperCase()} repository for ${e.id}.`);
       const quant = ref.quant ?? o.quant;
@@ -85,6 +112,9 @@ function targetOf(ref: ModelRef, o: PullOptions): Target | ModelEntry {
       return { repo, revision: o.revision ?? "main", format, quant: format === "gguf" ? (quant ?? e.gguf?.defaultQuant) : undefined, name: registryNameFor({ ...ref, quant }, format), gated };
     }
     case "hub": {
+      const onnx = dtype ?? hubDtype(ref, o);
+      // One registry entry holds every variant pulled from an ONNX repo, named after the repo.
+      if (onnx || o.format === "onnx") return { repo: ref.repo, revision: o.revision ?? "main", format: "onnx", dtype: onnx, name: ref.repo };
       const quant = ref.quant ?? o.quant;
       return { repo: ref.repo, revision: o.revision ?? "main", format: o.format ?? (quant ? "gguf" : undefined), quant, name: registryNameFor({ ...ref, quant }) };
     }
@@ -100,7 +130,7 @@ function etagOf(f: RepoFile): string {
 /** Downloads a model into the HF cache (resuming and verifying) and registers it. */
 export async function pull(o: PullOptions, ctx: BackendContext = {}): Promise<PullResult> {
   const started = Date.now();
-  const ref = parseModelRef(o.ref, hasModel, () => listModels().map((m) => m.name));
+  const ref = parseModelRef(o.ref, hasModel, () => listModels().map((m) => m.name), { isOnnx: (n) => getModel(n)?.format === "onnx" });
   const target = targetOf(ref, o);
   if ("lineage" in target) {
     emit(ctx.onEvent, { type: "log", level: "info", message: `${target.name} is built in; nothing to download.` });
@@ -125,13 +155,13 @@ export async function pull(o: PullOptions, ctx: BackendContext = {}): Promise<Pu
     snap = await fetchRepoSnapshot(target.repo, pinned ?? target.revision, { endpoint, token, signal: ctx.signal });
     snap.revision = target.revision;
   }
-  const format = target.format ?? (snap.files.some((f) => f.path.toLowerCase().endsWith(".gguf")) ? "gguf" : "hf");
-  const sel: Selection = format === "gguf" ? selectGguf(target.repo, snap.files, target.quant, target.fallbackQuant) : selectHf(target.repo, snap.files, o.include, o.exclude);
+  const format = target.format ?? defaultFormat(snap.files);
+  const sel: Selection = format === "gguf" ? selectGguf(target.repo, snap.files, target.quant, target.fallbackQuant) : format === "onnx" ? selectOnnx(target.repo, snap.files, target.dtype) : selectHf(target.repo, snap.files, o.include, o.exclude);
   for (const f of sel.files) assertSafeRepoPath(f.path, target.repo);
   const total = sel.files.reduce((a, f) => a + f.size, 0);
   emit(ctx.onEvent, {
     type: "step", id: "resolve", status: "done", title: `Resolved ${target.repo}@${snap.commit.slice(0, 10)}`,
-    detail: `${sel.files.length} file(s)${sel.quant ? `, ${sel.quant}` : ""}${pinned ? " (resuming an unfinished pull)" : ""}`,
+    detail: `${sel.files.length} file(s)${sel.quant ? `, ${sel.quant}` : ""}${sel.dtype ? `, ONNX ${sel.dtype}` : ""}${pinned ? " (resuming an unfinished pull)" : ""}`,
   });
 
   const name = o.name ?? defaultName(target, sel);
@@ -160,7 +190,12 @@ export async function pull(o: PullOptions, ctx: BackendContext = {}): Promise<Pu
   writeRef(repoDir, target.revision, snap.commit);
   if (!offline) clearPin(target.repo, target.revision);
 
-  const files: StoredFile[] = sel.files.map((f) => ({ path: snapshotFile(repoDir, snap.commit, f.path), repoPath: f.path, size: f.size, sha256: f.sha256, gitOid: f.gitOid || undefined }));
+  let files: StoredFile[] = sel.files.map((f) => ({ path: snapshotFile(repoDir, snap.commit, f.path), repoPath: f.path, size: f.size, sha256: f.sha256, gitOid: f.gitOid || undefined }));
+  // Another variant of an ONNX pull joins the variants already pulled at the same commit.
+  if (sel.format === "onnx" && existing?.source.type === "hub" && existing.source.commit === snap.commit) {
+    const taken = new Set(files.map((f) => f.repoPath));
+    files = [...files, ...existing.files.filter((f) => !taken.has(f.repoPath) && existsSync(f.path))].sort((a, b) => (a.repoPath ?? "").localeCompare(b.repoPath ?? ""));
+  }
   const entryPath = sel.entry ? snapshotFile(repoDir, snap.commit, sel.entry) : snapshotDir(repoDir, snap.commit);
   const model: ModelEntry = {
     name,
@@ -169,11 +204,15 @@ export async function pull(o: PullOptions, ctx: BackendContext = {}): Promise<Pu
     files,
     source: { type: "hub", repo: target.repo, revision: target.revision, commit: snap.commit, endpoint },
     quant: sel.quant,
-    size: total,
+    size: files.reduce((a, f) => a + f.size, 0),
     lineage: [],
     createdAt: existing?.createdAt ?? new Date().toISOString(),
   };
-  if (sel.format === "hf") {
+  if (sel.format === "onnx") {
+    // The variants are the entry's own files, not whatever else the shared snapshot folder holds.
+    const onnx = onnxInfoOf(files.filter((f) => f.repoPath?.startsWith("onnx/")).map((f) => f.repoPath!.slice(5)))!;
+    Object.assign(model, { onnx, ...configFacts(entryPath) });
+  } else if (sel.format === "hf") {
     // A GPTQ or AWQ repository is a model of its own format, described by its quantization_config.
     const quantization = quantizationOf(entryPath);
     if (quantization) Object.assign(model, { format: quantization.method, quantization });
@@ -187,7 +226,25 @@ export async function pull(o: PullOptions, ctx: BackendContext = {}): Promise<Pu
 
 /** How a registered model was pulled: GPTQ and AWQ folders are Hugging Face weights. */
 function pulledFormat(entry: ModelEntry): PullFormat {
-  return entry.format === "gguf" ? "gguf" : "hf";
+  return entry.format === "gguf" || entry.format === "onnx" ? entry.format : "hf";
+}
+
+/** Without --format: GGUF when the repo has GGUF files, else HF weights, else an ONNX export (onnx-community repos hold only that). */
+function defaultFormat(files: RepoFile[]): PullFormat {
+  if (files.some((f) => f.path.toLowerCase().endsWith(".gguf"))) return "gguf";
+  return !files.some((f) => f.path.endsWith(".safetensors")) && onnxVariantsOf(files) ? "onnx" : "hf";
+}
+
+/** Architecture and context length from an ONNX folder's config.json (what `slm list` and run need before loading). */
+function configFacts(dir: string): Pick<ModelEntry, "architecture" | "contextLength"> {
+  try {
+    const c = JSON.parse(readFileSync(path.join(dir, "config.json"), "utf8")) as { architectures?: unknown; max_position_embeddings?: unknown };
+    const arch = Array.isArray(c.architectures) && typeof c.architectures[0] === "string" ? c.architectures[0] : undefined;
+    const ctx = typeof c.max_position_embeddings === "number" ? c.max_position_embeddings : undefined;
+    return { ...(arch ? { architecture: arch } : {}), ...(ctx ? { contextLength: ctx } : {}) };
+  } catch {
+    return {};
+  }
 }
 
 /**
@@ -198,7 +255,7 @@ function defaultName(target: Target, sel: Selection): string {
   const name = target.name ?? target.repo;
   const there = getModel(name);
   if (!there || pulledFormat(there) === sel.format || there.source.type !== "hub" || there.source.repo !== target.repo) return name;
-  return sel.format === "hf" ? `${target.repo}:hf` : `${target.repo}:${sel.quant ?? "gguf"}`;
+  return sel.format === "hf" ? `${target.repo}:hf` : sel.format === "onnx" ? `${target.repo}:onnx` : `${target.repo}:${sel.quant ?? "gguf"}`;
 }
 
 /**

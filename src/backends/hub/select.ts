@@ -1,9 +1,11 @@
 import picomatch from "picomatch";
 import { NotFoundError, UsageError } from "../../core/errors.js";
 import type { RepoFile } from "./api.js";
+import { type OnnxDtype, DTYPE_SUFFIX, defaultDtype, variantFile } from "../onnx/layout.js";
+import { isExternalDataOf, onnxInfoOf } from "../onnx/scan.js";
 import { isModelGguf, normalizeQuant, quantOfFile, splitInfo } from "./quant.js";
 
-export type PullFormat = "gguf" | "hf";
+export type PullFormat = "gguf" | "hf" | "onnx";
 
 export interface Selection {
   format: PullFormat;
@@ -11,6 +13,8 @@ export interface Selection {
   /** The file a loader opens: the (first split of the) GGUF, or undefined for HF folders. */
   entry?: string;
   quant?: string;
+  /** For ONNX pulls: the variant taken. */
+  dtype?: OnnxDtype;
 }
 
 /** What an HF-format pull takes when no --include is given: weights, configs and tokenizers. */
@@ -84,6 +88,38 @@ export function selectHf(repo: string, files: RepoFile[], include: string[] | un
   return { format: "hf", files: chosen };
 }
 
+/**
+ * What an ONNX model folder needs besides its graph: the configs, the tokenizer and the chat template at the
+ * top of the repository (never the other variants, nor a README's images).
+ */
+const ONNX_SIDE_FILES = ["*.json", "*.jinja", "tokenizer.model"];
+
+/** The ONNX variants a repository listing holds under onnx/ ("model" or "decoder_model_merged"), if any. */
+export function onnxVariantsOf(files: RepoFile[]) {
+  return onnxInfoOf(files.filter((f) => f.path.startsWith("onnx/") && !f.path.slice(5).includes("/")).map((f) => f.path.slice(5)));
+}
+
+/**
+ * One variant of an ONNX repository (onnx-community, Optimum): its graph, that graph's external-data
+ * files, and the top-level configs and tokenizer. `dtype` undefined: the CPU default among those present.
+ */
+export function selectOnnx(repo: string, files: RepoFile[], dtype: OnnxDtype | undefined): Selection {
+  const info = onnxVariantsOf(files);
+  if (!info) {
+    const other = files.some((f) => isModelGguf(f.path)) ? "; try --format gguf" : hasHfWeights(files) ? "; try --format hf" : "";
+    throw new NotFoundError(`No ONNX model (onnx/model*.onnx) in ${repo}${other}.`, { hint: repoHas(files) });
+  }
+  const wanted = dtype ?? defaultDtype(info.dtypes)!;
+  if (!info.dtypes.includes(wanted)) {
+    throw new NotFoundError(`${repo} has no ${wanted} variant (onnx/${info.base}${DTYPE_SUFFIX[wanted]}.onnx).`, { hint: `It has ${info.dtypes.join(", ")}. For example: slm pull ${repo} --format onnx --dtype ${defaultDtype(info.dtypes)}` });
+  }
+  const graph = variantFile(wanted, info.base);
+  const side = matcher(ONNX_SIDE_FILES);
+  const chosen = files.filter((f) => f.path === graph || isExternalDataOf(f.path, graph) || (!f.path.includes("/") && side(f.path)));
+  if (!chosen.some((f) => f.path === "config.json")) throw new NotFoundError(`${repo} has ONNX files but no config.json; slm needs it to know the model.`, { hint: repoHas(files) });
+  return { format: "onnx", files: chosen.sort((a, b) => a.path.localeCompare(b.path)), dtype: wanted };
+}
+
 function hasHfWeights(files: RepoFile[]): boolean {
   return files.some((f) => f.path.endsWith(".safetensors"));
 }
@@ -93,10 +129,13 @@ export function repoHas(files: RepoFile[]): string {
   if (files.length === 0) return "The repository is empty.";
   const ggufs = files.filter((f) => isModelGguf(f.path));
   const weights = files.filter((f) => f.path.endsWith(".safetensors"));
-  const rest = files.filter((f) => !ggufs.includes(f) && !weights.includes(f)).map((f) => f.path);
+  const onnx = files.filter((f) => f.path.startsWith("onnx/"));
+  const rest = files.filter((f) => !ggufs.includes(f) && !weights.includes(f) && !onnx.includes(f)).map((f) => f.path);
   const parts: string[] = [];
   if (ggufs.length) parts.push(`${ggufs.length} GGUF file${ggufs.length > 1 ? "s" : ""}${availableQuants(ggufs).length ? ` (${availableQuants(ggufs).join(", ")})` : ""}`);
   if (weights.length) parts.push(`${weights.length} .safetensors file${weights.length > 1 ? "s" : ""}`);
+  const variants = onnxVariantsOf(files);
+  if (onnx.length) parts.push(`${onnx.length} file${onnx.length > 1 ? "s" : ""} under onnx/${variants ? ` (ONNX ${variants.dtypes.join(", ")})` : ""}`);
   parts.push(...rest.slice(0, 8));
   if (rest.length > 8) parts.push(`${rest.length - 8} more`);
   return `It has ${parts.join(", ")}.`;

@@ -1,22 +1,35 @@
 import { statSync } from "node:fs";
 import path from "node:path";
-import { NotFoundError } from "../../core/errors.js";
+import { NotFoundError, UsageError } from "../../core/errors.js";
 import { type ModelRef, type ParseOptions, parseModelRef, registryNameFor } from "../../core/modelRef.js";
 import { QUANT_TYPES } from "../hub/quant.js";
 import { suggest } from "../quantize/types.js";
 import { builtinEntry } from "./builtin.js";
 import { folderFiles } from "./folderInfo.js";
 import { hfFolderModelId } from "./naming.js";
+import { ONNX_DTYPES, type OnnxDtype, isOnnxDtype } from "../onnx/layout.js";
+import { hasSafetensors, scanOnnxFolder } from "../onnx/scan.js";
 import { quantizationOf } from "./quantFolder.js";
 import { getModel, hasModel, listModels } from "./registry.js";
 import type { ModelEntry } from "./types.js";
 
+export interface ResolveOptions extends ParseOptions {
+  /** `--dtype`: the ONNX variant to load (same as a `NAME:q4` suffix); it also makes a folder with both HF weights and onnx/ resolve as ONNX. */
+  dtype?: string;
+}
+
 /**
  * Turns any model reference into the model to use: a registered one, a built-in, or a local file or
  * folder (described on the fly, not registered). Hub references must have been pulled first.
+ * An ONNX model comes back with `dtype` set when the reference or `o.dtype` asked for a variant.
  */
-export function resolveModel(ref: string, o: ParseOptions = {}): ModelEntry {
-  const parsed = parseModelRef(ref, hasModel, () => listModels().map((m) => m.name), o);
+export function resolveModel(ref: string, o: ResolveOptions = {}): ModelEntry {
+  const parsed = parseModelRef(ref, hasModel, () => listModels().map((m) => m.name), { isOnnx: (n) => getModel(n)?.format === "onnx", ...o });
+  const asked = askedDtype(ref, parsed, o.dtype);
+  return withDtype(resolveEntry(ref, parsed, asked), asked);
+}
+
+function resolveEntry(ref: string, parsed: ModelRef, dtype: OnnxDtype | undefined): ModelEntry {
   switch (parsed.kind) {
     case "registered":
       return getModel(parsed.name)!;
@@ -25,7 +38,7 @@ export function resolveModel(ref: string, o: ParseOptions = {}): ModelEntry {
       if (parsed.kind === "catalog" && parsed.entry.builtin) return builtinEntry(parsed.entry);
       // A pulled catalog or hub model is registered under its canonical name.
       const name = registryNameFor(parsed)!;
-      const found = getModel(name) ?? (parsed.kind === "catalog" ? getModel(registryNameFor(parsed, "hf")!) : undefined) ?? pulledQuant(parsed);
+      const found = getModel(name) ?? (parsed.kind === "catalog" ? getModel(registryNameFor(parsed, "hf")!) : undefined) ?? pulledQuant(parsed) ?? (dtype ? pulledOnnx(parsed) : undefined);
       if (found) return found;
       throw notPulled(ref, parsed);
     }
@@ -36,10 +49,47 @@ export function resolveModel(ref: string, o: ParseOptions = {}): ModelEntry {
     case "hf-folder": {
       const files = folderFiles(parsed.path);
       const size = files.reduce((a, f) => a + f.size, 0);
+      const base = { name: hfFolderModelId(parsed.path), path: parsed.path, files, source: { type: "local" as const }, size, lineage: [], createdAt: new Date().toISOString() };
+      // A folder with both HF weights and onnx/ (an export written beside its source) is the HF model unless a variant is asked for.
+      const onnx = scanOnnxFolder(parsed.path);
+      if (onnx && (dtype || !hasSafetensors(parsed.path))) return { ...base, format: "onnx", onnx };
       const quantization = quantizationOf(parsed.path);
-      return { name: hfFolderModelId(parsed.path), format: quantization?.method ?? "hf", ...(quantization ? { quantization } : {}), path: parsed.path, files, source: { type: "local" }, size, lineage: [], createdAt: new Date().toISOString() };
+      return { ...base, format: quantization?.method ?? "hf", ...(quantization ? { quantization } : {}) };
     }
   }
+}
+
+/** The variant asked for, by the reference's `:dtype` or by `--dtype` (which must agree). */
+function askedDtype(ref: string, parsed: ModelRef, flag: string | undefined): OnnxDtype | undefined {
+  const fromRef = parsed.kind === "registered" || parsed.kind === "hf-folder" || parsed.kind === "hub" ? parsed.dtype : undefined;
+  if (flag === undefined) return fromRef;
+  const d = flag.toLowerCase();
+  if (!isOnnxDtype(d)) throw new UsageError(`--dtype ${flag} is not an ONNX dtype.`, { hint: `ONNX dtypes: ${ONNX_DTYPE_LIST}.` });
+  if (fromRef && fromRef !== d) throw new UsageError(`${ref} asks for ${fromRef} and --dtype for ${d}; give one.`);
+  return d;
+}
+
+const ONNX_DTYPE_LIST = ONNX_DTYPES.join(", ");
+
+/** The entry with the variant to load, checked against the variants its folder holds. */
+function withDtype(entry: ModelEntry, dtype: OnnxDtype | undefined): ModelEntry {
+  if (!dtype) return entry;
+  if (entry.format !== "onnx" || !entry.onnx) {
+    throw new UsageError(`${entry.name} is a ${entry.format.toUpperCase()} model; a dtype (${dtype}) picks a variant of an ONNX model.`, {
+      hint: entry.format === "gguf" ? "GGUF quantizations are picked with :TYPE (e.g. :Q8_0) when pulling." : "Export it to ONNX with `slm export <model> --format onnx`.",
+    });
+  }
+  if (!entry.onnx.dtypes.includes(dtype)) {
+    const pull = entry.source.type === "hub" ? ` Pull it with \`slm pull ${entry.source.repo} --format onnx --dtype ${dtype}\`.` : "";
+    throw new UsageError(`${entry.name} has no ${dtype} variant; it has ${entry.onnx.dtypes.join(", ")}.`, { hint: `Use one of those (${entry.name}:${entry.onnx.dtypes[0]}).${pull}` });
+  }
+  return { ...entry, dtype };
+}
+
+/** The ONNX pull of a repository (`org/repo:q4` when the repo was pulled as `org/repo` with --format onnx). */
+function pulledOnnx(parsed: HubRef): ModelEntry | undefined {
+  const repo = repoOf(parsed);
+  return listModels().find((m) => m.format === "onnx" && m.source.type === "hub" && m.source.repo === repo);
 }
 
 type HubRef = Extract<ModelRef, { kind: "catalog" | "hub" }>;
