@@ -23,7 +23,7 @@ export function register(program: Command): void {
   const cmd = program
     .command("bench")
     .description("Measure prompt processing and generation speed (tokens/s) the way llama-bench does")
-    .argument("<model>", "registered name, catalog name, a .gguf file, or a Hugging Face/GPTQ/AWQ folder (converted to GGUF once)")
+    .argument("<model>", "registered name, catalog name, a .gguf file, an ONNX folder, or a Hugging Face/GPTQ/AWQ folder (converted to GGUF once)")
     .option("-p, --prompt <n>", "prompt tokens processed in one batch; 0 skips the test", tokenCount("--prompt"), 512)
     .option("-n, --gen <n>", "tokens generated one at a time; 0 skips the test", tokenCount("--gen"), 128)
     .option("-r, --repetitions <n>", "repetitions of each test", positiveInt("--repetitions"), 5);
@@ -48,10 +48,11 @@ Examples:
   );
   cmd.action(
     action(async (ctx, modelRef: string, flags: BenchFlags) => {
-      const [{ resolveRunnable }, { benchModel, benchTable, checkBenchOptions }, { resolveLoraArgs }, { parseGpu }] = await Promise.all([
+      const [{ resolveRunnable }, { benchModel }, { checkBenchOptions, benchTable }, { resolveRuntimeLora }, { parseGpu }] = await Promise.all([
         import("../backends/convert/runnable.js"),
+        import("../backends/runtime/bench.js"),
         import("../backends/llama/bench.js"),
-        import("../backends/adapters/resolve.js"),
+        import("../backends/runtime/load.js"),
         import("../backends/llama/runtime.js"),
       ]);
       const sizes = { promptTokens: flags.prompt, genTokens: flags.gen, repetitions: flags.repetitions, contextSize: flags.ctx, batchSize: flags.batch };
@@ -59,9 +60,10 @@ Examples:
       checkBenchOptions(sizes);
       // No live view: a spinner redrawing on the main thread would take CPU from the measurement.
       const render = await ctx.renderer(false);
-      const entry = await resolveRunnable(modelRef, { signal: ctx.signal, onEvent: render.onEvent });
-      const lora = await resolveLoraArgs(flags.lora, { signal: ctx.signal, onEvent: render.onEvent }, { baseGguf: entry.path });
-      const r = await benchModel(entry, { ...sizes, gpu: parseGpu(flags.gpu ?? "auto"), threads: flags.threads, lora, api: flags.api, verbose: ctx.globals.verbose }, { signal: ctx.signal, onEvent: render.onEvent });
+      const backend = { signal: ctx.signal, onEvent: render.onEvent };
+      const entry = await resolveRunnable(modelRef, backend);
+      const lora = await resolveRuntimeLora(entry, flags.lora, backend);
+      const r = await benchModel(entry, { ...sizes, gpu: parseGpu(flags.gpu ?? "auto"), threads: flags.threads, lora, api: flags.api, dtype: flags.dtype, verbose: ctx.globals.verbose }, backend);
       render.result(r, `${benchTable(r)}\n\n${settingsLine(r)}`);
     }),
   );

@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { CancelledError } from "../core/errors.js";
 import { colorEnabled } from "../ui/options.js";
 import { action } from "./action.js";
-import { type RuntimeFlags, type SamplingFlags, addRuntimeOptions, addSamplingOptions } from "./flags.js";
+import { type RuntimeFlags, type SamplingFlags, addRuntimeOptions, addSamplingOptions, samplingOf } from "./flags.js";
 
 interface ChatFlags extends SamplingFlags, RuntimeFlags {
   system?: string;
@@ -12,7 +12,7 @@ export function register(program: Command): void {
   const cmd = program
     .command("chat")
     .description("Chat with a model in the terminal (a line-by-line REPL when stdin is not a terminal, or with --json)")
-    .argument("<model>", "registered name, catalog name, a .gguf file, or a Hugging Face/GPTQ/AWQ folder (converted to GGUF once)")
+    .argument("<model>", "registered name, catalog name, a .gguf file, an ONNX folder, or a Hugging Face/GPTQ/AWQ folder (converted to GGUF once)")
     .option("-s, --system <text>", "system prompt");
   addSamplingOptions(cmd);
   addRuntimeOptions(cmd);
@@ -29,11 +29,9 @@ Examples:
   );
   cmd.action(
     action(async (ctx, modelRef: string, flags: ChatFlags) => {
-      const [{ resolveRunnable }, { loadModel }, { ChatEngine }, { resolveLoraArgs }, { parseGpu }] = await Promise.all([
+      const [{ resolveRunnable }, { loadRuntimeModel, resolveRuntimeLora }, { parseGpu }] = await Promise.all([
         import("../backends/convert/runnable.js"),
-        import("../backends/llama/loader.js"),
-        import("../backends/llama/chat.js"),
-        import("../backends/adapters/resolve.js"),
+        import("../backends/runtime/load.js"),
         import("../backends/llama/runtime.js"),
       ]);
       // The Ink view needs a terminal on both ends; anything else (pipes, files, --json) gets the REPL.
@@ -43,14 +41,21 @@ Examples:
       // imports the same chalk while loading the model, so --no-color / NO_COLOR must be set before that.
       if (interactive && !colorEnabled(ctx.globals, process.stdout)) process.env.FORCE_COLOR = "0";
       const render = await ctx.renderer(false);
+      const backend = { signal: ctx.signal, onEvent: render.onEvent };
       // A Hugging Face, GPTQ or AWQ folder runs as the GGUF converted from it once.
-      const entry = await resolveRunnable(modelRef, { signal: ctx.signal, onEvent: render.onEvent });
+      const entry = await resolveRunnable(modelRef, backend);
       (await import("../backends/gguf/embedding.js")).assertGenerative(entry, "chat");
-      const lora = await resolveLoraArgs(flags.lora, { signal: ctx.signal, onEvent: render.onEvent }, { baseGguf: entry.path });
+      const lora = await resolveRuntimeLora(entry, flags.lora, backend);
       if (talkative) process.stderr.write(`Loading ${entry.name}…`);
-      const loaded = await loadModel(entry, { gpu: parseGpu(flags.gpu ?? "auto"), lora, contextSize: flags.ctx, capContextAtTraining: true, threads: flags.threads, verbose: ctx.globals.verbose }, { signal: ctx.signal, onEvent: render.onEvent });
+      const model = await loadRuntimeModel(entry, { gpu: parseGpu(flags.gpu ?? "auto"), lora, contextSize: flags.ctx, capContextAtTraining: true, threads: flags.threads, dtype: flags.dtype, verbose: ctx.globals.verbose }, backend);
       if (talkative) process.stderr.write("\r\x1b[K");
-      const engine = await ChatEngine.create(loaded, flags);
+      let engine: Awaited<ReturnType<typeof model.openChat>>;
+      try {
+        engine = await model.openChat({ ...samplingOf(flags), system: flags.system });
+      } catch (err) {
+        await model.dispose();
+        throw err;
+      }
       try {
         if (interactive) {
           const [{ render: renderInk }, React, { ChatView }] = await Promise.all([import("ink"), import("react"), import("../ui/ink/ChatView.js")]);
@@ -72,8 +77,8 @@ Examples:
         }
         if (ctx.signal.aborted) throw new CancelledError();
       } finally {
-        engine.dispose();
-        await loaded.dispose();
+        engine.dispose?.();
+        await model.dispose();
       }
     }),
   );

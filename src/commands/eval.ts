@@ -20,7 +20,7 @@ export function register(program: Command): void {
   const cmd = program
     .command("eval")
     .description("Score one or more models on the same task files and compare them in one table")
-    .argument("<models...>", "registered names, catalog names, .gguf files or Hugging Face/GPTQ/AWQ folders (converted to GGUF once); MODEL+ADAPTER[:SCALE] adds a LoRA adapter (as --lora takes it) to one model")
+    .argument("<models...>", "registered names, catalog names, .gguf files, ONNX folders or Hugging Face/GPTQ/AWQ folders (converted to GGUF once); MODEL+ADAPTER[:SCALE] adds a LoRA adapter (as --lora takes it) to one model")
     .option("--task <file.jsonl>", "questions to score (repeatable): generation or multiple choice, see docs/eval.md", collect)
     .option("--perplexity <file>", "perplexity of a text file, computed like llama-perplexity (chunks of --ctx tokens, default 512)")
     .option("--kld-base <model>", "with --perplexity: KL divergence of each model's next-token distributions from this model's")
@@ -59,7 +59,7 @@ Examples:
       if (flags.report && !reportFormat(flags.report)) throw new UsageError(`--report takes a .md or .html file name (got ${flags.report}).`);
       const render = await ctx.renderer();
       const backend = { signal: ctx.signal, onEvent: render.onEvent };
-      const plan = await planEval({ models, tasks: flags.task, perplexity: flags.perplexity, kldBase: flags.kldBase, match: flags.match, limit: flags.limit, lora: flags.lora }, backend);
+      const plan = await planEval({ models, tasks: flags.task, perplexity: flags.perplexity, kldBase: flags.kldBase, match: flags.match, limit: flags.limit, lora: flags.lora, dtype: flags.dtype }, backend);
       const { task: _t, perplexity: _p, kldBase: _k, report, lora: _l, gpu, ctx: contextSize, ...rest } = flags;
       const result = await runEval(plan, { ...rest, ctx: contextSize, gpu: parseGpu(gpu ?? "auto"), verbose: ctx.globals.verbose }, backend);
       const { storeError, ...scores } = result;

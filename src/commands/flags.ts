@@ -1,15 +1,22 @@
 import { type Command, InvalidArgumentError, Option } from "commander";
 import type { SamplingOptions } from "../backends/llama/generate.js";
+import { ONNX_DTYPES, type OnnxDtype } from "../backends/onnx/layout.js";
 import { collect, positiveInt } from "./action.js";
 
 /** Flags shared by every command that generates text (run, chat, serve, eval): the sampling options themselves. */
 export type SamplingFlags = SamplingOptions;
+
+/** Only the sampling options of a command's flags, to hand to a runtime without the other flags. */
+export function samplingOf(f: SamplingFlags): SamplingOptions {
+  return { maxTokens: f.maxTokens, temperature: f.temperature, topP: f.topP, topK: f.topK, minP: f.minP, repeatPenalty: f.repeatPenalty, seed: f.seed, stop: f.stop };
+}
 
 export interface RuntimeFlags {
   ctx?: number;
   threads?: number;
   gpu?: string;
   lora?: string[];
+  dtype?: OnnxDtype;
 }
 
 /** --batch, kept apart from addRuntimeOptions so a command offers it only once it passes it on. */
@@ -50,7 +57,8 @@ export function addRuntimeOptions(cmd: Command): Command {
     .option("-c, --ctx <n>", "context size in tokens (default: the model's, up to 4096, fitted to memory)", positiveInt("--ctx"))
     .option("--threads <n>", "CPU threads (default: one per physical core)", positiveInt("--threads"))
     .addOption(new Option("--gpu <kind>", "GPU backend").choices(["auto", "off", "cuda", "vulkan", "metal"]).default("auto"))
-    .option("--lora <adapter[:scale]>", "load a LoRA adapter, optionally scaled (repeatable): a GGUF file, a PEFT folder, or a Hub repo of one (converted once)", collect);
+    .option("--lora <adapter[:scale]>", "load a LoRA adapter, optionally scaled (repeatable): a GGUF file, a PEFT folder, or a Hub repo of one (converted once)", collect)
+    .addOption(new Option("--dtype <dtype>", "ONNX models: the variant to load (default: q4, else q8, else fp32 — the first the folder has)").choices(ONNX_DTYPES));
 }
 
 /**

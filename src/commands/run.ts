@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { CancelledError, UsageError } from "../core/errors.js";
 import { action } from "./action.js";
-import { type RuntimeFlags, type SamplingFlags, addRuntimeOptions, addSamplingOptions } from "./flags.js";
+import { type RuntimeFlags, type SamplingFlags, addRuntimeOptions, addSamplingOptions, samplingOf } from "./flags.js";
 
 interface RunFlags extends SamplingFlags, RuntimeFlags {
   system?: string;
@@ -24,7 +24,7 @@ export function register(program: Command): void {
   const cmd = program
     .command("run")
     .description("Generate a reply to one prompt and print it as it streams (scriptable; --json for one result object)")
-    .argument("<model>", "registered name, catalog name, a .gguf file, or a Hugging Face/GPTQ/AWQ folder (converted to GGUF once)")
+    .argument("<model>", "registered name, catalog name, a .gguf file, an ONNX folder, or a Hugging Face/GPTQ/AWQ folder (converted to GGUF once)")
     .argument("[prompt]", "the prompt; read from stdin when left out")
     .option("-s, --system <text>", "system prompt")
     .option("--raw", "plain completion of the prompt, without the model's chat template")
@@ -45,32 +45,34 @@ Examples:
     action(async (ctx, modelRef: string, promptArg: string | undefined, flags: RunFlags) => {
       const prompt = promptArg ?? (process.stdin.isTTY ? undefined : await readStdin());
       if (prompt === undefined || prompt.trim() === "") throw new UsageError("Give a prompt as an argument or on stdin.", { hint: "For a conversation, use `slm chat`." });
-      const [{ resolveRunnable }, { loadModel }, { generate, readJsonSchema }, { resolveLoraArgs }, { parseGpu }] = await Promise.all([
+      const [{ resolveRunnable }, { loadRuntimeModel, resolveRuntimeLora }, { readJsonSchema }, { parseGpu }] = await Promise.all([
         import("../backends/convert/runnable.js"),
-        import("../backends/llama/loader.js"),
+        import("../backends/runtime/load.js"),
         import("../backends/llama/generate.js"),
-        import("../backends/adapters/resolve.js"),
         import("../backends/llama/runtime.js"),
       ]);
       const schema = flags.jsonSchema ? readJsonSchema(flags.jsonSchema) : undefined;
       const render = await ctx.renderer(false);
+      const backend = { signal: ctx.signal, onEvent: render.onEvent };
       // A Hugging Face, GPTQ or AWQ folder runs as the GGUF converted from it once.
-      const entry = await resolveRunnable(modelRef, { signal: ctx.signal, onEvent: render.onEvent });
+      const entry = await resolveRunnable(modelRef, backend);
       (await import("../backends/gguf/embedding.js")).assertGenerative(entry, "run");
-      const lora = await resolveLoraArgs(flags.lora, { signal: ctx.signal, onEvent: render.onEvent }, { baseGguf: entry.path });
-      const loaded = await loadModel(entry, { gpu: parseGpu(flags.gpu ?? "auto"), lora, contextSize: flags.ctx, capContextAtTraining: true, threads: flags.threads, verbose: ctx.globals.verbose }, { signal: ctx.signal, onEvent: render.onEvent });
+      const lora = await resolveRuntimeLora(entry, flags.lora, backend);
+      const model = await loadRuntimeModel(entry, { gpu: parseGpu(flags.gpu ?? "auto"), lora, contextSize: flags.ctx, capContextAtTraining: true, threads: flags.threads, dtype: flags.dtype, verbose: ctx.globals.verbose }, backend);
       try {
         const stream = !ctx.globals.json;
-        const r = await generate(loaded, { ...flags, prompt, jsonSchema: schema, signal: ctx.signal, onText: stream ? (t) => process.stdout.write(t) : undefined });
+        const input = flags.raw ? { prompt } : { messages: [...(flags.system !== undefined ? [{ role: "system" as const, content: flags.system }] : []), { role: "user" as const, content: prompt }] };
+        const r = await model.generate({ ...samplingOf(flags), ...input, jsonSchema: schema, signal: ctx.signal, onText: stream ? (t) => process.stdout.write(t) : undefined });
         if (stream) process.stdout.write(r.text.endsWith("\n") ? "" : "\n");
-        const settings = { ...flags, model: entry.name, path: entry.path, threads: loaded.settings.threads, contextSize: loaded.context.contextSize, gpu: loaded.llama.gpu || "none", adapters: loaded.adapters };
+        const runtime = { runtime: model.runtime, ...(model.dtype ? { dtype: model.dtype } : {}), backend: model.backend };
+        const settings = { ...flags, model: entry.name, path: entry.path, ...runtime, threads: model.threads, contextSize: model.contextSize, gpu: model.backend === "CPU" ? "none" : model.backend.toLowerCase(), adapters: model.adapters };
         if (ctx.globals.verbose && !ctx.globals.json) {
           process.stderr.write(`${r.promptTokens} prompt + ${r.completionTokens} generated tokens; first token ${r.timings.firstTokenMs} ms, ${r.timings.tokensPerSecond.toFixed(1)} tokens/s, load ${r.timings.loadMs} ms\n`);
         }
         if (ctx.globals.json) render.result({ ...r, settings }, "");
         if (r.stopReason === "abort") throw new CancelledError();
       } finally {
-        await loaded.dispose();
+        await model.dispose();
       }
     }),
   );

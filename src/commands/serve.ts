@@ -58,9 +58,9 @@ Examples:
   );
   cmd.action(
     action(async (ctx, preload: string[], flags: ServeFlags) => {
-      const [{ startServer }, { resolveLoraArgs }, { parseGpu }, { resolveRunnable }] = await Promise.all([
+      const [{ startServer }, { resolveRuntimeLora }, { parseGpu }, { resolveRunnable }] = await Promise.all([
         import("../backends/serve/server.js"),
-        import("../backends/adapters/resolve.js"),
+        import("../backends/runtime/load.js"),
         import("../backends/llama/runtime.js"),
         import("../backends/convert/runnable.js"),
       ]);
@@ -69,7 +69,7 @@ Examples:
       // A PEFT adapter is converted against the first model named (its head counts); without one, its base must be on this machine.
       // (A Hugging Face folder is converted to its GGUF here, once; the server finds that GGUF when it preloads.)
       const first = preload[0] ? await resolveRunnable(preload[0], { signal: ctx.signal, onEvent: render.onEvent }) : undefined;
-      const lora = await resolveLoraArgs(flags.lora, { signal: ctx.signal, onEvent: render.onEvent }, { baseGguf: first?.format === "gguf" ? first.path : undefined });
+      const lora = await resolveRuntimeLora(first, flags.lora, { signal: ctx.signal, onEvent: render.onEvent });
       if (!isLoopback(flags.host) && !apiKey) {
         render.onEvent({ type: "log", ts: Date.now(), level: "warn", message: `listening on ${flags.host} without an API key: anyone who can reach this port can run the models${flags.allowPaths ? ` (and load any .gguf file under ${flags.allowPaths})` : ""}. Set SLM_API_KEY.` });
       }
@@ -82,7 +82,7 @@ Examples:
           idleTimeoutMs: flags.idleTimeout ?? 300_000,
           preload,
           allowPaths: flags.allowPaths,
-          load: { gpu: parseGpu(flags.gpu ?? "auto"), lora, contextSize: flags.ctx, capContextAtTraining: true, threads: flags.threads, verbose: ctx.globals.verbose },
+          load: { gpu: parseGpu(flags.gpu ?? "auto"), lora, contextSize: flags.ctx, capContextAtTraining: true, threads: flags.threads, dtype: flags.dtype, verbose: ctx.globals.verbose },
         },
         { signal: ctx.signal, onEvent: render.onEvent },
       );

@@ -10,14 +10,14 @@ import type { ModelEntry } from "../store/types.js";
 import { convertAndRegister, prepareSource } from "./model.js";
 
 /**
- * slm runs GGUF files. A Hugging Face folder (plain, GPTQ or AWQ) is converted once to an F16 GGUF,
- * registered as `<name>-F16` with its lineage, and that GGUF is what run, chat, serve, eval and bench
- * load from then on. This is the one place that decides it.
+ * slm runs GGUF files on llama.cpp and ONNX folders on onnxruntime. A Hugging Face folder (plain, GPTQ
+ * or AWQ) is converted once to an F16 GGUF, registered as `<name>-F16` with its lineage, and that GGUF
+ * is what run, chat, serve, eval and bench load from then on. This is the one place that decides it.
  */
 
-/** The GGUF to load for `entry`: itself, its earlier conversion, or a conversion made now (with progress events). */
+/** The model to load for `entry`: itself (GGUF, ONNX), its earlier conversion, or a conversion made now (with progress events). */
 export async function ensureGguf(entry: ModelEntry, ctx: BackendContext = {}): Promise<ModelEntry> {
-  if (entry.format === "gguf") return entry;
+  if (entry.format === "gguf" || entry.format === "onnx") return entry;
   const earlier = currentConversion(entry);
   if (earlier) {
     emit(ctx.onEvent, { type: "log", level: "debug", message: `${shown(entry)} runs as ${earlier.name} (converted to GGUF earlier)` });

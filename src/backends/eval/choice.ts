@@ -1,10 +1,7 @@
-import type { LlamaContextSequence, Token } from "node-llama-cpp";
 import { UsageError } from "../../core/errors.js";
 import type { BackendContext } from "../../core/events.js";
-import type { LoadedModel } from "../llama/loader.js";
-import { toChatHistory } from "../quantize/calibration.js";
-import { continuationLogLikelihoods } from "./likelihood.js";
-import { forEachOnSequences } from "./parallel.js";
+import type { RuntimeModel } from "../runtime/types.js";
+import { forEachOnSlots } from "./parallel.js";
 import { type Proportion, pickChoices, wilson } from "./match.js";
 import type { ChoiceItem, Task } from "./tasks.js";
 
@@ -28,36 +25,26 @@ export interface ChoiceScore {
 }
 
 /**
- * The prompt as the model sees it before it answers: the question rendered with the model's chat
- * template (the same wrapper generation uses), ending where the assistant's reply begins. Each choice
- * is then scored as the start of that reply.
- */
-async function promptTokens(loaded: LoadedModel, item: ChoiceItem): Promise<Token[]> {
-  const wrapper = await loaded.chatWrapper();
-  const { contextText } = wrapper.generateContextState({ chatHistory: [...toChatHistory(item.messages), { type: "model", response: [] }] });
-  return contextText.tokenize(loaded.model.tokenizer);
-}
-
-/**
  * Scores a multiple-choice task by log-likelihood, like lm-evaluation-harness: the summed
  * log-probability of each choice's tokens after the prompt; acc takes the most likely choice, acc_norm
- * the most likely per byte. Questions run on the parallel sequences; each question's prompt is
- * evaluated once and every choice continues from it.
+ * the most likely per byte. The prompt is the question rendered with the model's chat template (as
+ * generation sees it), ending where the assistant's reply begins; each choice is scored as the start of
+ * that reply. Questions run on the parallel slots; each question's prompt is evaluated once and every
+ * choice continues from it.
  */
-export async function scoreChoices(loaded: LoadedModel, task: Task & { kind: "choice" }, progressId: string, ctx: BackendContext): Promise<ChoiceScore> {
+export async function scoreChoices(model: RuntimeModel, task: Task & { kind: "choice" }, progressId: string, ctx: BackendContext): Promise<ChoiceScore> {
   const started = performance.now();
-  const samples = await forEachOnSequences(
-    loaded,
+  const samples = await forEachOnSlots(
+    model,
     task.items,
-    (sequence) => sequence,
-    async (sequence: LlamaContextSequence, item: ChoiceItem): Promise<ChoiceSample> => {
-      const prompt = await promptTokens(loaded, item);
-      const choices = item.choices.map((c) => loaded.model.tokenize(c, false));
+    async (slot, item: ChoiceItem): Promise<ChoiceSample> => {
+      const prompt = await model.chatPrompt(item.messages);
+      const choices = item.choices.map((c) => model.tokenize(c));
       const longest = prompt.length + Math.max(...choices.map((c) => c.length));
-      if (longest > loaded.context.contextSize) {
-        throw new UsageError(`${task.name} line ${item.line}: the question and its longest choice take ${longest} tokens, more than the context of ${loaded.context.contextSize}.`, { hint: "Give a larger --ctx." });
+      if (longest > model.contextSize) {
+        throw new UsageError(`${task.name} line ${item.line}: the question and its longest choice take ${longest} tokens, more than the context of ${model.contextSize}.`, { hint: "Give a larger --ctx." });
       }
-      const logLikelihoods = await continuationLogLikelihoods(sequence, prompt, choices, ctx.signal);
+      const logLikelihoods = await slot.logLikelihoods(prompt, choices, ctx.signal);
       const { acc, accNorm } = pickChoices(logLikelihoods, item.choices);
       return { line: item.line, logLikelihoods, pick: acc, pickNorm: accNorm, answer: item.answer };
     },

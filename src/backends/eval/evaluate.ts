@@ -2,11 +2,11 @@ import { emit, type BackendContext } from "../../core/events.js";
 import { SlmError } from "../../core/errors.js";
 import { slmPaths } from "../../core/paths.js";
 import { UNWRITABLE_REASON, storageErrorOf, unwritableReason } from "../../core/storage.js";
-import { readGgufSummary } from "../gguf/summary.js";
 import type { SamplingOptions } from "../llama/generate.js";
-import { loadModel } from "../llama/loader.js";
 import type { LoraSpec } from "../llama/lora.js";
 import type { GpuChoice } from "../llama/runtime.js";
+import { loadRuntimeModel, trainedContext } from "../runtime/load.js";
+import type { OnnxDtype } from "../onnx/layout.js";
 import type { EvalRecord } from "../store/types.js";
 import { type ChoiceScore, scoreChoices } from "./choice.js";
 import { EVAL_MAX_TOKENS, type GenerationScore, scoreGeneration } from "./generation.js";
@@ -30,6 +30,8 @@ export interface EvalRunOptions extends SamplingOptions {
   ctx?: number;
   batch?: number;
   gpu?: GpuChoice;
+  /** ONNX models: the variant to load (--dtype). */
+  dtype?: OnnxDtype;
   parallel?: number;
   /** Store results with registered models (default true). */
   store?: boolean;
@@ -128,7 +130,7 @@ function textRecords(r: ModelResult, plan: EvalPlan, ctxSize: number, at: string
 async function textContext(plan: EvalPlan, o: EvalRunOptions): Promise<number> {
   if (o.ctx) return o.ctx;
   const models = [...plan.models, ...(plan.kldBase ? [plan.kldBase] : [])];
-  const trained = await Promise.all(models.map(async (m) => (await readGgufSummary(m.entry.path)).contextLength));
+  const trained = await Promise.all(models.map((m) => trainedContext(m.entry)));
   return Math.min(DEFAULT_TEXT_CTX, ...trained.filter((n): n is number => typeof n === "number" && n > 0));
 }
 
@@ -136,7 +138,7 @@ async function textContext(plan: EvalPlan, o: EvalRunOptions): Promise<number> {
 async function scoreText(m: EvalModel, plan: EvalPlan, ctxSize: number, o: EvalRunOptions, ctx: BackendContext): Promise<Pick<ModelResult, "perplexity" | "kld">> {
   if (!plan.text) return {};
   const common = { model: m.entry, adapters: m.extraAdapters, textFile: plan.text.file, ctxSize, threads: o.threads, batchSize: o.batch, gpu: o.gpu };
-  if (!plan.kldBase) return { perplexity: await perplexity(common, ctx) };
+  if (!plan.kldBase) return { perplexity: await perplexity({ ...common, dtype: o.dtype }, ctx) };
   const kld = await klDivergence({ ...common, base: plan.kldBase.entry, baseAdapters: plan.kldBase.extraAdapters }, ctx);
   return { kld: { ...kld, base: plan.kldBase.label } };
 }
@@ -179,30 +181,33 @@ async function taskContext(m: EvalModel, plan: EvalPlan, o: EvalRunOptions): Pro
       need = Math.max(need, prompt + answer + TEMPLATE_SLACK);
     }
   }
-  const trained = (await readGgufSummary(m.entry.path)).contextLength;
-  return Math.min(Math.ceil(need / 256) * 256, trained && trained > 0 ? trained : 4096, 4096);
+  const trained = await trainedContext(m.entry);
+  return Math.min(Math.ceil(need / 256) * 256, trained ?? 4096, 4096);
 }
 
 /** Loads the model once with `parallel` sequences and scores every task on it. */
 async function scoreTasks(m: EvalModel, plan: EvalPlan, parallel: number, o: EvalRunOptions, ctx: BackendContext): Promise<Pick<ModelResult, "tasks" | "threads" | "adapters">> {
   const stepId = `model:${m.label}`;
   emit(ctx.onEvent, { type: "step", id: stepId, status: "start", title: `Loading ${m.label}` });
-  const loaded = await loadModel(m.entry, { gpu: o.gpu, lora: m.extraAdapters, contextSize: await taskContext(m, plan, o), threads: o.threads, batchSize: o.batch, sequences: parallel, verbose: o.verbose }, ctx);
+  const model = await loadRuntimeModel(m.entry, { gpu: o.gpu, lora: m.extraAdapters, contextSize: await taskContext(m, plan, o), threads: o.threads, batchSize: o.batch, sequences: parallel, dtype: o.dtype, verbose: o.verbose }, ctx);
   const tasks: TaskResult[] = [];
   try {
-    emit(ctx.onEvent, { type: "step", id: stepId, status: "done", title: `Loaded ${m.label}`, detail: `${loaded.settings.threads} threads, ${parallel} sequences of ${loaded.context.contextSize} tokens` });
+    // What the first question would pay for (llama.cpp resolves its chat template, ~0.5 s) is paid before
+    // the questions are timed: questions/s measures answering, as it did before the runtime interface.
+    await model.warmUp?.();
+    emit(ctx.onEvent, { type: "step", id: stepId, status: "done", title: `Loaded ${m.label}`, detail: `${model.threads} threads, ${parallel} sequences of ${model.contextSize} tokens` });
     for (const task of plan.tasks) {
       const id = `task:${m.label}:${task.name}`;
       emit(ctx.onEvent, { type: "step", id, status: "start", title: `${m.label}: ${task.name} (${task.items.length} questions)` });
-      const score = task.kind === "generate" ? await scoreGeneration(loaded, task, o, id, ctx) : await scoreChoices(loaded, task, id, ctx);
+      const score = task.kind === "generate" ? await scoreGeneration(model, task, o, id, ctx) : await scoreChoices(model, task, id, ctx);
       const headline = score.kind === "generate" ? `${(score.accuracy.value * 100).toFixed(1)} % ${score.match}` : `acc ${(score.acc.value * 100).toFixed(1)} %, acc_norm ${(score.accNorm.value * 100).toFixed(1)} %`;
       emit(ctx.onEvent, { type: "step", id, status: "done", title: `${m.label}: ${task.name}`, detail: `${headline}, ${score.questionsPerSecond.toFixed(1)} questions/s` });
       tasks.push({ task: task.name, file: task.file, sha256: task.sha256, score });
     }
   } finally {
-    await loaded.dispose();
+    await model.dispose();
   }
-  return { tasks, threads: loaded.settings.threads, adapters: loaded.adapters };
+  return { tasks, threads: model.threads, adapters: model.adapters };
 }
 
 /** Says before the scoring, not only after it, that the results will have nowhere to go. */

@@ -2,6 +2,8 @@ import { emit, type BackendContext } from "../../core/events.js";
 import { type LoadedModel, loadModel } from "../llama/loader.js";
 import type { LoraSpec } from "../llama/lora.js";
 import type { GpuChoice } from "../llama/runtime.js";
+import type { OnnxDtype } from "../onnx/layout.js";
+import { loadRuntimeModel } from "../runtime/load.js";
 import type { ModelEntry } from "../store/types.js";
 import { bosOf, checkContextSize, decodeShape, planChunks, readEvalText, tokenizeText } from "./chunks.js";
 import { scoreChunks, scoringLanes } from "./lockstep.js";
@@ -23,6 +25,8 @@ export interface PerplexityOptions {
   /** Tokens per llama_decode (llama-perplexity's physical batch, -ub; default 512): batchSize / ctxSize chunks go together. */
   batchSize?: number;
   gpu?: GpuChoice;
+  /** ONNX models: the variant to load. */
+  dtype?: OnnxDtype;
 }
 
 export interface PerplexityResult {
@@ -49,18 +53,20 @@ export async function loadForScoring(entry: ModelEntry, o: { adapters?: LoraSpec
 
 /**
  * Perplexity of a text file computed the way llama-perplexity computes it (see chunks.ts for the
- * chunking): exp of the mean negative log-likelihood of every scored token, with its ± estimate.
+ * chunking): exp of the mean negative log-likelihood of every scored token, with its ± estimate. The
+ * model loads on its runtime with the shape loadForScoring gives llama.cpp.
  */
 export async function perplexity(o: PerplexityOptions, ctx: BackendContext = {}): Promise<PerplexityResult> {
   checkContextSize(o.ctxSize, o.batchSize);
   const text = readEvalText(o.textFile);
   emit(ctx.onEvent, { type: "step", id: "perplexity:load", status: "start", title: `Loading ${o.model.name}` });
-  const loaded = await loadForScoring(o.model, o, ctx);
+  const shape = decodeShape(o.ctxSize, o.batchSize);
+  const model = await loadRuntimeModel(o.model, { lora: o.adapters, contextSize: o.ctxSize, batchSize: shape.batchSize, threads: o.threads, gpu: o.gpu, sequences: shape.parallel, dtype: o.dtype }, ctx);
   try {
-    emit(ctx.onEvent, { type: "step", id: "perplexity:load", status: "done", title: `Loaded ${loaded.entry.name}`, detail: `${loaded.settings.threads} threads, ${loaded.loadMs} ms` });
-    return await perplexityOf(loaded, text, o.ctxSize, o.batchSize, ctx);
+    emit(ctx.onEvent, { type: "step", id: "perplexity:load", status: "done", title: `Loaded ${model.entry.name}`, detail: `${model.threads} threads, ${model.loadMs} ms` });
+    return await model.perplexity(text, { ctxSize: o.ctxSize, batchSize: o.batchSize }, ctx);
   } finally {
-    await loaded.dispose();
+    await model.dispose();
   }
 }
 

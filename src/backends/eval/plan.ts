@@ -3,7 +3,6 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { NotFoundError, UsageError } from "../../core/errors.js";
 import type { BackendContext } from "../../core/events.js";
-import { resolveLoraArgs } from "../adapters/resolve.js";
 import { type LoraSpec, splitLoraSpec } from "../llama/lora.js";
 import { hasModel } from "../store/registry.js";
 import { resolveModel } from "../store/resolve.js";
@@ -11,6 +10,7 @@ import type { ModelEntry } from "../store/types.js";
 import type { MatchMode } from "./match.js";
 import { type Task, limitTask, readTask } from "./tasks.js";
 import { ensureGguf } from "../convert/runnable.js";
+import { checkLoadOptions, resolveRuntimeLora, runtimeOf } from "../runtime/load.js";
 
 /** One model to evaluate: the resolved entry and the adapters added on top of its own. */
 export interface EvalModel {
@@ -32,6 +32,8 @@ export interface EvalPlanRequest {
   limit?: number;
   /** --lora: added to every model. */
   lora?: string[];
+  /** --dtype: the variant of every model (ONNX models only). */
+  dtype?: string;
 }
 
 /** The text of --perplexity (and --kld-base): its path, its name in tables and its content hash. */
@@ -72,15 +74,15 @@ function modelEntry(ref: string): { model: string; adapters: string[]; entry: Mo
   return { model, adapters, entry: resolveModel(model) };
 }
 
-/** A Hugging Face, GPTQ or AWQ folder is evaluated as the GGUF converted from it once (convert/runnable.ts). */
+/** A Hugging Face, GPTQ or AWQ folder is evaluated as the GGUF converted from it once (convert/runnable.ts); ONNX folders as they are. */
 async function runnable(m: ReturnType<typeof modelEntry>, ctx: BackendContext): Promise<ReturnType<typeof modelEntry>> {
   return { ...m, entry: await ensureGguf(m.entry, ctx) };
 }
 
-/** Adapters as --lora takes them: GGUF files, PEFT folders or Hub repos (converted once, cached). */
+/** Adapters as --lora takes them: GGUF files, PEFT folders or Hub repos (converted once, cached); none on an ONNX model. */
 async function evalModel(ref: string, m: ReturnType<typeof modelEntry>, lora: readonly string[], ctx: BackendContext): Promise<EvalModel> {
   const specs = [...m.adapters, ...lora];
-  const extraAdapters = await resolveLoraArgs(specs, ctx, { baseGguf: m.entry.path });
+  const extraAdapters = await resolveRuntimeLora(m.entry, specs, ctx);
   const label = [m.entry.name, ...specs.map(adapterLabel)].join(" + ");
   return { ref, label, entry: m.entry, extraAdapters };
 }
@@ -90,6 +92,18 @@ function evalText(file: string): EvalText {
   if (!existsSync(abs)) throw new NotFoundError(`--perplexity file not found: ${abs}`);
   if (statSync(abs).isDirectory()) throw new UsageError(`${abs} is a folder; --perplexity takes a text file.`);
   return { file: abs, name: path.basename(abs).replace(/\.[^.]*$/, ""), sha256: createHash("sha256").update(readFileSync(abs)).digest("hex") };
+}
+
+/**
+ * KL divergence reads every position's whole next-token distribution through llama.cpp's own logits
+ * (logprobs.ts), for the model and the base in lock-step: it runs on llama.cpp models only.
+ */
+function assertKldRuntime(models: { ref: string; entry: ModelEntry }[]): void {
+  const onnx = models.find((m) => runtimeOf(m.entry) !== "llama.cpp");
+  if (!onnx) return;
+  throw new UsageError(`--kld-base runs on llama.cpp (GGUF) models only, and ${onnx.ref} is an ONNX model.`, {
+    hint: "Compare ONNX models by --perplexity alone (without --kld-base), or compute the KL divergence on GGUF builds of the same weights.",
+  });
 }
 
 /**
@@ -110,6 +124,8 @@ export async function planEval(r: EvalPlanRequest, ctx: BackendContext = {}): Pr
   // Every reference resolves before any conversion starts, so a typo in the last one fails at once.
   const resolved = r.models.map(modelEntry);
   const resolvedBase = r.kldBase ? modelEntry(r.kldBase) : undefined;
+  for (const m of [...resolved, ...(resolvedBase ? [resolvedBase] : [])]) checkLoadOptions(m.entry, { dtype: r.dtype });
+  if (resolvedBase) assertKldRuntime([...resolved.map((m, i) => ({ ref: r.models[i]!, entry: m.entry })), { ref: r.kldBase!, entry: resolvedBase.entry }]);
   const entries: ReturnType<typeof modelEntry>[] = [];
   for (const m of resolved) entries.push(await runnable(m, ctx));
   const base = resolvedBase ? await runnable(resolvedBase, ctx) : undefined;

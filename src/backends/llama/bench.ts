@@ -1,8 +1,7 @@
 import type { ControlledEvaluateInputItem, LlamaContext, LlamaContextSequence, Token } from "node-llama-cpp";
 import { emit, type BackendContext } from "../../core/events.js";
 import { CancelledError, UsageError } from "../../core/errors.js";
-import type { ModelEntry } from "../store/types.js";
-import { type LoadOptions, type LoadedModel, loadModel } from "./loader.js";
+import type { LoadOptions, LoadedModel } from "./loader.js";
 
 /**
  * `slm bench`: prompt processing and generation throughput, measured the way llama.cpp's llama-bench
@@ -194,26 +193,18 @@ function randomTokens(count: number, vocab: number, bos: number | undefined): Ui
   return t;
 }
 
-function backendName(gpu: string | false): string {
+export function backendName(gpu: string | false): string {
   if (!gpu) return "CPU";
   return gpu === "cuda" ? "CUDA" : gpu === "vulkan" ? "Vulkan" : gpu === "metal" ? "Metal" : gpu;
 }
 
-/** Loads the model with the settings slm would choose (or those asked for) and runs the tests. */
-export async function benchModel(entry: ModelEntry, o: BenchOptions, ctx: BackendContext = {}): Promise<BenchResult> {
+/** The pp/tg tests on a model loaded with one sequence whose context holds contextNeeded() tokens. */
+export async function benchLoaded(loaded: LoadedModel, o: Pick<BenchOptions, "promptTokens" | "genTokens" | "repetitions" | "api">, ctx: BackendContext = {}): Promise<BenchResult> {
   checkBenchOptions(o);
-  const needed = contextNeeded(o.promptTokens, o.genTokens);
-  emit(ctx.onEvent, { type: "step", id: "bench:load", status: "start", title: `Loading ${entry.name}` });
-  const loaded = await loadModel(entry, { ...o, contextSize: o.contextSize ?? needed, sequences: 1 }, ctx);
-  try {
-    emit(ctx.onEvent, { type: "step", id: "bench:load", status: "done", title: `Loading ${entry.name}`, detail: `${loaded.loadMs} ms` });
-    return await runTests(loaded, o, ctx);
-  } finally {
-    await loaded.dispose();
-  }
+  return runTests(loaded, o, ctx);
 }
 
-async function runTests(loaded: LoadedModel, o: BenchOptions, ctx: BackendContext): Promise<BenchResult> {
+async function runTests(loaded: LoadedModel, o: Pick<BenchOptions, "promptTokens" | "genTokens" | "repetitions" | "api">, ctx: BackendContext): Promise<BenchResult> {
   const { model, context } = loaded;
   const sequence = context.getSequence();
   try {

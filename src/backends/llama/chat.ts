@@ -50,6 +50,8 @@ export interface ChatEngineApi {
   history(): ChatTranscript;
   loadHistory(t: ChatTranscript): void;
   contextUsed(): ContextUsage;
+  /** Frees the conversation's state (its slot); the model stays loaded. */
+  dispose?(): void;
 }
 
 export interface ChatEngineOptions extends SamplingOptions {

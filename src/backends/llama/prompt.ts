@@ -22,11 +22,12 @@ function leadingBos(model: LlamaModel): Token | undefined {
  * with its control tokens (`<|user|>`, `</s>`…) parsed as such, so a prompt written in the model's chat
  * format means what it says. Token ids are taken as given; only BOS is put in front when they do not
  * start with it, because node-llama-cpp starts every completion with it (llama-server would not).
+ * `special` false reads control-token text as plain text.
  */
-export function rawPromptTokens(model: LlamaModel, prompt: RawPrompt, vocabSize?: number): Token[] {
+export function rawPromptTokens(model: LlamaModel, prompt: RawPrompt, vocabSize?: number, special = true): Token[] {
   const bos = leadingBos(model);
   if (typeof prompt === "string") {
-    const body = model.tokenize(prompt, true, bos !== undefined ? "trimLeadingSpace" : undefined);
+    const body = model.tokenize(prompt, special, bos !== undefined ? "trimLeadingSpace" : undefined);
     return bos === undefined ? body : [bos, ...body];
   }
   const limit = vocabSize ?? Number.MAX_SAFE_INTEGER;

@@ -6,7 +6,7 @@ import type { ChoiceScore } from "../eval/choice.js";
 import { type EvalResult, type EvalRunOptions, type ModelResult, runEval } from "../eval/evaluate.js";
 import type { GenerationScore } from "../eval/generation.js";
 import { type EvalPlan, planEval } from "../eval/plan.js";
-import { benchModel } from "../llama/bench.js";
+import { benchModel } from "../runtime/bench.js";
 import type { LlamaCppTool } from "../llamacpp/tools.js";
 import { assertFreeName, derivedName, derivedWorkDir } from "../store/derived.js";
 import { removeModel } from "../store/remove.js";

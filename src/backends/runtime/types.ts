@@ -1,6 +1,6 @@
 import type { BackendContext } from "../../core/events.js";
 import type { ChatEngineApi, ChatEngineOptions } from "../llama/chat.js";
-import type { BenchResult } from "../llama/bench.js";
+import type { BenchApi, BenchResult } from "../llama/bench.js";
 import type { GenerateResult, SamplingOptions } from "../llama/generate.js";
 import type { LoraSpec } from "../llama/lora.js";
 import type { GpuChoice } from "../llama/runtime.js";
@@ -44,12 +44,18 @@ export interface RuntimeGenerateOptions extends SamplingOptions {
   messages?: ChatTurn[];
   /** Raw completion (no template): the text, its control tokens parsed as such… */
   prompt?: string;
-  /** …or its token ids (serve's token-id prompts). */
+  /** …or its token ids as the model evaluates them, BOS included (`tokenize(text, {special: true, bos: true})`). */
   tokens?: readonly number[];
   /** A JSON schema the output must follow; a runtime that cannot constrain output refuses it (UsageError). */
   jsonSchema?: object;
   onText?: (chunk: string) => void;
   signal?: AbortSignal;
+  /**
+   * One of many independent answers to chat `messages` (eval): nothing is streamed, and the runtime may
+   * take a leaner path than its interactive one with the same answers (llama.cpp: a plain token loop on
+   * the slot instead of a chat session). Timings are then those of the whole answer.
+   */
+  lean?: boolean;
 }
 
 /**
@@ -72,6 +78,8 @@ export interface RuntimeBenchOptions {
   promptTokens: number;
   genTokens: number;
   repetitions: number;
+  /** llama.cpp only: how tokens reach llama_decode (bench --api); other runtimes ignore it. */
+  api?: BenchApi;
 }
 
 export interface RuntimeModel {
@@ -83,7 +91,7 @@ export interface RuntimeModel {
   /** Tokens per slot. */
   readonly contextSize: number;
   readonly threads: number;
-  /** Slots that may generate at once. */
+  /** Slots that may generate at once. A slot's generate throws ContextLengthError (runtime/errors.ts) for a prompt that does not fit. */
   readonly sequences: number;
   /** "CPU", "CUDA", "Vulkan", "Metal"… */
   readonly backend: string;
@@ -92,7 +100,12 @@ export interface RuntimeModel {
   /** ONNX only: the variant loaded. */
   readonly dtype?: OnnxDtype;
 
-  tokenize(text: string, o?: { special?: boolean }): number[];
+  /**
+   * `special`: control tokens written in the text (`<|user|>`, `</s>`) become those tokens. `bos`: the
+   * token the model starts every prompt with (BOS), when it uses one, goes in front: a raw prompt's
+   * tokens as the model evaluates them (so `tokenize("", {bos: true})` is `[bos]` or `[]`).
+   */
+  tokenize(text: string, o?: { special?: boolean; bos?: boolean }): number[];
   detokenize(tokens: readonly number[]): string;
   /** The conversation rendered with the model's chat template and tokenized, ending where the assistant's reply begins. */
   chatPrompt(messages: readonly ChatTurn[]): Promise<number[]>;
@@ -105,7 +118,15 @@ export interface RuntimeModel {
   openChat(o: ChatEngineOptions): Promise<ChatEngineApi>;
   /** llama-perplexity's method: chunks of ctxSize tokens, the second half of each scored. */
   perplexity(text: string, o: { ctxSize: number; batchSize?: number }, ctx?: BackendContext): Promise<PerplexityResult>;
-  /** Sentence embeddings, where the model has them; absent otherwise. */
+  /**
+   * Prepares what the first generation would otherwise pay for (llama.cpp: resolving the chat template,
+   * ~0.5 s), so a server's first request does not wait for it.
+   */
+  warmUp?(): Promise<void>;
+  /**
+   * Sentence embeddings, where the model has them; absent otherwise. Throws EmbeddingsUnavailableError
+   * when the model cannot embed after all, ContextLengthError for an input longer than the context.
+   */
   embed?(inputs: string[], signal?: AbortSignal): Promise<{ vectors: number[][]; tokens: number }>;
   /** Prompt processing and generation speed, llama-bench's pp/tg tests. */
   bench(o: RuntimeBenchOptions, ctx?: BackendContext): Promise<BenchResult>;

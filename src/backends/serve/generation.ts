@@ -1,10 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { ServerResponse } from "node:http";
-import type { ChatHistoryItem, Token } from "node-llama-cpp";
-import { UsageError } from "../../core/errors.js";
-import { type GenerateResult, generateOn } from "../llama/generate.js";
-import type { LoadedModel } from "../llama/loader.js";
-import { chatPromptTokens, rawPromptTokens } from "../llama/prompt.js";
+import type { GenerateResult } from "../llama/generate.js";
+import type { ChatTurn, RuntimeModel } from "../runtime/types.js";
 import { HttpError } from "./httpError.js";
 import type { Lease } from "./pool.js";
 import type { RequestContext } from "./router.js";
@@ -26,33 +23,43 @@ interface Usage {
 }
 
 /**
- * One prompt to answer, with its length as the model will evaluate it (llama/prompt.ts, the count run
- * and chat report too), known before generating so that a prompt that does not fit is refused.
+ * One prompt to answer: a conversation (chat) or the tokens of a raw prompt (completion), with its
+ * length as the model will evaluate it (the count run and chat report too), known before generating so
+ * that a prompt that does not fit is refused.
  */
 interface Job {
-  prompt: string;
-  history?: ChatHistoryItem[];
-  tokens?: Token[];
+  messages?: ChatTurn[];
+  tokens?: number[];
   promptTokens: number;
 }
 
-/** The request's messages: all but the last form the history, the last user message is the prompt. */
-async function chatJob(loaded: LoadedModel, messages: ChatMessage[]): Promise<Job> {
-  const wrapper = await loaded.chatWrapper();
-  const history: ChatHistoryItem[] = messages.slice(0, -1).map((m) => (m.role === "assistant" ? { type: "model", response: [m.content] } : { type: m.role, text: m.content }));
-  const prompt = messages[messages.length - 1]!.content;
-  return { prompt, history, promptTokens: chatPromptTokens(loaded.model, wrapper, history, prompt).length };
+/** The request's conversation, rendered with the model's chat template; the last message is the user's. */
+async function chatJob(model: RuntimeModel, messages: ChatMessage[]): Promise<Job> {
+  const turns: ChatTurn[] = messages.map((m) => ({ role: m.role, content: m.content }));
+  return { messages: turns, promptTokens: (await model.chatPrompt(turns)).length };
 }
 
-function completionJob(loaded: LoadedModel, prompt: string | number[], index: number, batch: boolean): Job {
-  const param = batch ? `prompt[${index}]` : "prompt";
-  try {
-    const tokens = rawPromptTokens(loaded.model, prompt, loaded.summary.vocabSize);
-    return { prompt: typeof prompt === "string" ? prompt : "", tokens, promptTokens: tokens.length };
-  } catch (err) {
-    if (err instanceof UsageError) throw new HttpError(400, `${param}: ${err.message}`, { param: "prompt" });
-    throw err;
+/**
+ * A raw prompt's tokens, as llama.cpp's server makes them: BOS (when the model adds one), then the text
+ * with its control tokens (`<|user|>`, `</s>`…) parsed as such, so a prompt written in the model's chat
+ * format means what it says. Token ids are taken as given, but checked against the vocabulary (an id
+ * outside it would reach the runtime's embedding lookup unchecked); only BOS is put in front when they do
+ * not start with it, as the text's tokens would.
+ */
+function completionJob(model: RuntimeModel, prompt: string | number[], index: number, batch: boolean): Job {
+  if (typeof prompt === "string") {
+    const tokens = model.tokenize(prompt, { special: true, bos: true });
+    return { tokens, promptTokens: tokens.length };
   }
+  const limit = model.vocabSize > 0 ? model.vocabSize : Number.MAX_SAFE_INTEGER;
+  prompt.forEach((t, i) => {
+    if (!Number.isInteger(t) || t < 0 || t >= limit) {
+      throw new HttpError(400, `${batch ? `prompt[${index}]` : "prompt"}: Token id ${t} at position ${i} is not in the model's vocabulary (0–${limit - 1}).`, { param: "prompt" });
+    }
+  });
+  const bos = model.tokenize("", { special: true, bos: true });
+  const tokens = bos.length > 0 && prompt[0] !== bos[0] ? [...bos, ...prompt] : [...prompt];
+  return { tokens, promptTokens: tokens.length };
 }
 
 type Kind = "chat" | "completion";
@@ -71,10 +78,10 @@ export async function generateFor(res: ServerResponse, ctx: RequestContext, kind
   let firstError: unknown;
   ctx.signal.addEventListener("abort", stopBatch, { once: true });
   try {
-    const { loaded } = first;
+    const { model } = first;
     const prompts = kind === "completion" ? (r as CompletionRequest).prompts : [];
-    const jobs = kind === "chat" ? [await chatJob(loaded, (r as ChatRequest).messages)] : prompts.map((p, i) => completionJob(loaded, p, i, prompts.length > 1));
-    const contextSize = loaded.context.contextSize;
+    const jobs = kind === "chat" ? [await chatJob(model, (r as ChatRequest).messages)] : prompts.map((p, i) => completionJob(model, p, i, prompts.length > 1));
+    const contextSize = model.contextSize;
     jobs.forEach((job, i) => {
       if (job.promptTokens >= contextSize) {
         const which = kind === "chat" ? "The prompt" : prompts.length > 1 ? `prompt[${i}]` : "The prompt";
@@ -99,11 +106,9 @@ export async function generateFor(res: ServerResponse, ctx: RequestContext, kind
       try {
         lease = index === 0 ? first : await ctx.pool.lease(r.model, batchCtl.signal);
         failed.add(lease);
-        const result = await generateOn(lease.loaded, lease.sequence, {
-          prompt: job.prompt,
-          history: job.history,
+        const result = await lease.slot.generate({
+          messages: job.messages,
           tokens: job.tokens,
-          raw: kind === "completion",
           temperature: r.temperature,
           topP: r.topP,
           topK: r.topK,
@@ -112,7 +117,7 @@ export async function generateFor(res: ServerResponse, ctx: RequestContext, kind
           seed: r.seed,
           stop: r.stop,
           jsonSchema: r.jsonSchema,
-          // Never past the context: OpenAI's "length" then, rather than node-llama-cpp shifting the context.
+          // Never past the context: OpenAI's "length" then, rather than the runtime shifting the context.
           maxTokens: Math.min(r.maxTokens ?? contextSize - job.promptTokens, contextSize - job.promptTokens),
           signal: batchCtl.signal,
           // node-llama-cpp may flush an empty chunk when it releases text held back for stop-trigger matching.

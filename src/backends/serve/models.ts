@@ -70,16 +70,17 @@ export class ServedModels {
 
   /** Every name a client may use without a path, for /v1/models and "did you mean". */
   names(): string[] {
-    const named = [...builtinEntries(), ...listModels()].filter((e) => e.format === "gguf").map((e) => e.name);
+    const named = [...builtinEntries(), ...listModels()].filter((e) => e.format === "gguf" || e.format === "onnx").map((e) => e.name);
     return [...new Set([...[...this.started.values()].map((s) => s.id), ...named])];
   }
 
   /**
-   * A registered Hugging Face, GPTQ or AWQ model is served as the GGUF converted from it earlier. A
-   * request never starts a conversion (minutes of work, with no one to show progress to).
+   * GGUF and ONNX models are served as they are; a registered Hugging Face, GPTQ or AWQ model as the GGUF
+   * converted from it earlier. A request never starts a conversion (minutes of work, with no one to show
+   * progress to).
    */
   private runnable(ref: string, entry: ModelEntry): ModelEntry {
-    if (entry.format === "gguf") return entry;
+    if (entry.format === "gguf" || entry.format === "onnx") return entry;
     let converted: ModelEntry | undefined;
     try {
       converted = currentConversion(entry);

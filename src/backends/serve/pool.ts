@@ -1,14 +1,15 @@
-import type { LlamaContextSequence, LlamaEmbeddingContext } from "node-llama-cpp";
 import { CancelledError } from "../../core/errors.js";
 import { emit, type EventSink } from "../../core/events.js";
-import { type LoadOptions, type LoadedModel, loadModel } from "../llama/loader.js";
+import { ContextLengthError, EmbeddingsUnavailableError } from "../runtime/errors.js";
+import { loadRuntimeModel } from "../runtime/load.js";
+import type { GenerationSlot, RuntimeLoadOptions, RuntimeModel } from "../runtime/types.js";
 import type { ModelEntry } from "../store/types.js";
 import { HttpError, withoutPaths } from "./httpError.js";
 import type { ServedModel, ServedModels } from "./models.js";
 
 export interface PoolOptions {
-  /** Runtime settings for every model this pool loads (--ctx, --threads, --gpu, --lora). */
-  load: Omit<LoadOptions, "sequences">;
+  /** Runtime settings for every model this pool loads (--ctx, --threads, --gpu, --lora, --dtype). */
+  load: Omit<RuntimeLoadOptions, "sequences">;
   /** Sequences per model context: this many requests generate at once, the rest wait in order. */
   parallel: number;
   /** Unload a model this long after its last request ended; 0 keeps models loaded. */
@@ -18,12 +19,12 @@ export interface PoolOptions {
   onEvent?: EventSink;
 }
 
-/** A sequence of a loaded model, held for one request. */
+/** A slot of a loaded model, held for one request. */
 export interface Lease {
   id: string;
-  loaded: LoadedModel;
-  sequence: LlamaContextSequence;
-  /** Gives the sequence back; `clean` after a failure, whose leftover state is then wiped first. */
+  model: RuntimeModel;
+  slot: GenerationSlot;
+  /** Gives the slot back; `clean` after a failure, whose leftover state is then wiped first. */
   release(clean?: boolean): Promise<void>;
 }
 
@@ -39,23 +40,22 @@ export interface ModelStatus {
 }
 
 interface Waiter {
-  resolve(s: LlamaContextSequence): void;
+  resolve(s: GenerationSlot): void;
   reject(err: unknown): void;
 }
 
-/** One model in the pool: loading or loaded, with its sequences and the requests waiting for them. */
+/** One model in the pool: loading or loaded, with its slots and the requests waiting for them. */
 class PooledModel {
-  loaded?: LoadedModel;
-  ready!: Promise<LoadedModel>;
+  loaded?: RuntimeModel;
+  ready!: Promise<RuntimeModel>;
   /** Requests that hold or wait for this model: it is unloaded only when none do. */
   users = 0;
   busy = 0;
   created = 0;
-  readonly free: LlamaContextSequence[] = [];
+  readonly free: GenerationSlot[] = [];
   readonly waiters: Waiter[] = [];
   idleTimer?: NodeJS.Timeout;
   pinned = false;
-  embedding?: Promise<LlamaEmbeddingContext>;
   /** The name a client can ask for again (never a filesystem path: see models.ts). */
   readonly id: string;
   readonly entry: ModelEntry;
@@ -69,10 +69,10 @@ class PooledModel {
 }
 
 /**
- * Loads models on first use, shares each model's context between requests (one sequence per request, up
- * to `parallel`, then a FIFO queue) and unloads a model after it has been idle for `idleTimeoutMs`.
- * Sequences are kept between requests rather than recreated: node-llama-cpp then reuses the evaluated
- * prefix of the previous request, which saves re-reading a shared system prompt or an earlier turn.
+ * Loads models on first use, shares each model between requests (one slot per request, up to
+ * `parallel`, then a FIFO queue) and unloads a model after it has been idle for `idleTimeoutMs`.
+ * Slots are kept between requests rather than recreated: the runtime then reuses the evaluated prefix
+ * of the previous request, which saves re-reading a shared system prompt or an earlier turn.
  */
 export class ModelPool {
   private readonly models = new Map<string, PooledModel>();
@@ -91,16 +91,16 @@ export class ModelPool {
     return m.id;
   }
 
-  /** Waits for the model and a free sequence of it; rejects with CancelledError if `signal` fires first. */
+  /** Waits for the model and a free slot of it; rejects with CancelledError if `signal` fires first. */
   async lease(ref: string, signal: AbortSignal): Promise<Lease> {
     const m = this.modelFor(ref);
     m.users++;
     this.stopIdleTimer(m);
-    let sequence: LlamaContextSequence;
-    let loaded: LoadedModel;
+    let slot: GenerationSlot;
+    let model: RuntimeModel;
     try {
-      loaded = await m.ready;
-      sequence = await this.acquire(m, loaded, signal);
+      model = await m.ready;
+      slot = await this.acquire(m, model, signal);
     } catch (err) {
       this.leave(m);
       throw err;
@@ -109,42 +109,33 @@ export class ModelPool {
     let released = false;
     return {
       id: m.id,
-      loaded,
-      sequence,
+      model,
+      slot,
       release: async (clean = false) => {
         if (released) return;
         released = true;
         m.busy--;
-        await this.giveBack(m, loaded, sequence, clean);
+        await this.giveBack(m, model, slot, clean);
         this.leave(m);
       },
     };
   }
 
-  /** Embeddings come from a second, embedding-only context of the same model, created on first use. */
+  /** Embeddings, from models whose runtime computes them (a 400 model_not_embedding otherwise). */
   async embed(ref: string, inputs: string[], signal: AbortSignal): Promise<{ id: string; vectors: number[][]; tokens: number }> {
     const m = this.modelFor(ref);
     m.users++;
     this.stopIdleTimer(m);
     try {
-      const loaded = await m.ready;
-      m.embedding ??= loaded.model.createEmbeddingContext({ contextSize: loaded.context.contextSize, threads: loaded.settings.threads }).catch((err: unknown) => {
-        m.embedding = undefined;
-        throw new HttpError(400, `${m.id} cannot compute embeddings: ${withoutPaths((err as Error).message)}`, { param: "model", code: "model_not_embedding" });
-      });
-      const ec = await m.embedding;
-      let tokens = 0;
-      const lengths = inputs.map((text) => ec.calculateInputLength(text));
-      lengths.forEach((n, i) => {
-        if (n >= loaded.context.contextSize) throw new HttpError(400, `input[${i}] is ${n} tokens; ${m.id}'s context holds ${loaded.context.contextSize}.`, { param: "input", code: "context_length_exceeded" });
-        tokens += n;
-      });
-      const vectors: number[][] = [];
-      for (const text of inputs) {
-        if (signal.aborted) throw new CancelledError();
-        vectors.push([...(await ec.getEmbeddingFor(text)).vector]);
+      const model = await m.ready;
+      if (!model.embed) throw new HttpError(400, `${m.id} cannot compute embeddings (its runtime, ${model.runtime}, does not).`, { param: "model", code: "model_not_embedding" });
+      try {
+        return { id: m.id, ...(await model.embed(inputs, signal)) };
+      } catch (err) {
+        if (err instanceof EmbeddingsUnavailableError) throw new HttpError(400, withoutPaths(err.message), { param: "model", code: "model_not_embedding" });
+        if (err instanceof ContextLengthError) throw new HttpError(400, withoutPaths(err.message), { param: "input", code: "context_length_exceeded" });
+        throw err;
       }
-      return { id: m.id, vectors, tokens };
     } finally {
       this.leave(m);
     }
@@ -167,7 +158,7 @@ export class ModelPool {
       busy: m.busy,
       queued: m.waiters.length,
       parallel: this.o.parallel,
-      contextSize: m.loaded?.context.contextSize,
+      contextSize: m.loaded?.contextSize,
       pinned: m.pinned,
     }));
   }
@@ -189,7 +180,7 @@ export class ModelPool {
     // Resolved for each request (the registry is read again), so models pulled while the server runs are found.
     const served = this.o.models.resolve(ref);
     const { entry } = served;
-    const key = `${entry.path}\0${JSON.stringify(entry.adapters ?? [])}`;
+    const key = `${entry.path}\0${entry.dtype ?? ""}\0${JSON.stringify(entry.adapters ?? [])}`;
     let m = this.models.get(key);
     if (!m) {
       const created = new PooledModel(key, served);
@@ -204,24 +195,34 @@ export class ModelPool {
     return m;
   }
 
-  private async load(m: PooledModel): Promise<LoadedModel> {
+  private async load(m: PooledModel): Promise<RuntimeModel> {
     await Promise.allSettled([...this.unloading]);
     emit(this.o.onEvent, { type: "log", level: "debug", message: `loading ${m.entry.name}` });
-    const loaded = await loadModel(m.entry, { ...this.o.load, sequences: this.o.parallel }, { signal: this.shutdown.signal, onEvent: this.o.onEvent });
-    // Resolving the chat template takes ~0.5 s; doing it here keeps that off the first request.
-    await loaded.chatWrapper();
-    m.loaded = loaded;
-    emit(this.o.onEvent, { type: "log", level: "debug", message: `loaded ${m.entry.name} in ${loaded.loadMs} ms (context ${loaded.context.contextSize} tokens × ${this.o.parallel} sequences, ${loaded.settings.threads} threads)` });
-    return loaded;
+    const model = await loadRuntimeModel(m.entry, { ...this.o.load, sequences: this.o.parallel }, { signal: this.shutdown.signal, onEvent: this.o.onEvent });
+    try {
+      // Resolving llama.cpp's chat template takes ~0.5 s; doing it here keeps that off the first request.
+      await model.warmUp?.();
+    } catch (err) {
+      await model.dispose().catch(() => undefined);
+      throw err;
+    }
+    m.loaded = model;
+    emit(this.o.onEvent, { type: "log", level: "debug", message: `loaded ${m.entry.name} in ${model.loadMs} ms (${model.runtime}, context ${model.contextSize} tokens × ${this.o.parallel} slots, ${model.threads} threads)` });
+    return model;
   }
 
-  private acquire(m: PooledModel, loaded: LoadedModel, signal: AbortSignal): Promise<LlamaContextSequence> {
-    if (signal.aborted) return Promise.reject(new CancelledError());
+  private async acquire(m: PooledModel, model: RuntimeModel, signal: AbortSignal): Promise<GenerationSlot> {
+    if (signal.aborted) throw new CancelledError();
     const free = m.free.pop();
-    if (free) return Promise.resolve(free);
+    if (free) return free;
     if (m.created < this.o.parallel) {
       m.created++;
-      return Promise.resolve(loaded.context.getSequence());
+      try {
+        return await model.openSlot();
+      } catch (err) {
+        m.created--;
+        throw err;
+      }
     }
     return new Promise((resolve, reject) => {
       const onAbort = () => {
@@ -244,27 +245,31 @@ export class ModelPool {
     });
   }
 
-  private async giveBack(m: PooledModel, loaded: LoadedModel, sequence: LlamaContextSequence, clean: boolean): Promise<void> {
-    let seq: LlamaContextSequence | undefined = sequence;
+  private async giveBack(m: PooledModel, model: RuntimeModel, slot: GenerationSlot, clean: boolean): Promise<void> {
+    let kept: GenerationSlot | undefined = slot;
     if (clean) {
       try {
-        await seq.clearHistory();
+        await slot.clear();
       } catch {
-        // A sequence that cannot even be cleared is dropped; its slot is free again once disposed.
-        await seq.dispose().catch(() => undefined);
+        // A slot that cannot even be cleared is dropped; its place is free again once disposed.
+        try {
+          slot.dispose();
+        } catch {
+          // already unusable
+        }
         m.created--;
-        seq = undefined;
+        kept = undefined;
       }
     }
     const next = m.waiters.shift();
     if (!next) {
-      if (seq) m.free.push(seq);
+      if (kept) m.free.push(kept);
       return;
     }
-    if (seq) return next.resolve(seq);
+    if (kept) return next.resolve(kept);
+    m.created++;
     try {
-      m.created++;
-      next.resolve(loaded.context.getSequence());
+      next.resolve(await model.openSlot());
     } catch (err) {
       m.created--;
       next.reject(err);
@@ -292,10 +297,8 @@ export class ModelPool {
   }
 
   private async dispose(m: PooledModel): Promise<void> {
-    const loaded = await m.ready.catch(() => undefined);
-    if (!loaded) return;
-    const ec = await m.embedding?.catch(() => undefined);
-    await ec?.dispose().catch(() => undefined);
-    await loaded.dispose().catch(() => undefined);
+    const model = await m.ready.catch(() => undefined);
+    if (!model) return;
+    await model.dispose().catch(() => undefined);
   }
 }

@@ -1,7 +1,8 @@
 import type { ChatHistoryItem, ChatWrapper, ChatWrapperGeneratedContextState, LlamaChat, LlamaContextSequence, LlamaText, Token } from "node-llama-cpp";
-import { CancelledError, UsageError } from "../../core/errors.js";
-import type { samplingFor } from "../llama/generate.js";
-import type { LoadedModel } from "../llama/loader.js";
+import { CancelledError } from "../../core/errors.js";
+import { ContextLengthError } from "../runtime/errors.js";
+import type { samplingFor } from "./generate.js";
+import type { LoadedModel } from "./loader.js";
 
 /** One generated answer. */
 export interface Answer {
@@ -9,6 +10,8 @@ export interface Answer {
   /** As LlamaChat names them, plus "contextFull" when the context ran out before --max-tokens. */
   stopReason: "eogToken" | "stopGenerationTrigger" | "customStopTrigger" | "maxTokens" | "contextFull" | string;
   tokens: number;
+  /** The templated prompt's length. */
+  promptTokens: number;
 }
 
 export type Sampling = ReturnType<typeof samplingFor>;
@@ -92,18 +95,18 @@ export class SequenceAnswerer {
   ) {}
 
   /** `engine: "chat"` forces LlamaChat (tests compare the two paths). `where` names the question in errors. */
-  async answer(history: ChatHistoryItem[], seed: number, where: string, engine: "auto" | "chat" = "auto"): Promise<Answer> {
+  async answer(history: ChatHistoryItem[], seed: number | undefined, where?: string, engine: "auto" | "chat" = "auto"): Promise<Answer> {
     const state = this.wrapper.generateContextState({ chatHistory: [...history, { type: "model", response: [] }] });
     const prompt = state.contextText.tokenize(this.loaded.model.tokenizer);
     if (prompt.length + 1 >= this.loaded.context.contextSize) {
-      throw new UsageError(`${where}: the prompt takes ${prompt.length} tokens, the context holds ${this.loaded.context.contextSize}.`, { hint: "Give a larger --ctx." });
+      throw new ContextLengthError(prompt.length, this.loaded.context.contextSize, where);
     }
-    if (engine === "chat" || needsChatEngine(this.wrapper, state)) return this.answerWithChat(history, seed);
+    if (engine === "chat" || needsChatEngine(this.wrapper, state)) return { ...(await this.answerWithChat(history, seed)), promptTokens: prompt.length };
     const a = await this.answerFast(prompt, new StopTriggers(this.loaded, state.stopGenerationTriggers, this.sampling.customStopTriggers ?? []), seed);
-    return { ...a, text: dropStartText(a.text, state) };
+    return { ...a, text: dropStartText(a.text, state), promptTokens: prompt.length };
   }
 
-  private async answerFast(prompt: Token[], stops: StopTriggers, seed: number): Promise<Answer> {
+  private async answerFast(prompt: Token[], stops: StopTriggers, seed: number | undefined): Promise<Omit<Answer, "promptTokens">> {
     const seq = this.sequence;
     const model = this.loaded.model;
     // Keep what the sequence already holds of this prompt (a shared system prompt or few-shot
@@ -146,7 +149,7 @@ export class SequenceAnswerer {
     return { text: (stopped?.text ?? detokenize(out)).replace(/\uFFFD+$/, ""), stopReason, tokens: out.length };
   }
 
-  private async answerWithChat(history: ChatHistoryItem[], seed: number): Promise<Answer> {
+  private async answerWithChat(history: ChatHistoryItem[], seed: number | undefined): Promise<Omit<Answer, "promptTokens">> {
     if (!this.chat) {
       const { LlamaChat } = await import("node-llama-cpp");
       this.chat = new LlamaChat({ contextSequence: this.sequence, chatWrapper: this.wrapper });
