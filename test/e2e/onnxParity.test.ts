@@ -4,6 +4,8 @@ import { afterAll, beforeAll, describe, expect, it, type TestContext } from "vit
 import { loadRuntimeModel } from "../../src/backends/runtime/load.js";
 import type { RuntimeModel } from "../../src/backends/runtime/types.js";
 import { resolveModel } from "../../src/backends/store/resolve.js";
+import { continuationLogLikelihoods } from "../../src/backends/llama/likelihood.js";
+import { loadModel } from "../../src/backends/llama/loader.js";
 import { firstLines } from "../helpers/accuracy.js";
 import { FIXTURE } from "../helpers/cli.js";
 import { onnxFixture } from "../helpers/onnxFixture.js";
@@ -12,19 +14,39 @@ import { onnxFixture } from "../helpers/onnxFixture.js";
  * The two runtimes behind the one interface, on the same weights: tiny-arith's F32 GGUF on llama.cpp and
  * its fp32 ONNX export on onnxruntime. Through the chat template each renders, the prompts must be the same
  * tokens, and the distribution of the first answer token the same numbers: the log-probability of every
- * one of the 320 tokens within 1e-3 (GenerationSlot.logLikelihoods of each single-token continuation).
- * The greedy answers to the same 100 questions are compared in onnxEval.test.ts, through `slm eval`.
+ * one of the 320 tokens (GenerationSlot.logLikelihoods of each single-token continuation).
+ *
+ * How close depends on llama.cpp's settings, measured: with slm's defaults (an F16 KV cache, flash attention
+ * chosen by llama.cpp, which on the CPU multiplies Q by K in F16) the log-probabilities differ by up to
+ * ~5e-3, while onnxruntime's agree with PyTorch's to ~1e-6; with an F32 KV cache and flash attention off,
+ * llama.cpp's agree with onnxruntime's to ~1e-5. So: within 1e-3 against llama.cpp in F32 (a context made
+ * on the model slm loaded, scored by the same continuationLogLikelihoods its slots use), within 1e-2
+ * through slm's llama.cpp runtime as it loads models. The greedy answers to 100 questions are compared
+ * in onnxEval.test.ts, through `slm eval`.
  */
 const SLOW = 300_000;
 const F32 = path.join(FIXTURE, "gguf", "tiny-arith-f32.gguf");
 /** Questions whose whole first-token distribution is compared (320 continuations each on each runtime). */
-const QUESTIONS = 20;
-/**
- * Below this, llama.cpp's probabilities (float32 softmax, read back as probabilities) lose the digits that
- * a log-probability within 1e-3 needs, and far below it they are 0: such tokens are compared only as "very
- * unlikely on both sides".
- */
-const FLOOR = -30;
+const QUESTIONS = 10;
+/** node-llama-cpp's branded token ids, as continuationLogLikelihoods takes them. */
+type Tokens = Parameters<typeof continuationLogLikelihoods>[1];
+const VOCAB = Array.from({ length: 320 }, (_, t) => [t]);
+
+/** The largest difference between two runtimes' log-probabilities of all 320 tokens, over the questions. */
+async function worstDifference(a: (prompt: number[]) => Promise<number[]>, b: (prompt: number[]) => Promise<number[]>, chatPrompt: (q: string) => Promise<number[]>): Promise<number> {
+  let worst = 0;
+  for (const { q } of firstLines("add-eval.jsonl", QUESTIONS)) {
+    const prompt = await chatPrompt(q);
+    const [x, y] = [await a(prompt), await b(prompt)];
+    expect(x.every(Number.isFinite) && y.every(Number.isFinite), q).toBe(true);
+    // Each a distribution: the probabilities add up to 1.
+    expect(y.reduce((s, l) => s + Math.exp(l), 0)).toBeCloseTo(1, 4);
+    for (let t = 0; t < 320; t++) worst = Math.max(worst, Math.abs(x[t]! - y[t]!));
+    // The greedy pick is the same token.
+    expect(y.indexOf(Math.max(...y)), q).toBe(x.indexOf(Math.max(...x)));
+  }
+  return worst;
+}
 
 describe("llama.cpp and onnxruntime on the same weights", () => {
   let skip: string | undefined;
@@ -70,37 +92,42 @@ describe("llama.cpp and onnxruntime on the same weights", () => {
     expect(onnx!.detokenize(ids)).toBe(gguf!.detokenize(ids));
   });
 
-  it(`gives the first answer token's log-probability over the whole vocabulary within 1e-3, on ${QUESTIONS} questions`, async (ctx) => {
+  it(`gives the first answer token's log-probability over the whole vocabulary within 1e-3 of llama.cpp's in F32 (${QUESTIONS} questions)`, async (ctx) => {
     need(ctx);
-    const every = Array.from({ length: 320 }, (_, t) => [t]);
-    const gSlot = await gguf!.openSlot();
-    const oSlot = await onnx!.openSlot();
-    let worst = 0;
-    let compared = 0;
+    const llama = await loadModel(resolveModel(F32), { threads: 1, gpu: "off" });
+    const exact = await llama.model.createContext({ contextSize: 256, threads: 1, flashAttention: false, experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32" });
+    const sequence = exact.getSequence();
+    const slot = await onnx!.openSlot();
     try {
-      for (const { q } of firstLines("add-eval.jsonl", QUESTIONS)) {
-        const prompt = await gguf!.chatPrompt([{ role: "user", content: q }]);
-        const [g, o] = [await gSlot.logLikelihoods(prompt, every), await oSlot.logLikelihoods(prompt, every)];
-        // A distribution: the probabilities add up to 1 on each side.
-        expect(o.reduce((s, l) => s + Math.exp(l), 0)).toBeCloseTo(1, 4);
-        for (let t = 0; t < 320; t++) {
-          if (g[t]! < FLOOR || o[t]! < FLOOR) {
-            expect(Math.max(g[t]!, o[t]!), `${q}: token ${t}: ${g[t]} vs ${o[t]}`).toBeLessThan(FLOOR + 1);
-            continue;
-          }
-          worst = Math.max(worst, Math.abs(g[t]! - o[t]!));
-          compared++;
-        }
-        // The greedy pick is the same token.
-        expect(o.indexOf(Math.max(...o)), q).toBe(g.indexOf(Math.max(...g)));
-      }
+      const worst = await worstDifference(
+        (p) => continuationLogLikelihoods(sequence, p as unknown as Tokens, VOCAB as unknown as Tokens[]),
+        (p) => slot.logLikelihoods(p, VOCAB),
+        (q) => onnx!.chatPrompt([{ role: "user", content: q }]),
+      );
+      process.stderr.write(`[tests] first-token log-probabilities, llama.cpp F32 (F32 KV cache, no flash attention) vs onnxruntime fp32: largest difference ${worst.toExponential(2)}\n`);
+      expect(worst).toBeLessThan(1e-3);
     } finally {
-      gSlot.dispose();
-      oSlot.dispose();
+      slot.dispose();
+      await exact.dispose();
+      await llama.dispose();
     }
-    process.stderr.write(`[tests] first-token log-probabilities: ${compared} compared, largest difference ${worst.toExponential(2)}\n`);
-    expect(compared).toBeGreaterThan(QUESTIONS * 10);
-    expect(worst).toBeLessThan(1e-3);
+  }, SLOW);
+
+  it("and within 1e-2 through slm's llama.cpp runtime as it loads models (its slots, F16 KV cache)", async (ctx) => {
+    need(ctx);
+    const [g, o] = [await gguf!.openSlot(), await onnx!.openSlot()];
+    try {
+      const worst = await worstDifference(
+        (p) => g.logLikelihoods(p, VOCAB),
+        (p) => o.logLikelihoods(p, VOCAB),
+        (q) => gguf!.chatPrompt([{ role: "user", content: q }]),
+      );
+      process.stderr.write(`[tests] first-token log-probabilities through both runtimes' slots: largest difference ${worst.toExponential(2)}\n`);
+      expect(worst).toBeLessThan(1e-2);
+    } finally {
+      g.dispose();
+      o.dispose();
+    }
   }, SLOW);
 
   it("answers the same at temperature 0 through generate()", async (ctx) => {

@@ -3,24 +3,26 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, s
 import { tmpdir } from "node:os";
 import path from "node:path";
 import lockfile from "proper-lockfile";
-import { FIXTURE, ROOT, sandbox, slm } from "./cli.js";
+import { ROOT } from "./cli.js";
 import { onnxExportPythonForTests } from "./python.js";
+import { HF, runRecipe } from "./quantRecipe.js";
 
 /**
- * tiny-arith exported to ONNX (fp32 and q4) by slm's own `slm export --format onnx`, once, shared by every
- * ONNX test file: a folder in the system temp directory named by a hash of what decides its bytes (the
- * export recipe, its TypeScript driver, the fixture's weights and tokenizer). The first test file to ask
- * exports under a cross-process lock; the others (other vitest workers, later runs, CI's second pass) wait
- * for it and reuse it. Not a vitest globalSetup: that would export for every test run, including the many
- * that never touch ONNX.
+ * tiny-arith exported to ONNX (fp32 and q4) by slm's export recipe (recipes/export_onnx.py, what `slm export
+ * --format onnx` runs), once, shared by every ONNX test file: a folder in the system temp directory named by a
+ * hash of what decides its bytes (the recipe and the fixture's weights and tokenizer). The first test file to
+ * ask exports under a cross-process lock; the others (other vitest workers, later runs) wait for it and reuse
+ * it. Not a vitest globalSetup: that would export for every test run, including the many that never touch
+ * ONNX. The recipe is run directly so that the runtime's tests do not hang on the CLI's registration;
+ * `slm export` itself is tested in export.test.ts and, for a fine-tune, in onnxEval.test.ts.
  *
  * The folder is read-only to the tests by agreement: a test that changes an export copies it first.
  */
 export const ONNX_FIXTURE_DTYPES = ["fp32", "q4"] as const;
 export const ONNX_FIXTURE_NAME = "tiny-arith-onnx";
 
-/** What decides the exported bytes: the recipe (Python), its driver (TypeScript), the model. */
-const HASHED = ["recipes/export_onnx.py", "recipes/slm_recipes/onnx_export", "recipes/slm_recipes/events.py", "src/backends/export", "test/fixtures/tiny-arith/hf"];
+/** What decides the exported bytes: the recipe and its library, the model. */
+const HASHED = ["recipes/export_onnx.py", "recipes/slm_recipes", "test/fixtures/tiny-arith/hf"];
 
 export interface OnnxFixture {
   /** The ONNX folder (config.json, tokenizer.json, onnx/model.onnx, onnx/model_q4.onnx). */
@@ -68,19 +70,13 @@ async function make(): Promise<OnnxFixture> {
     const t0 = performance.now();
     // A half-made folder from an exporter that was killed: start again.
     rmSync(cache, { recursive: true, force: true });
-    const sb = sandbox(undefined, { SLM_PYTHON: py.python!, OMP_NUM_THREADS: "1" });
-    for (const dtype of ONNX_FIXTURE_DTYPES) {
-      const r = await slm(["export", path.join(FIXTURE, "hf"), "--format", "onnx", "--dtype", dtype, "--out", ONNX_FIXTURE_NAME, "--json"], sb);
-      if (r.exitCode !== 0) throw new Error(`slm export --dtype ${dtype} (the ONNX test fixture) failed with exit ${r.exitCode}:\n${r.all}`);
-    }
-    const made = path.join(sb.home, "models", ONNX_FIXTURE_NAME);
     const work = `${cache}.tmp-${process.pid}`;
+    rmSync(work, { recursive: true, force: true });
     mkdirSync(work, { recursive: true });
-    renameSync(made, path.join(work, ONNX_FIXTURE_NAME));
+    await runRecipe(py.python!, "export_onnx.py", { model: HF, output_dir: path.join(work, ONNX_FIXTURE_NAME), dtypes: ONNX_FIXTURE_DTYPES, threads: 1 });
     const seconds = (performance.now() - t0) / 1000;
     writeFileSync(path.join(work, "done"), JSON.stringify({ seconds, dtypes: ONNX_FIXTURE_DTYPES, date: new Date().toISOString() }));
     renameSync(work, cache);
-    rmSync(path.dirname(sb.home), { recursive: true, force: true });
     process.stderr.write(`[tests] exported tiny-arith to ONNX (${ONNX_FIXTURE_DTYPES.join(", ")}) in ${seconds.toFixed(1)} s: ${dir}\n`);
     return { dir, seconds };
   } finally {

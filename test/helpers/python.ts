@@ -76,9 +76,9 @@ export function tokenizerPythonForTests(): Promise<ConvertPython> {
 
 /**
  * What `slm export --format onnx` runs (recipes/export_onnx.py: torch.onnx.export, onnx, onnxruntime's
- * quantizers, transformers for tokenizer.json), plus the fixture's SentencePiece tokenizer.
+ * quantizers, onnx_ir for the 4-bit one, transformers for tokenizer.json), plus the fixture's SentencePiece tokenizer.
  */
-export const ONNX_EXPORT_TEST_MODULES = ["torch", "transformers", "sentencepiece", "onnx", "onnxruntime"];
+export const ONNX_EXPORT_TEST_MODULES = ["torch", "transformers", "sentencepiece", "onnx", "onnxruntime", "onnx_ir"];
 
 /** A Python for the tests that export to ONNX with the real recipe (test/helpers/onnxFixture.ts). */
 export function onnxExportPythonForTests(): Promise<ConvertPython> {
