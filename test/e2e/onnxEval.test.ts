@@ -58,8 +58,12 @@ describe("slm eval with GGUF and ONNX models in one table", () => {
       expect(g.questions).toBe(QUESTIONS);
       expect(g.accuracy.value, `${m.label}: ${g.accuracy.value}`).toBeGreaterThanOrEqual(0.95);
     }
-    // One table: a row that names all three models.
-    expect(table.split("\n").some((line) => result.models.every((m) => line.includes(m.label)))).toBe(true);
+    // One table (the report's first: consecutive "|" lines), a row per model, the ONNX variants by dtype.
+    const lines = table.split("\n");
+    const first = lines.findIndex((l) => l.startsWith("|"));
+    const rows = lines.slice(first, lines.findIndex((l, i) => i > first && !l.startsWith("|")));
+    expect(result.models.map((m) => m.label)).toEqual(["tiny-arith-f32.gguf", "tiny-arith-onnx:fp32", "tiny-arith-onnx:q4"]);
+    for (const m of result.models) expect(rows.filter((r) => r.startsWith(`| ${m.label} |`)), table).toHaveLength(1);
   });
 
   it("gives the F32 GGUF's greedy answers, word for word, from the fp32 ONNX model", (ctx) => {
@@ -78,8 +82,10 @@ describe("slm eval with GGUF and ONNX models in one table", () => {
     expect(fp32!.samples.map((s) => s.pickNorm)).toEqual(gguf!.samples.map((s) => s.pickNorm));
     // 4-bit weights move the scores a little; the picks of a model this sure of its sums do not move.
     expect(q4!.samples.map((s) => s.pick)).toEqual(gguf!.samples.map((s) => s.pick));
+    // Summed over a choice's tokens (up to 4): llama.cpp's F16 KV cache and flash attention put ~4e-3 on each
+    // (onnxParity.test.ts measures it per token), so a sum may differ by a few times that.
     const worst = Math.max(...gguf!.samples.flatMap((s, i) => s.logLikelihoods.map((l, j) => Math.abs(l - fp32!.samples[i]!.logLikelihoods[j]!))));
-    expect(worst).toBeLessThan(1e-2);
+    expect(worst).toBeLessThan(5e-2);
   });
 });
 
