@@ -74,13 +74,10 @@ export function tokenizerPythonForTests(): Promise<ConvertPython> {
   return pythonForTests(["transformers", "sentencepiece"], "load the fixture's Hugging Face tokenizer");
 }
 
-/**
- * What `slm export --format onnx` runs (recipes/export_onnx.py: torch.onnx.export, onnx, onnxruntime's
- * quantizers, onnx_ir for the 4-bit one, transformers for tokenizer.json), plus the fixture's SentencePiece tokenizer.
- */
-export const ONNX_EXPORT_TEST_MODULES = ["torch", "transformers", "sentencepiece", "onnx", "onnxruntime", "onnx_ir"];
+/** What recipes/export_onnx.py imports for fp32 and q4 (recipeModules in src/backends/export/run.ts), plus the fixture's tokenizer. */
+export const ONNX_EXPORT_TEST_MODULES = ["torch", "transformers", "onnx", "onnxruntime", "onnx_ir", "sentencepiece"];
 
-/** A Python for the tests that export to ONNX with the real recipe (test/helpers/onnxFixture.ts). */
+/** A Python that can export to ONNX with recipes/export_onnx.py and run the result in onnxruntime. */
 export function onnxExportPythonForTests(): Promise<ConvertPython> {
   return pythonForTests(ONNX_EXPORT_TEST_MODULES, "export to ONNX with recipes/export_onnx.py");
 }

@@ -85,10 +85,11 @@ def run_export(cfg, steps, interrupt):
         torch.set_num_threads(cfg.threads)
     parent = os.path.dirname(cfg.output_dir)
     os.makedirs(parent, exist_ok=True)
-    stage = f"{cfg.output_dir}.tmp-{os.getpid()}"
+    # Named like slm's own work folders (.tmp-<pid>-…), which slm removes once that process is gone.
+    stage = os.path.join(parent, f".tmp-{os.getpid()}-{os.path.basename(cfg.output_dir)}")
     shutil.rmtree(stage, ignore_errors=True)
     os.makedirs(os.path.join(stage, "onnx"))
-    scratch = tempfile.mkdtemp(prefix=".slm-export-", dir=parent)
+    scratch = tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-export-", dir=parent)
     try:
         steps.start("export:load", "Loading the model", cfg.model)
         model = load_source(cfg.model)

@@ -25,23 +25,47 @@ export interface WeightsSource {
   pulled: boolean;
 }
 
-const METHODS = "GPTQ and AWQ";
+/**
+ * What the weights are for, in the refusals' words: GPTQ/AWQ (the default) or an ONNX export. Each says
+ * who needs the HF weights, what to do once they are there, and the alternative for a GGUF, if any.
+ */
+export interface WeightsUse {
+  /** The subject of "… need(s) the original Hugging Face weights", e.g. "GPTQ and AWQ". */
+  who: string;
+  /** true when `who` is plural ("GPTQ and AWQ need"); false for "ONNX export needs". */
+  plural: boolean;
+  /** The verb of "… and <verb> that", e.g. "quantize", "export". */
+  verb: string;
+  /** One more sentence for the GGUF refusal's hint. */
+  ggufAlternative?: string;
+}
+
+export const GPTQ_AWQ_USE: WeightsUse = { who: "GPTQ and AWQ", plural: true, verb: "quantize", ggufAlternative: "For a GGUF, use --method llamacpp." };
 
 function catalogOfRepo(repo: string): CatalogEntry | undefined {
   return catalog().find((c) => c.gguf?.repo === repo || c.hf?.repo === repo);
 }
 
+const need = (u: WeightsUse) => `${u.who} ${u.plural ? "need" : "needs"}`;
+
 /** A GGUF (file, or registered with no known HF original): refused, saying how to get the original weights. */
-function refuseGguf(name: string): never {
-  throw new UsageError(`${name} is a GGUF model; ${METHODS} need the original Hugging Face weights (safetensors), not a GGUF file.`, {
-    hint: "Get them with `slm pull <org/repo> --format hf` and quantize that (or give a local Hugging Face model folder). For a GGUF, use --method llamacpp.",
+function refuseGguf(name: string, u: WeightsUse): never {
+  throw new UsageError(`${name} is a GGUF model; ${need(u)} the original Hugging Face weights (safetensors), not a GGUF file.`, {
+    hint: `Get them with \`slm pull <org/repo> --format hf\` and ${u.verb} that (or give a local Hugging Face model folder).${u.ggufAlternative ? ` ${u.ggufAlternative}` : ""}`,
+  });
+}
+
+/** An ONNX export holds no trainable weights to start from: the HF weights it was made from do. */
+function refuseOnnx(name: string, u: WeightsUse): never {
+  throw new UsageError(`${name} is an ONNX model; ${need(u)} the original Hugging Face weights (safetensors), not an ONNX graph.`, {
+    hint: `Use the Hugging Face model it was exported from (\`slm info ${name}\` shows its lineage), or get it with \`slm pull <org/repo> --format hf\`.`,
   });
 }
 
 /** A model that is quantized already (GPTQ, AWQ, bitsandbytes…) cannot be quantized again from its float weights. */
-function refuseQuantized(name: string, method: string): never {
-  throw new UsageError(`${name} is already quantized (${method}); ${METHODS} start from the original, unquantized Hugging Face weights.`, {
-    hint: `Quantize the model it was made from. To get a GGUF of ${name}, use \`slm quantize ${name} --type Q4_K_M\`.`,
+function refuseQuantized(name: string, method: string, u: WeightsUse): never {
+  throw new UsageError(`${name} is already quantized (${method}); ${u.who} ${u.plural ? "start" : "starts"} from the original, unquantized Hugging Face weights.`, {
+    hint: u === GPTQ_AWQ_USE ? `Quantize the model it was made from. To get a GGUF of ${name}, use \`slm quantize ${name} --type Q4_K_M\`.` : `${u.verb[0].toUpperCase()}${u.verb.slice(1)} the model it was made from.`,
   });
 }
 
@@ -51,7 +75,7 @@ const isDir = (p: unknown): p is string => typeof p === "string" && existsSync(p
  * A fine-tune's merged HF weights: the `-merged` model's (its merge step names the folder), or those a
  * `<base>+<name>` run kept in its run folder. Undefined when the fine-tune did not merge.
  */
-function mergedWeightsOf(entry: ModelEntry): string | undefined {
+export function mergedWeightsOf(entry: ModelEntry): string | undefined {
   const merge = entry.lineage.find((l) => l.method === "merge-lora");
   if (merge && isDir(merge.parameters.mergedHf)) return merge.parameters.mergedHf;
   if (entry.adapters?.length) {
@@ -64,11 +88,11 @@ function mergedWeightsOf(entry: ModelEntry): string | undefined {
 }
 
 /** A registered GGUF that holds merged fine-tune weights, described by its merged HF folder. */
-function fromFinetune(entry: ModelEntry): WeightsSource {
+function fromFinetune(entry: ModelEntry, u: WeightsUse): WeightsSource {
   const dir = mergedWeightsOf(entry);
   if (!dir) {
-    throw new UsageError(`${entry.name} is a base model with a LoRA adapter, and its fine-tune kept no merged weights; ${METHODS} need the adapter merged into Hugging Face weights.`, {
-      hint: "Run the same `slm finetune … --merge` again (it keeps the merged weights in $SLM_HOME/runs/<name>/merged), then quantize the fine-tune.",
+    throw new UsageError(`${entry.name} is a base model with a LoRA adapter, and its fine-tune kept no merged weights; ${need(u)} the adapter merged into Hugging Face weights.`, {
+      hint: `Run the same \`slm finetune … --merge\` again (it keeps the merged weights in $SLM_HOME/runs/<name>/merged), then ${u.verb} the fine-tune.`,
     });
   }
   const folder = resolveModel(dir);
@@ -89,32 +113,35 @@ async function catalogHfWeights(c: CatalogEntry, ctx: BackendContext): Promise<W
 }
 
 /** Resolves `ref` to unquantized HF weights, pulling them (`--format hf`) when a catalog or Hub reference needs it. */
-export async function resolveWeightsSource(ref: string, ctx: BackendContext = {}): Promise<WeightsSource> {
+export async function resolveWeightsSource(ref: string, ctx: BackendContext = {}, u: WeightsUse = GPTQ_AWQ_USE): Promise<WeightsSource> {
   const parsed = parseModelRef(ref, hasModel, () => listModels().map((m) => m.name));
   let found: WeightsSource;
-  if (parsed.kind === "gguf-file") refuseGguf(parsed.path);
+  if (parsed.kind === "gguf-file") refuseGguf(parsed.path, u);
   if (parsed.kind === "catalog" && parsed.entry.builtin) {
     // A built-in model ships its HF weights beside its GGUF (the fixture model).
     const hf = builtinHfPath(parsed.entry);
-    if (!hf || !existsSync(hf)) refuseGguf(parsed.entry.id);
+    if (!hf || !existsSync(hf)) refuseGguf(parsed.entry.id, u);
     const folder = resolveModel(hf);
     found = { source: { ...folder, name: parsed.entry.id, source: { type: "builtin" } }, from: parsed.entry.id, pulled: false };
   } else if (parsed.kind === "registered") {
     const entry = getModel(parsed.name)!;
-    if (entry.format === "gptq" || entry.format === "awq") refuseQuantized(entry.name, entry.format.toUpperCase());
+    if (entry.format === "gptq" || entry.format === "awq") refuseQuantized(entry.name, entry.format.toUpperCase(), u);
+    if (entry.format === "onnx") refuseOnnx(entry.name, u);
     const c = entry.source.type === "hub" ? catalogOfRepo(entry.source.repo) : undefined;
-    if (entry.format === "gguf" && (entry.adapters?.length || entry.lineage.some((l) => l.method === "merge-lora"))) found = fromFinetune(entry);
+    if (entry.format === "gguf" && (entry.adapters?.length || entry.lineage.some((l) => l.method === "merge-lora"))) found = fromFinetune(entry, u);
     else if (entry.format === "gguf" && c?.hf?.repo) found = await catalogHfWeights(c, ctx);
-    else if (entry.format === "gguf") refuseGguf(entry.name);
+    else if (entry.format === "gguf") refuseGguf(entry.name, u);
     else found = { source: entry, from: entry.name, pulled: false };
   } else if (parsed.kind === "hf-folder") {
     const folder = resolveModel(ref);
     found = { source: folder, from: folder.path, pulled: false };
   } else {
-    const r = await hfSource(ref, ctx, refuseGguf);
+    const r = await hfSource(ref, ctx, (name) => refuseGguf(name, u));
     found = { source: r.source, from: r.source.source.type === "local" ? r.source.path : r.source.name, pulled: r.pulled };
   }
+  // A folder resolves as ONNX when it holds an export (D's scan): the graph is not weights to start from.
+  if (found.source.format === "onnx") refuseOnnx(found.source.name, u);
   const quantized = folderQuantization(found.source.path);
-  if (quantized) refuseQuantized(found.source.name, quantized.method.toUpperCase());
+  if (quantized) refuseQuantized(found.source.name, quantized.method.toUpperCase(), u);
   return found;
 }

@@ -1,0 +1,47 @@
+import { existsSync } from "node:fs";
+import path from "node:path";
+import { UsageError } from "../../core/errors.js";
+import type { BackendContext } from "../../core/events.js";
+import { readRunRecord, runDirFor } from "../finetune/run.js";
+import { type WeightsSource, type WeightsUse, mergedWeightsOf, resolveWeightsSource } from "../quantize/weightsSource.js";
+import { getModel } from "../store/registry.js";
+import { resolveModel } from "../store/resolve.js";
+import type { MergeFirst } from "./types.js";
+
+/**
+ * What an ONNX export starts from: Hugging Face weights, found as `quantize --method` finds them
+ * (quantize/weightsSource.ts), with one addition: a fine-tune that kept no merged weights is merged here
+ * from its run folder (the PEFT adapter and the base it was trained on), since exporting a fine-tune is
+ * exporting it merged.
+ */
+export const EXPORT_USE: WeightsUse = { who: "ONNX export", plural: false, verb: "export" };
+
+export interface ExportSource {
+  weights: WeightsSource;
+  merge?: MergeFirst;
+}
+
+/** The PEFT adapter and HF base of a registered fine-tune's run, when both are still there. */
+function unmergedFinetune(ref: string): ExportSource | undefined {
+  const entry = getModel(ref);
+  if (!entry || entry.format !== "gguf" || !entry.adapters?.length || mergedWeightsOf(entry)) return undefined;
+  const runDir = runDirFor(entry.name);
+  const base = readRunRecord(runDir)?.config.base;
+  const adapter = path.join(runDir, "adapter");
+  if (!base || !existsSync(path.join(base, "config.json")) || !existsSync(path.join(adapter, "adapter_config.json"))) return undefined;
+  const folder = resolveModel(base);
+  return {
+    weights: { source: { ...folder, name: entry.name, source: { type: "derived" }, lineage: entry.lineage }, from: entry.name, pulled: false },
+    merge: { base: path.resolve(base), adapter },
+  };
+}
+
+export async function resolveExportSource(ref: string, ctx: BackendContext = {}): Promise<ExportSource> {
+  try {
+    return { weights: await resolveWeightsSource(ref, ctx, EXPORT_USE) };
+  } catch (err) {
+    const merge = err instanceof UsageError ? unmergedFinetune(ref) : undefined;
+    if (merge) return merge;
+    throw err;
+  }
+}
