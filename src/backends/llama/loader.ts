@@ -15,6 +15,9 @@ export interface LoadOptions extends RuntimeRequest {
   lora?: LoraSpec[];
   /** Parallel sequences in the context (serve). */
   sequences?: number;
+  /** The KV cache's element type (llama.cpp's default: f16). */
+  kvCacheType?: "f16" | "f32";
+  flashAttention?: boolean | "auto";
   verbose?: boolean;
 }
 
@@ -72,6 +75,8 @@ export async function loadModel(entry: ModelEntry, o: LoadOptions = {}, ctx: Bac
       threads: { ideal: settings.threads, min: settings.threads },
       batchSize: settings.batchSize,
       sequences: o.sequences ?? 1,
+      ...(o.kvCacheType ? { experimentalKvCacheKeyType: o.kvCacheType.toUpperCase() as "F16" | "F32", experimentalKvCacheValueType: o.kvCacheType.toUpperCase() as "F16" | "F32" } : {}),
+      ...(o.flashAttention !== undefined ? { flashAttention: o.flashAttention } : {}),
       lora: adapters.length > 0 ? { adapters: adapters.map((a) => ({ filePath: a.path, scale: a.scale })) } : undefined,
       createSignal: ctx.signal,
     });

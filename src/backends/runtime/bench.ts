@@ -1,7 +1,7 @@
 import { emit, type BackendContext } from "../../core/events.js";
 import { type BenchOptions, type BenchResult, checkBenchOptions, contextNeeded } from "../llama/bench.js";
 import type { ModelEntry } from "../store/types.js";
-import { loadRuntimeModel } from "./load.js";
+import { checkLoadOptions, loadRuntimeModel } from "./load.js";
 import type { RuntimeLoadOptions } from "./types.js";
 
 export interface BenchModelOptions extends Omit<BenchOptions, "sequences">, Pick<RuntimeLoadOptions, "dtype"> {}
@@ -13,6 +13,7 @@ export interface BenchModelOptions extends Omit<BenchOptions, "sequences">, Pick
  */
 export async function benchModel(entry: ModelEntry, o: BenchModelOptions, ctx: BackendContext = {}): Promise<BenchResult> {
   checkBenchOptions(o);
+  checkLoadOptions(entry, o);
   const { promptTokens, genTokens, repetitions, api, ...load } = o;
   emit(ctx.onEvent, { type: "step", id: "bench:load", status: "start", title: `Loading ${entry.name}` });
   const model = await loadRuntimeModel(entry, { ...load, contextSize: o.contextSize ?? contextNeeded(promptTokens, genTokens), sequences: 1 }, ctx);

@@ -33,6 +33,14 @@ export interface RuntimeLoadOptions {
   lora?: LoraSpec[];
   /** Slots that generate at once (serve --parallel, eval --parallel). */
   sequences?: number;
+  /**
+   * llama.cpp: the KV cache's element type (default f16, as llama.cpp's). f32, with flashAttention off,
+   * makes llama.cpp's logits comparable with another runtime's to ~1e-5 (test/e2e/onnxParity.test.ts).
+   * ONNX models keep their cache in the graph's own type and ignore both.
+   */
+  kvCacheType?: "f16" | "f32";
+  /** llama.cpp: flash attention on, off, or llama.cpp's choice (default "auto"). */
+  flashAttention?: boolean | "auto";
   /** ONNX: which variant to load; else the entry's `dtype` (from `NAME:q4`), else the default rule (onnx/layout.ts). */
   dtype?: OnnxDtype;
   verbose?: boolean;

@@ -1,0 +1,102 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { readOnnxFolder } from "../../src/backends/onnx/folder.js";
+import { loadOnnxModel } from "../../src/backends/onnx/model.js";
+import type { ModelEntry } from "../../src/backends/store/types.js";
+import { EXIT } from "../../src/core/errors.js";
+
+const root = mkdtempSync(path.join(tmpdir(), "slm-onnx-folder-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+const LLAMA = { architectures: ["LlamaForCausalLM"], model_type: "llama", eos_token_id: 2, max_position_embeddings: 256, vocab_size: 320 };
+/** The smallest tokenizer.json tokenizers.js accepts: one word-level token. */
+const TOKENIZER = { version: "1.0", added_tokens: [], normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, model: { type: "WordLevel", vocab: { a: 0 }, unk_token: "a" } };
+
+let n = 0;
+/** A folder with the given files (JSON values are written as JSON; strings as they are). */
+function folder(files: Record<string, unknown>): string {
+  const dir = path.join(root, `m${n++}`);
+  for (const [rel, content] of Object.entries(files)) {
+    mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true });
+    writeFileSync(path.join(dir, rel), typeof content === "string" ? content : JSON.stringify(content));
+  }
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+const entry = (dir: string): ModelEntry => ({ name: "m", format: "onnx", path: dir, files: [], source: { type: "local" }, size: 0, lineage: [] });
+
+function usageError(fn: () => unknown): Error & { exitCode: number; hint?: string } {
+  try {
+    fn();
+  } catch (err) {
+    expect((err as { exitCode: number }).exitCode).toBe(EXIT.usage);
+    return err as Error & { exitCode: number; hint?: string };
+  }
+  throw new Error("expected a UsageError");
+}
+
+describe("ONNX folder checks before loading", () => {
+  it("picks the CPU default variant (q4, then q8, then fp32) and reads EOS from generation_config.json first", () => {
+    const dir = folder({ "config.json": LLAMA, "tokenizer.json": TOKENIZER, "generation_config.json": { eos_token_id: [2, 7] }, "onnx/model.onnx": "", "onnx/model_q4.onnx": "", "onnx/model_quantized.onnx": "" });
+    const f = readOnnxFolder(dir);
+    expect(f.dtype).toBe("q4");
+    expect(f.file).toBe(path.join(dir, "onnx/model_q4.onnx"));
+    expect(f.dtypes.sort()).toEqual(["fp32", "q4", "q8"]);
+    expect(f.eos).toEqual([2, 7]);
+    expect(readOnnxFolder(dir, { dtype: "fp32" }).file).toBe(path.join(dir, "onnx/model.onnx"));
+  });
+
+  it("a dtype the folder lacks names the ones it has", () => {
+    const dir = folder({ "config.json": LLAMA, "tokenizer.json": TOKENIZER, "onnx/model.onnx": "", "onnx/model_q4.onnx": "" });
+    const err = usageError(() => readOnnxFolder(dir, { dtype: "fp16" }));
+    expect(err.message).toContain("no fp16 variant (onnx/model_fp16.onnx)");
+    expect(err.message).toMatch(/it has (fp32, q4|q4, fp32)/);
+  });
+
+  it("older exports' decoder_model_merged files are found when there is no model*.onnx", () => {
+    const dir = folder({ "config.json": LLAMA, "tokenizer.json": TOKENIZER, "onnx/decoder_model_merged_quantized.onnx": "" });
+    expect(readOnnxFolder(dir).file).toBe(path.join(dir, "onnx/decoder_model_merged_quantized.onnx"));
+  });
+
+  it("a folder without tokenizer.json says so, naming the slow tokenizer it has and how to write one", () => {
+    const dir = folder({ "config.json": LLAMA, "tokenizer.model": "x", "onnx/model.onnx": "" });
+    const err = usageError(() => readOnnxFolder(dir));
+    expect(err.message).toContain("has no tokenizer.json (only tokenizer.model)");
+    expect(err.hint).toContain("save_pretrained");
+  });
+
+  it("encoder-only, encoder-decoder and vision models are refused by what config.json says", () => {
+    const bert = usageError(() => readOnnxFolder(folder({ "config.json": { architectures: ["BertModel"], model_type: "bert" }, "tokenizer.json": TOKENIZER, "onnx/model.onnx": "" })));
+    expect(bert.message).toContain("BertModel (bert)");
+    expect(bert.message).toContain("decoder-only");
+    const t5 = usageError(() => readOnnxFolder(folder({ "config.json": { architectures: ["T5ForConditionalGeneration"], is_encoder_decoder: true }, "tokenizer.json": TOKENIZER, "onnx/model.onnx": "" })));
+    expect(t5.message).toContain("encoder-decoder");
+    const vlm = usageError(() => readOnnxFolder(folder({ "config.json": { architectures: ["LlavaForConditionalGeneration"], vision_config: {} }, "tokenizer.json": TOKENIZER, "onnx/model.onnx": "" })));
+    expect(vlm.message).toContain("vision model");
+  });
+
+  it("no config.json, no .onnx file, or a config that is not JSON: UsageErrors naming the file", () => {
+    expect(usageError(() => readOnnxFolder(folder({ "tokenizer.json": TOKENIZER, "onnx/model.onnx": "" }))).message).toContain("config.json is missing");
+    expect(usageError(() => readOnnxFolder(folder({ "config.json": LLAMA, "tokenizer.json": TOKENIZER }))).message).toContain("has no ONNX model file");
+    expect(usageError(() => readOnnxFolder(folder({ "config.json": "{not json", "tokenizer.json": TOKENIZER, "onnx/model.onnx": "" }))).message).toContain("config.json is not valid JSON");
+  });
+
+  it("a truncated or non-ONNX file is a UsageError naming it, not onnxruntime's stack trace", async () => {
+    const dir = folder({ "config.json": LLAMA, "tokenizer.json": TOKENIZER, "onnx/model.onnx": "\x08\x07\x12\x04trun" });
+    const err = await loadOnnxModel(entry(dir), { threads: 1 }).then(
+      () => undefined,
+      (e: unknown) => e as Error & { exitCode: number; hint?: string },
+    );
+    expect(err?.exitCode).toBe(EXIT.usage);
+    expect(err?.message).toContain(`${path.join(dir, "onnx/model.onnx")} cannot be loaded by onnxruntime`);
+    expect(err?.hint).toContain("truncated");
+  });
+
+  it("LoRA adapters are refused, pointing at exporting the merged fine-tune", async () => {
+    const dir = folder({ "config.json": LLAMA, "tokenizer.json": TOKENIZER, "onnx/model.onnx": "" });
+    await expect(loadOnnxModel(entry(dir), { lora: [{ path: "/a.gguf", scale: 1 }] })).rejects.toMatchObject({ exitCode: EXIT.usage, hint: expect.stringContaining("--format onnx") });
+  });
+});
