@@ -23,7 +23,8 @@ export function register(program: Command): void {
         const { listModels } = await import("../backends/store/registry.js");
         const { builtinEntries } = await import("../backends/store/builtin.js");
         const models = [...builtinEntries(), ...listModels()];
-        const rows = models.map((m) => [m.name, m.format, m.quant ?? "", formatBytes(m.size), m.parameters ? formatCount(m.parameters) : "", m.source.type === "hub" ? m.source.repo : m.source.type]);
+        // An ONNX model's variants stand where a GGUF's quantization does.
+        const rows = models.map((m) => [m.name, m.format, m.quant ?? m.onnx?.dtypes.join(",") ?? "", formatBytes(m.size), m.parameters ? formatCount(m.parameters) : "", m.source.type === "hub" ? m.source.repo : m.source.type]);
         const headers = ["NAME", "FORMAT", "QUANT", "SIZE", "PARAMS", "SOURCE"];
         if (flags.metrics) {
           const { headline, latestByName } = await import("../backends/eval/summary.js");

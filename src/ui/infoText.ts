@@ -1,4 +1,6 @@
 import type { AdapterInfo, ModelInfo } from "../backends/store/info.js";
+import type { OnnxSummary } from "../backends/store/onnxInfo.js";
+import type { OnnxValueInfo } from "../backends/onnx/proto.js";
 import type { LineageStep, ModelSource, WeightQuantization } from "../backends/store/types.js";
 import { formatBytes, formatCount } from "../core/format.js";
 
@@ -8,7 +10,8 @@ type Row = [string, string | number | undefined];
 function rows(list: Row[]): string {
   const kept = list.filter(([, v]) => v !== undefined && v !== "");
   const width = Math.max(...kept.map(([k]) => k.length));
-  return kept.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join("\n");
+  // A value of several lines continues under the first one's column.
+  return kept.map(([k, v]) => `${k.padEnd(width)}  ${String(v).split("\n").join(`\n${" ".repeat(width + 2)}`)}`).join("\n");
 }
 
 const count = (n: number | undefined) => (n === undefined ? undefined : `${formatCount(n)} (${n.toLocaleString("en-US")})`);
@@ -18,9 +21,10 @@ export function modelInfoText(info: ModelInfo): string {
   const g = info.gguf;
   const h = info.hf;
   const a = g?.adapter;
+  const o = info.onnx;
   return rows([
     ["name", m.name],
-    ["format", a ? `gguf (LoRA adapter${a.kind !== "lora" ? `, ${a.kind}` : ""}: load it with --lora on its base model)` : m.format === "gptq" || m.format === "awq" ? `${m.format} (Hugging Face folder of ${m.format.toUpperCase()}-packed weights)` : h ? `${m.format} (Hugging Face ${h.weights === "none" ? "folder without weights" : h.weights})` : m.format],
+    ["format", o ? onnxFormatText(o, m.dtype) : a ? `gguf (LoRA adapter${a.kind !== "lora" ? `, ${a.kind}` : ""}: load it with --lora on its base model)` : m.format === "gptq" || m.format === "awq" ? `${m.format} (Hugging Face folder of ${m.format.toUpperCase()}-packed weights)` : h ? `${m.format} (Hugging Face ${h.weights === "none" ? "folder without weights" : h.weights})` : m.format],
     ["path", m.path],
     ["size", formatBytes(m.size)],
     ["architecture", g?.architecture ?? (h ? [h.architecture, h.modelType && h.architecture ? `(${h.modelType})` : h.modelType].filter(Boolean).join(" ") : undefined) ?? m.architecture],
@@ -34,7 +38,10 @@ export function modelInfoText(info: ModelInfo): string {
     ["adapter targets", a?.targets.join(", ")],
     ["context length", g?.contextLength ?? h?.contextLength ?? m.contextLength],
     ["file type", g?.fileType ?? m.quant],
-    ["dtype", h?.dtype],
+    ["dtype", o ? undefined : h?.dtype],
+    ["variants", o ? variantsText(o) : undefined],
+    ["inputs", o ? ioText(o.inputs) : undefined],
+    ["outputs", o ? ioText(o.outputs) : undefined],
     ["tensors", h?.tensors],
     ["layers", g?.blockCount ?? h?.layers],
     ["embedding", g?.embeddingLength ?? h?.hiddenSize],
@@ -42,10 +49,59 @@ export function modelInfoText(info: ModelInfo): string {
     ["chat template", a ? undefined : g ? (g.hasChatTemplate ? "yes" : "no") : h ? (h.hasChatTemplate ? "yes" : "no") : undefined],
     ["splits", g && g.splitCount > 1 ? g.splitCount : undefined],
     ["LoRA adapters", m.adapters?.length ? m.adapters.map((x) => `${x.path}${x.scale !== 1 ? ` (scale ${x.scale})` : ""}`).join(", ") : undefined],
+    ["also ONNX", info.alsoOnnx ? `${info.alsoOnnx.join(", ")} in onnx/ — described and run as ONNX when a dtype is asked for (${m.source.type === "local" ? m.path : m.name}:${info.alsoOnnx[0]}, or --dtype)` : undefined],
     ["runs as", info.converted ? `${info.converted.name} (GGUF converted from it${info.converted.current ? "" : `; stale: ${info.converted.changed?.join(", ")} changed since`}) ${info.converted.path}` : undefined],
     ["source", sourceText(m.source)],
     ["lineage", m.lineage.length === 0 ? "none (original)" : m.lineage.map((l) => `${l.method} of ${l.from}`).join(" ← ")],
   ]);
+}
+
+function onnxFormatText(o: OnnxSummary, asked: string | undefined): string {
+  const layout = o.base === "decoder_model_merged" ? "older Optimum layout, onnx/decoder_model_merged*.onnx" : "Optimum / transformers.js layout, onnx/model*.onnx";
+  const loads = asked ? `${asked} asked for` : o.defaultDtype ? `runs ${o.defaultDtype} unless --dtype or NAME:dtype says otherwise` : undefined;
+  return `onnx (${layout}; ${loads ?? "no variant"})`;
+}
+
+/** One line per variant: dtype, file, size (with external data), opsets; a variant that cannot be read says why. */
+function variantsText(o: OnnxSummary): string {
+  if (o.variants.length === 0) return "none";
+  const width = Math.max(...o.variants.map((v) => v.dtype.length));
+  const fileWidth = Math.max(...o.variants.map((v) => v.file.length));
+  return o.variants
+    .map((v) => {
+      const ext = v.externalData.length ? ` + ${v.externalData.map((e) => `${e.file.replace(/^onnx\//, "")} ${formatBytes(e.size)}`).join(", ")} external data` : "";
+      const ops = v.error ? `unreadable: ${v.error}` : `opset ${v.opset ?? "?"}${v.extraOpsets.map((x) => `, ${x.domain} ${x.version}`).join("")}`;
+      return `${v.dtype.padEnd(width)}  ${v.file.padEnd(fileWidth)}  ${formatBytes(v.size)}${ext}  ${ops}${v.dtype === o.defaultDtype ? "  (default)" : ""}`;
+    })
+    .join("\n");
+}
+
+/** Inputs or outputs, one per line; the per-layer KV-cache tensors folded into one line ("past_key_values.{0..3}.{key,value}"). */
+export function ioText(list: OnnxValueInfo[]): string {
+  const lines: string[] = [];
+  const folded = new Map<string, { layers: Set<number>; parts: Set<string>; first: OnnxValueInfo }>();
+  for (const v of list) {
+    const m = /^(.*)\.(\d+)\.(key|value)$/.exec(v.name);
+    if (!m) {
+      lines.push(`${v.name} ${v.type} [${v.shape.join(", ")}]`);
+      continue;
+    }
+    const group = folded.get(m[1]!) ?? { layers: new Set(), parts: new Set(), first: v };
+    if (!folded.has(m[1]!)) {
+      folded.set(m[1]!, group);
+      lines.push(`\0${m[1]}`);
+    }
+    group.layers.add(Number(m[2]));
+    group.parts.add(m[3]!);
+  }
+  return lines
+    .map((l) => {
+      if (!l.startsWith("\0")) return l;
+      const g = folded.get(l.slice(1))!;
+      const layers = [...g.layers].sort((x, y) => x - y);
+      return `${l.slice(1)}.{${layers[0]}..${layers.at(-1)}}.{${[...g.parts].join(",")}} ${g.first.type} [${g.first.shape.join(", ")}]`;
+    })
+    .join("\n");
 }
 
 export function adapterInfoText({ peft: p }: AdapterInfo): string {

@@ -1,7 +1,8 @@
-import { existsSync, mkdtempSync, readFileSync, readdirSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { formatBytes } from "../../src/core/format.js";
 import { repoFromDir } from "../helpers/hubServer.js";
 import { hubPerTest } from "../helpers/hubPerTest.js";
 import { lastJson, sandbox, slm } from "../helpers/cli.js";
@@ -62,6 +63,10 @@ describe.skipIf(!!py.skip)(`slm pull --format onnx${py.skip ? ` (skipped: ${py.s
     const info = await slm(["info", `${REPO}:q8`], sb);
     expect(info.exitCode).toBe(2);
     expect(info.stderr).toContain(`${REPO} has no q8 variant; it has fp32, q4.`);
+    // …and the registered name with a dtype pulls that variant into the same model.
+    const more = await slm(["pull", `${REPO}:q8`], sb);
+    expect(more.exitCode, more.all).toBe(0);
+    expect(registry(sb.home)[REPO].onnx.dtypes).toEqual(["fp32", "q8", "q4"]);
   });
 
   it("org/repo:q8 without --format pulls that ONNX variant; a variant the repo lacks names those it has", async () => {
@@ -77,6 +82,27 @@ describe.skipIf(!!py.skip)(`slm pull --format onnx${py.skip ? ` (skipped: ${py.s
     const bad = await slm(["pull", REPO, "--format", "gguf", "--dtype", "q4"], sb);
     expect(bad.exitCode).toBe(2);
     expect(bad.stderr).toContain("--dtype picks an ONNX variant; it does not go with --format gguf.");
+  });
+
+  it("info describes the pulled variants (files, sizes, external data, opsets, inputs, outputs); list shows format onnx and its dtypes", async () => {
+    const s = await hub({ repos: [repoFromDir(REPO, folder)] });
+    const sb = sandbox(s.url);
+    expect((await slm(["pull", REPO, "--format", "onnx", "--dtype", "fp32"], sb)).exitCode).toBe(0);
+    expect((await slm(["pull", REPO, "--format", "onnx", "--dtype", "q4"], sb)).exitCode).toBe(0);
+    const r = await slm(["info", REPO], sb);
+    expect(r.exitCode, r.all).toBe(0);
+    const size = (f: string) => statSync(path.join(folder, f)).size;
+    const mb = formatBytes;
+    expect(r.stdout).toContain(`format          onnx (Optimum / transformers.js layout, onnx/model*.onnx; runs q4 unless --dtype or NAME:dtype says otherwise)`);
+    expect(r.stdout).toContain(`variants        fp32  onnx/model.onnx     ${mb(size("onnx/model.onnx"))} + model.onnx_data ${mb(size("onnx/model.onnx_data"))} external data  opset 17, com.microsoft 1\n`);
+    expect(r.stdout).toContain(`                q4    onnx/model_q4.onnx  ${mb(size("onnx/model_q4.onnx"))}  opset 17, com.microsoft 1  (default)\n`);
+    expect(r.stdout).toContain("inputs          input_ids int64 [batch_size, sequence_length]\n                attention_mask int64 [batch_size, total_sequence_length]\n                past_key_values.{0..0}.{key} float32 [batch_size, 4, past_sequence_length, 32]\n");
+    expect(r.stdout).toContain("outputs         logits float32 [batch_size, sequence_length, 320]\n");
+    const json = lastJson((await slm(["info", `${REPO}:fp32`, "--json"], sb)).stdout).data as { model: { dtype: string }; onnx: { variants: { dtype: string; externalData: { file: string; size: number }[] }[] } };
+    expect(json.model.dtype).toBe("fp32");
+    expect(json.onnx.variants.map((v) => [v.dtype, v.externalData])).toEqual([["fp32", [{ file: "onnx/model.onnx_data", size: size("onnx/model.onnx_data") }]], ["q4", []]]);
+    const list = await slm(["list"], sb);
+    expect(list.stdout).toMatch(new RegExp(`${REPO}\\s+onnx\\s+fp32,q4\\s`));
   });
 
   it("a repository without ONNX files is refused, saying what it has", async () => {

@@ -3,7 +3,9 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { externalDataFiles, scanOnnxFolder } from "../../src/backends/onnx/scan.js";
+import { type ModelInfo, modelInfo } from "../../src/backends/store/info.js";
 import { registerModel } from "../../src/backends/store/registry.js";
+import { modelInfoText } from "../../src/ui/infoText.js";
 import { resolveModel } from "../../src/backends/store/resolve.js";
 import type { ModelEntry } from "../../src/backends/store/types.js";
 import { EXIT } from "../../src/core/errors.js";
@@ -84,6 +86,17 @@ describe("ONNX references", () => {
     expect(resolveModel(dir).format).toBe("hf");
     expect(resolveModel(dir, { dtype: "fp32" })).toMatchObject({ format: "onnx", dtype: "fp32" });
     expect(resolveModel(`${dir}:fp32`)).toMatchObject({ format: "onnx", dtype: "fp32" });
+  });
+
+  it("info of such a folder says it also holds ONNX variants, and how to get them", async () => {
+    const dir = onnxFolder("both-info", ["model.onnx", "model_q4.onnx"]);
+    // A safetensors file with no tensors: 8-byte header length, then the JSON header "{}".
+    const header = Buffer.alloc(8);
+    header.writeBigUInt64LE(2n);
+    writeFileSync(path.join(dir, "model.safetensors"), Buffer.concat([header, Buffer.from("{}")]));
+    const info = await modelInfo(dir);
+    expect(info).toMatchObject({ model: { format: "hf" }, alsoOnnx: ["fp32", "q4"] });
+    expect(modelInfoText(info as ModelInfo)).toContain(`\nalso ONNX      fp32, q4 in onnx/ — described and run as ONNX when a dtype is asked for (${dir}:fp32, or --dtype)`);
   });
 
   it("a registered ONNX name takes :dtype; a registered GGUF name keeps :QUANT as before", async () => {

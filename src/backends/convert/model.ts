@@ -9,6 +9,7 @@ import { resolveModel } from "../store/resolve.js";
 import { assertFreeName, derivedName, derivedWorkDir, installDerived } from "../store/derived.js";
 import { removeUnused } from "../store/cleanup.js";
 import { conversionSourceKey, sourceFiles } from "../store/conversions.js";
+import { refuseOnnx } from "../store/onnxRefusal.js";
 import { assertConvertible } from "../store/quantFolder.js";
 import type { LineageStep, ModelEntry, WeightQuantization } from "../store/types.js";
 import { type ConvertEnv, type ConvertResult, OUTTYPES, type Outtype, convertHfToGguf, prepareConvert } from "./convert.js";
@@ -84,6 +85,7 @@ export interface PreparedSource {
 }
 
 export async function prepareSource(source: ModelEntry, ctx: BackendContext = {}): Promise<PreparedSource> {
+  refuseOnnx(source, "converting to GGUF needs");
   const quantization = assertConvertible(source.path, source.source.type === "local" ? source.path : source.name)?.quantization;
   const convert = await prepareConvert(source.path, ctx);
   const viaRecipe = quantization?.method === "awq" || (quantization?.method === "gptq" && lacksGIdx(convert.folder.weights));

@@ -3,7 +3,9 @@ import { UsageError } from "../../core/errors.js";
 import { parseModelRef, registryNameFor } from "../../core/modelRef.js";
 import { builtinEntry } from "../store/builtin.js";
 import { hfFolderModelId, shortName } from "../store/naming.js";
+import { refuseOnnx } from "../store/onnxRefusal.js";
 import { quantizationOf } from "../store/quantFolder.js";
+import { resolveModel } from "../store/resolve.js";
 import { getModel, hasModel, listModels } from "../store/registry.js";
 import type { ModelEntry } from "../store/types.js";
 
@@ -65,6 +67,7 @@ export function resolveFinetuneBase(ref: string): FinetuneBase {
       if (entry.adapters?.length) {
         throw new UsageError(`${entry.name} is a base model with a LoRA adapter; fine-tune its base, or a model merged with --merge.`);
       }
+      refuseOnnx(entry, "fine-tuning needs");
       if (entry.format === "gptq" || entry.format === "awq") throw packedBase(entry.name, entry.format);
       if (entry.format === "hf") {
         const c = catalogOf(entry);
@@ -92,6 +95,7 @@ export function resolveFinetuneBase(ref: string): FinetuneBase {
         hint: "Give the HF model folder it was converted from, or its Hugging Face repository.",
       });
     case "hf-folder": {
+      refuseOnnx(resolveModel(ref), "fine-tuning needs");
       const packed = quantizationOf(parsed.path);
       if (packed) throw packedBase(parsed.path, packed.method);
       return { name: shortName(hfFolderModelId(parsed.path)), from: parsed.path, hf: parsed.path };

@@ -9,6 +9,7 @@ import { readGgufSummary, type GgufSummary } from "../gguf/summary.js";
 import { describeVersion, parseVersion, toolVersion, type LlamaCppTool } from "../llamacpp/tools.js";
 import { type PreparedSource, prepareSource, sourceToGguf } from "../convert/model.js";
 import { assertFreeName, derivedName, derivedWorkDir, installDerived, modelsDir } from "../store/derived.js";
+import { refuseOnnx } from "../store/onnxRefusal.js";
 import { resolveModel } from "../store/resolve.js";
 import { removeUnused } from "../store/cleanup.js";
 export { derivedName } from "../store/derived.js";
@@ -106,6 +107,7 @@ export async function planQuantize(req: QuantizeRequest): Promise<QuantizePlan> 
   if (req.out !== undefined) assertFreeName(req.out);
 
   const source = resolveModel(req.ref);
+  refuseOnnx(source, "llama.cpp quantization needs");
   const tools: LlamaCppTool[] = req.calibration ? ["llama-quantize", "llama-imatrix"] : ["llama-quantize"];
   if (source.format !== "gguf") {
     // Converted to F16 first, the way `slm convert` does (GPTQ dequantized by the converter, AWQ by the

@@ -8,6 +8,7 @@ import { hfSource } from "../convert/model.js";
 import { runDirFor } from "../finetune/run.js";
 import { folderQuantization } from "../store/quantFolder.js";
 import { getModel, hasModel, listModels } from "../store/registry.js";
+import { refuseOnnx } from "../store/onnxRefusal.js";
 import { resolveModel } from "../store/resolve.js";
 import type { ModelEntry } from "../store/types.js";
 
@@ -56,11 +57,6 @@ function refuseGguf(name: string, u: WeightsUse): never {
 }
 
 /** An ONNX export holds no trainable weights to start from: the HF weights it was made from do. */
-function refuseOnnx(name: string, u: WeightsUse): never {
-  throw new UsageError(`${name} is an ONNX model; ${need(u)} the original Hugging Face weights (safetensors), not an ONNX graph.`, {
-    hint: `Use the Hugging Face model it was exported from (\`slm info ${name}\` shows its lineage), or get it with \`slm pull <org/repo> --format hf\`.`,
-  });
-}
 
 /** A model that is quantized already (GPTQ, AWQ, bitsandbytes…) cannot be quantized again from its float weights. */
 function refuseQuantized(name: string, method: string, u: WeightsUse): never {
@@ -126,7 +122,7 @@ export async function resolveWeightsSource(ref: string, ctx: BackendContext = {}
   } else if (parsed.kind === "registered") {
     const entry = getModel(parsed.name)!;
     if (entry.format === "gptq" || entry.format === "awq") refuseQuantized(entry.name, entry.format.toUpperCase(), u);
-    if (entry.format === "onnx") refuseOnnx(entry.name, u);
+    refuseOnnx(entry, need(u));
     const c = entry.source.type === "hub" ? catalogOfRepo(entry.source.repo) : undefined;
     if (entry.format === "gguf" && (entry.adapters?.length || entry.lineage.some((l) => l.method === "merge-lora"))) found = fromFinetune(entry, u);
     else if (entry.format === "gguf" && c?.hf?.repo) found = await catalogHfWeights(c, ctx);
@@ -140,7 +136,7 @@ export async function resolveWeightsSource(ref: string, ctx: BackendContext = {}
     found = { source: r.source, from: r.source.source.type === "local" ? r.source.path : r.source.name, pulled: r.pulled };
   }
   // A folder resolves as ONNX when it holds an export (D's scan): the graph is not weights to start from.
-  if (found.source.format === "onnx") refuseOnnx(found.source.name, u);
+  refuseOnnx(found.source, need(u));
   const quantized = folderQuantization(found.source.path);
   if (quantized) refuseQuantized(found.source.name, quantized.method.toUpperCase(), u);
   return found;

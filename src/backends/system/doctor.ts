@@ -7,6 +7,7 @@ import { formatBytes } from "../../core/format.js";
 import { hubEndpoint, hubOffline, slmPaths, type SlmPaths } from "../../core/paths.js";
 import { UNWRITABLE_REASON, type Unwritable, unwritableReason } from "../../core/storage.js";
 import { SETUP_COMMAND, toolSearchDirs } from "../llamacpp/tools.js";
+import type { OrtStatus } from "../onnx/install.js";
 import { type PythonFacts, probePython, pythonChecks } from "./python.js";
 
 export { findExecutable } from "../../core/exec.js";
@@ -87,6 +88,8 @@ export interface FeatureFacts {
   cmake: ProgramFacts;
   compiler: ProgramFacts;
   python: PythonFacts;
+  /** onnxruntime-node, for ONNX models: version, where from, execution providers. */
+  onnx: OrtStatus;
 }
 
 export interface DoctorReport {
@@ -105,6 +108,8 @@ export interface DoctorOptions {
   env?: NodeJS.ProcessEnv;
   /** Replaces `import("node-llama-cpp")`, so tests can make the GPU probe fail. */
   importLlama?: () => Promise<LlamaModule>;
+  /** Replaces the onnxruntime-node probe, so tests can see the line of a machine without it. */
+  ortStatus?: () => Promise<OrtStatus>;
 }
 
 export const LLAMA_CPP_TOOLS = ["llama-quantize", "llama-imatrix", "llama-perplexity", "llama-bench"] as const;
@@ -133,7 +138,7 @@ export async function runDoctor(ctx: BackendContext = {}, options: DoctorOptions
     probeSystem(),
     probeGpu(options.importLlama ?? (() => import("node-llama-cpp"))),
     probeStorage(env),
-    probeFeatures(env, ctx.signal),
+    probeFeatures(env, ctx.signal, options.ortStatus),
   ]);
   ctx.signal?.throwIfAborted();
   return {
@@ -401,18 +406,25 @@ function storageChecks(s: StorageFacts): DoctorCheck[] {
 
 // ── Features ───────────────────────────────────────────────────────────────────────────────────────
 
-async function probeFeatures(env: NodeJS.ProcessEnv, signal: AbortSignal | undefined): Promise<FeatureFacts> {
+/** onnxruntime-node loaded the way ONNX models load it (slm's node_modules, else $SLM_HOME/onnx); a load failure is data. */
+async function probeOrt(): Promise<OrtStatus> {
+  const { ortStatus } = await import("../onnx/install.js");
+  return ortStatus();
+}
+
+async function probeFeatures(env: NodeJS.ProcessEnv, signal: AbortSignal | undefined, ort: () => Promise<OrtStatus> = probeOrt): Promise<FeatureFacts> {
   const llamaCppDir = env.SLM_LLAMA_CPP_DIR ? path.resolve(env.SLM_LLAMA_CPP_DIR) : undefined;
   // The same search as every command that runs the tools: SLM_LLAMA_CPP_DIR, PATH, then what
   // `slm setup llama.cpp` built under $SLM_HOME/llama.cpp.
   const toolDirs = toolSearchDirs(env).map((d) => d.dir);
-  const [llamaCppTools, cmake, compiler, python] = await Promise.all([
+  const [llamaCppTools, cmake, compiler, python, onnx] = await Promise.all([
     Promise.all(LLAMA_CPP_TOOLS.map(async (name) => ({ name, path: await findExecutable(name, toolDirs, env) }))),
     programFacts(["cmake"], env, signal),
     programFacts(env.CXX ? [env.CXX] : ["c++", "g++", "clang++"], env, signal),
     probePython(env, signal, PYTHON_TIMEOUT_MS),
+    ort().catch((err: Error): OrtStatus => ({ available: false, providers: [], error: err.message })),
   ]);
-  return { llamaCppDir, llamaCppTools, cmake, compiler, python };
+  return { llamaCppDir, llamaCppTools, cmake, compiler, python, onnx };
 }
 
 async function programFacts(names: string[], env: NodeJS.ProcessEnv, signal: AbortSignal | undefined): Promise<ProgramFacts> {
@@ -465,5 +477,17 @@ function featureChecks(f: FeatureFacts): DoctorCheck[] {
   checks.push(buildTool("C++ compiler", f.compiler, "install a C++ compiler (apt install g++ / xcode-select --install)"));
 
   checks.push(...pythonChecks(f.python));
+  checks.push(onnxCheck(f.onnx));
   return checks;
+}
+
+/** ONNX models only: a missing runtime is worth knowing, not a fault. */
+export function onnxCheck(o: OrtStatus): DoctorCheck {
+  const fix = "slm setup onnx";
+  if (o.available) {
+    const where = o.origin === "project" ? "slm's node_modules" : o.origin === "slm-home" ? "$SLM_HOME/onnx" : o.dir;
+    return { name: "onnx runtime", status: "ok", detail: `onnxruntime-node ${o.version ?? "?"} (${where}) — execution providers: ${o.providers.join(", ") || "none"}` };
+  }
+  if (o.error) return { name: "onnx runtime", status: "error", detail: `onnxruntime-node does not load: ${o.error}`, fix: `${fix} --force` };
+  return { name: "onnx runtime", status: "warn", detail: "onnxruntime-node not installed — needed only to run ONNX models", fix };
 }
