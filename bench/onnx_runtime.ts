@@ -6,7 +6,7 @@
  *                                 [--dtypes fp32,q4] [--max-others 0.3] [--retries 2] [--keep DIR]
  *
  * The model: a SmolLM2-135M-shaped Llama with random weights (bench/random_hf_llama.py, float32), exported by
- * `slm export --format onnx` once per dtype into one folder, and converted by `slm convert --outtype f32`
+ * recipes/export_onnx.py (what `slm export --format onnx` runs) into one folder, converted by `slm convert --outtype f32`
  * (+ `slm quantize --type Q4_0` / `Q8_0` for q4 / q8: the GGUF types closest to onnxruntime's 4-bit
  * MatMulNBits with blocks of 32 and to its dynamic int8). tiny-arith would measure per-call overhead only.
  *
@@ -17,7 +17,7 @@
  * tg) and slm ONNX / slm GGUF. A round in which other processes used more than --max-others cores is
  * printed, marked disturbed and run again (up to --retries times): the machine may be shared.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { findTools } from "../src/backends/llamacpp/tools.js";
@@ -89,11 +89,14 @@ async function main(): Promise<void> {
   try {
     const hf = path.join(work, "smollm2-135m-hf");
     if (!existsSync(path.join(hf, "config.json"))) console.log(runMeasured(python, [path.join(ROOT, "bench", "random_hf_llama.py"), "--shape", "smollm2-135m", "--out", hf, "--dtype", "float32"], env).stdout.trim());
-    const onnx = path.join(env.SLM_HOME!, "models", "smol-onnx");
-    for (const dtype of dtypes) {
-      if (existsSync(path.join(onnx, variantFile(dtype as OnnxDtype)))) continue;
-      const r = slmJson<unknown>(env, ["export", hf, "--format", "onnx", "--dtype", dtype, "--out", "smol-onnx"]);
-      console.log(`slm export --dtype ${dtype}: ${r.wall.toFixed(1)} s`);
+    // recipes/export_onnx.py, what `slm export --format onnx` runs, with all the dtypes in one run.
+    const onnx = path.join(work, "smol-onnx");
+    const missing = dtypes.filter((d) => !existsSync(path.join(onnx, variantFile(d as OnnxDtype))));
+    if (missing.length > 0) {
+      const cfg = path.join(work, "export.json");
+      writeFileSync(cfg, JSON.stringify({ model: hf, output_dir: onnx, dtypes: missing, threads }));
+      const r = runMeasured(python, [path.join(ROOT, "recipes", "export_onnx.py"), "--config", cfg], env);
+      console.log(`export to ONNX (${missing.join(", ")}): ${r.wall.toFixed(1)} s`);
     }
     // The same weights as GGUF: F32 converted once, the quantized types from it.
     const registered = (name: string) => existsSync(path.join(env.SLM_HOME!, "registry.json")) && name in (JSON.parse(readFileSync(path.join(env.SLM_HOME!, "registry.json"), "utf8")) as { models: Record<string, unknown> }).models;
