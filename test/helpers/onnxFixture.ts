@@ -57,11 +57,12 @@ export function fixtureKey(): string {
 }
 
 async function make(): Promise<OnnxFixture> {
-  const py = await onnxExportPythonForTests();
-  if (py.skip) return { skip: py.skip, seconds: 0 };
   const cache = path.join(tmpdir(), `slm-onnx-fixture-${fixtureKey()}`);
   const dir = path.join(cache, ONNX_FIXTURE_NAME);
+  // Made already: no Python needed (finding one imports torch, ~8 s per test file on a 2-core machine).
   if (existsSync(path.join(cache, "done"))) return { dir, seconds: 0 };
+  const py = await onnxExportPythonForTests();
+  if (py.skip) return { skip: py.skip, seconds: 0 };
   mkdirSync(path.dirname(cache), { recursive: true });
   // A killed exporter's lock goes stale after 30 s; the holder refreshes it every 15 s meanwhile.
   const release = await lockfile.lock(cache, { realpath: false, stale: 30_000, update: 15_000, retries: { retries: 2_000, minTimeout: 200, maxTimeout: 500, factor: 1.2 } });
