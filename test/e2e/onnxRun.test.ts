@@ -12,10 +12,11 @@ import { onnxFixture } from "../helpers/onnxFixture.js";
 const SLOW = 300_000;
 const GGUF = path.join(FIXTURE, "gguf", "tiny-arith-f32.gguf");
 
-/** The variant a `--json` run says it loaded: its dtype in the settings, or the file's name in the description. */
+/** The runtime and variant a `--json` run says it loaded (its settings, beside the answer). */
 function ranVariant(stdout: string): string | undefined {
-  const text = JSON.stringify(lastJson(stdout).data ?? {});
-  return /"dtype":"(\w+)"/.exec(text)?.[1] ?? (/model_(\w+)\.onnx/.exec(text)?.[1] === "q4" ? "q4" : /model\.onnx/.test(text) ? "fp32" : undefined);
+  const settings = (lastJson(stdout).data as { settings: { runtime?: string; dtype?: string } }).settings;
+  expect(settings.runtime).toBe("onnxruntime");
+  return settings.dtype;
 }
 
 describe("slm run on an ONNX model", () => {
