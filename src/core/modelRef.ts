@@ -3,7 +3,7 @@ import { homedir } from "node:os";
 import path from "node:path";
 import { type CatalogEntry, findCatalogEntry, suggestNames } from "./catalog.js";
 import { NotFoundError, UsageError } from "./errors.js";
-import { type OnnxDtype, isOnnxDtype } from "../backends/onnx/layout.js";
+import { ONNX_DTYPES, type OnnxDtype, isOnnxDtype } from "../backends/onnx/layout.js";
 
 /** What a model reference on the command line points at, before anything is downloaded. */
 export type ModelRef =
@@ -68,6 +68,19 @@ export interface ParseOptions {
   isOnnx?: (name: string) => boolean;
 }
 
+/**
+ * `NAME:q3` where NAME is an ONNX model (registered, or a folder with onnx/): the suffix can only be meant
+ * as a dtype, so a wrong one is a usage error listing the vocabulary, not "unknown model" or "no such file".
+ */
+function refuseUnknownDtype(ref: string, isRegistered: (name: string) => boolean, o: ParseOptions): void {
+  const i = ref.lastIndexOf(":");
+  if (i <= 0) return;
+  const base = ref.slice(0, i);
+  const onnxName = isRegistered(base) && o.isOnnx?.(base);
+  const onnxFolder = o.files !== false && !existsSync(ref) && (looksLikePath(base) || existsSync(base)) && existsSync(path.join(base, "onnx"));
+  if (onnxName || onnxFolder) throw new UsageError(`"${ref.slice(i + 1)}" in ${ref} is not an ONNX dtype.`, { hint: `ONNX dtypes: ${ONNX_DTYPES.join(", ")} (\`slm info ${base}\` lists the ones it has).` });
+}
+
 /** `NAME:q4` → {base NAME, dtype q4} when the suffix is one of the ONNX dtypes (any case). */
 function splitDtype(ref: string): { base: string; dtype: OnnxDtype } | undefined {
   const i = ref.lastIndexOf(":");
@@ -84,6 +97,7 @@ export function parseModelRef(ref: string, isRegistered: (name: string) => boole
   if (!trimmed) throw new UsageError("A model reference is required (a catalog name like qwen2.5-0.5b, org/repo, or a .gguf file).");
   if (isRegistered(trimmed)) return { kind: "registered", name: trimmed };
   const onnx = splitDtype(trimmed);
+  if (!onnx) refuseUnknownDtype(trimmed, isRegistered, o);
   if (onnx && isRegistered(onnx.base) && o.isOnnx?.(onnx.base)) return { kind: "registered", name: onnx.base, dtype: onnx.dtype };
   if (onnx && o.files !== false && !existsSync(trimmed) && (looksLikePath(onnx.base) || existsSync(onnx.base))) {
     const local = localRef(onnx.base);

@@ -21,7 +21,7 @@ describe("the slm command line", () => {
   });
 
   it("answers usage mistakes with exit code 2 and no stack trace", async () => {
-    for (const args of [["pull"], ["pull", "x", "--connections", "0"], ["pull", "x", "--format", "onnx"], ["bogus"], ["list", "--nope"]]) {
+    for (const args of [["pull"], ["pull", "x", "--connections", "0"], ["pull", "x", "--format", "safetensors"], ["bogus"], ["list", "--nope"]]) {
       const r = await slm(args, sb);
       expect(r.exitCode, args.join(" ")).toBe(2);
       expect(r.stderr).not.toMatch(/\n\s+at /);

@@ -79,6 +79,9 @@ describe.skipIf(!!py.skip)(`slm pull --format onnx${py.skip ? ` (skipped: ${py.s
     expect(missing.exitCode).toBe(3);
     expect(missing.stderr).toContain(`${REPO} has no fp16 variant (onnx/model_fp16.onnx).`);
     expect(missing.stderr).toContain("It has fp32, q8, q4.");
+    const patterns = await slm(["pull", REPO, "--format", "onnx", "--include", "onnx/*"], sb);
+    expect(patterns.exitCode).toBe(2);
+    expect(patterns.stderr).toContain("--include and --exclude choose the files of a --format hf pull; this is an ONNX pull.");
     const bad = await slm(["pull", REPO, "--format", "gguf", "--dtype", "q4"], sb);
     expect(bad.exitCode).toBe(2);
     expect(bad.stderr).toContain("--dtype picks an ONNX variant; it does not go with --format gguf.");

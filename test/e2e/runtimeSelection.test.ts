@@ -5,13 +5,15 @@ import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { missingPythonModules } from "../../src/backends/python/env.js";
 import { findExecutable, pathDirs } from "../../src/core/exec.js";
-import { FIXTURE, ROOT, lastJson, sandbox, slm } from "../helpers/cli.js";
+import { BIN, FIXTURE, ROOT, lastJson, sandbox, slm } from "../helpers/cli.js";
+import { listening } from "../helpers/serveProcess.js";
 
 /**
  * The runtime is picked by the model's format in one place (runtime/load.ts): commands take what it loads
  * and never ask the format themselves. Checked through the CLI: --dtype belongs to ONNX models, and a real
  * ONNX export of tiny-arith (recipes/export_onnx.py, fp32) goes through run, chat, bench and eval like a
- * GGUF does, while what its runtime cannot do (LoRA at run time, KL divergence) is refused up front.
+ * GGUF does, while what its runtime cannot do (LoRA at run time, KL divergence, embeddings) is refused
+ * up front.
  */
 const ADD_EVAL = path.join(FIXTURE, "data", "add-eval.jsonl");
 const LORA = path.join(FIXTURE, "gguf", "lora-sub-f32.gguf");
@@ -104,6 +106,29 @@ describe.skipIf(py.skip !== undefined)(`an ONNX model through the same commands$
     const [gguf, onnx] = models.map((m) => m.tasks[0]!.score);
     expect(onnx!.accuracy.value).toBeGreaterThanOrEqual(0.95);
     expect(onnx!.samples.map((s) => s.output)).toEqual(gguf!.samples.map((s) => s.output));
+  });
+
+  it("serve answers chat and raw completions, counting a raw prompt's tokens as run --raw does", async () => {
+    const raw = "<|user|>12+34<|assistant|>";
+    const run = await slm(["run", "ta-onnx", raw, "--raw", "-t", "0", "--json"], sb);
+    expect(run.exitCode, run.all).toBe(0);
+    const runData = lastJson(run.stdout).data as { text: string; promptTokens: number };
+    const proc = execa("node", [BIN, "serve", "ta-onnx", "--port", "0"], { env: { ...sb.env }, extendEnv: true, reject: false });
+    try {
+      const { url } = await listening(proc, 60_000);
+      const post = (route: string, body: object) => fetch(`${url}${route}`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+      const chat = (await (await post("/v1/chat/completions", { model: "ta-onnx", messages: [{ role: "user", content: "12+34" }], temperature: 0 })).json()) as { choices: { message: { content: string } }[] };
+      expect(chat.choices[0]!.message.content).toBe("46");
+      const completion = (await (await post("/v1/completions", { model: "ta-onnx", prompt: raw, temperature: 0 })).json()) as { choices: { text: string }[]; usage: { prompt_tokens: number } };
+      expect(completion.choices[0]!.text).toBe(runData.text);
+      expect(completion.usage.prompt_tokens).toBe(runData.promptTokens);
+      const embeddings = await post("/v1/embeddings", { model: "ta-onnx", input: "12+34" });
+      expect(embeddings.status).toBe(400);
+      expect(((await embeddings.json()) as { error: { code: string } }).error.code).toBe("model_not_embedding");
+    } finally {
+      proc.kill("SIGINT");
+      await proc;
+    }
   });
 
   it("--lora is refused before any adapter is converted, pointing at the merged export", async () => {

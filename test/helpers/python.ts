@@ -74,15 +74,15 @@ export function tokenizerPythonForTests(): Promise<ConvertPython> {
   return pythonForTests(["transformers", "sentencepiece"], "load the fixture's Hugging Face tokenizer");
 }
 
+/** A Python with the onnx package, to write small ONNX graphs that slm's own reader did not produce (test/helpers/onnxHandmade.ts). */
+export function onnxPythonForTests(): Promise<ConvertPython> {
+  return pythonForTests(["onnx", "numpy"], "write ONNX graphs with the onnx package");
+}
+
 /** What recipes/export_onnx.py imports for fp32 and q4 (recipeModules in src/backends/export/run.ts), plus the fixture's tokenizer. */
 export const ONNX_EXPORT_TEST_MODULES = ["torch", "transformers", "onnx", "onnxruntime", "onnx_ir", "sentencepiece"];
 
 /** A Python that can export to ONNX with recipes/export_onnx.py and run the result in onnxruntime. */
 export function onnxExportPythonForTests(): Promise<ConvertPython> {
   return pythonForTests(ONNX_EXPORT_TEST_MODULES, "export to ONNX with recipes/export_onnx.py");
-}
-
-/** A Python with the onnx package, to write small ONNX graphs that slm's own reader did not produce (test/helpers/onnxHandmade.ts). */
-export function onnxPythonForTests(): Promise<ConvertPython> {
-  return pythonForTests(["onnx", "numpy"], "write ONNX graphs with the onnx package");
 }

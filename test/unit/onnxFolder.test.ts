@@ -100,3 +100,12 @@ describe("ONNX folder checks before loading", () => {
     await expect(loadOnnxModel(entry(dir), { lora: [{ path: "/a.gguf", scale: 1 }] })).rejects.toMatchObject({ exitCode: EXIT.usage, hint: expect.stringContaining("--format onnx") });
   });
 });
+
+describe("ONNX tokenizer", () => {
+  it("ids past the tokenizer's vocabulary (a model's padded logits) decode to nothing instead of failing", async () => {
+    const { OnnxTokenizer } = await import("../../src/backends/onnx/tokenizer.js");
+    const tok = new OnnxTokenizer({ tokenizer: TOKENIZER, config: {} });
+    expect(tok.decode([0, 5000, 0])).toBe("a a");
+    expect(tok.decode([5000])).toBe("");
+  });
+});

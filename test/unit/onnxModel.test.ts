@@ -189,6 +189,20 @@ describe.skipIf(py.skip !== undefined)(`ONNX runtime against transformers${py.sk
     await expect(model.generate({ messages: [{ role: "user", content: "1+1" }], signal: ac.signal })).rejects.toMatchObject({ exitCode: 130 });
   });
 
+  it("tokenize with bos puts the tokenizer's BOS in front; a prompt that leaves no room to answer is a ContextLengthError", async () => {
+    expect(model.tokenize("", { bos: true })).toEqual([1]);
+    expect(model.tokenize(raw[2], { special: true, bos: true })).toEqual(ref.raw[2]);
+    const small = await loadOnnxModel(entry(dir), { threads: 1, contextSize: 8 });
+    try {
+      // The chat prompt for 12+34 is 8 tokens: no room for the answer.
+      await expect(small.generate({ messages: [{ role: "user", content: "12+34" }], temperature: 0 })).rejects.toMatchObject({ name: "ContextLengthError", promptTokens: 8, contextSize: 8 });
+      // 7 prompt tokens: the context fills after two answer tokens, and generation stops there.
+      expect(await small.generate({ messages: [{ role: "user", content: "12+3" }], temperature: 0 })).toMatchObject({ promptTokens: 7, completionTokens: 2, stopReason: "maxTokens" });
+    } finally {
+      await small.dispose();
+    }
+  });
+
   it("chat keeps the conversation between turns and counts the context it holds", async () => {
     const chat = await model.openChat({ temperature: 0 });
     const a = await chat.send("12+34");

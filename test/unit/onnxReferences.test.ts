@@ -79,6 +79,10 @@ describe("ONNX references", () => {
     expect(bad.exitCode).toBe(EXIT.usage);
     expect(bad.hint).toContain("fp32, fp16, q8, int8, uint8, q4, q4f16, bnb4");
     expect(err(() => resolveModel(`${dir}:q4`, { dtype: "fp32" })).message).toContain("asks for q4 and --dtype for fp32");
+    // A suffix that is no dtype at all, on an ONNX folder: the vocabulary, not "no such file".
+    const typo = err(() => resolveModel(`${dir}:q3`));
+    expect(typo.exitCode).toBe(EXIT.usage);
+    expect(typo.message).toBe(`"q3" in ${dir}:q3 is not an ONNX dtype.`);
   });
 
   it("a folder with both safetensors and onnx/ is the HF model unless a variant is asked for", () => {
@@ -108,6 +112,7 @@ describe("ONNX references", () => {
     await registerModel(gguf);
     expect(resolveModel("my-onnx:q8")).toMatchObject({ name: "my-onnx", dtype: "q8" });
     expect(resolveModel("my-onnx:fp32").dtype).toBe("fp32");
+    expect(err(() => resolveModel("my-onnx:q3")).message).toBe(`"q3" in my-onnx:q3 is not an ONNX dtype.`);
     expect(resolveModel("org/repo:F16").name).toBe("org/repo:F16");
     // "org/repo" is registered (as a GGUF), but :fp32 is not one of its names: nothing reads it as a variant.
     expect(err(() => resolveModel("org/repo:fp32")).exitCode).toBe(EXIT.notFound);

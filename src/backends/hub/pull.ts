@@ -156,6 +156,10 @@ export async function pull(o: PullOptions, ctx: BackendContext = {}): Promise<Pu
     snap.revision = target.revision;
   }
   const format = target.format ?? defaultFormat(snap.files);
+  // GGUF and ONNX pulls pick their files by quant type or dtype; patterns would be ignored without a word.
+  if (format !== "hf" && (o.include?.length || o.exclude?.length)) {
+    throw new UsageError(`--include and --exclude choose the files of a --format hf pull; this is ${format === "onnx" ? "an ONNX" : "a GGUF"} pull.`, { hint: format === "onnx" ? "Pick the ONNX variant with --dtype." : "Pick the GGUF file with --quant (or org/repo:TYPE)." });
+  }
   const sel: Selection = format === "gguf" ? selectGguf(target.repo, snap.files, target.quant, target.fallbackQuant) : format === "onnx" ? selectOnnx(target.repo, snap.files, target.dtype) : selectHf(target.repo, snap.files, o.include, o.exclude);
   for (const f of sel.files) assertSafeRepoPath(f.path, target.repo);
   const total = sel.files.reduce((a, f) => a + f.size, 0);

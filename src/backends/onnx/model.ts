@@ -8,7 +8,7 @@ import { OnnxChatEngine } from "./chat.js";
 import { readOnnxFolder } from "./folder.js";
 import { onnxBench, onnxPerplexity } from "./measure.js";
 import { loadOrt } from "./ort.js";
-import { OnnxSession, chooseThreads } from "./session.js";
+import { KvCache, OnnxSession, chooseThreads } from "./session.js";
 import { type ModelParts, OnnxSlot, chatTokens } from "./slot.js";
 import { ChatTemplate, readChatTemplate, templateTokens } from "./template.js";
 import { OnnxTokenizer } from "./tokenizer.js";
@@ -97,7 +97,8 @@ export async function loadOnnxModel(entry: ModelEntry, o: RuntimeLoadOptions, ct
     vocabSize,
     adapters: [],
     dtype: folder.dtype,
-    tokenize: (text, t) => tokenizer.encode(text, t?.special ?? false),
+    // bos: a raw prompt's tokens as the model evaluates them (the tokenizer's leading BOS in front).
+    tokenize: (text, t) => (t?.bos ? tokenizer.encodeWithLeading(text, t.special ?? false) : tokenizer.encode(text, t?.special ?? false)),
     detokenize: (tokens) => tokenizer.decode(tokens),
     chatPrompt: async (messages) => chatTokens(parts, messages),
     openSlot: async (): Promise<GenerationSlot> => newSlot(true),
@@ -110,6 +111,10 @@ export async function loadOnnxModel(entry: ModelEntry, o: RuntimeLoadOptions, ct
       }
     },
     openChat: async (c: ChatEngineOptions): Promise<ChatEngineApi> => new OnnxChatEngine(parts, newSlot(false), c),
+    // The first run of a session allocates its buffers; a server's first request should not wait for that.
+    async warmUp() {
+      await session.forward(new KvCache(), [tokenizer.bos ?? 0]);
+    },
     perplexity: (text, p, pctx) => onnxPerplexity(parts, text, p, pctx),
     bench: (b, bctx) => onnxBench(parts, { path: folder.file, description, sizeBytes: fileBytes(folder.file), parameters, threads }, b, bctx),
     dispose: () => session.dispose(),

@@ -1,5 +1,6 @@
 import { CancelledError, UsageError } from "../../core/errors.js";
 import type { GenerateResult } from "../llama/generate.js";
+import { ContextLengthError } from "../runtime/errors.js";
 import type { ChatTurn, GenerationSlot, RuntimeGenerateOptions } from "../runtime/types.js";
 import { Sampler, resolveSampling } from "./sampling.js";
 import { KvCache, type OnnxSession } from "./session.js";
@@ -75,7 +76,7 @@ export class OnnxSlot implements GenerationSlot {
   async prefill(tokens: readonly number[], signal?: AbortSignal): Promise<Float32Array> {
     const { session, contextSize, batchSize } = this.parts;
     if (tokens.length === 0) throw new UsageError("The prompt is empty: there is nothing to evaluate.");
-    if (tokens.length > contextSize) throw new UsageError(`The prompt has ${tokens.length} tokens; the context holds ${contextSize}.`, { hint: "Use a shorter prompt or a larger --ctx." });
+    if (tokens.length > contextSize) throw new ContextLengthError(tokens.length, contextSize);
     let common = 0;
     const held = this.cache.tokens;
     while (common < held.length && common < tokens.length && held[common] === tokens[common]) common++;
@@ -98,6 +99,8 @@ export class OnnxSlot implements GenerationSlot {
   async generate(o: RuntimeGenerateOptions): Promise<GenerateResult> {
     const { session, tokenizer, eos, contextSize, loadMs } = this.parts;
     const prompt = this.promptTokens(o);
+    // Room for at least one answer token, as the llama.cpp runtime asks.
+    if (prompt.length >= contextSize) throw new ContextLengthError(prompt.length, contextSize);
     const started = performance.now();
     let row = await this.prefill(prompt, o.signal);
     const sampler = new Sampler(resolveSampling(o), tokenizer.newline === undefined ? new Set() : new Set([tokenizer.newline]));

@@ -57,8 +57,11 @@ export class OnnxTokenizer {
 
   /** Tokens to text; special tokens leave no text unless `keepSpecial` (node-llama-cpp's detokenize). */
   decode(ids: readonly number[], keepSpecial = false): string {
-    if (ids.length === 0) return "";
-    return this.withSpecial.decode([...ids], { skip_special_tokens: !keepSpecial });
+    // Models often have more rows of logits than the tokenizer has tokens (a vocabulary padded to a round
+    // size); such ids have no text, and tokenizers.js would fail on them.
+    const known = ids.filter((id) => this.withSpecial.id_to_token(id) !== undefined);
+    if (known.length === 0) return "";
+    return this.withSpecial.decode(known, { skip_special_tokens: !keepSpecial });
   }
 
   /** The token string of an id (`<s>`, `▁the`), or undefined outside the vocabulary. */
