@@ -1,11 +1,14 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
 import { readOnnxFolder } from "../../src/backends/onnx/folder.js";
 import { loadOnnxModel } from "../../src/backends/onnx/model.js";
 import type { ModelEntry } from "../../src/backends/store/types.js";
+import { missingPythonModules } from "../../src/backends/python/env.js";
 import { EXIT } from "../../src/core/errors.js";
+import { findExecutable, pathDirs } from "../../src/core/exec.js";
 
 const root = mkdtempSync(path.join(tmpdir(), "slm-onnx-folder-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -107,5 +110,37 @@ describe("ONNX tokenizer", () => {
     const tok = new OnnxTokenizer({ tokenizer: TOKENIZER, config: {} });
     expect(tok.decode([0, 5000, 0])).toBe("a a");
     expect(tok.decode([5000])).toBe("");
+  });
+});
+
+/** A Python with the onnx package, to write graphs slm did not make; undefined (and the tests skipped) without one. */
+async function onnxPython(): Promise<string | undefined> {
+  for (const candidate of [process.env.SLM_TEST_PYTHON, process.env.SLM_PYTHON, "python3"]) {
+    const python = candidate ? await findExecutable(candidate, pathDirs()) : undefined;
+    if (python && Object.keys(await missingPythonModules({ python, source: "SLM_PYTHON" }, ["onnx"]).catch(() => ({ onnx: "" }))).length === 0) return python;
+  }
+  return undefined;
+}
+const python = await onnxPython();
+
+describe.skipIf(!python)("ONNX graphs that are not the decoder layout (written by the onnx package)", () => {
+  async function graphFolder(graph: string): Promise<string> {
+    const graphs = path.join(root, "graphs");
+    mkdirSync(graphs, { recursive: true });
+    await execa(python!, [path.resolve(import.meta.dirname, "../helpers/onnxGraphs.py"), graphs]);
+    const dir = folder({ "config.json": LLAMA, "tokenizer.json": TOKENIZER });
+    mkdirSync(path.join(dir, "onnx"), { recursive: true });
+    writeFileSync(path.join(dir, "onnx/model.onnx"), readFileSync(path.join(graphs, `${graph}.onnx`)));
+    return dir;
+  }
+
+  it("a graph without the KV cache inputs and outputs says what it lacks", async () => {
+    const dir = await graphFolder("no-cache");
+    await expect(loadOnnxModel(entry(dir), { threads: 1 })).rejects.toMatchObject({ exitCode: EXIT.usage, message: expect.stringContaining("lacks past_key_values.0.key, past_key_values.0.value, present.0.key, present.0.value") });
+  });
+
+  it("a decoder-shaped graph with an input slm cannot feed names it when it loads, not at the first token", async () => {
+    const dir = await graphFolder("extra-input");
+    await expect(loadOnnxModel(entry(dir), { threads: 1 })).rejects.toMatchObject({ exitCode: EXIT.usage, message: expect.stringContaining("inputs slm does not know how to feed: pixel_values") });
   });
 });

@@ -60,6 +60,7 @@ describe.skipIf(py.skip !== undefined)(`ONNX runtime against transformers${py.sk
   let ref: Reference;
   const entry = (p: string): ModelEntry => ({ name: "tiny-arith-onnx", format: "onnx", path: p, files: [], source: { type: "local" }, size: 0, lineage: [] });
   let prompts: number[][];
+  let loglikCases: { prompt: number[]; continuations: number[][] }[];
 
   beforeAll(async () => {
     work = mkdtempSync(path.join(tmpdir(), "slm-onnx-model-"));
@@ -74,10 +75,11 @@ describe.skipIf(py.skip !== undefined)(`ONNX runtime against transformers${py.sk
       raw,
       decode: [[1, 3, 281, 283, 282, 284, 285, 4, 285, 287, 2], [4, 288, 289]],
       greedy: [...greedy, secondTurn],
-      loglik: [
-        { prompt: prompts[0], continuations: [model.tokenize("46"), model.tokenize("47"), [...model.tokenize("46"), 2]] },
+      loglik: (loglikCases = [
+        // A longer continuation between single tokens: the next one must start from the prompt again.
+        { prompt: prompts[0], continuations: [[...model.tokenize("46"), 2], model.tokenize("47"), [...model.tokenize("4"), 7, 2], model.tokenize("46")] },
         { prompt: prompts[1], continuations: [model.tokenize("7"), model.tokenize("8")] },
-      ],
+      ]),
       ppl_ctx: 64,
       ppl_file: EVAL_TEXT,
     };
@@ -138,8 +140,7 @@ describe.skipIf(py.skip !== undefined)(`ONNX runtime against transformers${py.sk
   it("log-likelihoods equal transformers' log-softmax sums (1e-4), on a slot reused across prompts", async () => {
     const slot = await model.openSlot();
     try {
-      const a = await slot.logLikelihoods(prompts[0]!, [model.tokenize("46"), model.tokenize("47"), [...model.tokenize("46"), 2]]);
-      const b = await slot.logLikelihoods(prompts[1]!, [model.tokenize("7"), model.tokenize("8")]);
+      const [a, b] = [await slot.logLikelihoods(loglikCases[0]!.prompt, loglikCases[0]!.continuations), await slot.logLikelihoods(loglikCases[1]!.prompt, loglikCases[1]!.continuations)];
       [a, b].forEach((got, i) => got.forEach((v, j) => expect(Math.abs(v - ref.loglik[i]![j]!)).toBeLessThan(1e-4)));
     } finally {
       slot.dispose();

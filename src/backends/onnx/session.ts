@@ -18,7 +18,12 @@ export interface KvLayout {
   kvType: "float32" | "float16";
   positionIds: boolean;
   useCacheBranch: boolean;
+  /** `logits_to_keep` (or `num_logits_to_keep`) in newer exports: fed 0, transformers' "every position". */
+  logitsToKeep: string | undefined;
 }
+
+/** The inputs slm knows how to feed; a graph that needs another is refused when it loads. */
+const KNOWN_INPUT = /^(input_ids|attention_mask|position_ids|use_cache_branch|logits_to_keep|num_logits_to_keep|past_key_values\.\d+\.(key|value))$/;
 
 /** Threads as slm chooses them for llama.cpp (llama/settings.ts): --threads, SLM_THREADS, else the cores other processes leave free. */
 export function chooseThreads(requested: number | undefined): number {
@@ -117,6 +122,7 @@ export class OnnxSession {
       for (let i = 0; i < tokens.length; i++) pos[i] = BigInt(past + i);
       feeds.position_ids = new ort.Tensor("int64", pos, [1, tokens.length]);
     }
+    if (this.layout.logitsToKeep) feeds[this.layout.logitsToKeep] = new ort.Tensor("int64", BigInt64Array.of(0n), []);
     if (this.layout.useCacheBranch) feeds.use_cache_branch = new ort.Tensor("bool", new Uint8Array([past > 0 ? 1 : 0]), [1]);
     const out = await this.session.run(feeds);
     const presents: Record<string, Tensor> = {};
@@ -194,6 +200,10 @@ function layoutOf(session: InferenceSession, config: Record<string, unknown>, fi
       hint: "Export the model with its KV cache (`slm export <model> --format onnx`), or pick a text-generation ONNX export such as onnx-community's.",
     });
   }
+  const unknown = [...inputs.keys()].filter((n) => !KNOWN_INPUT.test(n));
+  if (unknown.length > 0) {
+    throw new UsageError(`${file} takes inputs slm does not know how to feed: ${unknown.join(", ")}.`, { hint: "slm runs text-only decoder exports (input_ids, attention_mask, position_ids, past_key_values.*)." });
+  }
   const layers = [...inputs.keys()].filter((n) => /^past_key_values\.\d+\.key$/.test(n)).length;
   const key = inputs.get("past_key_values.0.key")!;
   const shape = key.isTensor ? key.shape : [];
@@ -203,5 +213,6 @@ function layoutOf(session: InferenceSession, config: Record<string, unknown>, fi
   const headDim = num(shape[3]) ?? num(config.head_dim) ?? (num(config.hidden_size) && heads ? (config.hidden_size as number) / heads : undefined);
   if (!kvHeads || !headDim) throw new UsageError(`${file}: the KV cache's head count and size are neither in the graph nor in config.json.`);
   const kvType = key.isTensor && key.type === "float16" ? "float16" : "float32";
-  return { layers, kvHeads, headDim, kvType, positionIds: inputs.has("position_ids"), useCacheBranch: inputs.has("use_cache_branch") };
+  const logitsToKeep = ["logits_to_keep", "num_logits_to_keep"].find((n) => inputs.has(n));
+  return { layers, kvHeads, headDim, kvType, positionIds: inputs.has("position_ids"), useCacheBranch: inputs.has("use_cache_branch"), logitsToKeep };
 }

@@ -162,13 +162,16 @@ export class OnnxSlot implements GenerationSlot {
 
   async logLikelihoods(prompt: readonly number[], continuations: readonly (readonly number[])[], signal?: AbortSignal): Promise<number[]> {
     if (prompt.length === 0) throw new UsageError("Log-likelihoods need a prompt of at least one token.");
+    if (continuations.some((c) => c.length === 0)) throw new UsageError("Each continuation needs at least one token.");
+    // The prompt is evaluated once: its last row scores every continuation's first token, and a longer
+    // continuation goes on from the prompt's cache (cut back to the prompt after the one before).
+    const first = await this.prefill(prompt, signal);
     const out: number[] = [];
     for (const continuation of continuations) {
-      if (continuation.length === 0) throw new UsageError("Each continuation needs at least one token.");
       if (signal?.aborted) throw new CancelledError();
-      const first = await this.prefill(prompt, signal);
       let sum = logProb(first, continuation[0]!);
       if (continuation.length > 1) {
+        this.parts.session.truncate(this.cache, prompt.length);
         const r = await this.parts.session.forward(this.cache, continuation.slice(0, -1));
         for (let i = 1; i < continuation.length; i++) sum += logProb(r.logits.subarray((i - 1) * r.vocab, i * r.vocab), continuation[i]!);
       }
