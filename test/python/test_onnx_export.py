@@ -292,5 +292,59 @@ class ExportTest(unittest.TestCase):
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "t5-onnx")))
 
 
+@export_tests
+class SlidingWindowTest(unittest.TestCase):
+    """Models whose config asks for sliding-window attention (Mistral, Gemma 2/3…): the graph keeps the whole KV
+    cache (present.* is total_sequence_length long, as the layout says) and applies the window in the mask, so
+    generating past the window answers as transformers does. A window of 4 makes a short test go past it."""
+
+    def export_random(self, model_type):
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        tmp = tempfile.mkdtemp(prefix=f"slm-onnx-{model_type}-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        cfg = AutoConfig.for_model(model_type, vocab_size=320, hidden_size=64, intermediate_size=128,
+                                   num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                   max_position_embeddings=128, sliding_window=4, bos_token_id=1, eos_token_id=2,
+                                   pad_token_id=0)
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(cfg).eval()
+        src = os.path.join(tmp, "src")
+        model.save_pretrained(src)
+        for f in ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"):
+            shutil.copy(os.path.join(MODEL, f), src)
+        out = os.path.join(tmp, "out")
+        # verify off: this test's own comparison is the check.
+        code, _, err = run_export({"model": src, "output_dir": out, "dtypes": ["fp32"], "threads": 1, "verify": False})
+        self.assertEqual(code, 0, err)
+        return model, os.path.join(out, "onnx", "model.onnx")
+
+    def test_generation_past_the_window_matches_transformers(self):
+        for model_type in ("mistral", "gemma3_text"):
+            model, path = self.export_random(model_type)
+            prompt = [1, 3, 281, 283, 282, 284, 285, 4]
+            with torch.no_grad():
+                out = model.generate(torch.tensor([prompt]), max_new_tokens=12, min_new_tokens=12, do_sample=False)
+            expected = out[0][len(prompt):].tolist()
+            sess = session(path)
+            self.assertEqual(ort_greedy(sess, prompt, eos=-1, max_new=12), expected, model_type)
+            # A left-padded batch of two, 9 positions (past the window): logits as transformers gives them, and
+            # present.* as long as the whole sequence.
+            ids = np.array([[0] + prompt, [5] + prompt], np.int64)
+            mask = np.ones_like(ids)
+            mask[0, 0] = 0
+            positions = np.clip(mask.cumsum(-1) - 1, 0, None)
+            feed = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
+            for i in sess.get_inputs():
+                if i.name.startswith("past_key_values."):
+                    feed[i.name] = np.zeros((2, i.shape[1], 0, i.shape[3]), np.float32)
+            got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feed)))
+            self.assertEqual(got["present.0.key"].shape[2], ids.shape[1], model_type)
+            with torch.no_grad():
+                want = model(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
+                             position_ids=torch.tensor(positions)).logits.numpy()
+            self.assertLess(float(np.abs(got["logits"][:, 1:] - want[:, 1:]).max()), 1e-4, model_type)
+
+
 if __name__ == "__main__":
     unittest.main()

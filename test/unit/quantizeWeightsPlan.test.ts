@@ -81,6 +81,11 @@ describe("the source of GPTQ/AWQ: unquantized Hugging Face weights", () => {
     expect(await usage(resolveWeightsSource("plain-gguf"))).toMatch(/plain-gguf is a GGUF model/);
   });
 
+  it("an ONNX export: refused, pointing at the HF weights it came from", async () => {
+    await registerModel(gguf("some-onnx", { format: "onnx", path: HF, onnx: { dtypes: ["fp32"], base: "model" } }));
+    expect(await usage(resolveWeightsSource("some-onnx"))).toMatch(/some-onnx is an ONNX model; GPTQ and AWQ need the original Hugging Face weights[\s\S]*slm info some-onnx/);
+  });
+
   it("a GPTQ folder (quantization_config): refused as already quantized", async () => {
     const dir = path.join(home, "q-folder");
     cpSync(HF, dir, { recursive: true });

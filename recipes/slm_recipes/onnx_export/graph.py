@@ -11,7 +11,7 @@ Optimum and transformers.js name them:
 kv_heads, head_dim and vocab are static. A first call passes past tensors with past_sequence_length 0."""
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, RecipeError
 
 BATCH, SEQ, PAST, TOTAL = "batch_size", "sequence_length", "past_sequence_length", "total_sequence_length"
 
@@ -57,7 +57,10 @@ class FlatCacheLM(torch.nn.Module):
     def forward(self, input_ids, attention_mask, position_ids, *past):
         from transformers import DynamicCache
 
-        cache = DynamicCache(config=self.model.config)
+        # Full layers for every decoder layer, also where the config asks for sliding-window ones: those keep only
+        # the last `window` positions, which would make present.* shorter than total_sequence_length. The window
+        # is applied by the attention mask (built from the config), as with any full cache.
+        cache = DynamicCache()
         for i in range(self.shape.layers):
             cache.update(past[2 * i], past[2 * i + 1], i)
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
@@ -92,6 +95,11 @@ def export_graph(model, shape, path, opset):
     with torch.no_grad(), warnings.catch_warnings():
         # TracerWarnings about Python conditionals: the checks after export (verify.py) are what guard those.
         warnings.simplefilter("ignore")
-        torch.onnx.export(wrapper, (ids, mask, positions, *cache), path, input_names=shape.input_names(),
-                          output_names=shape.output_names(), dynamic_axes=shape.dynamic_axes(),
-                          opset_version=opset, do_constant_folding=True, dynamo=False)
+        try:
+            torch.onnx.export(wrapper, (ids, mask, positions, *cache), path, input_names=shape.input_names(),
+                              output_names=shape.output_names(), dynamic_axes=shape.dynamic_axes(),
+                              opset_version=opset, do_constant_folding=True, dynamo=False)
+        except torch.onnx.errors.OnnxExporterError as e:
+            # e.g. a mixture-of-experts router's aten::histc, which has no ONNX operator.
+            arch = (model.config.architectures or [type(model).__name__])[0]
+            raise RecipeError(f"torch.onnx cannot export {arch}: {str(e).splitlines()[0]}") from None

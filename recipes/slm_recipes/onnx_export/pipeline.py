@@ -9,7 +9,7 @@ import tempfile
 import time
 
 from .. import events as ev
-from ..errors import Cancelled, ConfigError, RecipeError
+from ..errors import Cancelled, ConfigError
 from . import folder, variants
 from .config import SUFFIX
 
@@ -103,23 +103,26 @@ def run_export(cfg, steps, interrupt):
         traced = os.path.join(scratch, "trace", "model.onnx")
         os.makedirs(os.path.dirname(traced))
         export_graph(model, shape, traced, cfg.opset)
+        # One graph in memory at a time (each dtype loads the traced file afresh): a 1B model's fp32 graph is 4 GB.
         fp32 = onnx.load_model(traced)
+        summary = f"{len(fp32.graph.node)} nodes, {variants.weight_bytes(fp32) / 2**20:.1f} MiB of weights"
+        del fp32
         _check(interrupt)
         diffs = {}
         if cfg.verify:
             diffs["fp32"] = check_file(traced, "fp32", model, shape, cfg.threads)
             ev.metric("logit_diff_fp32", diffs["fp32"])
-        steps.done(f"{len(fp32.graph.node)} nodes, {variants.weight_bytes(fp32) / 2**20:.1f} MiB of weights")
+        steps.done(summary)
 
         files, new_onnx, external = [], [], []
-        for i, dtype in enumerate(cfg.dtypes):
+        for dtype in cfg.dtypes:
             steps.start(f"export:{dtype}", f"Writing {dtype}" if dtype == "fp32" else f"Converting to {dtype}")
             if dtype == "fp32":
-                graph = fp32
+                graph = onnx.load_model(traced)
             elif dtype == "fp16":
                 graph = variants.to_fp16(onnx.load_model(traced))
             elif dtype == "q8":
-                graph = variants.to_q8(fp32, scratch)
+                graph = variants.to_q8(onnx.load_model(traced), scratch)
             else:
                 graph = variants.to_q4(onnx.load_model(traced), cfg.block_size)
             _check(interrupt)
@@ -135,7 +138,6 @@ def run_export(cfg, steps, interrupt):
             new_onnx.append(paths)
             if is_external:
                 external.append(name)
-            ev.progress("export:variants", "files", i + 1, len(cfg.dtypes))
             _check(interrupt)
             steps.done(f"{size / 2**20:.1f} MiB")
 

@@ -63,10 +63,12 @@ def to_q8(model, scratch):
     _quiet()
     src = os.path.join(scratch, "q8-input.onnx")
     dst = os.path.join(scratch, "q8-output.onnx")
+    big = weight_bytes(model) >= _SINGLE_FILE_LIMIT
     onnx.save_model(model, src, save_as_external_data=True, all_tensors_to_one_file=True,
                     location="q8-input.onnx_data", size_threshold=1024)
+    del model  # the quantizer loads its own copy from the file
     quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=False, reduce_range=False,
-                     use_external_data_format=weight_bytes(model) >= _SINGLE_FILE_LIMIT,
+                     use_external_data_format=big,
                      extra_options={"MatMulConstBOnly": True})
     return onnx.load_model(dst)
 

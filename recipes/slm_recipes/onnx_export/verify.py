@@ -63,7 +63,10 @@ def check_file(path, dtype, model, shape, threads):
     mask = torch.ones(2, 5, dtype=torch.long)
     mask[0, 0] = 0
     expected, fed = _torch_steps(model, ids, mask, steps=2)
-    got = _ort_steps(session, shape, ids, mask, fed)
+    try:
+        got = _ort_steps(session, shape, ids, mask, fed)
+    except Exception as e:  # onnxruntime's own error types
+        raise RecipeError(f"the exported {dtype} graph fails in onnxruntime: {str(e).splitlines()[0][:300]}") from None
     worst, scale = 0.0, 0.0
     for e, o in zip(expected, got):
         if not np.isfinite(o).all():

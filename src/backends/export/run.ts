@@ -102,8 +102,8 @@ async function mergeFirst(plan: ExportPlan, python: PythonEnv, dir: string, ctx:
  */
 export async function runExport(plan: ExportPlan, ctx: BackendContext = {}): Promise<ExportResult> {
   const started = performance.now();
-  const python = await checkPython(plan, ctx);
   ensureFreeSpace(modelsDir(), spaceNeeded(plan), `the ONNX export of ${plan.source.source.name}`);
+  const python = await checkPython(plan, ctx);
   const scratch = plan.merge ? derivedWorkDir() : undefined;
   const work = plan.existing ? undefined : derivedWorkDir();
   try {
