@@ -61,7 +61,7 @@ Examples:
       // No live view: a spinner redrawing on the main thread would take CPU from the measurement.
       const render = await ctx.renderer(false);
       const backend = { signal: ctx.signal, onEvent: render.onEvent };
-      const entry = await resolveRunnable(modelRef, backend);
+      const entry = await resolveRunnable(modelRef, backend, { dtype: flags.dtype });
       const lora = await resolveRuntimeLora(entry, flags.lora, backend);
       const r = await benchModel(entry, { ...sizes, gpu: parseGpu(flags.gpu ?? "auto"), threads: flags.threads, lora, api: flags.api, dtype: flags.dtype, verbose: ctx.globals.verbose }, backend);
       render.result(r, `${benchTable(r)}\n\n${settingsLine(r)}`);

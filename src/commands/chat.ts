@@ -43,7 +43,7 @@ Examples:
       const render = await ctx.renderer(false);
       const backend = { signal: ctx.signal, onEvent: render.onEvent };
       // A Hugging Face, GPTQ or AWQ folder runs as the GGUF converted from it once.
-      const entry = await resolveRunnable(modelRef, backend);
+      const entry = await resolveRunnable(modelRef, backend, { dtype: flags.dtype });
       (await import("../backends/gguf/embedding.js")).assertGenerative(entry, "chat");
       const lora = await resolveRuntimeLora(entry, flags.lora, backend);
       if (talkative) process.stderr.write(`Loading ${entry.name}…`);

@@ -55,7 +55,7 @@ Examples:
       const render = await ctx.renderer(false);
       const backend = { signal: ctx.signal, onEvent: render.onEvent };
       // A Hugging Face, GPTQ or AWQ folder runs as the GGUF converted from it once.
-      const entry = await resolveRunnable(modelRef, backend);
+      const entry = await resolveRunnable(modelRef, backend, { dtype: flags.dtype });
       (await import("../backends/gguf/embedding.js")).assertGenerative(entry, "run");
       const lora = await resolveRuntimeLora(entry, flags.lora, backend);
       const model = await loadRuntimeModel(entry, { gpu: parseGpu(flags.gpu ?? "auto"), lora, contextSize: flags.ctx, capContextAtTraining: true, threads: flags.threads, dtype: flags.dtype, verbose: ctx.globals.verbose }, backend);

@@ -68,7 +68,7 @@ Examples:
       const render = await ctx.renderer(false);
       // A PEFT adapter is converted against the first model named (its head counts); without one, its base must be on this machine.
       // (A Hugging Face folder is converted to its GGUF here, once; the server finds that GGUF when it preloads.)
-      const first = preload[0] ? await resolveRunnable(preload[0], { signal: ctx.signal, onEvent: render.onEvent }) : undefined;
+      const first = preload[0] ? await resolveRunnable(preload[0], { signal: ctx.signal, onEvent: render.onEvent }, { dtype: flags.dtype }) : undefined;
       const lora = await resolveRuntimeLora(first, flags.lora, { signal: ctx.signal, onEvent: render.onEvent });
       if (!isLoopback(flags.host) && !apiKey) {
         render.onEvent({ type: "log", ts: Date.now(), level: "warn", message: `listening on ${flags.host} without an API key: anyone who can reach this port can run the models${flags.allowPaths ? ` (and load any .gguf file under ${flags.allowPaths})` : ""}. Set SLM_API_KEY.` });

@@ -4,7 +4,7 @@ import type { Token } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SequenceAnswerer } from "../../src/backends/llama/answer.js";
 import { continuationLogLikelihoods } from "../../src/backends/llama/likelihood.js";
-import { DistributionReader, logProbOf } from "../../src/backends/eval/logprobs.js";
+import { DistributionReader, logProbOf } from "../../src/backends/llama/logprobs.js";
 import { samplingFor } from "../../src/backends/llama/generate.js";
 import { type LoadedModel, loadModel } from "../../src/backends/llama/loader.js";
 import { resolveModel } from "../../src/backends/store/resolve.js";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { type BatchPart, DistributionReader } from "../../src/backends/eval/logprobs.js";
+import { type BatchPart, DistributionReader } from "../../src/backends/llama/logprobs.js";
 import { loadModel } from "../../src/backends/llama/loader.js";
 import { resolveModel } from "../../src/backends/store/resolve.js";
 

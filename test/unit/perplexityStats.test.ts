@@ -4,7 +4,7 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { chunkTokens, planChunks, readEvalText } from "../../src/backends/eval/chunks.js";
 import { klDivergenceOfRows } from "../../src/backends/eval/kld.js";
-import { type DistributionRow, LN_FLOAT32_MIN, logProbOf } from "../../src/backends/eval/logprobs.js";
+import { type DistributionRow, LN_FLOAT32_MIN, logProbOf } from "../../src/backends/llama/logprobs.js";
 import { Moments, meanAndUncertainty, medianSorted, percentileSorted, perplexityEstimate, shareWithError } from "../../src/backends/eval/stats.js";
 import { EXIT } from "../../src/core/errors.js";
 

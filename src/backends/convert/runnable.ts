@@ -34,9 +34,12 @@ export async function ensureGguf(entry: ModelEntry, ctx: BackendContext = {}): P
   }, { onWait: () => emit(ctx.onEvent, { type: "log", level: "info", message: `waiting for another slm that is converting ${shown(entry)}` }) });
 }
 
-/** resolveModel, then ensureGguf: what every command that loads a model starts with. */
-export async function resolveRunnable(ref: string, ctx: BackendContext = {}): Promise<ModelEntry> {
-  return ensureGguf(resolveModel(ref), ctx);
+/**
+ * resolveModel, then ensureGguf: what every command that loads a model starts with. `dtype` (--dtype)
+ * picks an ONNX variant, and makes a folder with both HF weights and onnx/ resolve as ONNX.
+ */
+export async function resolveRunnable(ref: string, ctx: BackendContext = {}, o: { dtype?: string } = {}): Promise<ModelEntry> {
+  return ensureGguf(resolveModel(ref, o), ctx);
 }
 
 /**

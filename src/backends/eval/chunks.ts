@@ -1,5 +1,4 @@
 import { readFileSync, statSync } from "node:fs";
-import type { LlamaModel } from "node-llama-cpp";
 import { NotFoundError, UsageError } from "../../core/errors.js";
 
 /**
@@ -82,23 +81,4 @@ export function readEvalText(file: string): string {
   if (text.endsWith("\n")) text = text.slice(0, -1);
   if (text.length === 0) throw new UsageError(`${file} is empty: there is no text to score.`);
   return text;
-}
-
-/** BOS for models that add one (what llama-perplexity's common_tokenize(…, add_special = true) adds). */
-export function bosOf(model: LlamaModel): number | undefined {
-  return model.tokens.shouldPrependBosToken && model.tokens.bos !== null ? (model.tokens.bos as number) : undefined;
-}
-
-/**
- * Tokenises like llama-perplexity: special-token text (e.g. "<|user|>") is not parsed into control
- * tokens (parse_special = false), and BOS goes in front when the model adds it.
- */
-export function tokenizeText(model: LlamaModel, text: string): Uint32Array {
-  const body = model.tokenize(text, false);
-  const bos = bosOf(model);
-  const out = new Uint32Array(body.length + (bos === undefined ? 0 : 1));
-  let k = 0;
-  if (bos !== undefined) out[k++] = bos;
-  for (const t of body) out[k++] = t as number;
-  return out;
 }

@@ -3,9 +3,10 @@ import { UsageError } from "../../core/errors.js";
 import type { LoadedModel } from "../llama/loader.js";
 import type { LoraSpec } from "../llama/lora.js";
 import type { GpuChoice } from "../llama/runtime.js";
-import { bosOf, checkContextSize, planChunks, readEvalText, tokenizeText } from "./chunks.js";
+import { bosOf, tokenizeText } from "../llama/prompt.js";
+import { checkContextSize, planChunks, readEvalText } from "./chunks.js";
 import { scoreChunks, scoringLanes } from "./lockstep.js";
-import { type DistributionRow, LN_FLOAT32_MIN, logProbOf, openReaders } from "./logprobs.js";
+import { type DistributionRow, LN_FLOAT32_MIN, logProbOf, openReaders } from "../llama/logprobs.js";
 import type { ModelEntry } from "../store/types.js";
 import { loadForScoring } from "./perplexity.js";
 import { Moments, meanAndUncertainty, medianSorted, perplexityEstimate, percentileSorted, shareWithError } from "./stats.js";
@@ -47,7 +48,7 @@ export interface KldResult {
 
 /**
  * KL(P_base ‖ P_model) of one position over the whole vocabulary, in float64:
- * Σ_i pb_i · (ln pb_i − ln q_i), with both rows renormalised (see logprobs.ts). Tokens the base gives
+ * Σ_i pb_i · (ln pb_i − ln q_i), with both rows renormalised (see llama/logprobs.ts). Tokens the base gives
  * probability 0 contribute 0; a model probability that underflowed float32 is clamped to 2^-149.
  */
 export function klDivergenceOfRows(base: DistributionRow, model: DistributionRow): number {

@@ -2,7 +2,7 @@ import { availableParallelism } from "node:os";
 import { emit, type BackendContext } from "../../core/events.js";
 import { CancelledError } from "../../core/errors.js";
 import { type ChunkPlan, chunkTokens } from "./chunks.js";
-import { type BatchPart, type DistributionReader, type DistributionRow, forEachRow } from "./logprobs.js";
+import { type BatchPart, type DistributionReader, type DistributionRow, forEachRow } from "../llama/logprobs.js";
 
 /**
  * Contexts per model that take turns (see scoreChunks): two when the main thread has a core beside

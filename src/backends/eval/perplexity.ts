@@ -5,9 +5,10 @@ import type { GpuChoice } from "../llama/runtime.js";
 import type { OnnxDtype } from "../onnx/layout.js";
 import { loadRuntimeModel } from "../runtime/load.js";
 import type { ModelEntry } from "../store/types.js";
-import { bosOf, checkContextSize, decodeShape, planChunks, readEvalText, tokenizeText } from "./chunks.js";
+import { bosOf, tokenizeText } from "../llama/prompt.js";
+import { checkContextSize, decodeShape, planChunks, readEvalText } from "./chunks.js";
 import { scoreChunks, scoringLanes } from "./lockstep.js";
-import { logProbOf, openReaders } from "./logprobs.js";
+import { logProbOf, openReaders } from "../llama/logprobs.js";
 import { Moments, perplexityEstimate } from "./stats.js";
 
 export interface PerplexityOptions {

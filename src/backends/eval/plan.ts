@@ -68,10 +68,10 @@ function adapterLabel(spec: string): string {
   return `${path.basename(target)}${scale !== 1 ? `:${scale}` : ""}`;
 }
 
-/** Resolves the model (errors before any adapter is converted or downloaded). */
-function modelEntry(ref: string): { model: string; adapters: string[]; entry: ModelEntry } {
+/** Resolves the model (errors before any adapter is converted or downloaded); `dtype` as resolveModel takes it. */
+function modelEntry(ref: string, dtype?: string): { model: string; adapters: string[]; entry: ModelEntry } {
   const { model, adapters } = splitAdapters(ref);
-  return { model, adapters, entry: resolveModel(model) };
+  return { model, adapters, entry: resolveModel(model, { dtype }) };
 }
 
 /** A Hugging Face, GPTQ or AWQ folder is evaluated as the GGUF converted from it once (convert/runnable.ts); ONNX folders as they are. */
@@ -97,7 +97,7 @@ function evalText(file: string): EvalText {
 
 /**
  * KL divergence reads every position's whole next-token distribution through llama.cpp's own logits
- * (logprobs.ts), for the model and the base in lock-step: it runs on llama.cpp models only.
+ * (llama/logprobs.ts), for the model and the base in lock-step: it runs on llama.cpp models only.
  */
 function assertKldRuntime(models: { ref: string; entry: ModelEntry }[]): void {
   const onnx = models.find((m) => runtimeOf(m.entry) !== "llama.cpp");
@@ -123,8 +123,8 @@ export async function planEval(r: EvalPlanRequest, ctx: BackendContext = {}): Pr
   if (r.kldBase && !r.perplexity) throw new UsageError("--kld-base compares next-token distributions on a text: give it with --perplexity FILE.");
   const text = r.perplexity ? evalText(r.perplexity) : undefined;
   // Every reference resolves before any conversion starts, so a typo in the last one fails at once.
-  const resolved = r.models.map(modelEntry);
-  const resolvedBase = r.kldBase ? modelEntry(r.kldBase) : undefined;
+  const resolved = r.models.map((m) => modelEntry(m, r.dtype));
+  const resolvedBase = r.kldBase ? modelEntry(r.kldBase, r.dtype) : undefined;
   for (const m of [...resolved, ...(resolvedBase ? [resolvedBase] : [])]) checkLoadOptions(m.entry, { dtype: r.dtype });
   if (resolvedBase) assertKldRuntime([...resolved.map((m, i) => ({ ref: r.models[i]!, entry: m.entry })), { ref: r.kldBase!, entry: resolvedBase.entry }]);
   const entries: ReturnType<typeof modelEntry>[] = [];

@@ -53,3 +53,22 @@ export function chatPromptTokens(model: LlamaModel, wrapper: ChatWrapper, histor
   const { contextText } = wrapper.generateContextState({ chatHistory: [...history, { type: "user", text: prompt }, { type: "model", response: [] }] });
   return contextText.tokenize(model.tokenizer);
 }
+
+/** BOS for models that add one (what llama-perplexity's common_tokenize(…, add_special = true) adds). */
+export function bosOf(model: LlamaModel): number | undefined {
+  return leadingBos(model);
+}
+
+/**
+ * A text to score, tokenised like llama-perplexity: special-token text (e.g. "<|user|>") is not parsed
+ * into control tokens (parse_special = false), and BOS goes in front when the model adds it.
+ */
+export function tokenizeText(model: LlamaModel, text: string): Uint32Array {
+  const body = model.tokenize(text, false);
+  const bos = bosOf(model);
+  const out = new Uint32Array(body.length + (bos === undefined ? 0 : 1));
+  let k = 0;
+  if (bos !== undefined) out[k++] = bos;
+  for (const t of body) out[k++] = t as number;
+  return out;
+}

@@ -198,7 +198,9 @@ export class ModelPool {
   private async load(m: PooledModel): Promise<RuntimeModel> {
     await Promise.allSettled([...this.unloading]);
     emit(this.o.onEvent, { type: "log", level: "debug", message: `loading ${m.entry.name}` });
-    const model = await loadRuntimeModel(m.entry, { ...this.o.load, sequences: this.o.parallel }, { signal: this.shutdown.signal, onEvent: this.o.onEvent });
+    // A request's own variant (NAME:q4) wins over the server's --dtype.
+    const load = { ...this.o.load, dtype: m.entry.dtype ?? this.o.load.dtype, sequences: this.o.parallel };
+    const model = await loadRuntimeModel(m.entry, load, { signal: this.shutdown.signal, onEvent: this.o.onEvent });
     try {
       // Resolving llama.cpp's chat template takes ~0.5 s; doing it here keeps that off the first request.
       await model.warmUp?.();

@@ -100,7 +100,7 @@ export async function startServer(o: ServeOptions = {}, ctx: BackendContext = {}
     // The operator's own references: any model slm can resolve, paths included.
     for (const ref of o.preload ?? []) {
       // A Hugging Face, GPTQ or AWQ folder is converted to GGUF once, here, with progress; never on a request.
-      served.addStarted(ref, await ensureGguf(resolveModel(ref), ctx));
+      served.addStarted(ref, await ensureGguf(resolveModel(ref, { dtype: o.load?.dtype }), ctx));
       models.push(await pool.preload(ref));
     }
   } catch (err) {

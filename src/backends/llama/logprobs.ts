@@ -1,7 +1,7 @@
 import type { LlamaContext, LlamaContextSequence } from "node-llama-cpp";
 import { SlmError } from "../../core/errors.js";
-import type { LoadedModel } from "../llama/loader.js";
-import { serializeSampling } from "../llama/serialSampling.js";
+import type { LoadedModel } from "./loader.js";
+import { serializeSampling } from "./serialSampling.js";
 
 /**
  * Exact full-vocabulary next-token distributions from node-llama-cpp 3.21.1, for every position of a
