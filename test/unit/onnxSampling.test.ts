@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { REPEAT_PENALTY_LAST_TOKENS, Sampler, resolveSampling, topK } from "../../src/backends/onnx/sampling.js";
+import { REPEAT_PENALTY_LAST_TOKENS, Sampler, candidates, minP, resolveSampling, topK, topP } from "../../src/backends/onnx/sampling.js";
 
 const logits = (xs: number[]) => Float32Array.from(xs);
 
@@ -100,5 +100,31 @@ describe("ONNX sampling with llama.cpp's meaning", () => {
     const sorted = values.map((_, i) => i).sort((a, b) => values[b]! - values[a]!);
     expect(topK(at, values.length, 40)).toEqual(sorted.slice(0, 40));
     expect(topK(at, values.length, 0)).toEqual(sorted);
+  });
+
+  it("without top-k, the candidates kept equal top-p and min-p over the whole sorted vocabulary (the fast path cuts nothing it should keep)", () => {
+    const vocab = 5000;
+    const rows = [
+      Float32Array.from({ length: vocab }, (_, i) => -Math.log(1 + i) * 2 + Math.sin(i) * 0.5), // peaked, like a language model
+      Float32Array.from({ length: vocab }, (_, i) => Math.sin(i * 1.37) * 5), // flat
+    ];
+    for (const row of rows) {
+      const sorted = Array.from({ length: vocab }, (_, i) => i).sort((a, b) => row[b]! - row[a]! || a - b);
+      const max = row[sorted[0]!]!;
+      const norm = sorted.reduce((acc, i) => acc + Math.exp(row[i]! - max), 0);
+      for (const p of [0.3, 0.9, 0.99, 1]) {
+        for (const mp of [0, 0.05]) {
+          // By the definition: the shortest sorted prefix reaching p, then min-p on it.
+          let cum = 0;
+          let cut = sorted.length;
+          if (p < 1) cut = sorted.findIndex((i) => (cum += Math.exp(row[i]! - max) / norm) >= p) + 1;
+          const expected = sorted.slice(0, cut).filter((i) => mp <= 0 || row[i]! >= max + Math.log(mp));
+          const c = candidates(row, 0, p, mp);
+          const afterP = topP(c.ids, c.values, p, c.logNorm);
+          const got = minP(afterP.ids, afterP.values, mp).ids;
+          expect(mp <= 0 && p >= 1 ? [...got].sort((a, b) => a - b) : got).toEqual(mp <= 0 && p >= 1 ? [...expected].sort((a, b) => a - b) : expected);
+        }
+      }
+    }
   });
 });
