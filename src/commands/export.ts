@@ -30,19 +30,21 @@ export function register(program: Command): void {
     .addHelpText(
       "after",
       `
-One folder per model, as transformers.js and Optimum lay it out: config.json, generation_config.json,
-tokenizer.json (written by transformers, also for models that ship only tokenizer.model), the chat
-template, and onnx/model<suffix>.onnx per dtype; each later --dtype adds its file to the same folder.
-The graph takes input_ids, attention_mask, position_ids and past_key_values.N.key/value and gives logits
-and present.N.key/value. Every file is run with onnxruntime against the torch model before it is kept.
+One folder per model, laid out as transformers.js and Optimum lay it out:
+config.json, generation_config.json, tokenizer.json (written by transformers,
+also for models that ship only tokenizer.model), the chat template, and
+onnx/model<suffix>.onnx per dtype; each later --dtype adds its file to the
+same folder. The graph takes input_ids, attention_mask, position_ids and
+past_key_values.N.key/value, and gives logits and present.N.key/value. Every
+file is run in onnxruntime against the torch model before it is kept.
 Needs slm's Python environment (slm setup python) with onnx and onnxruntime.
 Ctrl+C or a failure leaves no new file and no registry entry.
 
 Examples:
-  slm export tiny-arith --format onnx                       → tiny-arith-onnx (fp32)
-  slm export tiny-arith --format onnx --dtype q4            adds onnx/model_q4.onnx to it
+  slm export tiny-arith --format onnx            → tiny-arith-onnx (fp32)
+  slm export tiny-arith --format onnx --dtype q4 adds onnx/model_q4.onnx
   slm export ./my-model --format onnx --dtype fp32,q8 --out my-model-web
-  slm export tiny-arith+sub --format onnx                   a fine-tune, merged first
+  slm export tiny-arith+sub --format onnx        a fine-tune, merged first
   slm run tiny-arith-onnx:q4 "12+34"`,
     )
     .action(
@@ -62,8 +64,8 @@ function summary(r: ExportResult): string {
   const files = r.recipe.files.map((f) => `${f.dtype} ${formatBytes(f.bytes)}`).join(", ");
   const all = r.model.onnx?.dtypes ?? [];
   return [
-    `${r.model.name}: ONNX ${files}, opset ${r.recipe.opset}, ${formatDuration(r.seconds)}`,
-    r.addedToExisting ? `added to the export, which now has ${all.join(", ")}` : `from ${r.source.name}`,
+    `${r.model.name}: ONNX, opset ${r.recipe.opset}, ${formatDuration(r.seconds)}, from ${r.source.name}`,
+    r.addedToExisting ? `added ${files}; it now has ${all.join(", ")}` : files,
     r.model.path,
     `run it: slm run ${r.model.name}${r.added.length > 1 || r.addedToExisting ? `:${r.added[r.added.length - 1]}` : ""}`,
   ].join("\n");

@@ -74,7 +74,7 @@ describe("slm export --format onnx", () => {
       const before = readFileSync(path.join(dir, "onnx", "model_q4.onnx"));
       const again = await slm(["export", "tiny-arith", "--format", "onnx", "--dtype", "q8"], sb);
       expect(again.exitCode, again.all).toBe(0);
-      expect(again.stdout).toMatch(/added to the export, which now has fp32, q8, q4/);
+      expect(again.stdout).toMatch(/added q8 [\d.]+ MB; it now has fp32, q8, q4/);
       const updated = registry(sb).models["tiny-arith-onnx"]!;
       expect(updated.onnx?.dtypes).toEqual(["fp32", "q8", "q4"]);
       expect(updated.lineage.map((l) => l.parameters.dtypes)).toEqual([["q8"], ["fp32", "q4"]]);
