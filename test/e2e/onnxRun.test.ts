@@ -86,6 +86,9 @@ describe("slm run on an ONNX model", () => {
     need(ctx);
     const r = await slm(["run", GGUF, "12+34", "--dtype", "q4", "--json"], sb);
     expect(r.exitCode, r.all).toBe(2);
-    expect(lastJson(r.stdout).error!.message).toMatch(/--dtype/);
+    const err = lastJson(r.stdout).error!;
+    expect(err.message).toMatch(/dtype/);
+    expect(err.message).toMatch(/GGUF/);
+    expect(err.message).toMatch(/ONNX/);
   });
 });
