@@ -75,7 +75,8 @@ Examples:
 
 function notes(r: EvalResult, report: string | undefined): string[] {
   const lines: string[] = [];
-  const stored = r.models.filter((m) => m.stored).map((m) => m.model);
+  // The label, not the bare name: two variants of one ONNX model are stored apart (name:dtype).
+  const stored = r.models.filter((m) => m.stored).map((m) => m.label);
   if (stored.length > 0) lines.push(`Saved with ${stored.join(", ")} (slm info shows them).`);
   for (const m of r.models.filter((x) => !x.stored)) lines.push(`Not saved: ${m.notStored}.`);
   if (report) lines.push(`Report: ${report}`);

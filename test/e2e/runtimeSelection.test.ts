@@ -149,3 +149,35 @@ describe.skipIf(py.skip !== undefined)(`an ONNX model through the same commands$
     }
   });
 });
+
+describe.skipIf(py.skip !== undefined)(`eval records of an ONNX model's variants${py.skip ? ` (skipped: ${py.skip})` : ""}`, () => {
+  let work: string;
+  const sb = sandbox();
+
+  beforeAll(async () => {
+    work = mkdtempSync(path.join(tmpdir(), "slm-variants-"));
+    const dir = path.join(work, "tiny-arith-onnx");
+    // Two dtypes in one folder, as `slm export --dtype fp32,q8` leaves them (q8 needs no onnx_ir).
+    writeFileSync(path.join(work, "export.json"), JSON.stringify({ model: path.join(FIXTURE, "hf"), output_dir: dir, dtypes: ["fp32", "q8"], threads: 1 }));
+    await execa(py.python!, [path.join(ROOT, "recipes/export_onnx.py"), "--config", path.join(work, "export.json")], { env: { ...process.env, OMP_NUM_THREADS: "1" } });
+    mkdirSync(sb.home, { recursive: true });
+    const entry = { name: "ta-onnx", format: "onnx", path: dir, files: [], source: { type: "derived" }, size: 0, lineage: [], createdAt: new Date().toISOString(), onnx: { dtypes: ["fp32", "q8"], base: "model" } };
+    writeFileSync(path.join(sb.home, "registry.json"), JSON.stringify({ version: 1, models: { "ta-onnx": entry } }));
+  }, 300_000);
+  afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+  it("keeps one record per dtype, names the variants it saved with, and info and list show each", async () => {
+    const r = await slm(["eval", "ta-onnx:fp32", "ta-onnx:q8", "--task", ADD_EVAL, "--limit", "5"], sb);
+    expect(r.exitCode, r.all).toBe(0);
+    expect(r.stdout).toContain("Saved with ta-onnx:fp32, ta-onnx:q8");
+    // The default variant (q8 by the CPU rule) is named too, and its rerun replaces q8's record, not fp32's.
+    const again = await slm(["eval", "ta-onnx", "--task", ADD_EVAL, "--limit", "5"], sb);
+    expect(again.stdout).toContain("Saved with ta-onnx:q8");
+    const info = await slm(["info", "ta-onnx"], sb);
+    expect(info.stdout).toMatch(/add-eval \(fp32\): 100\.0 %/);
+    expect(info.stdout).toMatch(/add-eval \(q8\): 100\.0 %/);
+    expect(info.stdout.match(/^ +add-eval/gm)).toHaveLength(2);
+    const list = await slm(["list", "--metrics"], sb);
+    expect(list.stdout).toMatch(/ta-onnx .*fp32 100\.0 %, q8 100\.0 %/);
+  });
+});

@@ -4,7 +4,7 @@ import path from "node:path";
 import { NotFoundError, UsageError } from "../../core/errors.js";
 import type { BackendContext } from "../../core/events.js";
 import { type LoraSpec, splitLoraSpec } from "../llama/lora.js";
-import { isOnnxDtype } from "../onnx/layout.js";
+import { defaultDtype, isOnnxDtype } from "../onnx/layout.js";
 import { hasModel } from "../store/registry.js";
 import { resolveModel } from "../store/resolve.js";
 import type { ModelEntry } from "../store/types.js";
@@ -17,7 +17,7 @@ import { checkLoadOptions, resolveRuntimeLora, runtimeOf } from "../runtime/load
 export interface EvalModel {
   /** As typed on the command line. */
   ref: string;
-  /** The name in tables: the model's, with "+ adapter" for each added adapter. */
+  /** The name in tables: the model's (with ":dtype" for an ONNX variant), with "+ adapter" for each added adapter. */
   label: string;
   entry: ModelEntry;
   /** Adapters beyond the entry's own (--lora, or MODEL+ADAPTER). */
@@ -80,10 +80,16 @@ function adapterLabel(spec: string): string {
   return `${path.basename(target)}${scale !== 1 ? `:${scale}` : ""}`;
 }
 
-/** Resolves the model (errors before any adapter is converted or downloaded); `dtype` as resolveModel takes it. */
+/**
+ * Resolves the model (errors before any adapter is converted or downloaded); `dtype` as resolveModel takes it.
+ * An ONNX model's variant is pinned here, the default one included, so that what is loaded, the name in
+ * tables and the stored records' settings all say the same dtype (fp32's results never replace q4's).
+ */
 function modelEntry(ref: string, dtype?: string): { model: string; adapters: string[]; entry: ModelEntry } {
   const { model, adapters } = splitAdapters(ref);
-  return { model, adapters, entry: resolveModel(model, { dtype }) };
+  const entry = resolveModel(model, { dtype });
+  const pinned = entry.format === "onnx" && !entry.dtype ? defaultDtype(entry.onnx?.dtypes ?? []) : undefined;
+  return { model, adapters, entry: pinned ? { ...entry, dtype: pinned } : entry };
 }
 
 /** A Hugging Face, GPTQ or AWQ folder is evaluated as the GGUF converted from it once (convert/runnable.ts); ONNX folders as they are. */
@@ -95,7 +101,7 @@ async function runnable(m: ReturnType<typeof modelEntry>, ctx: BackendContext): 
 async function evalModel(ref: string, m: ReturnType<typeof modelEntry>, lora: readonly string[], ctx: BackendContext): Promise<EvalModel> {
   const specs = [...m.adapters, ...lora];
   const extraAdapters = await resolveRuntimeLora(m.entry, specs, ctx);
-  const label = [m.entry.name, ...specs.map(adapterLabel)].join(" + ");
+  const label = [m.entry.dtype ? `${m.entry.name}:${m.entry.dtype}` : m.entry.name, ...specs.map(adapterLabel)].join(" + ");
   return { ref, label, entry: m.entry, extraAdapters };
 }
 
