@@ -45,11 +45,31 @@ describe("--dtype is an ONNX model's option", () => {
     it(`${verb}: refused for a GGUF model with a usage error that says what to do, before anything loads`, async () => {
       const r = await slm(args, sb, { input: "" , timeout: 60_000 });
       expect(r.exitCode).toBe(2);
-      // Said by reference resolution (store/resolve.ts) or, for a model resolved without it, by the runtime's loader.
-      expect(r.stderr).toMatch(/tiny-arith is a GGUF model; (a dtype \(q4\)|--dtype) picks (a|the) variant of an ONNX model/);
+      // Said by reference resolution (store/resolve.ts) or, for a model resolved without it, by the runtime's
+      // loader; eval says its own (it can name the variant per model instead).
+      if (verb === "eval") expect(r.stderr).toMatch(/--dtype q4 applies to every model, and tiny-arith is a GGUF model/);
+      else expect(r.stderr).toMatch(/tiny-arith is a GGUF model; (a dtype \(q4\)|--dtype) picks (a|the) variant of an ONNX model/);
       expect(r.stderr).not.toMatch(/Loading|Loaded/);
     });
   }
+  it("eval: --dtype over a GGUF and an ONNX model points at NAME:dtype per model, in the error and in --help", async () => {
+    const folder = path.join(mkdtempSync(path.join(tmpdir(), "slm-dtype-hint-")), "ta-onnx");
+    mkdirSync(path.join(folder, "onnx"), { recursive: true });
+    try {
+      // A folder that scans as ONNX (config.json + onnx/model.onnx) is enough: nothing loads before the refusal.
+      writeFileSync(path.join(folder, "config.json"), "{}");
+      writeFileSync(path.join(folder, "onnx", "model.onnx"), "");
+      const r = await slm(["eval", "tiny-arith", folder, "--dtype", "fp32", "--task", ADD_EVAL, "--limit", "2", "--no-store"], sb);
+      expect(r.exitCode, r.all).toBe(2);
+      expect(r.stderr).toMatch(/--dtype fp32 applies to every model, and tiny-arith is a GGUF model/);
+      expect(r.stderr).toContain(`hint: Pick the variant per model with NAME:dtype instead: slm eval tiny-arith ${folder}:fp32`);
+    } finally {
+      rmSync(path.dirname(folder), { recursive: true, force: true });
+    }
+    const help = await slm(["eval", "--help"], sb);
+    expect(help.stdout).toMatch(/--dtype picks the variant of every model[\s\S]*NAME:dtype/);
+  });
+
   it("takes only the dtype vocabulary", async () => {
     const r = await slm(["run", "tiny-arith", "12+34", "--dtype", "q3"], sb);
     expect(r.exitCode).not.toBe(0);

@@ -92,6 +92,32 @@ function modelEntry(ref: string, dtype?: string): { model: string; adapters: str
   return { model, adapters, entry: pinned ? { ...entry, dtype: pinned } : entry };
 }
 
+/**
+ * --dtype asks every model for that variant; a model that is not ONNX refuses it, and here the fix is
+ * eval's own: the variant can be picked per model (NAME:dtype), so GGUF and ONNX models share one table.
+ */
+function withDtypeFlag(ref: string, dtype: string | undefined, refs: readonly string[]): ReturnType<typeof modelEntry> {
+  try {
+    return modelEntry(ref, dtype);
+  } catch (err) {
+    const plain = dtype && err instanceof UsageError ? tryModelEntry(ref) : undefined;
+    if (!plain || plain.entry.format === "onnx") throw err;
+    const named = refs.map((x) => (tryModelEntry(x)?.entry.format === "onnx" ? `${x}:${dtype}` : x));
+    throw new UsageError(`--dtype ${dtype} applies to every model, and ${ref} is a ${plain.entry.format.toUpperCase()} model, which has no dtypes.`, {
+      hint: `Pick the variant per model with NAME:dtype instead: slm eval ${named.join(" ")} …`,
+      cause: err,
+    });
+  }
+}
+
+function tryModelEntry(ref: string): ReturnType<typeof modelEntry> | undefined {
+  try {
+    return modelEntry(ref);
+  } catch {
+    return undefined;
+  }
+}
+
 /** A Hugging Face, GPTQ or AWQ folder is evaluated as the GGUF converted from it once (convert/runnable.ts); ONNX folders as they are. */
 async function runnable(m: ReturnType<typeof modelEntry>, ctx: BackendContext): Promise<ReturnType<typeof modelEntry>> {
   return { ...m, entry: await ensureGguf(m.entry, ctx) };
@@ -140,7 +166,7 @@ export async function planEval(r: EvalPlanRequest, ctx: BackendContext = {}): Pr
   if (r.kldBase && !r.perplexity) throw new UsageError("--kld-base compares next-token distributions on a text: give it with --perplexity FILE.");
   const text = r.perplexity ? evalText(r.perplexity) : undefined;
   // Every reference resolves before any conversion starts, so a typo in the last one fails at once.
-  const resolved = r.models.map((m) => modelEntry(m, r.dtype));
+  const resolved = r.models.map((m) => withDtypeFlag(m, r.dtype, r.models));
   const resolvedBase = r.kldBase ? modelEntry(r.kldBase, r.dtype) : undefined;
   for (const m of [...resolved, ...(resolvedBase ? [resolvedBase] : [])]) checkLoadOptions(m.entry, { dtype: r.dtype });
   if (resolvedBase) assertKldRuntime([...resolved.map((m, i) => ({ ref: r.models[i]!, entry: m.entry })), { ref: r.kldBase!, entry: resolvedBase.entry }]);
