@@ -109,6 +109,16 @@ describe.skipIf(py.skip !== undefined)(`an ONNX model through the same commands$
     expect(r.stdout.trim()).toBe("46");
   });
 
+  it("run and chat load as quietly as a GGUF does: the same stderr on both runtimes", async () => {
+    for (const args of [["run", "MODEL", "12+34", "-t", "0"], ["chat", "MODEL", "-t", "0"]]) {
+      const [gguf, onnx] = await Promise.all(["tiny-arith", "ta-onnx"].map((m) => slm(args.map((a) => (a === "MODEL" ? m : a)), sb, { input: "12+34\n" })));
+      expect(onnx!.exitCode, onnx!.all).toBe(0);
+      expect(onnx!.stdout.trim()).toBe("46");
+      expect(onnx!.stderr).toBe(gguf!.stderr);
+      expect(onnx!.stderr).not.toMatch(/Load/);
+    }
+  });
+
   it("bench measures it in llama-bench's table", async () => {
     const r = await slm(["bench", "ta-onnx", "-p", "16", "-n", "8", "-r", "1", "--json"], sb);
     expect(r.exitCode, r.all).toBe(0);
