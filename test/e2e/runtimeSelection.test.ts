@@ -128,6 +128,16 @@ describe.skipIf(py.skip !== undefined)(`an ONNX model through the same commands$
     expect(data.tests.every((t) => t.mean > 0)).toBe(true);
   });
 
+  it("bench's footer shows only the settings that apply on onnxruntime, and --api sequence is refused", async () => {
+    const r = await slm(["bench", "ta-onnx", "-p", "16", "-n", "8", "-r", "1"], sb);
+    expect(r.exitCode, r.all).toBe(0);
+    expect(r.stdout).toMatch(/^threads \d+, context 17, batch \d+; load \d+ ms$/m);
+    expect(r.stdout).not.toMatch(/GPU layers|flash attention|api |libuv/);
+    const sequence = await slm(["bench", "ta-onnx", "-p", "16", "-n", "8", "-r", "1", "--api", "sequence"], sb);
+    expect(sequence.exitCode, sequence.all).toBe(2);
+    expect(sequence.stderr).toMatch(/--api sequence is node-llama-cpp's per-token API, and ta-onnx is an ONNX model/);
+  });
+
   it("eval puts it in one table with the GGUF, with the same answers", async () => {
     const r = await slm(["eval", "tiny-arith", "ta-onnx", "--task", ADD_EVAL, "--limit", "20", "--no-store", "--json"], sb);
     expect(r.exitCode, r.all).toBe(0);
