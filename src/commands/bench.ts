@@ -69,8 +69,14 @@ Examples:
   );
 }
 
+/** The settings used, those of the model's runtime only (an ONNX model has no GPU layers, flash attention, --api or libuv pool). */
 function settingsLine(r: BenchResult): string {
   const s = r.settings;
-  const adapters = s.adapters.length > 0 ? `, LoRA ${s.adapters.join(", ")}` : "";
-  return `${r.model.path}\nthreads ${s.threads}, context ${s.contextSize}, batch ${s.batchSize}, GPU layers ${s.gpuLayers}, flash attention ${s.flashAttention}, api ${s.api}, libuv pool ${s.libuvThreads}${adapters}; load ${r.loadMs} ms`;
+  const parts = [`threads ${s.threads}`, `context ${s.contextSize}`, `batch ${s.batchSize}`];
+  if (s.gpuLayers !== undefined) parts.push(`GPU layers ${s.gpuLayers}`);
+  if (s.flashAttention !== undefined) parts.push(`flash attention ${s.flashAttention}`);
+  if (s.api !== undefined) parts.push(`api ${s.api}`);
+  if (s.libuvThreads !== undefined) parts.push(`libuv pool ${s.libuvThreads}`);
+  if (s.adapters.length > 0) parts.push(`LoRA ${s.adapters.join(", ")}`);
+  return `${r.model.path}\n${parts.join(", ")}; load ${r.loadMs} ms`;
 }

@@ -40,10 +40,13 @@ temperature, question i is sampled with seed + i. --lora adds the adapter to eve
 context of each of the --parallel sequences (default: what the longest question can need) and the
 chunk size of --perplexity (default 512, or the model's training context if shorter). Results of registered and built-in models are saved with
 the model (slm info, slm list --metrics); a model given as a file path is not stored.
+--dtype picks the variant of every model, so all must be ONNX models; to pick one per model, or to
+put GGUF and ONNX models in one table, name it per model: NAME:dtype (tiny-arith-onnx:q4).
 
 Examples:
   slm eval tiny-arith --task test/fixtures/tiny-arith/data/add-eval.jsonl
   slm eval tiny-arith tiny-arith+test/fixtures/tiny-arith/gguf/lora-sub-f32.gguf --task test/fixtures/tiny-arith/data/sub-eval.jsonl
+  slm eval tiny-arith tiny-arith-onnx:fp32 tiny-arith-onnx:q4 --task test/fixtures/tiny-arith/data/add-eval.jsonl
   slm eval qwen2.5-0.5b qwen2.5-0.5b-Q4_K_M --task qa.jsonl --match contains --report qa.html
   slm eval qwen2.5-0.5b-Q4_K_M qwen2.5-0.5b-Q8_0 --perplexity wiki.txt --kld-base qwen2.5-0.5b:F16`,
   );
@@ -75,7 +78,8 @@ Examples:
 
 function notes(r: EvalResult, report: string | undefined): string[] {
   const lines: string[] = [];
-  const stored = r.models.filter((m) => m.stored).map((m) => m.model);
+  // The label, not the bare name: two variants of one ONNX model are stored apart (name:dtype).
+  const stored = r.models.filter((m) => m.stored).map((m) => m.label);
   if (stored.length > 0) lines.push(`Saved with ${stored.join(", ")} (slm info shows them).`);
   for (const m of r.models.filter((x) => !x.stored)) lines.push(`Not saved: ${m.notStored}.`);
   if (report) lines.push(`Report: ${report}`);

@@ -27,11 +27,11 @@ export function register(program: Command): void {
         const rows = models.map((m) => [m.name, m.format, m.quant ?? m.onnx?.dtypes.join(",") ?? "", formatBytes(m.size), m.parameters ? formatCount(m.parameters) : "", m.source.type === "hub" ? m.source.repo : m.source.type]);
         const headers = ["NAME", "FORMAT", "QUANT", "SIZE", "PARAMS", "SOURCE"];
         if (flags.metrics) {
-          const { headline, latestByName } = await import("../backends/eval/summary.js");
+          const { headlines, latestByName } = await import("../backends/eval/summary.js");
           const latest = models.map(latestByName);
           const names = [...new Set(latest.flatMap((l) => [...l.keys()]))].sort();
           headers.push(...names.map((n) => n.toUpperCase()));
-          rows.forEach((r, i) => r.push(...names.map((n) => (latest[i]!.get(n) ? headline(latest[i]!.get(n)!) : "–"))));
+          rows.forEach((r, i) => r.push(...names.map((n) => (latest[i]!.get(n) ? headlines(latest[i]!.get(n)!) : "–"))));
         }
         const { leftovers } = await import("../backends/store/leftovers.js");
         const left = await leftovers();

@@ -45,11 +45,31 @@ describe("--dtype is an ONNX model's option", () => {
     it(`${verb}: refused for a GGUF model with a usage error that says what to do, before anything loads`, async () => {
       const r = await slm(args, sb, { input: "" , timeout: 60_000 });
       expect(r.exitCode).toBe(2);
-      // Said by reference resolution (store/resolve.ts) or, for a model resolved without it, by the runtime's loader.
-      expect(r.stderr).toMatch(/tiny-arith is a GGUF model; (a dtype \(q4\)|--dtype) picks (a|the) variant of an ONNX model/);
+      // Said by reference resolution (store/resolve.ts) or, for a model resolved without it, by the runtime's
+      // loader; eval says its own (it can name the variant per model instead).
+      if (verb === "eval") expect(r.stderr).toMatch(/--dtype q4 applies to every model, and tiny-arith is a GGUF model/);
+      else expect(r.stderr).toMatch(/tiny-arith is a GGUF model; (a dtype \(q4\)|--dtype) picks (a|the) variant of an ONNX model/);
       expect(r.stderr).not.toMatch(/Loading|Loaded/);
     });
   }
+  it("eval: --dtype over a GGUF and an ONNX model points at NAME:dtype per model, in the error and in --help", async () => {
+    const folder = path.join(mkdtempSync(path.join(tmpdir(), "slm-dtype-hint-")), "ta-onnx");
+    mkdirSync(path.join(folder, "onnx"), { recursive: true });
+    try {
+      // A folder that scans as ONNX (config.json + onnx/model.onnx) is enough: nothing loads before the refusal.
+      writeFileSync(path.join(folder, "config.json"), "{}");
+      writeFileSync(path.join(folder, "onnx", "model.onnx"), "");
+      const r = await slm(["eval", "tiny-arith", folder, "--dtype", "fp32", "--task", ADD_EVAL, "--limit", "2", "--no-store"], sb);
+      expect(r.exitCode, r.all).toBe(2);
+      expect(r.stderr).toMatch(/--dtype fp32 applies to every model, and tiny-arith is a GGUF model/);
+      expect(r.stderr).toContain(`hint: Pick the variant per model with NAME:dtype instead: slm eval tiny-arith ${folder}:fp32`);
+    } finally {
+      rmSync(path.dirname(folder), { recursive: true, force: true });
+    }
+    const help = await slm(["eval", "--help"], sb);
+    expect(help.stdout).toMatch(/--dtype picks the variant of every model[\s\S]*NAME:dtype/);
+  });
+
   it("takes only the dtype vocabulary", async () => {
     const r = await slm(["run", "tiny-arith", "12+34", "--dtype", "q3"], sb);
     expect(r.exitCode).not.toBe(0);
@@ -89,6 +109,16 @@ describe.skipIf(py.skip !== undefined)(`an ONNX model through the same commands$
     expect(r.stdout.trim()).toBe("46");
   });
 
+  it("run and chat load as quietly as a GGUF does: the same stderr on both runtimes", async () => {
+    for (const args of [["run", "MODEL", "12+34", "-t", "0"], ["chat", "MODEL", "-t", "0"]]) {
+      const [gguf, onnx] = await Promise.all(["tiny-arith", "ta-onnx"].map((m) => slm(args.map((a) => (a === "MODEL" ? m : a)), sb, { input: "12+34\n" })));
+      expect(onnx!.exitCode, onnx!.all).toBe(0);
+      expect(onnx!.stdout.trim()).toBe("46");
+      expect(onnx!.stderr).toBe(gguf!.stderr);
+      expect(onnx!.stderr).not.toMatch(/Load/);
+    }
+  });
+
   it("bench measures it in llama-bench's table", async () => {
     const r = await slm(["bench", "ta-onnx", "-p", "16", "-n", "8", "-r", "1", "--json"], sb);
     expect(r.exitCode, r.all).toBe(0);
@@ -96,6 +126,16 @@ describe.skipIf(py.skip !== undefined)(`an ONNX model through the same commands$
     expect(data.model.description).toMatch(/^onnx fp32/);
     expect(data.tests.map((t) => t.name)).toEqual(["pp16", "tg8"]);
     expect(data.tests.every((t) => t.mean > 0)).toBe(true);
+  });
+
+  it("bench's footer shows only the settings that apply on onnxruntime, and --api sequence is refused", async () => {
+    const r = await slm(["bench", "ta-onnx", "-p", "16", "-n", "8", "-r", "1"], sb);
+    expect(r.exitCode, r.all).toBe(0);
+    expect(r.stdout).toMatch(/^threads \d+, context 17, batch \d+; load \d+ ms$/m);
+    expect(r.stdout).not.toMatch(/GPU layers|flash attention|api |libuv/);
+    const sequence = await slm(["bench", "ta-onnx", "-p", "16", "-n", "8", "-r", "1", "--api", "sequence"], sb);
+    expect(sequence.exitCode, sequence.all).toBe(2);
+    expect(sequence.stderr).toMatch(/--api sequence is node-llama-cpp's per-token API, and ta-onnx is an ONNX model/);
   });
 
   it("eval puts it in one table with the GGUF, with the same answers", async () => {
@@ -147,5 +187,37 @@ describe.skipIf(py.skip !== undefined)(`an ONNX model through the same commands$
       expect(r.stderr).toMatch(/--kld-base runs on llama\.cpp \(GGUF\) models only, and ta-onnx is an ONNX model/);
       expect(r.stderr).not.toMatch(/Loading/);
     }
+  });
+});
+
+describe.skipIf(py.skip !== undefined)(`eval records of an ONNX model's variants${py.skip ? ` (skipped: ${py.skip})` : ""}`, () => {
+  let work: string;
+  const sb = sandbox();
+
+  beforeAll(async () => {
+    work = mkdtempSync(path.join(tmpdir(), "slm-variants-"));
+    const dir = path.join(work, "tiny-arith-onnx");
+    // Two dtypes in one folder, as `slm export --dtype fp32,q8` leaves them (q8 needs no onnx_ir).
+    writeFileSync(path.join(work, "export.json"), JSON.stringify({ model: path.join(FIXTURE, "hf"), output_dir: dir, dtypes: ["fp32", "q8"], threads: 1 }));
+    await execa(py.python!, [path.join(ROOT, "recipes/export_onnx.py"), "--config", path.join(work, "export.json")], { env: { ...process.env, OMP_NUM_THREADS: "1" } });
+    mkdirSync(sb.home, { recursive: true });
+    const entry = { name: "ta-onnx", format: "onnx", path: dir, files: [], source: { type: "derived" }, size: 0, lineage: [], createdAt: new Date().toISOString(), onnx: { dtypes: ["fp32", "q8"], base: "model" } };
+    writeFileSync(path.join(sb.home, "registry.json"), JSON.stringify({ version: 1, models: { "ta-onnx": entry } }));
+  }, 300_000);
+  afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+  it("keeps one record per dtype, names the variants it saved with, and info and list show each", async () => {
+    const r = await slm(["eval", "ta-onnx:fp32", "ta-onnx:q8", "--task", ADD_EVAL, "--limit", "5"], sb);
+    expect(r.exitCode, r.all).toBe(0);
+    expect(r.stdout).toContain("Saved with ta-onnx:fp32, ta-onnx:q8");
+    // The default variant (q8 by the CPU rule) is named too, and its rerun replaces q8's record, not fp32's.
+    const again = await slm(["eval", "ta-onnx", "--task", ADD_EVAL, "--limit", "5"], sb);
+    expect(again.stdout).toContain("Saved with ta-onnx:q8");
+    const info = await slm(["info", "ta-onnx"], sb);
+    expect(info.stdout).toMatch(/add-eval \(fp32\): 100\.0 %/);
+    expect(info.stdout).toMatch(/add-eval \(q8\): 100\.0 %/);
+    expect(info.stdout.match(/^ +add-eval/gm)).toHaveLength(2);
+    const list = await slm(["list", "--metrics"], sb);
+    expect(list.stdout).toMatch(/ta-onnx .*fp32 100\.0 %, q8 100\.0 %/);
   });
 });

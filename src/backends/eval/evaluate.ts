@@ -7,7 +7,7 @@ import type { LoraSpec } from "../llama/lora.js";
 import type { GpuChoice } from "../llama/runtime.js";
 import { loadRuntimeModel, trainedContext } from "../runtime/load.js";
 import type { OnnxDtype } from "../onnx/layout.js";
-import type { EvalRecord } from "../store/types.js";
+import type { EvalRecord, ModelEntry } from "../store/types.js";
 import { type ChoiceScore, scoreChoices } from "./choice.js";
 import { EVAL_MAX_TOKENS, type GenerationScore, scoreGeneration } from "./generation.js";
 import { type KldResult, klDivergence } from "./kld.js";
@@ -95,34 +95,40 @@ function taskSettings(o: EvalRunOptions, kind: "generate" | "choice"): Record<st
   return s;
 }
 
-function taskRecord(t: TaskResult, o: EvalRunOptions, at: string): EvalRecord {
+/** An ONNX variant's records are its own: the dtype is one of the settings that tell runs apart. */
+function modelSettings(entry: ModelEntry): Record<string, string> {
+  return entry.dtype ? { dtype: entry.dtype } : {};
+}
+
+function taskRecord(t: TaskResult, o: EvalRunOptions, at: string, entry: ModelEntry): EvalRecord {
   const s = t.score;
   const metrics: Record<string, number> =
     s.kind === "generate"
       ? { accuracy: s.accuracy.value, accuracy_low: s.accuracy.low, accuracy_high: s.accuracy.high, questions_per_s: s.questionsPerSecond }
       : { acc: s.acc.value, acc_low: s.acc.low, acc_high: s.acc.high, acc_norm: s.accNorm.value, acc_norm_low: s.accNorm.low, acc_norm_high: s.accNorm.high, questions_per_s: s.questionsPerSecond };
-  return { kind: s.kind, name: t.task, file: t.file, sha256: t.sha256, metrics, n: s.questions, settings: taskSettings(o, s.kind), at };
+  return { kind: s.kind, name: t.task, file: t.file, sha256: t.sha256, metrics, n: s.questions, settings: { ...taskSettings(o, s.kind), ...modelSettings(entry) }, at };
 }
 
-function textRecords(r: ModelResult, plan: EvalPlan, ctxSize: number, at: string): EvalRecord[] {
+function textRecords(r: ModelResult, plan: EvalPlan, ctxSize: number, at: string, entry: ModelEntry): EvalRecord[] {
   const text = plan.text;
   if (!text) return [];
+  const own = modelSettings(entry);
   const base = { file: text.file, sha256: text.sha256, at };
   if (r.kld) {
     const k = r.kld;
     return [
-      { ...base, kind: "perplexity", name: `ppl ${text.name}`, metrics: { ppl: k.ppl, ppl_error: k.pplError }, n: k.tokens, settings: { ctx: ctxSize } },
+      { ...base, kind: "perplexity", name: `ppl ${text.name}`, metrics: { ppl: k.ppl, ppl_error: k.pplError }, n: k.tokens, settings: { ctx: ctxSize, ...own } },
       {
         ...base,
         kind: "kld",
         name: `kld ${text.name}`,
         metrics: { kld_mean: k.mean, kld_mean_error: k.meanError, kld_median: k.median, kld_p99: k.p99, kld_max: k.max, same_top: k.sameTop, same_top_error: k.sameTopError, ppl: k.ppl, base_ppl: k.basePpl },
         n: k.tokens,
-        settings: { ctx: ctxSize, base: k.base },
+        settings: { ctx: ctxSize, base: k.base, ...own },
       },
     ];
   }
-  if (r.perplexity) return [{ ...base, kind: "perplexity", name: `ppl ${text.name}`, metrics: { ppl: r.perplexity.ppl, ppl_error: r.perplexity.pplError }, n: r.perplexity.tokens, settings: { ctx: ctxSize } }];
+  if (r.perplexity) return [{ ...base, kind: "perplexity", name: `ppl ${text.name}`, metrics: { ppl: r.perplexity.ppl, ppl_error: r.perplexity.pplError }, n: r.perplexity.tokens, settings: { ctx: ctxSize, ...own } }];
   return [];
 }
 
@@ -238,7 +244,7 @@ export async function runEval(plan: EvalPlan, o: EvalRunOptions, ctx: BackendCon
       continue;
     }
     try {
-      r.stored = await storeEvals(m.entry, [...r.tasks.map((t) => taskRecord(t, o, date)), ...textRecords(r, plan, textCtx, date)]);
+      r.stored = await storeEvals(m.entry, [...r.tasks.map((t) => taskRecord(t, o, date, m.entry)), ...textRecords(r, plan, textCtx, date, m.entry)]);
       if (!r.stored) r.notStored = `${m.entry.name} is no longer registered`;
     } catch (err) {
       // The scores cost minutes to compute: hand them back with the failure instead of losing them.

@@ -4,7 +4,7 @@ import path from "node:path";
 import { NotFoundError, UsageError } from "../../core/errors.js";
 import type { BackendContext } from "../../core/events.js";
 import { type LoraSpec, splitLoraSpec } from "../llama/lora.js";
-import { isOnnxDtype } from "../onnx/layout.js";
+import { defaultDtype, isOnnxDtype } from "../onnx/layout.js";
 import { hasModel } from "../store/registry.js";
 import { resolveModel } from "../store/resolve.js";
 import type { ModelEntry } from "../store/types.js";
@@ -17,7 +17,7 @@ import { checkLoadOptions, resolveRuntimeLora, runtimeOf } from "../runtime/load
 export interface EvalModel {
   /** As typed on the command line. */
   ref: string;
-  /** The name in tables: the model's, with "+ adapter" for each added adapter. */
+  /** The name in tables: the model's (with ":dtype" for an ONNX variant), with "+ adapter" for each added adapter. */
   label: string;
   entry: ModelEntry;
   /** Adapters beyond the entry's own (--lora, or MODEL+ADAPTER). */
@@ -80,10 +80,42 @@ function adapterLabel(spec: string): string {
   return `${path.basename(target)}${scale !== 1 ? `:${scale}` : ""}`;
 }
 
-/** Resolves the model (errors before any adapter is converted or downloaded); `dtype` as resolveModel takes it. */
+/**
+ * Resolves the model (errors before any adapter is converted or downloaded); `dtype` as resolveModel takes it.
+ * An ONNX model's variant is pinned here, the default one included, so that what is loaded, the name in
+ * tables and the stored records' settings all say the same dtype (fp32's results never replace q4's).
+ */
 function modelEntry(ref: string, dtype?: string): { model: string; adapters: string[]; entry: ModelEntry } {
   const { model, adapters } = splitAdapters(ref);
-  return { model, adapters, entry: resolveModel(model, { dtype }) };
+  const entry = resolveModel(model, { dtype });
+  const pinned = entry.format === "onnx" && !entry.dtype ? defaultDtype(entry.onnx?.dtypes ?? []) : undefined;
+  return { model, adapters, entry: pinned ? { ...entry, dtype: pinned } : entry };
+}
+
+/**
+ * --dtype asks every model for that variant; a model that is not ONNX refuses it, and here the fix is
+ * eval's own: the variant can be picked per model (NAME:dtype), so GGUF and ONNX models share one table.
+ */
+function withDtypeFlag(ref: string, dtype: string | undefined, refs: readonly string[]): ReturnType<typeof modelEntry> {
+  try {
+    return modelEntry(ref, dtype);
+  } catch (err) {
+    const plain = dtype && err instanceof UsageError ? tryModelEntry(ref) : undefined;
+    if (!plain || plain.entry.format === "onnx") throw err;
+    const named = refs.map((x) => (tryModelEntry(x)?.entry.format === "onnx" ? `${x}:${dtype}` : x));
+    throw new UsageError(`--dtype ${dtype} applies to every model, and ${ref} is a ${plain.entry.format.toUpperCase()} model, which has no dtypes.`, {
+      hint: `Pick the variant per model with NAME:dtype instead: slm eval ${named.join(" ")} …`,
+      cause: err,
+    });
+  }
+}
+
+function tryModelEntry(ref: string): ReturnType<typeof modelEntry> | undefined {
+  try {
+    return modelEntry(ref);
+  } catch {
+    return undefined;
+  }
 }
 
 /** A Hugging Face, GPTQ or AWQ folder is evaluated as the GGUF converted from it once (convert/runnable.ts); ONNX folders as they are. */
@@ -135,7 +167,7 @@ export async function planEval(r: EvalPlanRequest, ctx: BackendContext = {}): Pr
   if (r.kldBase && !r.perplexity) throw new UsageError("--kld-base compares next-token distributions on a text: give it with --perplexity FILE.");
   const text = r.perplexity ? evalText(r.perplexity) : undefined;
   // Every reference resolves before any conversion starts, so a typo in the last one fails at once.
-  const resolved = r.models.map((m) => modelEntry(m, r.dtype));
+  const resolved = r.models.map((m) => withDtypeFlag(m, r.dtype, r.models));
   const resolvedBase = r.kldBase ? modelEntry(r.kldBase, r.dtype) : undefined;
   for (const m of [...resolved, ...(resolvedBase ? [resolvedBase] : [])]) checkLoadOptions(m.entry, { dtype: r.dtype });
   if (resolvedBase) assertKldRuntime([...resolved.map((m, i) => ({ ref: r.models[i]!, entry: m.entry })), { ref: r.kldBase!, entry: resolvedBase.entry }]);

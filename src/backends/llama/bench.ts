@@ -66,18 +66,19 @@ export interface BenchResult {
   };
   /** "CPU", or the GPU backend (CUDA, Vulkan, Metal). */
   backend: string;
+  /** What applies to every runtime, then llama.cpp's own settings, absent on another runtime. */
   settings: {
     threads: number;
     contextSize: number;
     batchSize: number;
-    gpuLayers: number;
-    flashAttention: "auto" | boolean;
-    api: BenchApi;
     adapters: string[];
+    gpuLayers?: number;
+    flashAttention?: "auto" | boolean;
+    api?: BenchApi;
     /** Threads in node's libuv pool (UV_THREADPOOL_SIZE, default 4), which runs each llama_decode. */
-    libuvThreads: number;
+    libuvThreads?: number;
     /** node-llama-cpp's binary: "localBuild" after `slm setup engine`, else its generic "prebuilt" one. */
-    engine: "localBuild" | "prebuilt";
+    engine?: "localBuild" | "prebuilt";
   };
   tests: BenchTest[];
   loadMs: number;
@@ -315,14 +316,18 @@ export function benchTable(r: BenchResult): string {
   const params = r.model.parameters < 1e9 ? `${(r.model.parameters / 1e6).toFixed(2)} M` : `${(r.model.parameters / 1e9).toFixed(2)} B`;
   // Field widths from llama-bench's markdown printer (negative = left-aligned).
   const cols: [string, number][] = [["model", -30], ["size", 10], ["params", 10], ["backend", -10], ["threads", 7], ["test", 15], ["t/s", 20]];
-  if (r.settings.gpuLayers > 0) cols.splice(5, 0, ["ngl", 3]);
-  const cell = (v: string, w: number) => (w < 0 ? v.padEnd(-w) : v.padStart(w));
-  const row = (vals: string[]) => `| ${vals.map((v, i) => cell(v, Math.max(Math.abs(cols[i]![1]), v.length) * Math.sign(cols[i]![1]))).join(" | ")} |`;
-  const lines = [row(cols.map(([h]) => h)), `| ${cols.map(([, w]) => (w < 0 ? `${"-".repeat(-w - 1)}-` : `${"-".repeat(w - 1)}:`)).join(" | ")} |`];
-  for (const t of r.tests) {
+  const gpuLayers = r.settings.gpuLayers ?? 0;
+  if (gpuLayers > 0) cols.splice(5, 0, ["ngl", 3]);
+  const rows = r.tests.map((t) => {
     const vals = [r.model.description, size, params, r.backend, String(r.settings.threads), t.name, `${t.mean.toFixed(2)} ± ${t.stddev.toFixed(2)}`];
-    if (r.settings.gpuLayers > 0) vals.splice(5, 0, String(r.settings.gpuLayers));
-    lines.push(row(vals));
-  }
-  return lines.join("\n");
+    if (gpuLayers > 0) vals.splice(5, 0, String(gpuLayers));
+    return vals;
+  });
+  // A value wider than its column (a long model description) widens the whole column, header and rule
+  // included, so the table stays aligned.
+  const widths = cols.map(([h, w], i) => Math.max(Math.abs(w), h.length, ...rows.map((v) => v[i]!.length)) * Math.sign(w));
+  const cell = (v: string, w: number) => (w < 0 ? v.padEnd(-w) : v.padStart(w));
+  const row = (vals: string[]) => `| ${vals.map((v, i) => cell(v, widths[i]!)).join(" | ")} |`;
+  const rule = `| ${widths.map((w) => (w < 0 ? `${"-".repeat(-w - 1)}-` : `${"-".repeat(w - 1)}:`)).join(" | ")} |`;
+  return [row(cols.map(([h]) => h)), rule, ...rows.map(row)].join("\n");
 }

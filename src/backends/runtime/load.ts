@@ -68,12 +68,24 @@ export async function trainedContext(entry: ModelEntry): Promise<number | undefi
   return typeof n === "number" && n > 0 ? n : undefined;
 }
 
+/**
+ * What a runtime may report while it loads: warnings and notes (log events), not steps or progress.
+ * Loading is the caller's to announce (chat's "Loading…", eval's step, nothing for run), as llama.cpp's
+ * silent load leaves it; a runtime's own "Loading…" lines would otherwise print between them (garbling
+ * chat's line in a terminal) and make one command's output differ by runtime. --verbose keeps them.
+ */
+function loadEvents(ctx: BackendContext, verbose: boolean | undefined): BackendContext {
+  if (verbose || !ctx.onEvent) return ctx;
+  const sink = ctx.onEvent;
+  return { ...ctx, onEvent: (e) => (e.type === "log" ? sink(e) : undefined) };
+}
+
 /** Loads `entry` on its runtime. The caller disposes the model. */
 export async function loadRuntimeModel(entry: ModelEntry, o: RuntimeLoadOptions = {}, ctx: BackendContext = {}): Promise<RuntimeModel> {
   checkLoadOptions(entry, o);
   if (runtimeOf(entry) === "onnxruntime") {
     const { loadOnnxModel } = await import("../onnx/model.js");
-    return loadOnnxModel(entry, o, ctx);
+    return loadOnnxModel(entry, o, loadEvents(ctx, o.verbose));
   }
   const { loadLlamaModel } = await import("../llama/model.js");
   return loadLlamaModel(entry, o, ctx);
