@@ -71,7 +71,7 @@ export async function loadOnnxModel(entry: ModelEntry, o: RuntimeLoadOptions, ct
   const vocabSize = num(folder.config.vocab_size) ?? 0;
   const eos = new Set(folder.eos);
   if (eos.size === 0 && tokenizer.idOf(String(folder.tokenizerConfig.eos_token)) !== undefined) eos.add(tokenizer.idOf(String(folder.tokenizerConfig.eos_token))!);
-  const parts: ModelParts = { name: entry.name, session, tokenizer, template, eos, contextSize, batchSize: o.batchSize ?? DEFAULT_BATCH, vocabSize, loadMs };
+  const parts: ModelParts = { name: entry.name, session, tokenizer, template, eos, contextSize, batchSize: o.batchSize ?? DEFAULT_BATCH, vocabSize, loadMs, onEvent: ctx.onEvent };
   const sequences = Math.max(1, o.sequences ?? 1);
   let open = 0;
   const description = `onnx ${folder.dtype} (${file})`;

@@ -1,4 +1,5 @@
 import { CancelledError, UsageError } from "../../core/errors.js";
+import { type EventSink, emit } from "../../core/events.js";
 import type { GenerateResult } from "../llama/generate.js";
 import { ContextLengthError } from "../runtime/errors.js";
 import type { ChatTurn, GenerationSlot, RuntimeGenerateOptions } from "../runtime/types.js";
@@ -20,6 +21,10 @@ export interface ModelParts {
   batchSize: number;
   vocabSize: number;
   loadMs: number;
+  /** Where warnings about a generation go (the load's sink): e.g. a system prompt the template leaves out. */
+  onEvent?: EventSink;
+  /** Set once the model has warned that its chat template leaves out the system prompt (said once per model). */
+  systemDropWarned?: boolean;
 }
 
 /** The conversation rendered with the chat template and tokenized (special-token text parsed, nothing added). */
@@ -27,7 +32,27 @@ export function chatTokens(parts: ModelParts, messages: readonly ChatTurn[]): nu
   if (!parts.template) {
     throw new UsageError(`${parts.name} has no chat template (neither chat_template.jinja nor chat_template in tokenizer_config.json).`, { hint: "Use a plain completion (--raw), or add the template to the model folder." });
   }
-  return parts.tokenizer.encode(parts.template.render(messages), true);
+  const text = parts.template.render(messages);
+  if (!parts.systemDropWarned && dropsSystem(parts.template, messages, text)) {
+    parts.systemDropWarned = true;
+    emit(parts.onEvent, { type: "log", level: "warn", message: `${parts.name}'s chat template leaves out the system prompt: the model answers as if none were given.` });
+  }
+  return parts.tokenizer.encode(text, true);
+}
+
+/**
+ * Whether the template renders the conversation the same with its system turn as without it: some
+ * templates (tiny-arith's) skip system messages, as transformers then does. llama.cpp's runtime folds
+ * the system prompt in instead, so the same -s gives different answers on the two runtimes; say so.
+ */
+function dropsSystem(template: ChatTemplate, messages: readonly ChatTurn[], rendered: string): boolean {
+  if (!messages.some((m) => m.role === "system" && m.content.trim() !== "")) return false;
+  try {
+    return template.render(messages.filter((m) => m.role !== "system")) === rendered;
+  } catch {
+    // A template that refuses a conversation without a system turn clearly uses it.
+    return false;
+  }
 }
 
 /**
