@@ -5,7 +5,9 @@ import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
 import { readOnnxFolder } from "../../src/backends/onnx/folder.js";
 import { loadOnnxModel } from "../../src/backends/onnx/model.js";
+import type { ContextLengthError } from "../../src/backends/runtime/errors.js";
 import type { ModelEntry } from "../../src/backends/store/types.js";
+import type { SlmEvent } from "../../src/core/events.js";
 import { missingPythonModules } from "../../src/backends/python/env.js";
 import { EXIT } from "../../src/core/errors.js";
 import { findExecutable, pathDirs } from "../../src/core/exec.js";
@@ -137,6 +139,21 @@ describe.skipIf(!python)("ONNX graphs that are not the decoder layout (written b
   it("a graph without the KV cache inputs and outputs says what it lacks", async () => {
     const dir = await graphFolder("no-cache");
     await expect(loadOnnxModel(entry(dir), { threads: 1 })).rejects.toMatchObject({ exitCode: EXIT.usage, message: expect.stringContaining("lacks past_key_values.0.key, past_key_values.0.value, present.0.key, present.0.value") });
+  });
+
+  it("--ctx past the training length on a graph with a table of positions: capped with a warning saying why, and a too-long prompt is not told to give a larger --ctx", async () => {
+    const dir = await graphFolder("learned-positions");
+    writeFileSync(path.join(dir, "config.json"), JSON.stringify({ ...LLAMA, max_position_embeddings: 8 }));
+    const events: SlmEvent[] = [];
+    const model = await loadOnnxModel(entry(dir), { threads: 1, contextSize: 32, capContextAtTraining: true }, { onEvent: (e) => events.push(e) });
+    try {
+      expect(model.contextSize).toBe(8);
+      expect(events.filter((e) => e.type === "log" && e.level === "warn")).toMatchObject([{ message: "--ctx 32 is more than m's graph takes: using its training length, 8 tokens." }]);
+      const err = await model.generate({ tokens: new Array<number>(12).fill(0) }).catch((e: unknown) => e as ContextLengthError);
+      expect(err).toMatchObject({ name: "ContextLengthError", promptTokens: 12, contextSize: 8, hint: "m's graph takes at most 8 positions (its training length); shorten the prompt." });
+    } finally {
+      await model.dispose();
+    }
   });
 
   it("a decoder-shaped graph with an input slm cannot feed names it when it loads, not at the first token", async () => {

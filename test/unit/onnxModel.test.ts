@@ -234,6 +234,20 @@ describe.skipIf(py.skip !== undefined)(`ONNX runtime against transformers${py.sk
     }
   });
 
+  it("--ctx past the training length (256) is honoured with a warning: the exported graph computes rotary angles from position_ids", async () => {
+    const events: SlmEvent[] = [];
+    const long = await loadOnnxModel(entry(dir), { threads: 1, contextSize: 1024, capContextAtTraining: true }, { onEvent: (e) => events.push(e) });
+    try {
+      expect(long.contextSize).toBe(1024);
+      expect(events.filter((e) => e.type === "log" && e.level === "warn")).toMatchObject([{ message: expect.stringContaining("--ctx 1024 is more than tiny-arith-onnx was trained on (256 tokens)") }]);
+      const r = await long.generate({ prompt: `${"1+2+".repeat(100)}3`, temperature: 0, maxTokens: 4 });
+      expect(r.promptTokens).toBeGreaterThan(256);
+      expect(r.completionTokens).toBeGreaterThan(0);
+    } finally {
+      await long.dispose();
+    }
+  });
+
   it("chat keeps the conversation between turns and counts the context it holds", async () => {
     const chat = await model.openChat({ temperature: 0 });
     const a = await chat.send("12+34");

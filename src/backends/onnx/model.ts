@@ -44,6 +44,25 @@ function fileBytes(file: string): number {
 }
 
 /**
+ * The context of each slot. Without --ctx: the training length, at most 4096. A --ctx past the training
+ * length is honoured, with a warning as llama.cpp gives, when the graph takes such positions (rotary
+ * angles computed from position_ids, as slm's exports have: the KV cache grows only as it is used, so
+ * a large --ctx costs nothing up front); a graph with a table of positions is capped at its training
+ * length, saying why, and a prompt too long for it is not told to give a larger --ctx.
+ */
+async function chooseContext(name: string, session: OnnxSession, config: Record<string, unknown>, asked: number | undefined, ctx: BackendContext): Promise<{ contextSize: number; contextLimitHint?: string }> {
+  const train = num(config.max_position_embeddings);
+  if (!asked) return { contextSize: Math.min(train ?? MAX_DEFAULT_CONTEXT, MAX_DEFAULT_CONTEXT) };
+  if (!train || asked <= train) return { contextSize: asked };
+  if (await session.takesPosition(asked - 1)) {
+    emit(ctx.onEvent, { type: "log", level: "warn", message: `--ctx ${asked} is more than ${name} was trained on (${train} tokens): positions past ${train} are ones it never saw, and its answers there may be poor.` });
+    return { contextSize: asked };
+  }
+  emit(ctx.onEvent, { type: "log", level: "warn", message: `--ctx ${asked} is more than ${name}'s graph takes: using its training length, ${train} tokens.` });
+  return { contextSize: train, contextLimitHint: `${name}'s graph takes at most ${train} positions (its training length); shorten the prompt.` };
+}
+
+/**
  * An ONNX model folder loaded on onnxruntime-node, behind the runtime interface (runtime/types.ts).
  * The folder is read and checked first (folder.ts: config, tokenizer, variant), so a bad folder fails
  * with a clear message before the ~290 MB native runtime is even imported.
@@ -66,12 +85,11 @@ export async function loadOnnxModel(entry: ModelEntry, o: RuntimeLoadOptions, ct
   const loadMs = Math.round(performance.now() - started);
   emit(ctx.onEvent, { type: "step", id: "onnx:session", status: "done", title: `Loaded ${entry.name}`, detail: `${threads} threads, ${loadMs} ms` });
 
-  const train = num(folder.config.max_position_embeddings);
-  const contextSize = o.contextSize && !(o.capContextAtTraining && train && o.contextSize > train) ? o.contextSize : Math.min(train ?? MAX_DEFAULT_CONTEXT, MAX_DEFAULT_CONTEXT);
+  const { contextSize, contextLimitHint } = await chooseContext(entry.name, session, folder.config, o.contextSize, ctx);
   const vocabSize = num(folder.config.vocab_size) ?? 0;
   const eos = new Set(folder.eos);
   if (eos.size === 0 && tokenizer.idOf(String(folder.tokenizerConfig.eos_token)) !== undefined) eos.add(tokenizer.idOf(String(folder.tokenizerConfig.eos_token))!);
-  const parts: ModelParts = { name: entry.name, session, tokenizer, template, eos, contextSize, batchSize: o.batchSize ?? DEFAULT_BATCH, vocabSize, loadMs, onEvent: ctx.onEvent };
+  const parts: ModelParts = { name: entry.name, session, tokenizer, template, eos, contextSize, batchSize: o.batchSize ?? DEFAULT_BATCH, vocabSize, loadMs, onEvent: ctx.onEvent, contextLimitHint };
   const sequences = Math.max(1, o.sequences ?? 1);
   let open = 0;
   const description = `onnx ${folder.dtype} (${file})`;

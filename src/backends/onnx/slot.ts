@@ -17,6 +17,8 @@ export interface ModelParts {
   template: ChatTemplate | undefined;
   eos: ReadonlySet<number>;
   contextSize: number;
+  /** Set when the context cannot grow (the graph takes no positions past it): the hint of a too-long prompt. */
+  contextLimitHint?: string;
   /** Tokens per call while processing a prompt. */
   batchSize: number;
   vocabSize: number;
@@ -101,7 +103,7 @@ export class OnnxSlot implements GenerationSlot {
   async prefill(tokens: readonly number[], signal?: AbortSignal): Promise<Float32Array> {
     const { session, contextSize, batchSize } = this.parts;
     if (tokens.length === 0) throw new UsageError("The prompt is empty: there is nothing to evaluate.");
-    if (tokens.length > contextSize) throw new ContextLengthError(tokens.length, contextSize);
+    if (tokens.length > contextSize) throw new ContextLengthError(tokens.length, contextSize, undefined, this.parts.contextLimitHint);
     let common = 0;
     const held = this.cache.tokens;
     while (common < held.length && common < tokens.length && held[common] === tokens[common]) common++;
@@ -125,7 +127,7 @@ export class OnnxSlot implements GenerationSlot {
     const { session, tokenizer, eos, contextSize, loadMs } = this.parts;
     const prompt = this.promptTokens(o);
     // Room for at least one answer token, as the llama.cpp runtime asks.
-    if (prompt.length >= contextSize) throw new ContextLengthError(prompt.length, contextSize);
+    if (prompt.length >= contextSize) throw new ContextLengthError(prompt.length, contextSize, undefined, this.parts.contextLimitHint);
     const started = performance.now();
     let row = await this.prefill(prompt, o.signal);
     const sampler = new Sampler(resolveSampling(o), tokenizer.newline === undefined ? new Set() : new Set([tokenizer.newline]));
