@@ -156,6 +156,14 @@ describe.skipIf(!python)("ONNX graphs that are not the decoder layout (written b
     }
   });
 
+  it("the load step counts threads in the singular for one (\"1 thread\", not \"1 threads\")", async () => {
+    const events: SlmEvent[] = [];
+    const model = await loadOnnxModel(entry(await graphFolder("learned-positions")), { threads: 1 }, { onEvent: (e) => events.push(e) });
+    await model.dispose();
+    const done = events.find((e) => e.type === "step" && e.status === "done");
+    expect(done).toMatchObject({ detail: expect.stringMatching(/^1 thread, \d+ ms$/) });
+  });
+
   it("a decoder-shaped graph with an input slm cannot feed names it when it loads, not at the first token", async () => {
     const dir = await graphFolder("extra-input");
     await expect(loadOnnxModel(entry(dir), { threads: 1 })).rejects.toMatchObject({ exitCode: EXIT.usage, message: expect.stringContaining("inputs slm does not know how to feed: pixel_values") });

@@ -12,6 +12,7 @@ import { KvCache, OnnxSession, chooseThreads } from "./session.js";
 import { type ModelParts, OnnxSlot, chatTokens } from "./slot.js";
 import { ChatTemplate, readChatTemplate, templateTokens } from "./template.js";
 import { OnnxTokenizer } from "./tokenizer.js";
+import { countOf } from "../../core/format.js";
 
 /** Tokens per call while processing a prompt, as llama.cpp's default batch. */
 const DEFAULT_BATCH = 512;
@@ -83,7 +84,7 @@ export async function loadOnnxModel(entry: ModelEntry, o: RuntimeLoadOptions, ct
   const ort = await loadOrt();
   const session = await OnnxSession.create(ort, folder.file, { threads, config: folder.config });
   const loadMs = Math.round(performance.now() - started);
-  emit(ctx.onEvent, { type: "step", id: "onnx:session", status: "done", title: `Loaded ${entry.name}`, detail: `${threads} threads, ${loadMs} ms` });
+  emit(ctx.onEvent, { type: "step", id: "onnx:session", status: "done", title: `Loaded ${entry.name}`, detail: `${countOf(threads, "thread")}, ${loadMs} ms` });
 
   const { contextSize, contextLimitHint } = await chooseContext(entry.name, session, folder.config, o.contextSize, ctx);
   const vocabSize = num(folder.config.vocab_size) ?? 0;
