@@ -11,6 +11,7 @@ import type { SlmEvent } from "../../src/core/events.js";
 import { missingPythonModules } from "../../src/backends/python/env.js";
 import { EXIT } from "../../src/core/errors.js";
 import { findExecutable, pathDirs } from "../../src/core/exec.js";
+import { handmadeOnnxFolder } from "../helpers/onnxHandmade.js";
 
 const root = mkdtempSync(path.join(tmpdir(), "slm-onnx-folder-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -162,6 +163,15 @@ describe.skipIf(!python)("ONNX graphs that are not the decoder layout (written b
     await model.dispose();
     const done = events.find((e) => e.type === "step" && e.status === "done");
     expect(done).toMatchObject({ detail: expect.stringMatching(/^1 thread, \d+ ms$/) });
+  });
+
+  it("a variant whose external data file (model.onnx_data) is missing names that file, before onnxruntime is loaded", async () => {
+    const dir = await handmadeOnnxFolder(python!, path.join(root, "external"), { fp32: "model.onnx" }, ["fp32"]);
+    rmSync(path.join(dir, "onnx", "model.onnx_data"));
+    writeFileSync(path.join(dir, "tokenizer.json"), JSON.stringify(TOKENIZER));
+    const err = await loadOnnxModel(entry(dir), { threads: 1 }).catch((e: unknown) => e as Error & { exitCode: number; hint?: string });
+    expect(err).toMatchObject({ exitCode: EXIT.usage, message: `m: model.onnx keeps its weights in model.onnx_data, which is missing from ${path.join(dir, "onnx")}.` });
+    expect(err.hint).not.toMatch(/truncated/);
   });
 
   it("a decoder-shaped graph with an input slm cannot feed names it when it loads, not at the first token", async () => {
