@@ -101,6 +101,14 @@ describe("ONNX folder checks before loading", () => {
     expect(err?.hint).toContain("truncated");
   });
 
+  it("a caller that will render chat messages (run, chat) is told the model has no chat template before the graph is loaded", async () => {
+    // The graph is not ONNX at all: had it been loaded first, that would be the error.
+    const dir = folder({ "config.json": LLAMA, "tokenizer.json": TOKENIZER, "onnx/model.onnx": "not an onnx file" });
+    await expect(loadOnnxModel(entry(dir), { threads: 1, chat: true })).rejects.toMatchObject({ exitCode: EXIT.usage, message: "m has no chat template (neither chat_template.jinja nor chat_template in tokenizer_config.json)." });
+    // A raw completion needs no template: then the graph is what is wrong.
+    await expect(loadOnnxModel(entry(dir), { threads: 1 })).rejects.toMatchObject({ exitCode: EXIT.usage, message: expect.stringContaining("cannot be loaded by onnxruntime") });
+  });
+
   it("LoRA adapters are refused, pointing at exporting the merged fine-tune", async () => {
     const dir = folder({ "config.json": LLAMA, "tokenizer.json": TOKENIZER, "onnx/model.onnx": "" });
     await expect(loadOnnxModel(entry(dir), { lora: [{ path: "/a.gguf", scale: 1 }] })).rejects.toMatchObject({ exitCode: EXIT.usage, hint: expect.stringContaining("--format onnx") });

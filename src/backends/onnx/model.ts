@@ -9,7 +9,7 @@ import { readOnnxFolder } from "./folder.js";
 import { onnxBench, onnxPerplexity } from "./measure.js";
 import { loadOrt } from "./ort.js";
 import { KvCache, OnnxSession, chooseThreads } from "./session.js";
-import { type ModelParts, OnnxSlot, chatTokens } from "./slot.js";
+import { type ModelParts, OnnxSlot, chatTokens, noChatTemplate } from "./slot.js";
 import { ChatTemplate, readChatTemplate, templateTokens } from "./template.js";
 import { OnnxTokenizer } from "./tokenizer.js";
 import { countOf } from "../../core/format.js";
@@ -78,6 +78,8 @@ export async function loadOnnxModel(entry: ModelEntry, o: RuntimeLoadOptions, ct
   const tokenizer = new OnnxTokenizer({ tokenizer: folder.tokenizerJson, config: folder.tokenizerConfig });
   const templateSource = readChatTemplate(folder.dir, folder.tokenizerConfig);
   const template = templateSource !== undefined ? new ChatTemplate(templateSource, templateTokens(folder.tokenizerConfig), entry.name) : undefined;
+  // Said before the runtime and the graph are loaded, not at the first message.
+  if (o.chat && !template) throw noChatTemplate(entry.name);
   const threads = chooseThreads(o.threads);
   const file = folder.file.slice(folder.dir.length + 1);
   emit(ctx.onEvent, { type: "step", id: "onnx:session", status: "start", title: `Loading ${entry.name} (${folder.dtype}, ${file})` });

@@ -29,11 +29,13 @@ export interface ModelParts {
   systemDropWarned?: boolean;
 }
 
+export function noChatTemplate(name: string): UsageError {
+  return new UsageError(`${name} has no chat template (neither chat_template.jinja nor chat_template in tokenizer_config.json).`, { hint: "Use a plain completion (--raw), or add the template to the model folder." });
+}
+
 /** The conversation rendered with the chat template and tokenized (special-token text parsed, nothing added). */
 export function chatTokens(parts: ModelParts, messages: readonly ChatTurn[]): number[] {
-  if (!parts.template) {
-    throw new UsageError(`${parts.name} has no chat template (neither chat_template.jinja nor chat_template in tokenizer_config.json).`, { hint: "Use a plain completion (--raw), or add the template to the model folder." });
-  }
+  if (!parts.template) throw noChatTemplate(parts.name);
   const text = parts.template.render(messages);
   if (!parts.systemDropWarned && dropsSystem(parts.template, messages, text)) {
     parts.systemDropWarned = true;
