@@ -47,7 +47,7 @@ Examples:
       (await import("../backends/gguf/embedding.js")).assertGenerative(entry, "chat");
       const lora = await resolveRuntimeLora(entry, flags.lora, backend);
       if (talkative) process.stderr.write(`Loading ${entry.name}…`);
-      const model = await loadRuntimeModel(entry, { gpu: parseGpu(flags.gpu ?? "auto"), lora, contextSize: flags.ctx, capContextAtTraining: true, threads: flags.threads, dtype: flags.dtype, verbose: ctx.globals.verbose }, backend);
+      const model = await loadRuntimeModel(entry, { gpu: parseGpu(flags.gpu ?? "auto"), lora, contextSize: flags.ctx, capContextAtTraining: true, threads: flags.threads, dtype: flags.dtype, verbose: ctx.globals.verbose, chat: true }, backend);
       if (talkative) process.stderr.write("\r\x1b[K");
       let engine: Awaited<ReturnType<typeof model.openChat>>;
       try {

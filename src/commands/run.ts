@@ -58,7 +58,7 @@ Examples:
       const entry = await resolveRunnable(modelRef, backend, { dtype: flags.dtype });
       (await import("../backends/gguf/embedding.js")).assertGenerative(entry, "run");
       const lora = await resolveRuntimeLora(entry, flags.lora, backend);
-      const model = await loadRuntimeModel(entry, { gpu: parseGpu(flags.gpu ?? "auto"), lora, contextSize: flags.ctx, capContextAtTraining: true, threads: flags.threads, dtype: flags.dtype, verbose: ctx.globals.verbose }, backend);
+      const model = await loadRuntimeModel(entry, { gpu: parseGpu(flags.gpu ?? "auto"), lora, contextSize: flags.ctx, capContextAtTraining: true, threads: flags.threads, dtype: flags.dtype, verbose: ctx.globals.verbose, chat: !flags.raw }, backend);
       try {
         const stream = !ctx.globals.json;
         const input = flags.raw ? { prompt } : { messages: [...(flags.system !== undefined ? [{ role: "system" as const, content: flags.system }] : []), { role: "user" as const, content: prompt }] };

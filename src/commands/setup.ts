@@ -23,7 +23,7 @@ export function register(program: Command): void {
     .command("setup")
     .description("Install what later commands need: llama.cpp's tools (quantize, perplexity…), the Python stack for fine-tuning and convert, an inference engine compiled for this machine, or onnxruntime-node for ONNX models")
     .argument("<component>", `what to set up: ${COMPONENTS.join(", ")}`)
-    .addOption(new Option("--cuda", "llama.cpp, engine: build the CUDA variant (needs the CUDA toolkit); python: CUDA torch (default where nvidia-smi works); onnx: also the CUDA 12 execution provider").conflicts(["vulkan", "cpu"]))
+    .addOption(new Option("--cuda", "llama.cpp, engine: build the CUDA variant (needs the CUDA toolkit); python: CUDA torch (default where nvidia-smi works)").conflicts(["vulkan", "cpu"]))
     .addOption(new Option("--vulkan", "llama.cpp, engine: build the Vulkan variant (needs the Vulkan SDK)").conflicts(["cuda", "cpu"]))
     .addOption(new Option("--cpu", "python: CPU-only torch (default without an NVIDIA GPU)").conflicts(["cuda", "vulkan"]))
     .option("--qlora", "python: also install bitsandbytes, for slm finetune --qlora")
@@ -48,8 +48,8 @@ CPU binaries are generic: F16 prompt processing measured 2x faster once built na
 
 onnx installs onnxruntime-node (the version slm is tested with) into $SLM_HOME/onnx from the npm
 registry, for installs that do not carry it (\`npm i -g\`; a clone has it as a devDependency), about
-290 MB. --cuda then runs onnxruntime-node's own installer for the CUDA 12 provider (a download from
-NuGet, outside the npm registry). Only run, chat, serve, eval and bench of an ONNX model load it.
+290 MB. slm runs ONNX models on its CPU execution provider for now (no --cuda). Only run, chat,
+serve, eval and bench of an ONNX model load it.
 
 Examples:
   slm setup onnx

@@ -27,6 +27,11 @@ export function formatCount(n: number): string {
   return String(n);
 }
 
+/** "1 thread", "2 threads": a count with its noun in the number it takes (English plural: + "s"). */
+export function countOf(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
+}
+
 /** A plain text table: left-aligned columns separated by two spaces. */
 export function table(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));

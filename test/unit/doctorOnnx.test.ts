@@ -24,7 +24,7 @@ describe("slm doctor's onnx runtime line", () => {
     expect(report.features.onnx.providers).toContain("cpu");
     const line = report.sections.features.find((c) => c.name === "onnx runtime")!;
     expect(line).toMatchObject({ status: "ok" });
-    expect(line.detail).toBe(`onnxruntime-node ${installed()} (slm's node_modules) — execution providers: ${report.features.onnx.providers.join(", ")}`);
+    expect(line.detail).toBe(`onnxruntime-node ${installed()} (slm's node_modules) — ONNX models run on the CPU; providers: ${report.features.onnx.providers.join(", ")}`);
   });
 
   it("without it: a note (not a failure) with the command that installs it", async () => {

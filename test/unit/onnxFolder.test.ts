@@ -5,10 +5,13 @@ import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
 import { readOnnxFolder } from "../../src/backends/onnx/folder.js";
 import { loadOnnxModel } from "../../src/backends/onnx/model.js";
+import type { ContextLengthError } from "../../src/backends/runtime/errors.js";
 import type { ModelEntry } from "../../src/backends/store/types.js";
+import type { SlmEvent } from "../../src/core/events.js";
 import { missingPythonModules } from "../../src/backends/python/env.js";
 import { EXIT } from "../../src/core/errors.js";
 import { findExecutable, pathDirs } from "../../src/core/exec.js";
+import { handmadeOnnxFolder } from "../helpers/onnxHandmade.js";
 
 const root = mkdtempSync(path.join(tmpdir(), "slm-onnx-folder-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -98,6 +101,14 @@ describe("ONNX folder checks before loading", () => {
     expect(err?.hint).toContain("truncated");
   });
 
+  it("a caller that will render chat messages (run, chat) is told the model has no chat template before the graph is loaded", async () => {
+    // The graph is not ONNX at all: had it been loaded first, that would be the error.
+    const dir = folder({ "config.json": LLAMA, "tokenizer.json": TOKENIZER, "onnx/model.onnx": "not an onnx file" });
+    await expect(loadOnnxModel(entry(dir), { threads: 1, chat: true })).rejects.toMatchObject({ exitCode: EXIT.usage, message: "m has no chat template (neither chat_template.jinja nor chat_template in tokenizer_config.json)." });
+    // A raw completion needs no template: then the graph is what is wrong.
+    await expect(loadOnnxModel(entry(dir), { threads: 1 })).rejects.toMatchObject({ exitCode: EXIT.usage, message: expect.stringContaining("cannot be loaded by onnxruntime") });
+  });
+
   it("LoRA adapters are refused, pointing at exporting the merged fine-tune", async () => {
     const dir = folder({ "config.json": LLAMA, "tokenizer.json": TOKENIZER, "onnx/model.onnx": "" });
     await expect(loadOnnxModel(entry(dir), { lora: [{ path: "/a.gguf", scale: 1 }] })).rejects.toMatchObject({ exitCode: EXIT.usage, hint: expect.stringContaining("--format onnx") });
@@ -137,6 +148,38 @@ describe.skipIf(!python)("ONNX graphs that are not the decoder layout (written b
   it("a graph without the KV cache inputs and outputs says what it lacks", async () => {
     const dir = await graphFolder("no-cache");
     await expect(loadOnnxModel(entry(dir), { threads: 1 })).rejects.toMatchObject({ exitCode: EXIT.usage, message: expect.stringContaining("lacks past_key_values.0.key, past_key_values.0.value, present.0.key, present.0.value") });
+  });
+
+  it("--ctx past the training length on a graph with a table of positions: capped with a warning saying why, and a too-long prompt is not told to give a larger --ctx", async () => {
+    const dir = await graphFolder("learned-positions");
+    writeFileSync(path.join(dir, "config.json"), JSON.stringify({ ...LLAMA, max_position_embeddings: 8 }));
+    const events: SlmEvent[] = [];
+    const model = await loadOnnxModel(entry(dir), { threads: 1, contextSize: 32, capContextAtTraining: true }, { onEvent: (e) => events.push(e) });
+    try {
+      expect(model.contextSize).toBe(8);
+      expect(events.filter((e) => e.type === "log" && e.level === "warn")).toMatchObject([{ message: "--ctx 32 is more than m's graph takes: using its training length, 8 tokens." }]);
+      const err = await model.generate({ tokens: new Array<number>(12).fill(0) }).catch((e: unknown) => e as ContextLengthError);
+      expect(err).toMatchObject({ name: "ContextLengthError", promptTokens: 12, contextSize: 8, hint: "m's graph takes at most 8 positions (its training length); shorten the prompt." });
+    } finally {
+      await model.dispose();
+    }
+  });
+
+  it("the load step counts threads in the singular for one (\"1 thread\", not \"1 threads\")", async () => {
+    const events: SlmEvent[] = [];
+    const model = await loadOnnxModel(entry(await graphFolder("learned-positions")), { threads: 1 }, { onEvent: (e) => events.push(e) });
+    await model.dispose();
+    const done = events.find((e) => e.type === "step" && e.status === "done");
+    expect(done).toMatchObject({ detail: expect.stringMatching(/^1 thread, \d+ ms$/) });
+  });
+
+  it("a variant whose external data file (model.onnx_data) is missing names that file, before onnxruntime is loaded", async () => {
+    const dir = await handmadeOnnxFolder(python!, path.join(root, "external"), { fp32: "model.onnx" }, ["fp32"]);
+    rmSync(path.join(dir, "onnx", "model.onnx_data"));
+    writeFileSync(path.join(dir, "tokenizer.json"), JSON.stringify(TOKENIZER));
+    const err = await loadOnnxModel(entry(dir), { threads: 1 }).catch((e: unknown) => e as Error & { exitCode: number; hint?: string });
+    expect(err).toMatchObject({ exitCode: EXIT.usage, message: `m: model.onnx keeps its weights in model.onnx_data, which is missing from ${path.join(dir, "onnx")}.` });
+    expect(err.hint).not.toMatch(/truncated/);
   });
 
   it("a decoder-shaped graph with an input slm cannot feed names it when it loads, not at the first token", async () => {

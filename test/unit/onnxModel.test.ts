@@ -7,6 +7,7 @@ import { loadOnnxModel } from "../../src/backends/onnx/model.js";
 import { missingPythonModules } from "../../src/backends/python/env.js";
 import type { RuntimeModel } from "../../src/backends/runtime/types.js";
 import type { ModelEntry } from "../../src/backends/store/types.js";
+import type { SlmEvent } from "../../src/core/events.js";
 import { findExecutable, pathDirs } from "../../src/core/exec.js";
 
 /**
@@ -201,6 +202,49 @@ describe.skipIf(py.skip !== undefined)(`ONNX runtime against transformers${py.sk
       expect(await small.generate({ messages: [{ role: "user", content: "12+3" }], temperature: 0 })).toMatchObject({ promptTokens: 7, completionTokens: 2, stopReason: "maxTokens" });
     } finally {
       await small.dispose();
+    }
+  });
+
+  it("warns (once, a log event) when the chat template leaves out the system prompt; not when it renders it", async () => {
+    const events: SlmEvent[] = [];
+    const system = [{ role: "system" as const, content: "99+1" }, { role: "user" as const, content: "12+34" }];
+    const dropsIt = await loadOnnxModel(entry(dir), { threads: 1 }, { onEvent: (e) => events.push(e) });
+    try {
+      await dropsIt.generate({ messages: [{ role: "user", content: "12+34" }], temperature: 0, maxTokens: 2 });
+      expect(events.filter((e) => e.type === "log" && e.level === "warn")).toEqual([]);
+      await dropsIt.generate({ messages: system, temperature: 0, maxTokens: 2 });
+      await dropsIt.generate({ messages: system, temperature: 0, maxTokens: 2 });
+      const warnings = events.filter((e) => e.type === "log" && e.level === "warn");
+      expect(warnings).toMatchObject([{ message: "tiny-arith-onnx's chat template leaves out the system prompt: the model answers as if none were given." }]);
+    } finally {
+      await dropsIt.dispose();
+    }
+    // The same model with a template that writes system turns: no warning.
+    const copy = path.join(work, "with-system");
+    cpSync(dir, copy, { recursive: true });
+    const template = readFileSync(path.join(dir, "chat_template.jinja"), "utf8");
+    writeFileSync(path.join(copy, "chat_template.jinja"), template.replace("{% if m['role'] == 'user' %}", "{% if m['role'] == 'system' %}{{ m['content'] }}{% elif m['role'] == 'user' %}"));
+    const usesIt = await loadOnnxModel(entry(copy), { threads: 1 }, { onEvent: (e) => events.push(e) });
+    try {
+      events.length = 0;
+      await usesIt.generate({ messages: system, temperature: 0, maxTokens: 2 });
+      expect(events.filter((e) => e.type === "log" && e.level === "warn")).toEqual([]);
+    } finally {
+      await usesIt.dispose();
+    }
+  });
+
+  it("--ctx past the training length (256) is honoured with a warning: the exported graph computes rotary angles from position_ids", async () => {
+    const events: SlmEvent[] = [];
+    const long = await loadOnnxModel(entry(dir), { threads: 1, contextSize: 1024, capContextAtTraining: true }, { onEvent: (e) => events.push(e) });
+    try {
+      expect(long.contextSize).toBe(1024);
+      expect(events.filter((e) => e.type === "log" && e.level === "warn")).toMatchObject([{ message: expect.stringContaining("--ctx 1024 is more than tiny-arith-onnx was trained on (256 tokens)") }]);
+      const r = await long.generate({ prompt: `${"1+2+".repeat(100)}3`, temperature: 0, maxTokens: 4 });
+      expect(r.promptTokens).toBeGreaterThan(256);
+      expect(r.completionTokens).toBeGreaterThan(0);
+    } finally {
+      await long.dispose();
     }
   });
 

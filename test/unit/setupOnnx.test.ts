@@ -54,7 +54,7 @@ describe("installOrt (slm setup onnx)", () => {
     const args = JSON.parse(readFileSync(log, "utf8")) as string[];
     const home = path.join(root, "home");
     expect(args).toEqual(["install", "--prefix", path.join(home, `onnx.tmp-${process.pid}`), "--ignore-scripts", "--no-audit", "--no-fund", "--no-save", "--omit=dev", `onnxruntime-node@${PINNED}`]);
-    expect(r).toMatchObject({ version: PINNED, installed: true, cuda: false, dir: path.join(home, "onnx", "node_modules", "onnxruntime-node") });
+    expect(r).toMatchObject({ version: PINNED, installed: true, dir: path.join(home, "onnx", "node_modules", "onnxruntime-node") });
     expect(JSON.parse(readFileSync(path.join(home, "onnx", "package.json"), "utf8")).private).toBe(true);
     expect(readdirSync(home).filter((n) => n.startsWith("onnx"))).toEqual(["onnx"]);
   });

@@ -15,6 +15,7 @@ import { type PerplexityResult, perplexity } from "./perplexity.js";
 import type { EvalModel, EvalPlan } from "./plan.js";
 import type { MatchMode } from "./match.js";
 import { storeEvals, whyNotStored } from "./store.js";
+import { countOf } from "../../core/format.js";
 
 /** Parallel sequences per model when --parallel is not given: enough to batch decodes well on a CPU. */
 export const DEFAULT_PARALLEL = 8;
@@ -201,7 +202,7 @@ async function scoreTasks(m: EvalModel, plan: EvalPlan, parallel: number, o: Eva
     // What the first question would pay for (llama.cpp resolves its chat template, ~0.5 s) is paid before
     // the questions are timed: questions/s measures answering, as it did before the runtime interface.
     await model.warmUp?.();
-    emit(ctx.onEvent, { type: "step", id: stepId, status: "done", title: `Loaded ${m.label}`, detail: `${model.threads} threads, ${parallel} sequences of ${model.contextSize} tokens` });
+    emit(ctx.onEvent, { type: "step", id: stepId, status: "done", title: `Loaded ${m.label}`, detail: `${countOf(model.threads, "thread")}, ${countOf(parallel, "sequence")} of ${model.contextSize} tokens` });
     for (const task of plan.tasks) {
       const id = `task:${m.label}:${task.name}`;
       emit(ctx.onEvent, { type: "step", id, status: "start", title: `${m.label}: ${task.name} (${task.items.length} questions)` });

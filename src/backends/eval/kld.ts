@@ -10,6 +10,7 @@ import { type DistributionRow, LN_FLOAT32_MIN, logProbOf, openReaders } from "..
 import type { ModelEntry } from "../store/types.js";
 import { loadForScoring } from "./perplexity.js";
 import { Moments, meanAndUncertainty, medianSorted, perplexityEstimate, percentileSorted, shareWithError } from "./stats.js";
+import { countOf } from "../../core/format.js";
 
 export interface KldOptions {
   /** The model under test (e.g. a quantization), resolved and made runnable by the caller. */
@@ -88,7 +89,7 @@ export async function klDivergence(o: KldOptions, ctx: BackendContext = {}): Pro
       emit(ctx.onEvent, { type: "step", id, status: "start", title: `Loading ${p.name}` });
       const loaded = await loadForScoring(p, { ...o, adapters }, ctx);
       opened.push(loaded);
-      emit(ctx.onEvent, { type: "step", id, status: "done", title: `Loaded ${loaded.entry.name}`, detail: `${loaded.settings.threads} threads, ${loaded.loadMs} ms` });
+      emit(ctx.onEvent, { type: "step", id, status: "done", title: `Loaded ${loaded.entry.name}`, detail: `${countOf(loaded.settings.threads, "thread")}, ${loaded.loadMs} ms` });
     }
     return await klDivergenceOf(opened[0]!, opened[1]!, text, o.ctxSize, o.batchSize, ctx);
   } finally {

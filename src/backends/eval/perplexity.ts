@@ -10,6 +10,7 @@ import { checkContextSize, decodeShape, planChunks, readEvalText } from "./chunk
 import { scoreChunks, scoringLanes } from "./lockstep.js";
 import { logProbOf, openReaders } from "../llama/logprobs.js";
 import { Moments, perplexityEstimate } from "./stats.js";
+import { countOf } from "../../core/format.js";
 
 export interface PerplexityOptions {
   /**
@@ -64,7 +65,7 @@ export async function perplexity(o: PerplexityOptions, ctx: BackendContext = {})
   const shape = decodeShape(o.ctxSize, o.batchSize);
   const model = await loadRuntimeModel(o.model, { lora: o.adapters, contextSize: o.ctxSize, batchSize: shape.batchSize, threads: o.threads, gpu: o.gpu, sequences: shape.parallel, dtype: o.dtype }, ctx);
   try {
-    emit(ctx.onEvent, { type: "step", id: "perplexity:load", status: "done", title: `Loaded ${model.entry.name}`, detail: `${model.threads} threads, ${model.loadMs} ms` });
+    emit(ctx.onEvent, { type: "step", id: "perplexity:load", status: "done", title: `Loaded ${model.entry.name}`, detail: `${countOf(model.threads, "thread")}, ${model.loadMs} ms` });
     return await model.perplexity(text, { ctxSize: o.ctxSize, batchSize: o.batchSize }, ctx);
   } finally {
     await model.dispose();

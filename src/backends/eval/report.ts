@@ -3,6 +3,7 @@ import { UsageError } from "../../core/errors.js";
 import type { EvalResult } from "./evaluate.js";
 import { type Column, type ComparisonTable, comparisonTable } from "./table.js";
 import { fileWriteError } from "../../core/storage.js";
+import { countOf } from "../../core/format.js";
 
 /**
  * Shareable reports of an eval run: Markdown (the table, the tasks with their sha256, the settings) or
@@ -30,7 +31,7 @@ function taskLines(r: EvalResult): string[] {
 }
 
 function modelLines(r: EvalResult): string[] {
-  return r.models.map((m) => `${m.label}: ${m.path}${m.adapters.length ? ` with ${m.adapters.map((a) => `${a.path} ×${a.scale}`).join(", ")}` : ""}; ${m.threads ? `${m.threads} threads, ` : ""}${m.tasks.length ? `${m.parallel} sequences, ` : ""}${m.seconds.toFixed(1)} s${m.stored ? "" : ` (not stored: ${m.notStored})`}`);
+  return r.models.map((m) => `${m.label}: ${m.path}${m.adapters.length ? ` with ${m.adapters.map((a) => `${a.path} ×${a.scale}`).join(", ")}` : ""}; ${m.threads ? `${countOf(m.threads, "thread")}, ` : ""}${m.tasks.length ? `${countOf(m.parallel, "sequence")}, ` : ""}${m.seconds.toFixed(1)} s${m.stored ? "" : ` (not stored: ${m.notStored})`}`);
 }
 
 function settingsLine(r: EvalResult): string {

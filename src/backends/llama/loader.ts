@@ -9,6 +9,7 @@ import { type GpuChoice, getRuntime } from "./runtime.js";
 import { serializeSampling } from "./serialSampling.js";
 import { type ChosenSettings, type RuntimeRequest, chooseSettings } from "./settings.js";
 import { convertFirstHint } from "../convert/suggest.js";
+import { countOf } from "../../core/format.js";
 
 export interface LoadOptions extends RuntimeRequest {
   gpu?: GpuChoice;
@@ -92,7 +93,7 @@ export async function loadModel(entry: ModelEntry, o: LoadOptions = {}, ctx: Bac
     await model.dispose();
     throw err;
   }
-  emit(ctx.onEvent, { type: "log", level: "debug", message: `context ${context.contextSize} tokens, batch ${context.batchSize}, ${settings.threads} threads` });
+  emit(ctx.onEvent, { type: "log", level: "debug", message: `context ${context.contextSize} tokens, batch ${context.batchSize}, ${countOf(settings.threads, "thread")}` });
   let wrapper: Promise<ChatWrapper> | undefined;
   return {
     entry,

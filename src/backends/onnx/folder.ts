@@ -2,6 +2,7 @@ import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import path from "node:path";
 import { NotFoundError, UsageError } from "../../core/errors.js";
 import { type OnnxDtype, defaultDtype, dtypeOfFile, variantFile } from "./layout.js";
+import { readOnnxHeader } from "./proto.js";
 
 /** What loading an ONNX folder needs, read and checked before onnxruntime is touched. */
 export interface OnnxFolder {
@@ -106,5 +107,26 @@ export function readOnnxFolder(dir: string, o: { dtype?: OnnxDtype; base?: strin
   if (!dtypes.includes(dtype)) {
     throw new UsageError(`${name} has no ${dtype} variant (${variantFile(dtype, base)}); it has ${dtypes.join(", ")}.`, { hint: `Pick one of those with --dtype, or add it: slm export <model> --format onnx --dtype ${dtype}.` });
   }
-  return { dir, config, tokenizerJson, tokenizerConfig, generationConfig, dtype, file: path.join(dir, variantFile(dtype, base)), dtypes, eos: eosIds(generationConfig, config) };
+  const file = path.join(dir, variantFile(dtype, base));
+  checkExternalData(file, name);
+  return { dir, config, tokenizerJson, tokenizerConfig, generationConfig, dtype, file, dtypes, eos: eosIds(generationConfig, config) };
+}
+
+/**
+ * The external data files the graph names (`model.onnx_data`…) are there: onnxruntime's own error for a
+ * missing one does not name it, and a truncated-file hint would send the user after the wrong file. A
+ * graph whose header cannot be read is left to onnxruntime, whose error says what is wrong with it.
+ */
+function checkExternalData(file: string, name: string): void {
+  let external: string[];
+  try {
+    external = readOnnxHeader(file).externalData;
+  } catch {
+    return;
+  }
+  const missing = external.filter((f) => !existsSync(path.join(path.dirname(file), f)));
+  if (missing.length === 0) return;
+  throw new UsageError(`${name}: ${path.basename(file)} keeps its weights in ${missing.join(", ")}, which ${missing.length === 1 ? "is" : "are"} missing from ${path.dirname(file)}.`, {
+    hint: "Copy that file beside the .onnx file, or pull or export the model again (a pull fetches each variant's external data with it).",
+  });
 }

@@ -22,7 +22,10 @@ export interface OrtStatus {
   dir?: string;
   /** "project": slm's own node_modules (a clone); "slm-home": installed by `slm setup onnx`. */
   origin?: "project" | "slm-home";
-  /** Execution providers this build can use now: cpu always; cuda once its provider library is installed (--cuda). */
+  /**
+   * Execution providers this build can use now: cpu always; cuda when its provider library is present.
+   * slm itself runs ONNX models on the CPU provider only (session.ts), so this is information, not a choice.
+   */
   providers: string[];
   error?: string;
 }
@@ -71,17 +74,16 @@ export interface OrtInstallResult {
   version: string;
   dir: string;
   installed: boolean;
-  cuda: boolean;
   seconds: number;
 }
 
 /**
  * Installs onnxruntime-node (slm's pinned version) into $SLM_HOME/onnx with `npm install --ignore-scripts`
  * (the CPU binaries are in the package), built in a temporary folder and renamed into place, so a failed
- * or interrupted install leaves nothing. `cuda`: then runs the package's own installer for the CUDA 12
- * provider libraries (ONNXRUNTIME_NODE_INSTALL=cuda12), on the copy slm loads.
+ * or interrupted install leaves nothing. No CUDA provider: slm runs ONNX models on the CPU provider only,
+ * so the package's own installer (which downloads CUDA libraries from NuGet) is never run.
  */
-export async function installOrt(o: { cuda?: boolean; force?: boolean }, ctx: BackendContext = {}): Promise<OrtInstallResult> {
+export async function installOrt(o: { force?: boolean }, ctx: BackendContext = {}): Promise<OrtInstallResult> {
   const started = Date.now();
   const version = pinnedOrtVersion();
   const dest = ortInstallDir();
@@ -105,7 +107,6 @@ export async function installOrt(o: { cuda?: boolean; force?: boolean }, ctx: Ba
           onLine: (line) => line.trim() && emit(ctx.onEvent, { type: "log", level: "debug", message: line }),
         });
         const pkgDir = path.join(tmp, "node_modules", "onnxruntime-node");
-        if (o.cuda) await runCudaInstaller(pkgDir, ctx);
         await checkLoads(pkgDir, ctx);
         rmSync(dest, { recursive: true, force: true });
         renameSync(tmp, dest);
@@ -117,19 +118,9 @@ export async function installOrt(o: { cuda?: boolean; force?: boolean }, ctx: Ba
       emit(ctx.onEvent, { type: "step", id: "onnx:install", status: "done", title: `onnxruntime-node ${version}`, detail: dest });
       installed = true;
       where = { dir: path.join(dest, "node_modules", "onnxruntime-node"), origin: "slm-home" };
-    } else if (o.cuda && !hasCudaProvider(where.dir)) {
-      await runCudaInstaller(where.dir, ctx);
-      installed = true;
     }
-    return { version, dir: where.dir, installed, cuda: hasCudaProvider(where.dir), seconds: seconds() };
+    return { version, dir: where.dir, installed, seconds: seconds() };
   });
-}
-
-/** onnxruntime-node's own install script, asked for the CUDA 12 libraries (it downloads them from NuGet). */
-async function runCudaInstaller(pkgDir: string, ctx: BackendContext): Promise<void> {
-  emit(ctx.onEvent, { type: "step", id: "onnx:cuda", status: "start", title: "Downloading the CUDA 12 execution provider (onnxruntime-node's installer)" });
-  await exec(process.execPath, [path.join(pkgDir, "script", "install.js")], { cwd: pkgDir, env: { ONNXRUNTIME_NODE_INSTALL: "cuda12" }, signal: ctx.signal, label: "onnxruntime-node install (cuda12)" });
-  emit(ctx.onEvent, { type: "step", id: "onnx:cuda", status: "done", title: "CUDA 12 execution provider" });
 }
 
 /** The installed package loads in a fresh Node (its native binding included) before it replaces anything. */

@@ -9,9 +9,10 @@ import { readOnnxFolder } from "./folder.js";
 import { onnxBench, onnxPerplexity } from "./measure.js";
 import { loadOrt } from "./ort.js";
 import { KvCache, OnnxSession, chooseThreads } from "./session.js";
-import { type ModelParts, OnnxSlot, chatTokens } from "./slot.js";
+import { type ModelParts, OnnxSlot, chatTokens, noChatTemplate } from "./slot.js";
 import { ChatTemplate, readChatTemplate, templateTokens } from "./template.js";
 import { OnnxTokenizer } from "./tokenizer.js";
+import { countOf } from "../../core/format.js";
 
 /** Tokens per call while processing a prompt, as llama.cpp's default batch. */
 const DEFAULT_BATCH = 512;
@@ -44,6 +45,25 @@ function fileBytes(file: string): number {
 }
 
 /**
+ * The context of each slot. Without --ctx: the training length, at most 4096. A --ctx past the training
+ * length is honoured, with a warning as llama.cpp gives, when the graph takes such positions (rotary
+ * angles computed from position_ids, as slm's exports have: the KV cache grows only as it is used, so
+ * a large --ctx costs nothing up front); a graph with a table of positions is capped at its training
+ * length, saying why, and a prompt too long for it is not told to give a larger --ctx.
+ */
+async function chooseContext(name: string, session: OnnxSession, config: Record<string, unknown>, asked: number | undefined, ctx: BackendContext): Promise<{ contextSize: number; contextLimitHint?: string }> {
+  const train = num(config.max_position_embeddings);
+  if (!asked) return { contextSize: Math.min(train ?? MAX_DEFAULT_CONTEXT, MAX_DEFAULT_CONTEXT) };
+  if (!train || asked <= train) return { contextSize: asked };
+  if (await session.takesPosition(asked - 1)) {
+    emit(ctx.onEvent, { type: "log", level: "warn", message: `--ctx ${asked} is more than ${name} was trained on (${train} tokens): positions past ${train} are ones it never saw, and its answers there may be poor.` });
+    return { contextSize: asked };
+  }
+  emit(ctx.onEvent, { type: "log", level: "warn", message: `--ctx ${asked} is more than ${name}'s graph takes: using its training length, ${train} tokens.` });
+  return { contextSize: train, contextLimitHint: `${name}'s graph takes at most ${train} positions (its training length); shorten the prompt.` };
+}
+
+/**
  * An ONNX model folder loaded on onnxruntime-node, behind the runtime interface (runtime/types.ts).
  * The folder is read and checked first (folder.ts: config, tokenizer, variant), so a bad folder fails
  * with a clear message before the ~290 MB native runtime is even imported.
@@ -58,20 +78,21 @@ export async function loadOnnxModel(entry: ModelEntry, o: RuntimeLoadOptions, ct
   const tokenizer = new OnnxTokenizer({ tokenizer: folder.tokenizerJson, config: folder.tokenizerConfig });
   const templateSource = readChatTemplate(folder.dir, folder.tokenizerConfig);
   const template = templateSource !== undefined ? new ChatTemplate(templateSource, templateTokens(folder.tokenizerConfig), entry.name) : undefined;
+  // Said before the runtime and the graph are loaded, not at the first message.
+  if (o.chat && !template) throw noChatTemplate(entry.name);
   const threads = chooseThreads(o.threads);
   const file = folder.file.slice(folder.dir.length + 1);
   emit(ctx.onEvent, { type: "step", id: "onnx:session", status: "start", title: `Loading ${entry.name} (${folder.dtype}, ${file})` });
   const ort = await loadOrt();
   const session = await OnnxSession.create(ort, folder.file, { threads, config: folder.config });
   const loadMs = Math.round(performance.now() - started);
-  emit(ctx.onEvent, { type: "step", id: "onnx:session", status: "done", title: `Loaded ${entry.name}`, detail: `${threads} threads, ${loadMs} ms` });
+  emit(ctx.onEvent, { type: "step", id: "onnx:session", status: "done", title: `Loaded ${entry.name}`, detail: `${countOf(threads, "thread")}, ${loadMs} ms` });
 
-  const train = num(folder.config.max_position_embeddings);
-  const contextSize = o.contextSize && !(o.capContextAtTraining && train && o.contextSize > train) ? o.contextSize : Math.min(train ?? MAX_DEFAULT_CONTEXT, MAX_DEFAULT_CONTEXT);
+  const { contextSize, contextLimitHint } = await chooseContext(entry.name, session, folder.config, o.contextSize, ctx);
   const vocabSize = num(folder.config.vocab_size) ?? 0;
   const eos = new Set(folder.eos);
   if (eos.size === 0 && tokenizer.idOf(String(folder.tokenizerConfig.eos_token)) !== undefined) eos.add(tokenizer.idOf(String(folder.tokenizerConfig.eos_token))!);
-  const parts: ModelParts = { name: entry.name, session, tokenizer, template, eos, contextSize, batchSize: o.batchSize ?? DEFAULT_BATCH, vocabSize, loadMs };
+  const parts: ModelParts = { name: entry.name, session, tokenizer, template, eos, contextSize, batchSize: o.batchSize ?? DEFAULT_BATCH, vocabSize, loadMs, onEvent: ctx.onEvent, contextLimitHint };
   const sequences = Math.max(1, o.sequences ?? 1);
   let open = 0;
   const description = `onnx ${folder.dtype} (${file})`;

@@ -100,13 +100,39 @@ export class OnnxSession {
    * Evaluates `tokens` after what `cache` holds and keeps their keys and values in it. Returns the logits
    * of every new position (rows × vocab), float32.
    */
-  forward(cache: KvCache, tokens: readonly number[]): Promise<{ logits: Float32Array; rows: number; vocab: number }> {
-    const next = this.queue.then(() => this.run(cache, tokens));
+  forward(cache: KvCache, tokens: readonly number[], firstPosition = cache.length): Promise<{ logits: Float32Array; rows: number; vocab: number }> {
+    const next = this.queue.then(() => this.run(cache, tokens, firstPosition));
     this.queue = next.catch(() => undefined);
     return next;
   }
 
-  private async run(cache: KvCache, tokens: readonly number[]): Promise<{ logits: Float32Array; rows: number; vocab: number }> {
+  /**
+   * Whether the graph can evaluate a token at `position` (0-based). A graph with a table of positions
+   * (learned position embeddings, a precomputed rotary cache) fails past the table's end; one that
+   * computes its rotary angles from position_ids (slm's and transformers' exports) does not. With a
+   * position_ids input, one token is fed at that position; without, after a zero past of that length.
+   */
+  async takesPosition(position: number): Promise<boolean> {
+    const cache = new KvCache();
+    if (!this.layout.positionIds) {
+      const { layers, kvHeads, headDim, kvType } = this.layout;
+      const size = kvHeads * position * headDim;
+      for (let i = 0; i < layers; i++) {
+        for (const kind of ["key", "value"]) {
+          cache.tensors[`present.${i}.${kind}`] = new this.ort.Tensor(kvType, kvType === "float32" ? new Float32Array(size) : new Uint16Array(size), [1, kvHeads, position, headDim]);
+        }
+      }
+      cache.tokens = new Array<number>(position).fill(0);
+    }
+    try {
+      await this.forward(cache, [0], position);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private async run(cache: KvCache, tokens: readonly number[], firstPosition: number): Promise<{ logits: Float32Array; rows: number; vocab: number }> {
     const ort = this.ort;
     const past = cache.length;
     const total = past + tokens.length;
@@ -119,7 +145,7 @@ export class OnnxSession {
     };
     if (this.layout.positionIds) {
       const pos = new BigInt64Array(tokens.length);
-      for (let i = 0; i < tokens.length; i++) pos[i] = BigInt(past + i);
+      for (let i = 0; i < tokens.length; i++) pos[i] = BigInt(firstPosition + i);
       feeds.position_ids = new ort.Tensor("int64", pos, [1, tokens.length]);
     }
     if (this.layout.logitsToKeep) feeds[this.layout.logitsToKeep] = new ort.Tensor("int64", BigInt64Array.of(0n), []);

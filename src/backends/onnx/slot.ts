@@ -1,4 +1,5 @@
 import { CancelledError, UsageError } from "../../core/errors.js";
+import { type EventSink, emit } from "../../core/events.js";
 import type { GenerateResult } from "../llama/generate.js";
 import { ContextLengthError } from "../runtime/errors.js";
 import type { ChatTurn, GenerationSlot, RuntimeGenerateOptions } from "../runtime/types.js";
@@ -16,18 +17,46 @@ export interface ModelParts {
   template: ChatTemplate | undefined;
   eos: ReadonlySet<number>;
   contextSize: number;
+  /** Set when the context cannot grow (the graph takes no positions past it): the hint of a too-long prompt. */
+  contextLimitHint?: string;
   /** Tokens per call while processing a prompt. */
   batchSize: number;
   vocabSize: number;
   loadMs: number;
+  /** Where warnings about a generation go (the load's sink): e.g. a system prompt the template leaves out. */
+  onEvent?: EventSink;
+  /** Set once the model has warned that its chat template leaves out the system prompt (said once per model). */
+  systemDropWarned?: boolean;
+}
+
+export function noChatTemplate(name: string): UsageError {
+  return new UsageError(`${name} has no chat template (neither chat_template.jinja nor chat_template in tokenizer_config.json).`, { hint: "Use a plain completion (--raw), or add the template to the model folder." });
 }
 
 /** The conversation rendered with the chat template and tokenized (special-token text parsed, nothing added). */
 export function chatTokens(parts: ModelParts, messages: readonly ChatTurn[]): number[] {
-  if (!parts.template) {
-    throw new UsageError(`${parts.name} has no chat template (neither chat_template.jinja nor chat_template in tokenizer_config.json).`, { hint: "Use a plain completion (--raw), or add the template to the model folder." });
+  if (!parts.template) throw noChatTemplate(parts.name);
+  const text = parts.template.render(messages);
+  if (!parts.systemDropWarned && dropsSystem(parts.template, messages, text)) {
+    parts.systemDropWarned = true;
+    emit(parts.onEvent, { type: "log", level: "warn", message: `${parts.name}'s chat template leaves out the system prompt: the model answers as if none were given.` });
   }
-  return parts.tokenizer.encode(parts.template.render(messages), true);
+  return parts.tokenizer.encode(text, true);
+}
+
+/**
+ * Whether the template renders the conversation the same with its system turn as without it: some
+ * templates (tiny-arith's) skip system messages, as transformers then does. llama.cpp's runtime folds
+ * the system prompt in instead, so the same -s gives different answers on the two runtimes; say so.
+ */
+function dropsSystem(template: ChatTemplate, messages: readonly ChatTurn[], rendered: string): boolean {
+  if (!messages.some((m) => m.role === "system" && m.content.trim() !== "")) return false;
+  try {
+    return template.render(messages.filter((m) => m.role !== "system")) === rendered;
+  } catch {
+    // A template that refuses a conversation without a system turn clearly uses it.
+    return false;
+  }
 }
 
 /**
@@ -76,7 +105,7 @@ export class OnnxSlot implements GenerationSlot {
   async prefill(tokens: readonly number[], signal?: AbortSignal): Promise<Float32Array> {
     const { session, contextSize, batchSize } = this.parts;
     if (tokens.length === 0) throw new UsageError("The prompt is empty: there is nothing to evaluate.");
-    if (tokens.length > contextSize) throw new ContextLengthError(tokens.length, contextSize);
+    if (tokens.length > contextSize) throw new ContextLengthError(tokens.length, contextSize, undefined, this.parts.contextLimitHint);
     let common = 0;
     const held = this.cache.tokens;
     while (common < held.length && common < tokens.length && held[common] === tokens[common]) common++;
@@ -100,7 +129,7 @@ export class OnnxSlot implements GenerationSlot {
     const { session, tokenizer, eos, contextSize, loadMs } = this.parts;
     const prompt = this.promptTokens(o);
     // Room for at least one answer token, as the llama.cpp runtime asks.
-    if (prompt.length >= contextSize) throw new ContextLengthError(prompt.length, contextSize);
+    if (prompt.length >= contextSize) throw new ContextLengthError(prompt.length, contextSize, undefined, this.parts.contextLimitHint);
     const started = performance.now();
     let row = await this.prefill(prompt, o.signal);
     const sampler = new Sampler(resolveSampling(o), tokenizer.newline === undefined ? new Set() : new Set([tokenizer.newline]));

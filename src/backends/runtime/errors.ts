@@ -12,8 +12,10 @@ export class ContextLengthError extends UsageError {
     readonly contextSize: number,
     /** Names the prompt in the message ("add-eval line 3", "input[1]"); "the prompt" when left out. */
     where?: string,
+    /** What can help instead, where a larger --ctx cannot (a context capped at what the model's graph takes). */
+    hint = "Give a larger --ctx.",
   ) {
-    super(`${where ? `${where}: the prompt` : "The prompt"} takes ${promptTokens} tokens, the context holds ${contextSize}.`, { hint: "Give a larger --ctx." });
+    super(`${where ? `${where}: the prompt` : "The prompt"} takes ${promptTokens} tokens, the context holds ${contextSize}.`, { hint });
     this.name = "ContextLengthError";
   }
 }

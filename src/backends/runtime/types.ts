@@ -44,6 +44,11 @@ export interface RuntimeLoadOptions {
   /** ONNX: which variant to load; else the entry's `dtype` (from `NAME:q4`), else the default rule (onnx/layout.ts). */
   dtype?: OnnxDtype;
   verbose?: boolean;
+  /**
+   * The caller renders chat messages (run without --raw, chat): a model that cannot (an ONNX folder
+   * without a chat template) is refused before it loads. llama.cpp has fallback templates and ignores it.
+   */
+  chat?: boolean;
 }
 
 /** What one generation is asked to do: a chat conversation, or a raw completion of text or token ids. */

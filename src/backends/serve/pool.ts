@@ -6,6 +6,7 @@ import type { GenerationSlot, RuntimeLoadOptions, RuntimeModel } from "../runtim
 import type { ModelEntry } from "../store/types.js";
 import { HttpError, withoutPaths } from "./httpError.js";
 import type { ServedModel, ServedModels } from "./models.js";
+import { countOf } from "../../core/format.js";
 
 export interface PoolOptions {
   /** Runtime settings for every model this pool loads (--ctx, --threads, --gpu, --lora, --dtype). */
@@ -209,7 +210,7 @@ export class ModelPool {
       throw err;
     }
     m.loaded = model;
-    emit(this.o.onEvent, { type: "log", level: "debug", message: `loaded ${m.entry.name} in ${model.loadMs} ms (${model.runtime}, context ${model.contextSize} tokens × ${this.o.parallel} slots, ${model.threads} threads)` });
+    emit(this.o.onEvent, { type: "log", level: "debug", message: `loaded ${m.entry.name} in ${model.loadMs} ms (${model.runtime}, context ${model.contextSize} tokens × ${countOf(this.o.parallel, "slot")}, ${countOf(model.threads, "thread")})` });
     return model;
   }
 

@@ -486,7 +486,7 @@ export function onnxCheck(o: OrtStatus): DoctorCheck {
   const fix = "slm setup onnx";
   if (o.available) {
     const where = o.origin === "project" ? "slm's node_modules" : o.origin === "slm-home" ? "$SLM_HOME/onnx" : o.dir;
-    return { name: "onnx runtime", status: "ok", detail: `onnxruntime-node ${o.version ?? "?"} (${where}) — execution providers: ${o.providers.join(", ") || "none"}` };
+    return { name: "onnx runtime", status: "ok", detail: `onnxruntime-node ${o.version ?? "?"} (${where}) — ONNX models run on the CPU; providers: ${o.providers.join(", ") || "none"}` };
   }
   if (o.error) return { name: "onnx runtime", status: "error", detail: `onnxruntime-node does not load: ${o.error}`, fix: `${fix} --force` };
   return { name: "onnx runtime", status: "warn", detail: "onnxruntime-node not installed — needed only to run ONNX models", fix };
