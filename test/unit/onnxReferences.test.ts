@@ -116,7 +116,25 @@ describe("ONNX references", () => {
     expect(resolveModel("org/repo:F16").name).toBe("org/repo:F16");
     // "org/repo" is registered (as a GGUF), but :fp32 is not one of its names: nothing reads it as a variant.
     expect(err(() => resolveModel("org/repo:fp32")).exitCode).toBe(EXIT.notFound);
-    expect(err(() => resolveModel("org/repo:F16", { dtype: "q4" })).message).toBe("org/repo:F16 is a GGUF model; a dtype (q4) picks a variant of an ONNX model.");
+    const pulled = err(() => resolveModel("org/repo:F16", { dtype: "q4" }));
+    expect(pulled.message).toBe("org/repo:F16 is a GGUF model; --dtype picks a variant of an ONNX model.");
+    expect(pulled.hint).toBe("Leave out --dtype; a GGUF quantization is picked with :TYPE (e.g. :Q8_0) when pulling.");
+  });
+
+  it("a dtype on a model that is not ONNX: the refusal names what was typed (--dtype or :q4) and a way that applies", () => {
+    // The built-in GGUF has no pull to pick from: its way to ONNX variants is exporting its HF weights.
+    const builtin = err(() => resolveModel("tiny-arith", { dtype: "q4" }));
+    expect(builtin.exitCode).toBe(EXIT.usage);
+    expect(builtin.message).toBe("tiny-arith is a GGUF model; --dtype picks a variant of an ONNX model.");
+    expect(builtin.hint).toBe("Leave out --dtype, or export ONNX variants from the Hugging Face weights: `slm export tiny-arith --format onnx --dtype q4`.");
+    // A Hugging Face folder asked for a variant by its suffix.
+    const hf = path.join(root, "hf-only");
+    mkdirSync(hf, { recursive: true });
+    writeFileSync(path.join(hf, "config.json"), JSON.stringify({ model_type: "llama" }));
+    writeFileSync(path.join(hf, "model.safetensors"), "x");
+    const suffix = err(() => resolveModel(`${hf}:q4`));
+    expect(suffix.message).toMatch(/ is a HF model; :q4 picks a variant of an ONNX model\.$/);
+    expect(suffix.hint).toBe(`Use ${resolveModel(hf).name} without the suffix, or export it: \`slm export ${hf} --format onnx --dtype q4\`.`);
   });
 
   it("org/repo:q4 reads the suffix both as a quant and as an ONNX dtype; a .gguf file takes no dtype", () => {
