@@ -1,4 +1,4 @@
-import { mkdtempSync } from "node:fs";
+import { existsSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -49,5 +49,18 @@ describe("slm export's plan", () => {
     await expect(planExport({ ref: "tiny-arith", format: "onnx", dtypes: ["fp32"] })).rejects.toThrow(/tiny-arith-onnx already has fp32 \(onnx\/model\.onnx\)/);
     await registerModel(onnxEntry("other-onnx", "someone/else", ["fp32"]));
     await expect(planExport({ ref: "tiny-arith", format: "onnx", dtypes: ["q4"], out: "other-onnx" })).rejects.toThrow(/exported from someone\/else; adding tiny-arith's graphs to it would mix two models/);
+  });
+
+  it("takes BASE+PEFT-FOLDER (as eval does): the base's HF weights with the adapter merged first", async () => {
+    const adapter = path.join(FIXTURE, "lora-sub");
+    const plan = await planExport({ ref: `tiny-arith+${path.relative(process.cwd(), adapter)}`, format: "onnx", dtypes: ["q4"] });
+    expect(plan.name).toBe("tiny-arith+lora-sub-onnx");
+    expect(plan.merge?.adapter).toBe(adapter);
+    expect(existsSync(path.join(plan.merge!.base, "config.json"))).toBe(true);
+    // The lineage's source is a reference that exports the same again (a second dtype is added to it).
+    expect(plan.source.from).toBe(`tiny-arith+${adapter}`);
+    const gguf = path.join(FIXTURE, "gguf", "lora-sub-f32.gguf");
+    await expect(planExport({ ref: `tiny-arith+${gguf}`, format: "onnx" })).rejects.toThrow(/is not a PEFT adapter folder: it has no adapter_config\.json/);
+    await expect(planExport({ ref: `tiny-arith+${adapter}+${adapter}`, format: "onnx" })).rejects.toThrow(/an ONNX export merges one adapter/);
   });
 });
