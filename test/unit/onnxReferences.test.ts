@@ -100,7 +100,8 @@ describe("ONNX references", () => {
     writeFileSync(path.join(dir, "model.safetensors"), Buffer.concat([header, Buffer.from("{}")]));
     const info = await modelInfo(dir);
     expect(info).toMatchObject({ model: { format: "hf" }, alsoOnnx: ["fp32", "q4"] });
-    expect(modelInfoText(info as ModelInfo)).toContain(`\nalso ONNX      fp32, q4 in onnx/ — described and run as ONNX when a dtype is asked for (${dir}:fp32, or --dtype)`);
+    // Lines wrapped to 80 columns read as one here.
+    expect(modelInfoText(info as ModelInfo).replace(/\n {16,}/g, " ")).toContain(`\nalso ONNX      fp32, q4 in onnx/ — described and run as ONNX when a dtype is asked for (${dir}:fp32, or --dtype)`);
   });
 
   it("a registered ONNX name takes :dtype; a registered GGUF name keeps :QUANT as before", async () => {
