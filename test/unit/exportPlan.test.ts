@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseDtypes, planExport } from "../../src/backends/export/plan.js";
-import { spaceNeeded } from "../../src/backends/export/run.js";
+import { lineageWithAdded, spaceNeeded } from "../../src/backends/export/run.js";
 import { registerModel } from "../../src/backends/store/registry.js";
 import type { ModelEntry } from "../../src/backends/store/types.js";
 import { UsageError } from "../../src/core/errors.js";
@@ -62,5 +62,15 @@ describe("slm export's plan", () => {
     const gguf = path.join(FIXTURE, "gguf", "lora-sub-f32.gguf");
     await expect(planExport({ ref: `tiny-arith+${gguf}`, format: "onnx" })).rejects.toThrow(/is not a PEFT adapter folder: it has no adapter_config\.json/);
     await expect(planExport({ ref: `tiny-arith+${adapter}+${adapter}`, format: "onnx" })).rejects.toThrow(/an ONNX export merges one adapter/);
+  });
+
+  it("a dtype added to an export updates its one export step instead of adding a step per dtype", () => {
+    const first = onnxEntry("tiny-arith-onnx", "tiny-arith", ["fp32"]).lineage;
+    const q4 = { from: "tiny-arith", method: "export-onnx", parameters: { dtypes: ["q4"], seconds: 3 }, at: "2026-01-02T00:00:00Z" };
+    const lineage = lineageWithAdded(first, q4, ["fp32", "q4"]);
+    expect(lineage).toEqual([{ ...q4, parameters: { dtypes: ["fp32", "q4"], seconds: 3 } }]);
+    // The step before an export (a fine-tune's merge) is kept behind it.
+    const merge = { from: "tiny-arith", method: "merge-lora", parameters: {}, at: "2026-01-01T00:00:00Z" };
+    expect(lineageWithAdded([...first, merge], q4, ["fp32", "q4"])).toHaveLength(2);
   });
 });
