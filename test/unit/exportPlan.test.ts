@@ -73,4 +73,11 @@ describe("slm export's plan", () => {
     const merge = { from: "tiny-arith", method: "merge-lora", parameters: {}, at: "2026-01-01T00:00:00Z" };
     expect(lineageWithAdded([...first, merge], q4, ["fp32", "q4"])).toHaveLength(2);
   });
+
+  it("an unknown model's hint offers what export takes: a Hugging Face folder, not a .gguf file", async () => {
+    const e = await planExport({ ref: "no-such-model-xyz", format: "onnx" }).catch((x: unknown) => x as UsageError);
+    expect(e).toMatchObject({ message: 'Unknown model "no-such-model-xyz".' });
+    expect(e.hint).toContain("or a local Hugging Face model folder.");
+    expect(e.hint).not.toContain(".gguf");
+  });
 });
