@@ -33,8 +33,8 @@ export function wrapLine(line: string, room: number): string[] {
     const space = head.lastIndexOf(" ");
     const at = shape > 0 ? shape : space;
     if (at <= 0) break;
-    out.push(rest.slice(0, at));
-    rest = rest.slice(at + 1);
+    out.push(rest.slice(0, at).trimEnd());
+    rest = rest.slice(at + 1).trimStart();
     if (width === room) width = room - 2;
   }
   out.push(rest);

@@ -39,5 +39,7 @@ describe("slm info of an ONNX model", () => {
   it("wrapLine keeps a word longer than the room whole", () => {
     expect(wrapLine("export-onnx of /a/very/long/path/that/does/not/fit", 20)).toEqual(["export-onnx of", "  /a/very/long/path/that/does/not/fit"]);
     expect(wrapLine("short", 20)).toEqual(["short"]);
+    // A break at a column gap leaves no trailing or leading spaces.
+    expect(wrapLine("q4  4.10 MB  opset 17  (default)", 24)).toEqual(["q4  4.10 MB  opset 17", "  (default)"]);
   });
 });
