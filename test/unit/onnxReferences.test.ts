@@ -7,6 +7,7 @@ import { type ModelInfo, modelInfo } from "../../src/backends/store/info.js";
 import { registerModel } from "../../src/backends/store/registry.js";
 import { modelInfoText } from "../../src/ui/infoText.js";
 import { resolveModel } from "../../src/backends/store/resolve.js";
+import { resolveRemoval } from "../../src/backends/store/targets.js";
 import type { ModelEntry } from "../../src/backends/store/types.js";
 import { EXIT } from "../../src/core/errors.js";
 import { parseModelRef } from "../../src/core/modelRef.js";
@@ -144,5 +145,16 @@ describe("ONNX references", () => {
     const gguf = path.join(root, "a.gguf");
     writeFileSync(gguf, "GGUF");
     expect(err(() => parseModelRef(`${gguf}:q4`)).exitCode).toBe(EXIT.usage);
+  });
+
+  it("slm rm NAME:dtype is refused as one variant (rm takes whole models), not answered 'did you mean NAME'", async () => {
+    const dir = onnxFolder("rm-variant", ["model.onnx", "model_fp16.onnx"]);
+    await registerModel({ name: "rm-onnx", format: "onnx", path: dir, files: [], size: 1, lineage: [], createdAt: "2026-01-01T00:00:00Z", source: { type: "derived" }, onnx: { dtypes: ["fp32", "fp16"], base: "model" } });
+    const none = { downloads: [], runs: [], bytes: 0 };
+    const e = err(() => resolveRemoval(["rm-onnx:fp16"], none));
+    expect(e.exitCode).toBe(EXIT.usage);
+    expect(e.message).toBe("slm rm removes whole models; the fp16 variant of rm-onnx cannot be removed on its own. Nothing was removed.");
+    expect(e.hint).toBe("`slm rm rm-onnx` removes the model with all its variants (fp32, fp16).");
+    expect(resolveRemoval(["rm-onnx"], none)).toEqual([{ kind: "model", name: "rm-onnx" }]);
   });
 });
