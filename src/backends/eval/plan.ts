@@ -95,7 +95,8 @@ async function runnable(m: ReturnType<typeof modelEntry>, ctx: BackendContext): 
 async function evalModel(ref: string, m: ReturnType<typeof modelEntry>, lora: readonly string[], ctx: BackendContext): Promise<EvalModel> {
   const specs = [...m.adapters, ...lora];
   const extraAdapters = await resolveRuntimeLora(m.entry, specs, ctx);
-  const label = [m.entry.name, ...specs.map(adapterLabel)].join(" + ");
+  // An ONNX variant asked for by NAME:q4 is a model of its own: `DIR:fp32 DIR:q4` are two columns.
+  const label = [m.entry.dtype ? `${m.entry.name}:${m.entry.dtype}` : m.entry.name, ...specs.map(adapterLabel)].join(" + ");
   return { ref, label, entry: m.entry, extraAdapters };
 }
 
