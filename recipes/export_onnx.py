@@ -17,6 +17,8 @@ from slm_recipes.onnx_export.config import export_config  # noqa: E402
 
 
 def run(cfg, steps, interrupt):
+    # Nothing to save on Ctrl+C: stop at once, even while torch is imported or the model loads.
+    interrupt.at_once()
     from slm_recipes.onnx_export.pipeline import run_export
 
     return run_export(cfg, steps, interrupt)

@@ -9,6 +9,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from slm_recipes.cli import main  # noqa: E402
 from slm_recipes.config import merge_config  # noqa: E402
+from slm_recipes.units import format_bytes  # noqa: E402
 
 
 def run(cfg, steps, interrupt):
@@ -16,7 +17,7 @@ def run(cfg, steps, interrupt):
 
     steps.start("merge", "Merge adapter into the base model", cfg.out)
     info = merge(cfg.base, cfg.adapter, cfg.out)
-    steps.done(f"{info['bytes'] / 2**20:.1f} MiB")
+    steps.done(format_bytes(info["bytes"]))
     return info
 
 

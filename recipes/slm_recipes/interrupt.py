@@ -6,6 +6,14 @@ import signal
 class Interrupt:
     def __init__(self):
         self.requested = False
+        self.immediate = False
+
+    def at_once(self):
+        """For a recipe with nothing to save (an export builds in a staging folder it removes): the first
+        SIGINT raises KeyboardInterrupt wherever the recipe is (importing torch, loading the model), instead
+        of waiting for the next poll."""
+        self.immediate = True
+        return self
 
     def install(self):
         signal.signal(signal.SIGINT, self._handle)
@@ -14,6 +22,6 @@ class Interrupt:
         return self
 
     def _handle(self, signum, frame):
-        if self.requested:
+        if self.requested or self.immediate:
             raise KeyboardInterrupt
         self.requested = True

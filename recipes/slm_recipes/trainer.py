@@ -17,6 +17,7 @@ from . import events as ev
 from .data import Encoder, collate, encode_all, epoch_batches, loss_tokens, pack, read_jsonl, real_tokens
 from .distributed import Group
 from .errors import Cancelled, ConfigError, RecipeError
+from .units import format_bytes
 from .fsutil import atomic_dir, sha256_file
 from .merge import merge
 from .model import apply_lora, compute_dtype, load_base, load_tokenizer, pick_device, trainable_parameters
@@ -304,7 +305,7 @@ class Run:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
         info = merge(self.cfg.base, self.adapter_dir, out)
-        self.steps.done(f"{info['bytes'] / 2**20:.1f} MiB")
+        self.steps.done(format_bytes(info["bytes"]))
         return out
 
     def result(self, merged_dir):

@@ -21,7 +21,7 @@ export function register(program: Command): void {
   program
     .command("export")
     .description("Export Hugging Face weights to ONNX (the Optimum / transformers.js layout: fp32, fp16, q8, q4) and register the folder")
-    .argument("<model>", "a Hugging Face folder, a model pulled with --format hf, a catalog name, org/repo (pulled with --format hf first), or a fine-tune (exported merged)")
+    .argument("<model>", "a Hugging Face folder, a model pulled with --format hf, a catalog name, org/repo (pulled with --format hf first), a fine-tune, or BASE+PEFT-FOLDER (exported merged)")
     .addOption(new Option("--format <format>", "what to export to").choices(["onnx"]).makeOptionMandatory())
     .option("--dtype <dtype>", "fp32 (onnx/model.onnx), fp16, q8 (dynamic int8, model_quantized.onnx) or q4 (4-bit MatMulNBits, model_q4.onnx); repeat or comma-separate for several (default fp32)", collect)
     .option("-o, --out <name>", "register under this name (default <model>-onnx); an earlier export of the same model gains the dtypes")

@@ -38,8 +38,9 @@ C++ compiler, into $SLM_HOME/llama.cpp/<release>/ (about 10 minutes on 2 cores, 
 downloaded. A failed or interrupted build leaves nothing behind; a second slm waits for the first.
 
 python creates $SLM_HOME/venv (with uv when it is on PATH, else python3 -m venv) and installs the
-pinned torch, transformers, peft, accelerate, safetensors and sentencepiece from PyPI, plus the gguf
-package of that same llama.cpp source. It needs the network; a failed or interrupted setup leaves
+pinned torch, transformers, peft, accelerate, safetensors and sentencepiece from PyPI, with onnx,
+onnxruntime and onnx-ir for slm export --format onnx, plus the gguf package of that same llama.cpp
+source. It needs the network; a failed or interrupted setup leaves
 nothing behind. SLM_PYTHON, when set, is used instead of the venv by every command.
 
 engine compiles node-llama-cpp's binding (what run, chat, serve, bench and eval use) from the same

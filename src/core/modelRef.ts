@@ -66,6 +66,8 @@ export interface ParseOptions {
   files?: boolean;
   /** Whether a registered name is an ONNX model, whose `NAME:q4` picks a variant (GGUF names keep `:QUANT`). */
   isOnnx?: (name: string) => boolean;
+  /** The command takes Hugging Face weights only (export, GPTQ/AWQ): "unknown model" suggests a local HF folder, not a .gguf file. */
+  weightsOnly?: boolean;
 }
 
 /**
@@ -121,7 +123,7 @@ export function parseModelRef(ref: string, isRegistered: (name: string) => boole
   throw new NotFoundError(`Unknown model "${trimmed}".`, {
     hint: suggestions.length > 0
       ? `Did you mean ${suggestions.map((s) => `"${s}"`).join(" or ")}? \`slm list --catalog\` shows all names.`
-      : "Use a catalog name (`slm list --catalog`), org/repo from the Hugging Face Hub, or a local .gguf file.",
+      : `Use a catalog name (\`slm list --catalog\`), org/repo from the Hugging Face Hub, or ${o.weightsOnly ? "a local Hugging Face model folder" : "a local .gguf file or model folder"}.`,
   });
 }
 

@@ -10,8 +10,35 @@ type Row = [string, string | number | undefined];
 function rows(list: Row[]): string {
   const kept = list.filter(([, v]) => v !== undefined && v !== "");
   const width = Math.max(...kept.map(([k]) => k.length));
-  // A value of several lines continues under the first one's column.
-  return kept.map(([k, v]) => `${k.padEnd(width)}  ${String(v).split("\n").join(`\n${" ".repeat(width + 2)}`)}`).join("\n");
+  const indent = " ".repeat(width + 2);
+  // A value of several lines continues under the first one's column; a line too long for 80 columns is wrapped there too.
+  return kept.map(([k, v]) => `${k.padEnd(width)}  ${String(v).split("\n").flatMap((l) => wrapLine(l, COLUMNS - indent.length)).join(`\n${indent}`)}`).join("\n");
+}
+
+/** Lines of `slm info` fit a plain 80-column terminal. */
+const COLUMNS = 80;
+
+/**
+ * Breaks a line at spaces to fit `room`; continuations are indented two more. A break before a shape
+ * (" [") is preferred, so a tensor's name and type stay on one line and its shape on the next. A word
+ * longer than the room (a path) stays whole.
+ */
+export function wrapLine(line: string, room: number): string[] {
+  const out: string[] = [];
+  let rest = line;
+  let width = room;
+  while (rest.length > width) {
+    const head = rest.slice(0, width + 1);
+    const shape = head.lastIndexOf(" [");
+    const space = head.lastIndexOf(" ");
+    const at = shape > 0 ? shape : space;
+    if (at <= 0) break;
+    out.push(rest.slice(0, at).trimEnd());
+    rest = rest.slice(at + 1).trimStart();
+    if (width === room) width = room - 2;
+  }
+  out.push(rest);
+  return out.map((l, i) => (i === 0 ? l : `  ${l}`));
 }
 
 const count = (n: number | undefined) => (n === undefined ? undefined : `${formatCount(n)} (${n.toLocaleString("en-US")})`);
@@ -24,7 +51,7 @@ export function modelInfoText(info: ModelInfo): string {
   const o = info.onnx;
   return rows([
     ["name", m.name],
-    ["format", o ? onnxFormatText(o, m.dtype) : a ? `gguf (LoRA adapter${a.kind !== "lora" ? `, ${a.kind}` : ""}: load it with --lora on its base model)` : m.format === "gptq" || m.format === "awq" ? `${m.format} (Hugging Face folder of ${m.format.toUpperCase()}-packed weights)` : h ? `${m.format} (Hugging Face ${h.weights === "none" ? "folder without weights" : h.weights})` : m.format],
+    ["format", o ? onnxFormatText(o) : a ? `gguf (LoRA adapter${a.kind !== "lora" ? `, ${a.kind}` : ""}: load it with --lora on its base model)` : m.format === "gptq" || m.format === "awq" ? `${m.format} (Hugging Face folder of ${m.format.toUpperCase()}-packed weights)` : h ? `${m.format} (Hugging Face ${h.weights === "none" ? "folder without weights" : h.weights})` : m.format],
     ["path", m.path],
     ["size", formatBytes(m.size)],
     ["architecture", g?.architecture ?? (h ? [h.architecture, h.modelType && h.architecture ? `(${h.modelType})` : h.modelType].filter(Boolean).join(" ") : undefined) ?? m.architecture],
@@ -40,12 +67,13 @@ export function modelInfoText(info: ModelInfo): string {
     ["file type", g?.fileType ?? m.quant],
     ["dtype", o ? undefined : h?.dtype],
     ["variants", o ? variantsText(o) : undefined],
+    ["loads", o ? onnxLoadsText(o, m.dtype) : undefined],
     ["inputs", o ? ioText(o.inputs) : undefined],
     ["outputs", o ? ioText(o.outputs) : undefined],
     ["tensors", h?.tensors],
     ["layers", g?.blockCount ?? h?.layers],
     ["embedding", g?.embeddingLength ?? h?.hiddenSize],
-    ["tokenizer", g?.tokenizer ? `${g.tokenizer}${g.vocabSize ? ` (${g.vocabSize} tokens)` : ""}` : h?.tokenizer ? `${h.tokenizer}${h.vocabSize ? ` (${h.vocabSize} tokens)` : ""}` : undefined],
+    ["tokenizer", o && h?.tokenizer !== "tokenizer.json" ? `missing: no tokenizer.json, which the ONNX runtime needs${h?.tokenizer ? ` (has only ${h.tokenizer})` : ""}` : g?.tokenizer ? `${g.tokenizer}${g.vocabSize ? ` (${g.vocabSize} tokens)` : ""}` : h?.tokenizer ? `${h.tokenizer}${h.vocabSize ? ` (${h.vocabSize} tokens)` : ""}` : undefined],
     ["chat template", a ? undefined : g ? (g.hasChatTemplate ? "yes" : "no") : h ? (h.hasChatTemplate ? "yes" : "no") : undefined],
     ["splits", g && g.splitCount > 1 ? g.splitCount : undefined],
     ["LoRA adapters", m.adapters?.length ? m.adapters.map((x) => `${x.path}${x.scale !== 1 ? ` (scale ${x.scale})` : ""}`).join(", ") : undefined],
@@ -56,10 +84,14 @@ export function modelInfoText(info: ModelInfo): string {
   ]);
 }
 
-function onnxFormatText(o: OnnxSummary, asked: string | undefined): string {
-  const layout = o.base === "decoder_model_merged" ? "older Optimum layout, onnx/decoder_model_merged*.onnx" : "Optimum / transformers.js layout, onnx/model*.onnx";
-  const loads = asked ? `${asked} asked for` : o.defaultDtype ? `runs ${o.defaultDtype} unless --dtype or NAME:dtype says otherwise` : undefined;
-  return `onnx (${layout}; ${loads ?? "no variant"})`;
+function onnxFormatText(o: OnnxSummary): string {
+  return `onnx (${o.base === "decoder_model_merged" ? "older Optimum layout, onnx/decoder_model_merged*.onnx" : "Optimum / transformers.js layout, onnx/model*.onnx"})`;
+}
+
+/** Which variant a run loads: the one asked for, else the default (another by NAME:dtype or --dtype). */
+function onnxLoadsText(o: OnnxSummary, asked: string | undefined): string {
+  if (asked) return `${asked} (asked for)`;
+  return o.defaultDtype ? `${o.defaultDtype} (another with NAME:dtype or --dtype)` : "no variant";
 }
 
 /** One line per variant: dtype, file, size (with external data), opsets; a variant that cannot be read says why. */

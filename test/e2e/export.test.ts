@@ -77,7 +77,11 @@ describe("slm export --format onnx", () => {
       expect(again.stdout).toMatch(/added q8 [\d.]+ MB; it now has fp32, q8, q4/);
       const updated = registry(sb).models["tiny-arith-onnx"]!;
       expect(updated.onnx?.dtypes).toEqual(["fp32", "q8", "q4"]);
-      expect(updated.lineage.map((l) => l.parameters.dtypes)).toEqual([["q8"], ["fp32", "q4"]]);
+      // One export step, its dtypes updated (not a step per added dtype).
+      expect(updated.lineage.map((l) => l.parameters.dtypes)).toEqual([["fp32", "q8", "q4"]]);
+      // Step lines write sizes as the summary does (src/core/format.ts), never MiB beside MB.
+      expect(again.stderr).toMatch(/Converting to q8 \([\d.]+ MB\)/);
+      expect(again.stderr).not.toMatch(/MiB/);
       expect(updated.createdAt).toBe(entry.createdAt);
       expect(updated.files.map((f) => path.basename(f.path))).toContain("model_quantized.onnx");
       expect(readFileSync(path.join(dir, "onnx", "model_q4.onnx")).equals(before)).toBe(true);

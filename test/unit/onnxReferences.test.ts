@@ -7,6 +7,7 @@ import { type ModelInfo, modelInfo } from "../../src/backends/store/info.js";
 import { registerModel } from "../../src/backends/store/registry.js";
 import { modelInfoText } from "../../src/ui/infoText.js";
 import { resolveModel } from "../../src/backends/store/resolve.js";
+import { resolveRemoval } from "../../src/backends/store/targets.js";
 import type { ModelEntry } from "../../src/backends/store/types.js";
 import { EXIT } from "../../src/core/errors.js";
 import { parseModelRef } from "../../src/core/modelRef.js";
@@ -100,7 +101,8 @@ describe("ONNX references", () => {
     writeFileSync(path.join(dir, "model.safetensors"), Buffer.concat([header, Buffer.from("{}")]));
     const info = await modelInfo(dir);
     expect(info).toMatchObject({ model: { format: "hf" }, alsoOnnx: ["fp32", "q4"] });
-    expect(modelInfoText(info as ModelInfo)).toContain(`\nalso ONNX      fp32, q4 in onnx/ — described and run as ONNX when a dtype is asked for (${dir}:fp32, or --dtype)`);
+    // Lines wrapped to 80 columns read as one here.
+    expect(modelInfoText(info as ModelInfo).replace(/\n {16,}/g, " ")).toContain(`\nalso ONNX      fp32, q4 in onnx/ — described and run as ONNX when a dtype is asked for (${dir}:fp32, or --dtype)`);
   });
 
   it("a registered ONNX name takes :dtype; a registered GGUF name keeps :QUANT as before", async () => {
@@ -116,7 +118,25 @@ describe("ONNX references", () => {
     expect(resolveModel("org/repo:F16").name).toBe("org/repo:F16");
     // "org/repo" is registered (as a GGUF), but :fp32 is not one of its names: nothing reads it as a variant.
     expect(err(() => resolveModel("org/repo:fp32")).exitCode).toBe(EXIT.notFound);
-    expect(err(() => resolveModel("org/repo:F16", { dtype: "q4" })).message).toBe("org/repo:F16 is a GGUF model; a dtype (q4) picks a variant of an ONNX model.");
+    const pulled = err(() => resolveModel("org/repo:F16", { dtype: "q4" }));
+    expect(pulled.message).toBe("org/repo:F16 is a GGUF model; --dtype picks a variant of an ONNX model.");
+    expect(pulled.hint).toBe("Leave out --dtype; a GGUF quantization is picked with :TYPE (e.g. :Q8_0) when pulling.");
+  });
+
+  it("a dtype on a model that is not ONNX: the refusal names what was typed (--dtype or :q4) and a way that applies", () => {
+    // The built-in GGUF has no pull to pick from: its way to ONNX variants is exporting its HF weights.
+    const builtin = err(() => resolveModel("tiny-arith", { dtype: "q4" }));
+    expect(builtin.exitCode).toBe(EXIT.usage);
+    expect(builtin.message).toBe("tiny-arith is a GGUF model; --dtype picks a variant of an ONNX model.");
+    expect(builtin.hint).toBe("Leave out --dtype, or export ONNX variants from the Hugging Face weights: `slm export tiny-arith --format onnx --dtype q4`.");
+    // A Hugging Face folder asked for a variant by its suffix.
+    const hf = path.join(root, "hf-only");
+    mkdirSync(hf, { recursive: true });
+    writeFileSync(path.join(hf, "config.json"), JSON.stringify({ model_type: "llama" }));
+    writeFileSync(path.join(hf, "model.safetensors"), "x");
+    const suffix = err(() => resolveModel(`${hf}:q4`));
+    expect(suffix.message).toMatch(/ is a HF model; :q4 picks a variant of an ONNX model\.$/);
+    expect(suffix.hint).toBe(`Use ${resolveModel(hf).name} without the suffix, or export it: \`slm export ${hf} --format onnx --dtype q4\`.`);
   });
 
   it("org/repo:q4 reads the suffix both as a quant and as an ONNX dtype; a .gguf file takes no dtype", () => {
@@ -125,5 +145,16 @@ describe("ONNX references", () => {
     const gguf = path.join(root, "a.gguf");
     writeFileSync(gguf, "GGUF");
     expect(err(() => parseModelRef(`${gguf}:q4`)).exitCode).toBe(EXIT.usage);
+  });
+
+  it("slm rm NAME:dtype is refused as one variant (rm takes whole models), not answered 'did you mean NAME'", async () => {
+    const dir = onnxFolder("rm-variant", ["model.onnx", "model_fp16.onnx"]);
+    await registerModel({ name: "rm-onnx", format: "onnx", path: dir, files: [], size: 1, lineage: [], createdAt: "2026-01-01T00:00:00Z", source: { type: "derived" }, onnx: { dtypes: ["fp32", "fp16"], base: "model" } });
+    const none = { downloads: [], runs: [], bytes: 0 };
+    const e = err(() => resolveRemoval(["rm-onnx:fp16"], none));
+    expect(e.exitCode).toBe(EXIT.usage);
+    expect(e.message).toBe("slm rm removes whole models; the fp16 variant of rm-onnx cannot be removed on its own. Nothing was removed.");
+    expect(e.hint).toBe("`slm rm rm-onnx` removes the model with all its variants (fp32, fp16).");
+    expect(resolveRemoval(["rm-onnx"], none)).toEqual([{ kind: "model", name: "rm-onnx" }]);
   });
 });

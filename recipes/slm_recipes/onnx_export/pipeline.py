@@ -10,6 +10,7 @@ import time
 
 from .. import events as ev
 from ..errors import Cancelled, ConfigError
+from ..units import format_bytes
 from . import folder, variants
 from .config import SUFFIX
 
@@ -105,7 +106,7 @@ def run_export(cfg, steps, interrupt):
         export_graph(model, shape, traced, cfg.opset)
         # One graph in memory at a time (each dtype loads the traced file afresh): a 1B model's fp32 graph is 4 GB.
         fp32 = onnx.load_model(traced)
-        summary = f"{len(fp32.graph.node)} nodes, {variants.weight_bytes(fp32) / 2**20:.1f} MiB of weights"
+        summary = f"{len(fp32.graph.node)} nodes, {format_bytes(variants.weight_bytes(fp32))} of weights"
         del fp32
         _check(interrupt)
         diffs = {}
@@ -139,7 +140,7 @@ def run_export(cfg, steps, interrupt):
             if is_external:
                 external.append(name)
             _check(interrupt)
-            steps.done(f"{size / 2**20:.1f} MiB")
+            steps.done(format_bytes(size))
 
         steps.start("export:files", "Writing the tokenizer and configs")
         tok = folder.write_tokenizer(cfg.model, stage)

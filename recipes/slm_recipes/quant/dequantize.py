@@ -14,6 +14,7 @@ import time
 
 from .. import events as ev
 from ..errors import Cancelled, ConfigError
+from ..units import format_bytes
 from . import pack_awq, pack_gptq
 from .checkpoint import folder_size, output_folder, read_config, source_tensor_files
 
@@ -142,7 +143,7 @@ def run_dequantize(cfg, steps, interrupt):
         _write_config(cfg.model, out, cfg.dtype)
         _copy_side_files(cfg.model, out)
         size = folder_size(out)
-        steps.done(f"{len(jobs)} tensors, {size / 2**20:.1f} MiB")
+        steps.done(f"{len(jobs)} tensors, {format_bytes(size)}")
     return {"output_dir": cfg.output_dir, "method": method, "bits": bits, "dtype": cfg.dtype, "tensors": len(jobs),
             "size": size, "seconds": round(time.monotonic() - started, 3)}
 

@@ -13,6 +13,7 @@ import time
 
 from .. import events as ev
 from ..errors import Cancelled, ConfigError
+from ..units import format_bytes
 from ..model import pick_device
 from .blocks import decoder_blocks, load_model, run_blocks
 from .calibration import load_calibration, windows_text
@@ -89,7 +90,7 @@ def run_quantize(cfg, steps, interrupt, method):
         size = method.write(cfg.output_dir, cfg.model, model)
         if interrupt is not None and interrupt.requested:
             raise Cancelled("interrupted while writing")
-        steps.done(f"{size / 2**20:.1f} MiB")
+        steps.done(format_bytes(size))
 
     result = {
         "output_dir": cfg.output_dir, "method": cfg.method, "output": cfg.output, "bits": cfg.bits,

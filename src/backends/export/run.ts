@@ -64,6 +64,16 @@ export function exportStep(plan: ExportPlan, r: ExportRecipeResult): LineageStep
   };
 }
 
+/**
+ * An export gaining dtypes stays one export step: the latest export step of the same source is updated
+ * (its dtypes become those present, the newest run's figures win) instead of a step per added dtype.
+ */
+export function lineageWithAdded(lineage: readonly LineageStep[], step: LineageStep, present: readonly OnnxDtype[]): LineageStep[] {
+  const [last, ...rest] = lineage;
+  if (last?.method !== "export-onnx" || last.from !== step.from) return [step, ...lineage];
+  return [{ ...step, parameters: { ...last.parameters, ...step.parameters, dtypes: [...present] } }, ...rest];
+}
+
 /** The variants present, in the vocabulary's order (the recipe reports them; the folder is what counts). */
 function presentDtypes(r: ExportRecipeResult): OnnxDtype[] {
   return ONNX_DTYPES.filter((d) => r.present.some((p) => isOnnxDtype(p) && p === d));
@@ -119,7 +129,7 @@ export async function runExport(plan: ExportPlan, ctx: BackendContext = {}): Pro
       entry = await withStep(ctx, "export:register", `Updating ${plan.name}`, () =>
         updateRegistry((reg) => {
           const now = reg.models[plan.name] ?? plan.existing!;
-          const updated = entryOf(plan, r, dir, dir, [step, ...now.lineage], now.createdAt);
+          const updated = entryOf(plan, r, dir, dir, lineageWithAdded(now.lineage, step, presentDtypes(r)), now.createdAt);
           reg.models[plan.name] = { ...now, ...updated, evals: now.evals };
           return reg.models[plan.name];
         }), () => dir);

@@ -215,7 +215,9 @@ export async function pull(o: PullOptions, ctx: BackendContext = {}): Promise<Pu
   if (sel.format === "onnx") {
     // The variants are the entry's own files, not whatever else the shared snapshot folder holds.
     const onnx = onnxInfoOf(files.filter((f) => f.repoPath?.startsWith("onnx/")).map((f) => f.repoPath!.slice(5)))!;
-    Object.assign(model, { onnx, ...configFacts(entryPath) });
+    // No weights file to count: the parameters come from config.json's shape, as the ONNX runtime reports them (bench).
+    const { estimateParameters } = await import("../onnx/model.js");
+    Object.assign(model, { onnx, ...configFacts(entryPath, estimateParameters) });
   } else if (sel.format === "hf") {
     // A GPTQ or AWQ repository is a model of its own format, described by its quantization_config.
     const quantization = quantizationOf(entryPath);
@@ -240,12 +242,13 @@ function defaultFormat(files: RepoFile[]): PullFormat {
 }
 
 /** Architecture and context length from an ONNX folder's config.json (what `slm list` and run need before loading). */
-function configFacts(dir: string): Pick<ModelEntry, "architecture" | "contextLength"> {
+function configFacts(dir: string, parametersOf: (config: Record<string, unknown>) => number): Pick<ModelEntry, "architecture" | "contextLength" | "parameters"> {
   try {
     const c = JSON.parse(readFileSync(path.join(dir, "config.json"), "utf8")) as { architectures?: unknown; max_position_embeddings?: unknown };
     const arch = Array.isArray(c.architectures) && typeof c.architectures[0] === "string" ? c.architectures[0] : undefined;
     const ctx = typeof c.max_position_embeddings === "number" ? c.max_position_embeddings : undefined;
-    return { ...(arch ? { architecture: arch } : {}), ...(ctx ? { contextLength: ctx } : {}) };
+    const parameters = parametersOf(c as Record<string, unknown>);
+    return { ...(arch ? { architecture: arch } : {}), ...(ctx ? { contextLength: ctx } : {}), ...(parameters > 0 ? { parameters: Math.round(parameters) } : {}) };
   } catch {
     return {};
   }

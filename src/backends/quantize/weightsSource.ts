@@ -110,7 +110,7 @@ async function catalogHfWeights(c: CatalogEntry, ctx: BackendContext): Promise<W
 
 /** Resolves `ref` to unquantized HF weights, pulling them (`--format hf`) when a catalog or Hub reference needs it. */
 export async function resolveWeightsSource(ref: string, ctx: BackendContext = {}, u: WeightsUse = GPTQ_AWQ_USE): Promise<WeightsSource> {
-  const parsed = parseModelRef(ref, hasModel, () => listModels().map((m) => m.name));
+  const parsed = parseModelRef(ref, hasModel, () => listModels().map((m) => m.name), { weightsOnly: true });
   let found: WeightsSource;
   if (parsed.kind === "gguf-file") refuseGguf(parsed.path, u);
   if (parsed.kind === "catalog" && parsed.entry.builtin) {

@@ -26,7 +26,7 @@ export interface ResolveOptions extends ParseOptions {
 export function resolveModel(ref: string, o: ResolveOptions = {}): ModelEntry {
   const parsed = parseModelRef(ref, hasModel, () => listModels().map((m) => m.name), { isOnnx: (n) => getModel(n)?.format === "onnx", ...o });
   const asked = askedDtype(ref, parsed, o.dtype);
-  return withDtype(resolveEntry(ref, parsed, asked), asked);
+  return withDtype(resolveEntry(ref, parsed, asked), asked, o.dtype !== undefined);
 }
 
 function resolveEntry(ref: string, parsed: ModelRef, dtype: OnnxDtype | undefined): ModelEntry {
@@ -71,19 +71,33 @@ function askedDtype(ref: string, parsed: ModelRef, flag: string | undefined): On
 
 const ONNX_DTYPE_LIST = ONNX_DTYPES.join(", ");
 
-/** The entry with the variant to load, checked against the variants its folder holds. */
-function withDtype(entry: ModelEntry, dtype: OnnxDtype | undefined): ModelEntry {
+/**
+ * The entry with the variant to load, checked against the variants its folder holds. `byFlag`: the
+ * dtype came from `--dtype` (the refusal names what the user typed: the flag, or the `:q4` suffix).
+ */
+function withDtype(entry: ModelEntry, dtype: OnnxDtype | undefined, byFlag: boolean): ModelEntry {
   if (!dtype) return entry;
   if (entry.format !== "onnx" || !entry.onnx) {
-    throw new UsageError(`${entry.name} is a ${entry.format.toUpperCase()} model; a dtype (${dtype}) picks a variant of an ONNX model.`, {
-      hint: entry.format === "gguf" ? "GGUF quantizations are picked with :TYPE (e.g. :Q8_0) when pulling." : "Export it to ONNX with `slm export <model> --format onnx`.",
-    });
+    const asked = byFlag ? "--dtype" : `:${dtype}`;
+    throw new UsageError(`${entry.name} is a ${entry.format.toUpperCase()} model; ${asked} picks a variant of an ONNX model.`, { hint: notOnnxHint(entry, dtype, byFlag) });
   }
   if (!entry.onnx.dtypes.includes(dtype)) {
     const pull = entry.source.type === "hub" ? ` Pull it with \`slm pull ${entry.source.repo} --format onnx --dtype ${dtype}\`.` : "";
     throw new UsageError(`${entry.name} has no ${dtype} variant; it has ${entry.onnx.dtypes.join(", ")}.`, { hint: `Use one of those (${entry.name}:${entry.onnx.dtypes[0]}).${pull}` });
   }
   return { ...entry, dtype };
+}
+
+/** What to do instead of a dtype on a model that is not ONNX: drop it, or make an ONNX export of the HF weights. */
+function notOnnxHint(entry: ModelEntry, dtype: OnnxDtype, byFlag: boolean): string {
+  const drop = byFlag ? "Leave out --dtype" : `Use ${entry.name} without the suffix`;
+  if (entry.format === "gguf" && entry.source.type === "hub") return `${drop}; a GGUF quantization is picked with :TYPE (e.g. :Q8_0) when pulling.`;
+  if (entry.format === "gguf") {
+    // A built-in or derived GGUF: the ONNX export starts from the Hugging Face weights it was made from.
+    const from = entry.source.type === "builtin" ? entry.name : (entry.lineage[0]?.from ?? "<its Hugging Face weights>");
+    return `${drop}, or export ONNX variants from the Hugging Face weights: \`slm export ${from} --format onnx --dtype ${dtype}\`.`;
+  }
+  return `${drop}, or export it: \`slm export ${entry.source.type === "local" ? entry.path : entry.name} --format onnx --dtype ${dtype}\`.`;
 }
 
 /** The ONNX pull of a repository (`org/repo:q4` when the repo was pulled as `org/repo` with --format onnx). */

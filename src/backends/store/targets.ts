@@ -6,7 +6,8 @@ import { parseModelRef, registryNameFor } from "../../core/modelRef.js";
 import { runsRoot } from "./discard.js";
 import type { UnfinishedDownload } from "./downloads.js";
 import type { Leftovers } from "./leftovers.js";
-import { hasModel, listModels } from "./registry.js";
+import { isOnnxDtype } from "../onnx/layout.js";
+import { getModel, hasModel, listModels } from "./registry.js";
 import type { AbandonedRun } from "./runs.js";
 
 export type Target = { kind: "model"; name: string } | { kind: "download"; name: string; download: UnfinishedDownload } | { kind: "run"; name: string; run: AbandonedRun };
@@ -30,11 +31,25 @@ export function resolveRemoval(names: string[], found: Leftovers): Target[] {
   return targets;
 }
 
+/**
+ * `NAME:fp16` of an ONNX model names one variant, which rm does not take apart (a pulled variant's files
+ * live in the shared Hub cache): said plainly, rather than "did you mean NAME", which would remove them all.
+ */
+function refuseVariant(ref: string): void {
+  const i = ref.lastIndexOf(":");
+  const entry = i > 0 ? getModel(ref.slice(0, i)) : undefined;
+  if (entry?.format !== "onnx" || !isOnnxDtype(ref.slice(i + 1).toLowerCase())) return;
+  throw new UsageError(`slm rm removes whole models; the ${ref.slice(i + 1).toLowerCase()} variant of ${entry.name} cannot be removed on its own. Nothing was removed.`, {
+    hint: `\`slm rm ${entry.name}\` removes the model with all its variants (${entry.onnx?.dtypes.join(", ") ?? "none"}).`,
+  });
+}
+
 /** A run folder is named after the model it makes (derived.ts's rule), so "." or ".." never name one. */
 const RUN_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/;
 
 function resolveOne(ref: string, found: Leftovers): Target | undefined {
   if (hasModel(ref)) return { kind: "model", name: ref };
+  refuseVariant(ref);
   const run = found.runs.find((r) => r.name === ref);
   if (run) return { kind: "run", name: ref, run };
   if (RUN_NAME.test(ref) && existsSync(path.join(runsRoot(), ref))) {
