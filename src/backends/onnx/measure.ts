@@ -80,7 +80,8 @@ export async function onnxBench(parts: ModelParts, info: BenchModelInfo, o: Runt
     if (n > 0 && bos !== undefined) tokens[0] = bos;
     const cache = new KvCache();
     for (let at = 0; at < n; at += batchSize) {
-      await session.forward(cache, tokens.slice(at, at + batchSize));
+      // As a prompt is processed (slot.prefill) and llama-bench counts it: the last position's logits only.
+      await session.forward(cache, tokens.slice(at, at + batchSize), at + batchSize >= n ? "last" : "none");
       check();
     }
   };
