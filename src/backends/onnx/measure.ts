@@ -34,7 +34,8 @@ export async function onnxPerplexity(parts: ModelParts, text: string, o: { ctxSi
       const cache = new KvCache();
       for (let at = 0; at < plan.ctx; at += plan.piece) {
         if (ctx.signal?.aborted) throw new CancelledError();
-        const r = await session.forward(cache, chunk.slice(at, at + plan.piece));
+        // A piece wholly before the scored half needs no logits (onnxruntime-node copies each fetched output).
+        const r = await session.forward(cache, chunk.slice(at, at + plan.piece), at + plan.piece <= plan.first ? "none" : "all");
         // Row j is position at + j; positions first … ctx − 2 predict the token after them.
         for (let j = 0; j < r.rows; j++) {
           const pos = at + j;
