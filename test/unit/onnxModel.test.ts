@@ -4,6 +4,8 @@ import path from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadOnnxModel } from "../../src/backends/onnx/model.js";
+import { loadOrt } from "../../src/backends/onnx/ort.js";
+import { KvCache, OnnxSession } from "../../src/backends/onnx/session.js";
 import { missingPythonModules } from "../../src/backends/python/env.js";
 import type { RuntimeModel } from "../../src/backends/runtime/types.js";
 import type { ModelEntry } from "../../src/backends/store/types.js";
@@ -263,6 +265,27 @@ describe.skipIf(py.skip !== undefined)(`ONNX runtime against transformers${py.sk
     expect(b.context.used).toBeGreaterThan(a.context.used);
     chat.reset();
     expect(chat.contextUsed().used).toBe(0);
+  });
+
+  it("a call that wants the last row of logits returns that row alone, equal to the last of every row, and the same cache", async () => {
+    const config = JSON.parse(readFileSync(path.join(dir, "config.json"), "utf8")) as Record<string, unknown>;
+    const session = await OnnxSession.create(await loadOrt(), path.join(dir, "onnx/model.onnx"), { threads: 1, config });
+    try {
+      const tokens = prompts[0]!;
+      const [every, last, none] = [new KvCache(), new KvCache(), new KvCache()];
+      const all = await session.forward(every, tokens, "all");
+      const one = await session.forward(last, tokens, "last");
+      const nothing = await session.forward(none, tokens, "none");
+      expect([all.rows, one.rows, nothing.rows]).toEqual([tokens.length, 1, 0]);
+      const want = all.logits.subarray((all.rows - 1) * all.vocab);
+      expect(one.logits.length).toBe(want.length);
+      want.forEach((v, i) => expect(Math.abs(one.logits[i]! - v)).toBeLessThan(1e-4));
+      // The next token's logits from each cache agree: all three hold the same keys and values.
+      const next = await Promise.all([every, last, none].map((c) => session.forward(c, [5])));
+      next.slice(1).forEach((r) => r.logits.forEach((v, i) => expect(Math.abs(v - next[0]!.logits[i]!)).toBeLessThan(1e-4)));
+    } finally {
+      await session.dispose();
+    }
   });
 
   it("bench reports pp and tg tests in llama-bench's shape", async () => {

@@ -34,7 +34,8 @@ export async function onnxPerplexity(parts: ModelParts, text: string, o: { ctxSi
       const cache = new KvCache();
       for (let at = 0; at < plan.ctx; at += plan.piece) {
         if (ctx.signal?.aborted) throw new CancelledError();
-        const r = await session.forward(cache, chunk.slice(at, at + plan.piece));
+        // A piece wholly before the scored half needs no logits (onnxruntime-node copies each fetched output).
+        const r = await session.forward(cache, chunk.slice(at, at + plan.piece), at + plan.piece <= plan.first ? "none" : "all");
         // Row j is position at + j; positions first … ctx − 2 predict the token after them.
         for (let j = 0; j < r.rows; j++) {
           const pos = at + j;
@@ -80,7 +81,8 @@ export async function onnxBench(parts: ModelParts, info: BenchModelInfo, o: Runt
     if (n > 0 && bos !== undefined) tokens[0] = bos;
     const cache = new KvCache();
     for (let at = 0; at < n; at += batchSize) {
-      await session.forward(cache, tokens.slice(at, at + batchSize));
+      // As a prompt is processed (slot.prefill) and llama-bench counts it: the last position's logits only.
+      await session.forward(cache, tokens.slice(at, at + batchSize), at + batchSize >= n ? "last" : "none");
       check();
     }
   };

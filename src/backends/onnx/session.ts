@@ -18,8 +18,18 @@ export interface KvLayout {
   kvType: "float32" | "float16";
   positionIds: boolean;
   useCacheBranch: boolean;
-  /** `logits_to_keep` (or `num_logits_to_keep`) in newer exports: fed 0, transformers' "every position". */
+  /** `logits_to_keep` (or `num_logits_to_keep`) in newer exports: fed 0 (transformers' "every position") or 1 (the last). */
   logitsToKeep: string | undefined;
+}
+
+/** Which rows of logits a call returns: every new position's, the last one's, or none (the cache only). */
+export type LogitRows = "all" | "last" | "none";
+
+/** Logits of `rows` positions, rows × vocab, float32. */
+export interface Logits {
+  logits: Float32Array;
+  rows: number;
+  vocab: number;
 }
 
 /** The inputs slm knows how to feed; a graph that needs another is refused when it loads. */
@@ -53,13 +63,16 @@ function firstLine(err: unknown): string {
 export class OnnxSession {
   /** Calls run one at a time: slots share the session, and two runs would split the same cores. */
   private queue: Promise<unknown> = Promise.resolve();
+  private readonly presentNames: readonly string[];
 
   private constructor(
     private readonly ort: Ort,
     readonly session: InferenceSession,
     readonly layout: KvLayout,
     readonly file: string,
-  ) {}
+  ) {
+    this.presentNames = session.outputNames.filter((n) => n.startsWith("present."));
+  }
 
   /**
    * A session on `file`; a file onnxruntime cannot read (truncated, not ONNX, missing external data)
@@ -98,10 +111,10 @@ export class OnnxSession {
 
   /**
    * Evaluates `tokens` after what `cache` holds and keeps their keys and values in it. Returns the logits
-   * of every new position (rows × vocab), float32.
+   * (rows × vocab, float32) of every new position (`"all"`), of the last one only (`"last"`), or none.
    */
-  forward(cache: KvCache, tokens: readonly number[], firstPosition = cache.length): Promise<{ logits: Float32Array; rows: number; vocab: number }> {
-    const next = this.queue.then(() => this.run(cache, tokens, firstPosition));
+  forward(cache: KvCache, tokens: readonly number[], want: LogitRows = "all", firstPosition = cache.length): Promise<Logits> {
+    const next = this.queue.then(() => this.evaluate(cache, tokens, want, firstPosition));
     this.queue = next.catch(() => undefined);
     return next;
   }
@@ -125,14 +138,27 @@ export class OnnxSession {
       cache.tokens = new Array<number>(position).fill(0);
     }
     try {
-      await this.forward(cache, [0], position);
+      await this.forward(cache, [0], "all", position);
       return true;
     } catch {
       return false;
     }
   }
 
-  private async run(cache: KvCache, tokens: readonly number[], firstPosition: number): Promise<{ logits: Float32Array; rows: number; vocab: number }> {
+  /**
+   * onnxruntime-node copies every fetched output into a new JavaScript buffer: the logits of a 512-token
+   * batch are ~100 MB, and copying them cost prompt processing about a quarter of its time (Python's
+   * binding hands the buffer over without a copy). Where only the last row is wanted, the graph is asked
+   * for it (`logits_to_keep`: 1), or else the tokens before the last run without fetching the logits and
+   * the last one runs alone, as llama.cpp computes only the last position's logits of a prompt.
+   */
+  private async evaluate(cache: KvCache, tokens: readonly number[], want: LogitRows, firstPosition: number): Promise<Logits> {
+    if (want !== "last" || tokens.length === 1 || this.layout.logitsToKeep) return this.run(cache, tokens, want, firstPosition);
+    await this.run(cache, tokens.slice(0, -1), "none", firstPosition);
+    return this.run(cache, tokens.slice(-1), "all", firstPosition + tokens.length - 1);
+  }
+
+  private async run(cache: KvCache, tokens: readonly number[], want: LogitRows, firstPosition: number): Promise<Logits> {
     const ort = this.ort;
     const past = cache.length;
     const total = past + tokens.length;
@@ -148,13 +174,15 @@ export class OnnxSession {
       for (let i = 0; i < tokens.length; i++) pos[i] = BigInt(firstPosition + i);
       feeds.position_ids = new ort.Tensor("int64", pos, [1, tokens.length]);
     }
-    if (this.layout.logitsToKeep) feeds[this.layout.logitsToKeep] = new ort.Tensor("int64", BigInt64Array.of(0n), []);
+    // 0 is transformers' "every position".
+    if (this.layout.logitsToKeep) feeds[this.layout.logitsToKeep] = new ort.Tensor("int64", BigInt64Array.of(want === "all" ? 0n : 1n), []);
     if (this.layout.useCacheBranch) feeds.use_cache_branch = new ort.Tensor("bool", new Uint8Array([past > 0 ? 1 : 0]), [1]);
-    const out = await this.session.run(feeds);
+    const out = await this.session.run(feeds, want === "none" ? this.presentNames : this.session.outputNames);
     const presents: Record<string, Tensor> = {};
     for (const [name, t] of Object.entries(out)) if (name.startsWith("present.")) presents[name] = t;
     cache.tensors = presents;
     cache.tokens.push(...tokens);
+    if (want === "none") return { logits: new Float32Array(0), rows: 0, vocab: 0 };
     const logits = out.logits!;
     const vocab = logits.dims[logits.dims.length - 1]!;
     const rows = logits.dims[logits.dims.length - 2]!;

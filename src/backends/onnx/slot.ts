@@ -115,7 +115,9 @@ export class OnnxSlot implements GenerationSlot {
     let row: Float32Array | undefined;
     for (let at = common; at < tokens.length; at += batchSize) {
       if (signal?.aborted) throw new CancelledError();
-      row = lastRow(await session.forward(this.cache, tokens.slice(at, at + batchSize)));
+      const last = at + batchSize >= tokens.length;
+      const r = await session.forward(this.cache, tokens.slice(at, at + batchSize), last ? "last" : "none");
+      if (last) row = lastRow(r);
     }
     return row!;
   }
