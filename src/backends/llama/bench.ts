@@ -2,6 +2,7 @@ import type { ControlledEvaluateInputItem, LlamaContext, LlamaContextSequence, T
 import { emit, type BackendContext } from "../../core/events.js";
 import { CancelledError, UsageError } from "../../core/errors.js";
 import type { LoadOptions, LoadedModel } from "./loader.js";
+import { runBenchTests } from "../runtime/benchTests.js";
 
 /**
  * `slm bench`: prompt processing and generation throughput, measured the way llama.cpp's llama-bench
@@ -262,32 +263,7 @@ async function runTests(loaded: LoadedModel, o: Pick<BenchOptions, "promptTokens
       }
     };
 
-    const plan: { kind: "pp" | "tg"; tokens: number }[] = [];
-    if (o.promptTokens > 0) plan.push({ kind: "pp", tokens: o.promptTokens });
-    if (o.genTokens > 0) plan.push({ kind: "tg", tokens: o.genTokens });
-    const tests: BenchTest[] = [];
-    for (const t of plan) {
-      const name = `${t.kind}${t.tokens}`;
-      const id = `bench:${name}`;
-      const run = t.kind === "pp" ? prompt : generate;
-      emit(ctx.onEvent, { type: "step", id, status: "start", title: name });
-      await evaluator.clear();
-      await run(t.kind === "pp" ? t.tokens : 1); // warm-up, as llama-bench does
-      const samplesMs: number[] = [];
-      for (let r = 0; r < o.repetitions; r++) {
-        await evaluator.clear();
-        const started = performance.now();
-        await run(t.tokens);
-        samplesMs.push(performance.now() - started);
-        emit(ctx.onEvent, { type: "progress", id, unit: "repetitions", current: r + 1, total: o.repetitions });
-      }
-      await evaluator.clear();
-      const samples = samplesMs.map((ms) => (t.tokens * 1000) / ms);
-      const test: BenchTest = { name, kind: t.kind, tokens: t.tokens, repetitions: o.repetitions, samples, samplesMs, mean: mean(samples), stddev: stddev(samples) };
-      tests.push(test);
-      emit(ctx.onEvent, { type: "metric", name: `${name} tokens/s`, value: Number(test.mean.toFixed(2)), unit: "tokens/s" });
-      emit(ctx.onEvent, { type: "step", id, status: "done", title: name, detail: `${test.mean.toFixed(2)} ± ${test.stddev.toFixed(2)} tokens/s` });
-    }
+    const tests = await runBenchTests(o, { prompt, generate, reset: () => evaluator.clear() }, ctx);
     return {
       model: { name: loaded.entry.name, path: loaded.entry.path, description: model.typeDescription, sizeBytes: model.size, parameters: loaded.summary.parameters },
       backend: backendName(loaded.llama.gpu),

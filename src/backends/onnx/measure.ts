@@ -1,7 +1,7 @@
 import { emit, type BackendContext } from "../../core/events.js";
 import { CancelledError } from "../../core/errors.js";
-import type { BenchResult, BenchTest } from "../llama/bench.js";
-import { mean, stddev } from "../llama/bench.js";
+import type { BenchResult } from "../llama/bench.js";
+import { runBenchTests } from "../runtime/benchTests.js";
 import { chunkTokens, planChunks } from "../eval/chunks.js";
 import type { PerplexityResult } from "../eval/perplexity.js";
 import { Moments, perplexityEstimate } from "../eval/stats.js";
@@ -95,29 +95,7 @@ export async function onnxBench(parts: ModelParts, info: BenchModelInfo, o: Runt
       check();
     }
   };
-  const plan: { kind: "pp" | "tg"; tokens: number }[] = [];
-  if (o.promptTokens > 0) plan.push({ kind: "pp", tokens: o.promptTokens });
-  if (o.genTokens > 0) plan.push({ kind: "tg", tokens: o.genTokens });
-  const tests: BenchTest[] = [];
-  for (const t of plan) {
-    const name = `${t.kind}${t.tokens}`;
-    const id = `bench:${name}`;
-    const run = t.kind === "pp" ? prompt : generate;
-    emit(ctx.onEvent, { type: "step", id, status: "start", title: name });
-    await run(t.kind === "pp" ? t.tokens : 1);
-    const samplesMs: number[] = [];
-    for (let r = 0; r < o.repetitions; r++) {
-      const started = performance.now();
-      await run(t.tokens);
-      samplesMs.push(performance.now() - started);
-      emit(ctx.onEvent, { type: "progress", id, unit: "repetitions", current: r + 1, total: o.repetitions });
-    }
-    const samples = samplesMs.map((ms) => (t.tokens * 1000) / ms);
-    const test: BenchTest = { name, kind: t.kind, tokens: t.tokens, repetitions: o.repetitions, samples, samplesMs, mean: mean(samples), stddev: stddev(samples) };
-    tests.push(test);
-    emit(ctx.onEvent, { type: "metric", name: `${name} tokens/s`, value: Number(test.mean.toFixed(2)), unit: "tokens/s" });
-    emit(ctx.onEvent, { type: "step", id, status: "done", title: name, detail: `${test.mean.toFixed(2)} ± ${test.stddev.toFixed(2)} tokens/s` });
-  }
+  const tests = await runBenchTests(o, { prompt, generate }, ctx);
   return {
     model: { name: parts.name, path: info.path, description: info.description, sizeBytes: info.sizeBytes, parameters: info.parameters },
     backend: "CPU",

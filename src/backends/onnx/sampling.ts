@@ -1,4 +1,5 @@
 import { SAMPLING_DEFAULTS, type SamplingOptions } from "../llama/generate.js";
+import { seededRandom } from "../../core/random.js";
 
 /**
  * Token sampling with llama.cpp's meaning, so that slm's flags do the same on both runtimes. The chain is
@@ -38,17 +39,6 @@ export function resolveSampling(o: SamplingOptions): ResolvedSampling {
   };
 }
 
-/** mulberry32: a small, fast 32-bit generator; the same seed gives the same draws. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 0x1_0000_0000;
-  };
-}
 
 /** Index of the largest value; the first of equal ones, as llama.cpp's greedy sampler picks. */
 export function argmax(values: ArrayLike<number>, offset = 0, length = values.length - offset): number {

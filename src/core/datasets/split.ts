@@ -1,4 +1,5 @@
 import { UsageError } from "../errors.js";
+import { seededRandom } from "../random.js";
 
 /**
  * A reproducible held-out split: a seeded shuffle (mulberry32 + Fisher–Yates), so the same seed picks
@@ -11,7 +12,7 @@ export function splitHoldout<T>(items: readonly T[], fraction: number, seed: num
     throw new UsageError(`--val-split ${fraction} of ${items.length} example(s) leaves ${held === 0 ? "no validation example" : "nothing to train on"}.`, { hint: "Use a larger dataset or give --eval-data FILE." });
   }
   const order = items.map((_, i) => i);
-  const rand = mulberry32(seed);
+  const rand = seededRandom(seed);
   for (let i = order.length - 1; i > 0; i--) {
     const j = Math.floor(rand() * (i + 1));
     [order[i], order[j]] = [order[j]!, order[i]!];
@@ -19,15 +20,4 @@ export function splitHoldout<T>(items: readonly T[], fraction: number, seed: num
   const heldSet = new Set(order.slice(0, held));
   // Both parts keep the file's order: only membership is random.
   return { train: items.filter((_, i) => !heldSet.has(i)), held: items.filter((_, i) => heldSet.has(i)) };
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
