@@ -28,7 +28,8 @@ describe("slm serve with an ONNX model", () => {
       return;
     }
     const sb = sandbox();
-    proc = execa("node", [BIN, "serve", `${f.dir!}:q4`, "--port", "0", "--threads", "1", "--parallel", "2"], { env: sb.env, extendEnv: true, reject: false });
+    // --verbose: the load line naming the variant (a load is quiet otherwise, as llama.cpp's is).
+    proc = execa("node", [BIN, "serve", `${f.dir!}:q4`, "--port", "0", "--threads", "1", "--parallel", "2", "--verbose"], { env: sb.env, extendEnv: true, reject: false });
     const up = await listening(proc, 60_000);
     stderr = up.stderr;
     client = new OpenAI({ baseURL: `${up.url}/v1`, apiKey: "none", maxRetries: 0, timeout: 60_000 });
