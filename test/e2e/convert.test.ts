@@ -1,12 +1,12 @@
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from "vitest";
 import { readGgufHeader } from "../../src/backends/gguf/reader.js";
-import type { ModelEntry, Registry } from "../../src/backends/store/types.js";
+import type { ModelEntry } from "../../src/backends/store/types.js";
 import { findExecutable, pathDirs } from "../../src/core/exec.js";
-import { FIXTURE, type Sandbox, interruptWhen, lastJson, sandbox, slm } from "../helpers/cli.js";
+import { FIXTURE, interruptWhen, lastJson, registry, sandbox, type Sandbox, slm } from "../helpers/cli.js";
 import { fixtureDifferences } from "../helpers/ggufCompare.js";
 import { type HubServer, repoFromDir, startHubServer } from "../helpers/hubServer.js";
 import { convertPythonForTests } from "../helpers/python.js";
@@ -15,11 +15,6 @@ const HF = path.join(FIXTURE, "hf");
 const REF_F32 = path.join(FIXTURE, "gguf", "tiny-arith-f32.gguf");
 const REF_F16 = path.join(FIXTURE, "gguf", "tiny-arith-f16.gguf");
 const SLOW = 180_000;
-
-function registry(box: Sandbox): Registry {
-  const file = path.join(box.home, "registry.json");
-  return existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as Registry) : { version: 1, models: {} };
-}
 
 /** What a failed or cancelled run must not leave: a model folder, a work folder, a registry entry. */
 function expectNothingLeft(box: Sandbox): void {

@@ -1,9 +1,9 @@
 import { execFileSync } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { beforeAll, describe, expect, it, type TestContext } from "vitest";
-import type { ModelEntry, Registry } from "../../src/backends/store/types.js";
-import { FIXTURE, ROOT, type Sandbox, interruptWhen, lastJson, sandbox, slm } from "../helpers/cli.js";
+import type { ModelEntry } from "../../src/backends/store/types.js";
+import { FIXTURE, interruptWhen, lastJson, modelDirs, registry, ROOT, sandbox, type Sandbox, slm } from "../helpers/cli.js";
 import { mountSkipReason, smallDisk } from "../helpers/mounts.js";
 import { onnxExportPythonForTests } from "../helpers/python.js";
 
@@ -30,16 +30,6 @@ beforeAll(async () => {
 
 function need(ctx: TestContext): void {
   if (!python) ctx.skip(skip);
-}
-
-function registry(box: Sandbox): Registry {
-  const file = path.join(box.home, "registry.json");
-  return existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as Registry) : { version: 1, models: {} };
-}
-
-function modelDirs(box: Sandbox): string[] {
-  const dir = path.join(box.home, "models");
-  return existsSync(dir) ? readdirSync(dir).sort() : [];
 }
 
 /** onnxruntime's greedy answers on the first `n` problems of a task file. */

@@ -6,8 +6,8 @@ import { readGgufSummary } from "../../src/backends/gguf/summary.js";
 import { generate } from "../../src/backends/llama/generate.js";
 import { loadModel } from "../../src/backends/llama/loader.js";
 import { resolveModel } from "../../src/backends/store/resolve.js";
-import type { ModelEntry, Registry } from "../../src/backends/store/types.js";
-import { FIXTURE, type Sandbox, lastJson, sandbox, slm } from "../helpers/cli.js";
+import type { ModelEntry } from "../../src/backends/store/types.js";
+import { FIXTURE, lastJson, registry, sandbox, type Sandbox, slm } from "../helpers/cli.js";
 import { writeFakeQuantize } from "../helpers/fakeQuantize.js";
 import { llamaCppToolsForTests } from "../helpers/llamaCppTools.js";
 
@@ -50,11 +50,6 @@ async function quantize(args: string[], box = sb): Promise<Result> {
   const last = lastJson(r.stdout);
   expect(last.type).toBe("result");
   return last.data as Result;
-}
-
-function registry(box: Sandbox): Registry {
-  const file = path.join(box.home, "registry.json");
-  return existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as Registry) : { version: 1, models: {} };
 }
 
 function firstEval(n: number): { q: string; a: string }[] {

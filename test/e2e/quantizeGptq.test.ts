@@ -1,9 +1,9 @@
 import { createHash } from "node:crypto";
-import { closeSync, cpSync, existsSync, openSync, readdirSync, readFileSync, readSync, writeFileSync } from "node:fs";
+import { closeSync, cpSync, openSync, readdirSync, readFileSync, readSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterEach, beforeAll, describe, expect, it, type TestContext } from "vitest";
-import type { ModelEntry, Registry } from "../../src/backends/store/types.js";
-import { FIXTURE, type Sandbox, interruptWhen, lastJson, sandbox, slm } from "../helpers/cli.js";
+import type { ModelEntry } from "../../src/backends/store/types.js";
+import { FIXTURE, interruptWhen, lastJson, modelDirs, registry, sandbox, type Sandbox, slm } from "../helpers/cli.js";
 import { type HubServer, startHubServer } from "../helpers/hubServer.js";
 import { llamaCppToolsForTests } from "../helpers/llamaCppTools.js";
 import { mountSkipReason, smallDisk } from "../helpers/mounts.js";
@@ -21,17 +21,6 @@ const SLOW = 180_000;
 const BUILD_TIMEOUT = 45 * 60_000;
 /** The fixture's decoder: 4 blocks of q,k,v,o,gate,up,down (its README). */
 const LINEARS = [0, 1, 2, 3].flatMap((i) => ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"].map((l) => `model.layers.${i}.${l}`));
-
-function registry(box: Sandbox): Registry {
-  const file = path.join(box.home, "registry.json");
-  return existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as Registry) : { version: 1, models: {} };
-}
-
-/** Everything under $SLM_HOME/models: finished models and any work folder a run left. */
-function modelDirs(box: Sandbox): string[] {
-  const dir = path.join(box.home, "models");
-  return existsSync(dir) ? readdirSync(dir).sort() : [];
-}
 
 /** A safetensors file's tensor names and dtypes, from its header (8-byte length, then JSON). */
 function safetensorsHeader(file: string): Record<string, { dtype: string; shape: number[] }> {

@@ -1,8 +1,8 @@
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { beforeAll, describe, expect, it, type TestContext } from "vitest";
-import type { ModelEntry, Registry } from "../../src/backends/store/types.js";
-import { FIXTURE, type Sandbox, lastJson, sandbox, slm } from "../helpers/cli.js";
+import type { ModelEntry } from "../../src/backends/store/types.js";
+import { FIXTURE, lastJson, registry, sandbox, type Sandbox, slm } from "../helpers/cli.js";
 import { fixtureDifferences } from "../helpers/ggufCompare.js";
 import { llamaCppToolsForTests } from "../helpers/llamaCppTools.js";
 import { convertPythonForTests } from "../helpers/python.js";
@@ -12,11 +12,6 @@ const HF = path.join(FIXTURE, "hf");
 const REF_F16 = path.join(FIXTURE, "gguf", "tiny-arith-f16.gguf");
 const BUILD_TIMEOUT = 45 * 60_000;
 const SLOW = 240_000;
-
-function registry(box: Sandbox): Registry {
-  const file = path.join(box.home, "registry.json");
-  return existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as Registry) : { version: 1, models: {} };
-}
 
 describe("slm quantize <HF folder>", () => {
   it("checks Python before anything else: exit 5 naming `slm setup python`, nothing left", async () => {

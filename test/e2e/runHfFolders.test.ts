@@ -1,10 +1,10 @@
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, utimesSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from "vitest";
-import type { ModelEntry, Registry } from "../../src/backends/store/types.js";
-import { BIN, FIXTURE, ROOT, type Sandbox, interruptWhen, lastJson, sandbox, slm } from "../helpers/cli.js";
+import type { ModelEntry } from "../../src/backends/store/types.js";
+import { BIN, FIXTURE, interruptWhen, lastJson, registry, ROOT, sandbox, type Sandbox, slm } from "../helpers/cli.js";
 import { type HubServer, repoFromDir, startHubServer } from "../helpers/hubServer.js";
 import { llamaCppToolsForTests } from "../helpers/llamaCppTools.js";
 import { convertPythonForTests } from "../helpers/python.js";
@@ -19,11 +19,6 @@ const HF = path.join(FIXTURE, "hf");
 const ADD_EVAL = path.join(FIXTURE, "data", "add-eval.jsonl");
 const RECIPE = path.join(ROOT, "recipes", "quantize_hf.py");
 const SLOW = 180_000;
-
-function registry(box: Sandbox): Registry {
-  const file = path.join(box.home, "registry.json");
-  return existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as Registry) : { version: 1, models: {} };
-}
 
 /** The registered GGUF files converted from `from` (a name, or a folder's absolute path). */
 function conversionsFrom(box: Sandbox, from: string): ModelEntry[] {

@@ -1,8 +1,9 @@
-import { mkdtempSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa, type Options, type ResultPromise } from "execa";
+import type { Registry } from "../../src/backends/store/types.js";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const BIN = path.join(ROOT, "bin", "slm.js");
@@ -62,4 +63,16 @@ export function interruptWhen(child: ResultPromise<{ reject: false; all: true }>
 export function lastJson(stdout: string): { type: string; data?: unknown; error?: { message: string; exitCode: number; hint?: string } } {
   const lines = stdout.trim().split("\n").filter(Boolean);
   return JSON.parse(lines[lines.length - 1]!);
+}
+
+/** The sandbox's registry as slm wrote it (an empty one before the first registration). */
+export function registry(box: Sandbox): Registry {
+  const file = path.join(box.home, "registry.json");
+  return existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as Registry) : { version: 1, models: {} };
+}
+
+/** Everything under $SLM_HOME/models: finished models and any work folder a run left. */
+export function modelDirs(box: Sandbox): string[] {
+  const dir = path.join(box.home, "models");
+  return existsSync(dir) ? readdirSync(dir).sort() : [];
 }
