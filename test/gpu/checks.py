@@ -9,6 +9,15 @@ class Skip(Exception):
     pass
 
 
+def has_cuda():
+    """Whether torch is installed and sees a CUDA device (the checks pick their shapes by it)."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
 def check(cond, message):
     if not cond:
         raise AssertionError(message)

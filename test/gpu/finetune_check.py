@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 
-from checks import Checks, Skip, check  # test/gpu/checks.py: the harness both check scripts share
+from checks import Checks, Skip, check, has_cuda  # test/gpu/checks.py: the harness both check scripts share
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 FIX = os.path.join(ROOT, "test", "fixtures", "tiny-arith")
@@ -36,15 +36,7 @@ WORK = tempfile.mkdtemp(prefix="slm-gpu-work-")
 LLAMA = os.environ.get("LLAMA_CPP_DIR")
 EVENT_TYPES = {"step", "progress", "metric", "log", "result"}
 
-def _has_cuda():
-    try:
-        import torch
-    except ImportError:
-        return False
-    return torch.cuda.is_available()
-
-
-CUDA = _has_cuda()
+CUDA = has_cuda()
 # On a GPU: close to how the fixture's own adapter was trained (tools/make_tiny_arith.py: r=8, alpha 16, the
 # seven projections, lr 3e-3, batches of 512, 3000 steps), which reached 98.8 % on sub-eval.
 # Without one (the script runs on any machine with the stack): batches of 32, 2000 steps, lr 5e-3, which

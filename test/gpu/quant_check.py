@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 
-from checks import Checks, Skip, check  # test/gpu/checks.py: the harness both check scripts share
+from checks import Checks, Skip, check, has_cuda  # test/gpu/checks.py: the harness both check scripts share
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 FIX = os.path.join(ROOT, "test", "fixtures", "tiny-arith")
@@ -34,15 +34,7 @@ WORK = tempfile.mkdtemp(prefix="slm-gpu-quant-")
 CALIBRATION = {"file": os.path.join(FIX, "data", "add-train.jsonl"), "format": "chat-jsonl"}
 
 
-def _has_cuda():
-    try:
-        import torch
-    except ImportError:
-        return False
-    return torch.cuda.is_available()
-
-
-CUDA = _has_cuda()
+CUDA = has_cuda()
 SHAPE = "llama-3.2-1b" if CUDA else "small"
 # The recipe's defaults on a GPU; fewer, shorter windows on a CPU, where this only proves the script runs.
 CALIB = dict(samples=128, seq_len=512) if CUDA else dict(samples=8, seq_len=128)
