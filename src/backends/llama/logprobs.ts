@@ -49,6 +49,31 @@ export function logProbOf(row: DistributionRow, token: number): number {
   return (p > 0 ? Math.log(p) : LN_FLOAT32_MIN) - row.logNorm;
 }
 
+/**
+ * `row` filled from a greedy sampler's output: `flat` is [token, p, token, p, …] for the whole vocabulary,
+ * sorted by logit, largest first.
+ */
+export function fillRow(row: DistributionRow, flat: readonly number[] | undefined, vocabSize: number): DistributionRow {
+  if (!flat || flat.length !== 2 * vocabSize) {
+    throw new SlmError(`llama.cpp returned ${flat ? flat.length / 2 : 0} of ${vocabSize} token probabilities: evaluation needs the full vocabulary.`);
+  }
+  const probs = row.probs;
+  let sum = 0;
+  // Among equal largest logits llama-perplexity's arg-max is the lowest token id.
+  let top = flat[0]!;
+  const pTop = flat[1]!;
+  for (let i = 0; i < flat.length; i += 2) {
+    const t = flat[i]!;
+    const p = flat[i + 1]!;
+    probs[t] = p;
+    sum += p;
+    if (p === pTop && t < top) top = t;
+  }
+  row.logNorm = Math.log(sum);
+  row.top = top;
+  return row;
+}
+
 /** The native binding members used here (AddonContext and AddonSampler in node-llama-cpp's addon). */
 interface AddonContextBinding {
   initBatch(size: number): void;
@@ -150,27 +175,7 @@ export class DistributionReader {
     const index = this.outputIndexes[k];
     if (index === undefined) throw new RangeError(`No output ${k} in the last batch.`);
     const [, flat] = await this.addon.sampleToken(index, this.samplers[slot]!, true);
-    const row = this.rows[slot]!;
-    const V = this.vocabSize;
-    if (!flat || flat.length !== 2 * V) {
-      throw new SlmError(`llama.cpp returned ${flat ? flat.length / 2 : 0} of ${V} token probabilities: evaluation needs the full vocabulary.`);
-    }
-    const probs = row.probs;
-    let sum = 0;
-    // Candidates come sorted by logit, largest first; among equal largest logits llama-perplexity's
-    // arg-max is the lowest token id.
-    let top = flat[0]!;
-    const pTop = flat[1]!;
-    for (let i = 0; i < flat.length; i += 2) {
-      const t = flat[i]!;
-      const p = flat[i + 1]!;
-      probs[t] = p;
-      sum += p;
-      if (p === pTop && t < top) top = t;
-    }
-    row.logNorm = Math.log(sum);
-    row.top = top;
-    return row;
+    return fillRow(this.rows[slot]!, flat, this.vocabSize);
   }
 
   dispose(): void {
