@@ -16,6 +16,20 @@ describe("slm run", () => {
     expect(r.stdout).toBe("46");
   });
 
+  it("refuses a quantization the built-in model does not have, instead of running its F16 file under that name", async () => {
+    // `slm run tiny-arith:q4` ran the F16 file: a user comparing quantizations measured F16 twice.
+    for (const ref of ["tiny-arith:Q4_K_M", "tiny-arith:q4"]) {
+      const r = await slm(["run", ref, "12+34", "-t", "0"], sb);
+      expect(r.exitCode, r.all).toBe(3);
+      expect(r.stderr).toContain("built in as F16 only");
+      expect(r.stdout).toBe("");
+    }
+    expect((await slm(["run", "tiny-arith:Q4_K_M", "1+1"], sb)).stderr).toContain("slm quantize tiny-arith --type Q4_K_M");
+    const own = await slm(["run", "tiny-arith:f16", "12+34", "-t", "0"], sb);
+    expect(own.exitCode, own.all).toBe(0);
+    expect(own.stdout).toBe("46");
+  });
+
   it("reads the prompt from stdin", async () => {
     const r = await slm(["run", "tiny-arith", "-t", "0"], sb, { input: "20+22" });
     expect(r.exitCode, r.all).toBe(0);

@@ -1,6 +1,7 @@
 import { statSync } from "node:fs";
 import path from "node:path";
 import { NotFoundError, UsageError } from "../../core/errors.js";
+import type { CatalogEntry } from "../../core/catalog.js";
 import { type ModelRef, type ParseOptions, parseModelRef, registryNameFor } from "../../core/modelRef.js";
 import { QUANT_TYPES } from "../hub/quant.js";
 import { suggest } from "../quantize/types.js";
@@ -35,7 +36,7 @@ function resolveEntry(ref: string, parsed: ModelRef, dtype: OnnxDtype | undefine
       return getModel(parsed.name)!;
     case "catalog":
     case "hub": {
-      if (parsed.kind === "catalog" && parsed.entry.builtin) return builtinEntry(parsed.entry);
+      if (parsed.kind === "catalog" && parsed.entry.builtin) return builtinVariant(ref, parsed.entry, parsed.quant);
       // A pulled catalog or hub model is registered under its canonical name.
       const name = registryNameFor(parsed)!;
       const found = getModel(name) ?? (parsed.kind === "catalog" ? getModel(registryNameFor(parsed, "hf")!) : undefined) ?? pulledQuant(parsed) ?? (dtype ? pulledOnnx(parsed) : undefined);
@@ -119,6 +120,22 @@ function pulledOf(parsed: HubRef): ModelEntry[] {
 }
 
 /** `org/repo:F16` finds the F16 file pulled as plain `org/repo` (a repo with one quantization). */
+/**
+ * A built-in model is one file: a `:TYPE` other than its own is refused rather than answered with that
+ * file (a user asking for `tiny-arith:Q4_K_M` would otherwise measure F16 and believe it is Q4_K_M).
+ */
+function builtinVariant(ref: string, entry: CatalogEntry, quant: string | undefined): ModelEntry {
+  const own = entry.builtin!.quant;
+  if (!quant || quant.toUpperCase() === own.toUpperCase()) return builtinEntry(entry);
+  const type = quant.toUpperCase();
+  const made = getModel(`${entry.id}-${type}`);
+  const known = (QUANT_TYPES as readonly string[]).includes(type);
+  const make = known ? `\`slm quantize ${entry.id} --type ${type}\` (registered as ${entry.id}-${type})` : `\`slm quantize ${entry.id} --type TYPE\` (e.g. ${suggest(type, QUANT_TYPES)[0] ?? "Q4_K_M"})`;
+  throw new NotFoundError(`${entry.id} is built in as ${own} only; ${ref} is not a model here.`, {
+    hint: made ? `Its ${type} quantization is registered as ${made.name}: use that name.` : `Make it with ${make}, or use ${entry.id}.`,
+  });
+}
+
 function pulledQuant(parsed: HubRef): ModelEntry | undefined {
   return parsed.quant ? pulledOf(parsed).find((m) => m.quant === parsed.quant) : undefined;
 }
