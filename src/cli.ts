@@ -4,6 +4,7 @@ import path from "node:path";
 import { EXIT, SlmError, isAbort } from "./core/errors.js";
 import { packageRoot } from "./core/paths.js";
 import { storageErrorOf } from "./core/storage.js";
+import { wrapHelp } from "./ui/helpWrap.js";
 
 import { register as registerInfo } from "./commands/info.js";
 import { register as registerList } from "./commands/list.js";
@@ -41,13 +42,22 @@ Models are named by a catalog alias (slm list --catalog), hf:org/repo[:QUANT], o
 a local .gguf file, a local Hugging Face model folder, or a name registered by an earlier command.
 
 Environment: SLM_HOME (default ~/.slm), SLM_LLAMA_CPP_DIR, SLM_PYTHON, HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE.
+
 Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 network, 5 missing dependency, 6 external tool,
 7 integrity, 8 storage (cannot write: read-only, full disk), 130 cancelled.`,
     );
   program.exitOverride();
   for (const register of [registerPull, registerList, registerInfo, registerRm, registerRun, registerChat, registerDoctor, registerQuantize, registerSetup, registerServe, registerBench, registerEval, registerFinetune, registerConvert, registerExport]) register(program);
   for (const cmd of program.commands) cmd.exitOverride();
+  fitHelpToTerminal(program);
   return program;
+}
+
+/** Help text added to commands is prose and examples of any length: wrapped here, for every command, to the terminal (80 columns when not one). */
+function fitHelpToTerminal(cmd: Command): void {
+  const width = () => (process.stdout.isTTY && process.stdout.columns ? process.stdout.columns : 80);
+  cmd.configureOutput({ writeOut: (s) => process.stdout.write(wrapHelp(s, width())) });
+  for (const sub of cmd.commands) fitHelpToTerminal(sub);
 }
 
 function wantsJson(argv: string[]): boolean {

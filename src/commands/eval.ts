@@ -40,6 +40,7 @@ temperature, question i is sampled with seed + i. --lora adds the adapter to eve
 context of each of the --parallel sequences (default: what the longest question can need) and the
 chunk size of --perplexity (default 512, or the model's training context if shorter). Results of registered and built-in models are saved with
 the model (slm info, slm list --metrics); a model given as a file path is not stored.
+
 --dtype picks the variant of every model, so all must be ONNX models; to pick one per model, or to
 put GGUF and ONNX models in one table, name it per model: NAME:dtype (tiny-arith-onnx:q4).
 

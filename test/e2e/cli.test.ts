@@ -14,6 +14,19 @@ describe("the slm command line", () => {
     expect(pull.stdout).toContain("Examples:");
   });
 
+  it("fits every command's --help to 80 columns when stdout is not a terminal", async () => {
+    const top = await slm(["--help"], sb);
+    const names = [...top.stdout.matchAll(/^  ([a-z]+)[| ]/gm)].map((m) => m[1]!).filter((n) => n !== "help");
+    expect(names).toContain("serve");
+    for (const args of [[], ...names.map((n) => [n])]) {
+      const r = await slm([...args, "--help"], sb);
+      expect(r.exitCode, r.all).toBe(0);
+      // Characters, not bytes ("—" is one column); a single word longer than the line cannot be broken.
+      const wide = r.stdout.split("\n").filter((l) => [...l].length > 80 && /\s\S/.test(l.trim()));
+      expect(wide, `slm ${args.join(" ")} --help`).toEqual([]);
+    }
+  });
+
   it("prints its version", async () => {
     const r = await slm(["--version"], sb);
     expect(r.exitCode).toBe(0);

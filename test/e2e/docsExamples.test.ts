@@ -118,7 +118,7 @@ function skipReason(ex: Example, cwd: string, madeBySkipped: Set<string>): strin
         return `names a catalog model that must be downloaded (${part})`;
       if (/^hf:/.test(part) || (/^[A-Za-z0-9][\w.-]*\/[\w.-]+$/.test(name) && !exists(cwd, name) && !looksLikePath(name)))
         return `names a Hugging Face Hub repository (${part})`;
-      if (madeBySkipped.has(part)) return `uses ${part}, which a skipped example on this page makes`;
+      if (madeBySkipped.has(part) || madeBySkipped.has(name)) return `uses ${part}, which a skipped example on this page makes`;
       // Run (and fail) rather than skip when the name is one of the repo's fixtures given without its path.
       if (looksLikePath(part) && !part.startsWith("-") && !exists(cwd, part) && !FIXTURE_NAMES.has(path.basename(part))) return `needs a file of the reader's own (${part})`;
     }
@@ -126,12 +126,12 @@ function skipReason(ex: Example, cwd: string, madeBySkipped: Set<string>): strin
   return undefined;
 }
 
-/** Names an example registers (`--out NAME`, `→ NAME` comments), so later examples that use them skip with it. */
+/** Names an example registers (`--out NAME`, `→ NAME` or `registers NAME` comments), so later examples that use them skip with it. */
 function namesMadeBy(ex: Example): string[] {
   const names: string[] = [];
   const out = ex.words.findIndex((w) => w.text === "--out");
   if (out >= 0 && ex.words[out + 1]) names.push(ex.words[out + 1]!.text);
-  const arrow = /^→\s*([^\s,;:]+)/.exec(ex.comment);
+  const arrow = /^(?:→|registers)\s*([^\s,;:]+)/.exec(ex.comment);
   if (arrow && ex.verb !== "run") names.push(arrow[1]!);
   if (ex.verb === "finetune" && out >= 0) names.push(`${ex.words[1]?.text}+${ex.words[out + 1]?.text}`);
   return names;
@@ -182,7 +182,7 @@ for (const page of PAGES) {
         };
         const r = await execa("bash", ["-c", ex.command], { cwd, env, extendEnv: true, reject: false, all: true, stdin: "ignore", timeout: 300_000 });
         expect(r.exitCode, `${title}\n${r.all}`).toBe(0);
-        const arrow = /^→\s*([^\s,;:]+)/.exec(ex.comment);
+        const arrow = /^(?:→|registers)\s*([^\s,;:]+)/.exec(ex.comment);
         if (arrow && ex.verb === "run") expect(r.stdout.trim(), title).toBe(arrow[1]);
       }, 2_700_000);
     }
