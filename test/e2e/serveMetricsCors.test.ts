@@ -115,6 +115,14 @@ describe("slm serve --metrics --cors", () => {
     }
   });
 
+  it("reads exposition text strictly (the reader the checks below rely on)", () => {
+    const ok = "# HELP a_total A.\n# TYPE a_total counter\na_total{x=\"1\",y=\"q\\\"\"} 3\n# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 3.5\nh_count 2\n";
+    expect(parseExposition(ok).map((x) => [x.name, x.value])).toEqual([["a_total", 3], ["h_bucket", 1], ["h_bucket", 2], ["h_sum", 3.5], ["h_count", 2]]);
+    for (const bad of ["a 1\n", "# TYPE a counter\na{x=1} 1\n", "# TYPE a counter\na 1\na 2\n", "# TYPE a counter\na one\n", "# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 1\nh_count 1\n", "# TYPE a counter\na 1"]) {
+      expect(() => parseExposition(bad), bad).toThrow();
+    }
+  });
+
   it("serves /metrics only behind the key, and only with --metrics", async () => {
     expect((await fetch(`${main.url}/metrics`)).status).toBe(401);
     expect((await fetch(`${main.url}/metrics`, { headers: { Authorization: "Bearer wrong" } })).status).toBe(401);
