@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, realpathSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, realpathSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { execa, type ResultPromise } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -89,4 +89,28 @@ describe("slm serve: one base, many adapters", () => {
     expect(await ask("tiny-arith+sub", "43-2")).toBe("41");
     expect(await ask("tiny-arith", "43+2")).toBe("45");
   }, 30_000);
+
+  it("applies the server's --lora to bare names only: base+sub brings its own adapter", async () => {
+    // A copy of the sub adapter at scale −1: on top of tiny-arith+sub it would cancel the adapter (it
+    // then adds again, measured on the commit before this rule); on the bare base it garbles the sums.
+    const negated = path.join(sb.home, "sub-copy.gguf");
+    copyFileSync(LORA, negated);
+    const other = execa("node", [BIN, "serve", "--port", "0", "--threads", "1", "--lora", `${negated}:-1`], { env: sb.env, extendEnv: true, reject: false });
+    try {
+      const { url: otherUrl } = await listening(other, 60_000);
+      const askOther = async (model: string, q: string) => {
+        const r = await fetch(`${otherUrl}/v1/chat/completions`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ model, messages: [{ role: "user", content: q }], temperature: 0, max_tokens: 8 }) });
+        return ((await r.json()) as { choices: { message: { content: string } }[] }).choices[0]!.message.content.trim();
+      };
+      const sub = firstLines("sub-eval.jsonl", 4);
+      const answers = await Promise.all(sub.map((x) => askOther("tiny-arith+sub", x.q)));
+      expect(answers.filter((a, i) => a === sub[i]!.a).length).toBeGreaterThanOrEqual(3);
+      // The bare base does get --lora: its sums are no longer its own.
+      const add = firstLines("add-eval.jsonl", 4);
+      expect((await Promise.all(add.map((x) => askOther("tiny-arith", x.q)))).filter((a, i) => a === add[i]!.a).length).toBeLessThanOrEqual(1);
+    } finally {
+      other.kill("SIGINT");
+      await other;
+    }
+  }, 60_000);
 });
