@@ -141,3 +141,42 @@ export function writeLlamaGguf(file: string, s: LlamaShape, chatTemplate?: strin
   });
   return { parameters, bytes: writeGguf(file, kv, out) };
 }
+
+/**
+ * A LoRA adapter for a model of shape `s`, as llama.cpp loads one (general.type "adapter"): rank-`rank`
+ * F16 A and B matrices on every linear layer of the decoder blocks (PEFT's "all-linear"), random values.
+ */
+export function writeLlamaLoraGguf(file: string, s: LlamaShape, rank: number): { parameters: number; bytes: number } {
+  const headDim = s.hidden / s.heads;
+  const kvOut = headDim * s.kvHeads;
+  // [input, output] of each adapted weight; llama.cpp wants lora_a as [input, rank] and lora_b as [rank, output].
+  const linear: [string, number, number][] = [
+    ["attn_q", s.hidden, s.hidden],
+    ["attn_k", s.hidden, kvOut],
+    ["attn_v", s.hidden, kvOut],
+    ["attn_output", s.hidden, s.hidden],
+    ["ffn_gate", s.hidden, s.ffn],
+    ["ffn_up", s.hidden, s.ffn],
+    ["ffn_down", s.ffn, s.hidden],
+  ];
+  const specs: TensorSpec[] = [];
+  for (let i = 0; i < s.layers; i++) {
+    for (const [w, input, output] of linear) {
+      specs.push({ name: `blk.${i}.${w}.weight.lora_a`, dims: [input, rank], type: GGML_F16 }, { name: `blk.${i}.${w}.weight.lora_b`, dims: [rank, output], type: GGML_F16 });
+    }
+  }
+  const kv: [string, GgufMetaValue][] = [
+    ["general.architecture", { type: "string", value: "llama" }],
+    ["general.type", { type: "string", value: "adapter" }],
+    ["general.alignment", { type: "u32", value: 32 }],
+    ["adapter.type", { type: "string", value: "lora" }],
+    ["adapter.lora.alpha", { type: "f32", value: 2 * rank }],
+  ];
+  let parameters = 0;
+  const out: GgufTensorOut[] = specs.map((t) => {
+    const n = t.dims.reduce((a, b) => a * b, 1);
+    parameters += n;
+    return { ...t, data: () => [randomF16(n)] };
+  });
+  return { parameters, bytes: writeGguf(file, kv, out) };
+}

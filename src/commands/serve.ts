@@ -9,6 +9,12 @@ interface ServeFlags extends RuntimeFlags {
   parallel: number;
   idleTimeout?: number;
   allowPaths?: string;
+  metrics?: boolean;
+  cors?: string[];
+}
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
 }
 
 function port(value: string): number {
@@ -39,32 +45,46 @@ export function register(program: Command): void {
     .addOption(new Option("--api-key <key>", "require Authorization: Bearer <key> (prefer the variable: flags show in ps)").env("SLM_API_KEY"))
     .option("--parallel <n>", "requests generated at once per model; more wait in a queue", positiveInt("--parallel"), 1)
     .option("--idle-timeout <duration>", "unload a model after this long without requests: 300, 90s, 5m, 1h; 0 = never (default 5m)", parseDuration)
-    .option("--allow-paths <dir>", "let requests load .gguf files by path, from this folder only (default: requests name models, never files)");
+    .option("--allow-paths <dir>", "let requests load .gguf files by path, from this folder only (default: requests name models, never files)")
+    .option("--metrics", "serve GET /metrics in Prometheus text format (behind the API key when one is set)")
+    .option("--cors <origin>", "let web pages from this origin call the API (repeat or comma-separate; * = any)", collect);
   addRuntimeOptions(cmd);
   cmd.addHelpText(
     "after",
     `
-Endpoints: GET /v1/models, POST /v1/chat/completions, POST /v1/completions, POST /v1/embeddings, GET /health.
---ctx is the context of each of the --parallel sequences; --lora applies to every model served.
-Requests may name the models given here, registered ones (slm list) and built-in ones; a .gguf file by
-path only with --allow-paths DIR, and only inside DIR.
+Endpoints: GET /v1/models, POST /v1/chat/completions, POST /v1/completions,
+POST /v1/embeddings, GET /health; GET /metrics with --metrics.
+--ctx is the context of each of the --parallel sequences.
+Requests may name the models given here, registered ones (slm list) and built-in
+ones; a .gguf file by path only with --allow-paths DIR, and only inside DIR.
+A fine-tune registered as BASE+ADAPTER shares BASE's weights in memory: one copy
+of the base, a context per adapter set; adapters load on first use and unload
+when idle, like models. --lora applies to requests for a bare model name only.
+--metrics: request counts by endpoint and status, tokens, time to first token
+and per token, queue depth and busy sequences per model (Prometheus format).
+--cors ORIGIN (e.g. http://localhost:5173, or *): browsers let pages from ORIGIN
+call the API; preflights are answered. Without it, no CORS headers are sent.
 
 Examples:
   slm serve                                   # http://127.0.0.1:8080/v1, models load on first use
   slm serve tiny-arith --port 0 --parallel 4
+  slm serve tiny-arith tiny-arith+sub --metrics  # one base, two models
+  slm serve qwen2.5-0.5b --cors http://localhost:5173
   SLM_API_KEY=secret slm serve qwen2.5-0.5b --host 0.0.0.0
   curl http://127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/json' \\
     -d '{"model":"tiny-arith","messages":[{"role":"user","content":"12+34"}],"temperature":0}'`,
   );
   cmd.action(
     action(async (ctx, preload: string[], flags: ServeFlags) => {
-      const [{ startServer }, { resolveRuntimeLora }, { parseGpu }, { resolveRunnable }] = await Promise.all([
+      const [{ startServer }, { resolveRuntimeLora }, { parseGpu }, { resolveRunnable }, { parseCorsOrigins }] = await Promise.all([
         import("../backends/serve/server.js"),
         import("../backends/runtime/load.js"),
         import("../backends/llama/runtime.js"),
         import("../backends/convert/runnable.js"),
+        import("../backends/serve/cors.js"),
       ]);
       const apiKey = flags.apiKey || undefined;
+      const cors = flags.cors ? parseCorsOrigins(flags.cors) : undefined;
       const render = await ctx.renderer(false);
       // A PEFT adapter is converted against the first model named (its head counts); without one, its base must be on this machine.
       // (A Hugging Face folder is converted to its GGUF here, once; the server finds that GGUF when it preloads.)
@@ -82,6 +102,8 @@ Examples:
           idleTimeoutMs: flags.idleTimeout ?? 300_000,
           preload,
           allowPaths: flags.allowPaths,
+          metrics: flags.metrics,
+          cors,
           load: { gpu: parseGpu(flags.gpu ?? "auto"), lora, contextSize: flags.ctx, capContextAtTraining: true, threads: flags.threads, dtype: flags.dtype, verbose: ctx.globals.verbose },
         },
         { signal: ctx.signal, onEvent: render.onEvent },

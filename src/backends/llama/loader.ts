@@ -7,6 +7,7 @@ import type { ModelEntry } from "../store/types.js";
 import type { LoraSpec } from "./lora.js";
 import { type GpuChoice, getRuntime } from "./runtime.js";
 import { serializeSampling } from "./serialSampling.js";
+import { type WeightsLease, acquireWeights } from "./sharedWeights.js";
 import { type ChosenSettings, type RuntimeRequest, chooseSettings } from "./settings.js";
 import { convertFirstHint } from "../convert/suggest.js";
 import { countOf } from "../../core/format.js";
@@ -63,12 +64,15 @@ export async function loadModel(entry: ModelEntry, o: LoadOptions = {}, ctx: Bac
   const settings = chooseSettings(llama, summary.contextLength, o);
   for (const r of settings.reasons) emit(ctx.onEvent, { type: "log", level: "debug", message: r });
   for (const w of settings.warnings) emit(ctx.onEvent, { type: "log", level: "warn", message: w });
-  let model: LlamaModel;
+  let weights: WeightsLease;
   try {
-    model = await llama.loadModel({ modelPath: entry.path, gpuLayers: settings.gpuLayers, loadSignal: ctx.signal });
+    // Shared with any context of this process already on the same file (serve's `base` and `base+adapter`).
+    weights = await acquireWeights(llama, entry.path, settings.gpuLayers, adapters.map((a) => a.path), ctx.signal);
   } catch (err) {
     throw new SlmError(`Could not load ${entry.name}: ${(err as Error).message}`, { hint: "The file may be damaged or need a newer llama.cpp; `slm info` reads its header." });
   }
+  const model: LlamaModel = weights.model;
+  emit(ctx.onEvent, { type: "log", level: "debug", message: weights.loaded ? `weights of ${entry.name} loaded` : `weights of ${entry.name} shared with a context already loaded` });
   let context: LlamaContext;
   try {
     context = await model.createContext({
@@ -82,7 +86,7 @@ export async function loadModel(entry: ModelEntry, o: LoadOptions = {}, ctx: Bac
       createSignal: ctx.signal,
     });
   } catch (err) {
-    await model.dispose();
+    await weights.release();
     const msg = (err as Error).message;
     throw new SlmError(`Could not create a context for ${entry.name}: ${msg}`, { hint: /memory|VRAM|RAM/i.test(msg) ? "Use a smaller --ctx." : undefined });
   }
@@ -90,7 +94,7 @@ export async function loadModel(entry: ModelEntry, o: LoadOptions = {}, ctx: Bac
     serializeSampling(context);
   } catch (err) {
     await context.dispose();
-    await model.dispose();
+    await weights.release();
     throw err;
   }
   emit(ctx.onEvent, { type: "log", level: "debug", message: `context ${context.contextSize} tokens, batch ${context.batchSize}, ${countOf(settings.threads, "thread")}` });
@@ -107,7 +111,7 @@ export async function loadModel(entry: ModelEntry, o: LoadOptions = {}, ctx: Bac
     chatWrapper: () => (wrapper ??= import("node-llama-cpp").then(({ resolveChatWrapper }) => resolveChatWrapper(model))),
     dispose: async () => {
       await context.dispose();
-      await model.dispose();
+      await weights.release();
     },
   };
 }

@@ -125,6 +125,7 @@ export async function generateFor(res: ServerResponse, ctx: RequestContext, kind
         });
         failed.delete(lease);
         if (result.stopReason === "abort") return result;
+        ctx.metrics?.generated(lease.id, result);
         if (sse) {
           if (kind === "chat" && !started.has(index)) sse.send(piece(index, "", null));
           sse.send(piece(index, undefined, finishOf(result)));

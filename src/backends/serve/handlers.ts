@@ -39,10 +39,19 @@ const health: Route["handler"] = async (_req, res, ctx) => {
   sendJson(res, 200, ctx.authorized ? { status: "ok", models: ctx.pool.status(), requests: ctx.stats } : { status: "ok" });
 };
 
+const metrics: Route["handler"] = async (_req, res, ctx) => {
+  const text = ctx.metrics?.render(ctx.pool.status()) ?? "";
+  res.writeHead(200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8", "Content-Length": Buffer.byteLength(text) });
+  res.end(text);
+};
+
+/** Added to ROUTES by --metrics. */
+export const METRICS_ROUTE: Route = { method: "GET", path: "/metrics", auth: true, handler: metrics };
+
 export const ROUTES: readonly Route[] = [
   { method: "GET", path: "/health", auth: false, handler: health },
   { method: "GET", path: "/v1/models", auth: true, handler: models },
-  { method: "GET", path: /^\/v1\/models\/(.+)$/, auth: true, handler: model },
+  { method: "GET", path: /^\/v1\/models\/(.+)$/, name: "/v1/models/{model}", auth: true, handler: model },
   { method: "POST", path: "/v1/chat/completions", auth: true, handler: chatCompletions },
   { method: "POST", path: "/v1/completions", auth: true, handler: completions },
   { method: "POST", path: "/v1/embeddings", auth: true, handler: embeddings },

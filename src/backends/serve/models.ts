@@ -1,4 +1,4 @@
-import { realpathSync, statSync } from "node:fs";
+import { existsSync, realpathSync, statSync } from "node:fs";
 import path from "node:path";
 import { nearestNames } from "../../core/catalog.js";
 import { NotFoundError, type SlmError, UsageError } from "../../core/errors.js";
@@ -70,7 +70,7 @@ export class ServedModels {
 
   /** Every name a client may use without a path, for /v1/models and "did you mean". */
   names(): string[] {
-    const named = [...builtinEntries(), ...listModels()].filter((e) => e.format === "gguf" || e.format === "onnx").map((e) => e.name);
+    const named = [...builtinEntries(), ...listModels()].filter((e) => (e.format === "gguf" || e.format === "onnx") && loadable(e)).map((e) => e.name);
     return [...new Set([...[...this.started.values()].map((s) => s.id), ...named])];
   }
 
@@ -122,6 +122,11 @@ export class ServedModels {
   private notServed(ref: string, hint: string): HttpError {
     return new HttpError(404, `The model "${shown(ref)}" is not served here. ${hint}`, { param: "model", code: "model_not_found" });
   }
+}
+
+/** A fine-tune (`base+adapter`) is offered only while its base's file and its adapters are all there. */
+function loadable(e: ModelEntry): boolean {
+  return !e.adapters?.length || [e.path, ...e.adapters.map((a) => a.path)].every((p) => existsSync(p));
 }
 
 function shown(ref: string): string {

@@ -200,7 +200,10 @@ export class ModelPool {
     await Promise.allSettled([...this.unloading]);
     emit(this.o.onEvent, { type: "log", level: "debug", message: `loading ${m.entry.name}` });
     // A request's own variant (NAME:q4) wins over the server's --dtype.
-    const load = { ...this.o.load, dtype: m.entry.dtype ?? this.o.load.dtype, sequences: this.o.parallel };
+    // The server's --lora is for the bare base; a registered `base+adapter` brings its own adapters instead.
+    // Its context then shares the base's weights with the base's own context (llama/sharedWeights.ts).
+    const lora = (m.entry.adapters?.length ?? 0) > 0 ? undefined : this.o.load.lora;
+    const load = { ...this.o.load, lora, dtype: m.entry.dtype ?? this.o.load.dtype, sequences: this.o.parallel };
     const model = await loadRuntimeModel(m.entry, load, { signal: this.shutdown.signal, onEvent: this.o.onEvent });
     try {
       // Resolving llama.cpp's chat template takes ~0.5 s; doing it here keeps that off the first request.

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Metrics } from "./metrics.js";
 import type { ModelPool } from "./pool.js";
 
 export interface ServerStats {
@@ -13,6 +14,8 @@ export interface ServerStats {
 export interface RequestContext {
   pool: ModelPool;
   stats: ServerStats;
+  /** Set with --metrics. */
+  metrics?: Metrics;
   maxBodyBytes: number;
   /** Aborted when the client disconnects or the server shuts down. */
   signal: AbortSignal;
@@ -29,6 +32,8 @@ export interface Route {
   method: "GET" | "POST";
   /** An exact path, or a pattern whose groups become `params`. */
   path: string | RegExp;
+  /** The endpoint's name in /metrics, for a pattern (its path otherwise). */
+  name?: string;
   /** Needs the API key when one is set. */
   auth: boolean;
   handler: Handler;

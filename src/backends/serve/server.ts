@@ -5,10 +5,12 @@ import type { AddressInfo } from "node:net";
 import { CancelledError, UsageError } from "../../core/errors.js";
 import { type BackendContext, emit } from "../../core/events.js";
 import { DEFAULT_MAX_BODY_BYTES } from "./body.js";
+import { type CorsOrigins, applyCors } from "./cors.js";
 import { sendJson } from "./generation.js";
-import { ROUTES } from "./handlers.js";
+import { METRICS_ROUTE, ROUTES } from "./handlers.js";
 import { HttpError, errorBody, toHttpError } from "./httpError.js";
 import { ServedModels } from "./models.js";
+import { Metrics } from "./metrics.js";
 import { ModelPool, type PoolOptions } from "./pool.js";
 import { type ServerStats, matchRoute } from "./router.js";
 import { resolveModel } from "../store/resolve.js";
@@ -34,6 +36,10 @@ export interface ServeOptions {
    */
   allowPaths?: string;
   maxBodyBytes?: number;
+  /** Serve GET /metrics (Prometheus text format); behind the API key when one is set. */
+  metrics?: boolean;
+  /** Origins whose browser pages may call the API (CORS); none when unset. */
+  cors?: CorsOrigins;
 }
 
 export interface ServerHandle {
@@ -91,6 +97,9 @@ export async function startServer(o: ServeOptions = {}, ctx: BackendContext = {}
   const served = new ServedModels(o.allowPaths);
   const pool = new ModelPool({ load: o.load ?? {}, parallel: o.parallel ?? 1, idleTimeoutMs: o.idleTimeoutMs ?? 300_000, models: served, onEvent: ctx.onEvent });
   const stats: ServerStats = { requests: 0, active: 0, aborted: 0, failed: 0 };
+  const metrics = o.metrics ? new Metrics() : undefined;
+  // Like llama-server's, /metrics exists only when asked for: otherwise it is an unknown path (404).
+  const routes = metrics ? [...ROUTES, METRICS_ROUTE] : ROUTES;
 
   // Ctrl+C while preloading stops the loads; afterwards the caller stops the server with close().
   const onEarlyAbort = () => void pool.close();
@@ -130,6 +139,7 @@ export async function startServer(o: ServeOptions = {}, ctx: BackendContext = {}
     }
     const ctl = new AbortController();
     let gone = false;
+    let endpoint = "other";
     const onShutdown = () => ctl.abort();
     shutdown.signal.addEventListener("abort", onShutdown, { once: true });
     res.on("close", () => {
@@ -141,20 +151,23 @@ export async function startServer(o: ServeOptions = {}, ctx: BackendContext = {}
       }
     });
     try {
+      // Before anything is written, so that JSON, event streams and errors all carry the headers.
+      if (o.cors && applyCors(o.cors, req, res)) return;
       if (shutdown.signal.aborted) throw new HttpError(503, "The server is shutting down.");
-      const match = matchRoute(ROUTES, req.method ?? "GET", pathname);
+      const match = matchRoute(routes, req.method ?? "GET", pathname);
       if ("status" in match) {
         req.resume();
         if (match.status === 405) throw new HttpError(405, `${req.method} is not allowed on ${pathname}; use ${match.allow.join(" or ")}.`, { code: "method_not_allowed", headers: { Allow: match.allow.join(", ") } });
         throw new HttpError(404, `No route for ${req.method} ${pathname}. This server offers /v1/models, /v1/chat/completions, /v1/completions, /v1/embeddings and /health.`, { code: "not_found" });
       }
+      endpoint = match.route.name ?? String(match.route.path);
       const authorized = !key || keyMatches(req.headers.authorization, key);
       if (match.route.auth && !authorized) {
         req.resume();
         const given = req.headers.authorization !== undefined;
         throw new HttpError(401, given ? "Incorrect API key provided." : "No API key provided; send it as Authorization: Bearer <key>.", { code: "invalid_api_key", headers: { "WWW-Authenticate": "Bearer" } });
       }
-      await match.route.handler(req, res, { pool, stats, maxBodyBytes, signal: ctl.signal, clientGone: () => gone, authorized, params: match.params });
+      await match.route.handler(req, res, { pool, stats, metrics, maxBodyBytes, signal: ctl.signal, clientGone: () => gone, authorized, params: match.params });
     } catch (err) {
       if (gone) {
         stats.aborted++;
@@ -178,6 +191,8 @@ export async function startServer(o: ServeOptions = {}, ctx: BackendContext = {}
       }
     } finally {
       stats.requests++;
+      // 499, nginx's "client closed request", for a client that left before its answer.
+      metrics?.request(endpoint, gone ? 499 : res.statusCode);
       emit(ctx.onEvent, { type: "log", level: "debug", message: `${req.method} ${pathname} ${gone ? "client gone" : res.statusCode} ${Math.round(performance.now() - started)} ms` });
     }
   };
