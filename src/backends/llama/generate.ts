@@ -3,6 +3,9 @@ import type { ChatHistoryItem, ChatWrapper, LlamaChatSession, LlamaContextSequen
 import { CancelledError, NotFoundError, UsageError } from "../../core/errors.js";
 import { utf8Text } from "../../core/text.js";
 import type { LoadedModel } from "./loader.js";
+import type { TokenLogprob } from "../runtime/tokenLogprobs.js";
+import type { LogitRows } from "./rows.js";
+import { GeneratedLogprobs } from "./tokenLogprobs.js";
 import { chatPromptTokens, completionInput, rawPromptTokens } from "./prompt.js";
 
 /** Sampling settings shared by run, chat, serve and eval. Defaults follow llama.cpp's. */
@@ -33,8 +36,11 @@ export interface GenerateOptions extends SamplingOptions {
   tokens?: readonly Token[];
   /** A JSON schema the output must follow (grammar-constrained). */
   jsonSchema?: object;
-  onText?: (chunk: string) => void;
+  /** `tokens`: with logprobs, those whose text starts in this chunk. */
+  onText?: (chunk: string, tokens?: TokenLogprob[]) => void;
   signal?: AbortSignal;
+  /** Read each generated token's log-probability and `top` alternatives from `rows` (tokenLogprobs.ts). */
+  logprobs?: { rows: LogitRows; top: number };
 }
 
 export interface GenerateTimings {
@@ -53,6 +59,8 @@ export interface GenerateResult {
   promptTokens: number;
   completionTokens: number;
   timings: GenerateTimings;
+  /** With `logprobs`: one per token of `text`, in order. */
+  tokens?: TokenLogprob[];
 }
 
 export function readJsonSchema(file: string): object {
@@ -122,9 +130,12 @@ export async function generateOn(loaded: LoadedModel, sequence: LlamaContextSequ
   const sampling = samplingFor(o, loaded.context.contextSize);
   const started = performance.now();
   let firstAt: number | undefined;
+  const logprobs = o.logprobs && new GeneratedLogprobs(loaded, sequence, o.logprobs.rows, o.logprobs.top);
+  let emitted = 0;
   const onTextChunk = (chunk: string) => {
     firstAt ??= performance.now();
-    o.onText?.(chunk);
+    emitted += chunk.length;
+    o.onText?.(chunk, logprobs?.upTo(emitted));
   };
   // The meter's output count is one per sampled token: the generated tokens, an end token included.
   const outputBefore = sequence.tokenMeter.usedOutputTokens;
@@ -152,6 +163,8 @@ export async function generateOn(loaded: LoadedModel, sequence: LlamaContextSequ
   } catch (err) {
     if (o.signal?.aborted) throw new CancelledError();
     throw err;
+  } finally {
+    logprobs?.stop();
   }
   const ended = performance.now();
   const completionTokens = sequence.tokenMeter.usedOutputTokens - outputBefore;
@@ -167,6 +180,7 @@ export async function generateOn(loaded: LoadedModel, sequence: LlamaContextSequ
       totalMs: Math.round(ended - started),
       tokensPerSecond: genMs > 0 && completionTokens > 1 ? ((completionTokens - 1) * 1000) / genMs : 0,
     },
+    ...(logprobs && { tokens: logprobs.finish(text) }),
   };
 }
 

@@ -1,0 +1,24 @@
+/**
+ * Per-token log-probabilities in the runtime-neutral shape serve turns into OpenAI's: always the model's
+ * own distribution (temperature 1, no top-k/top-p/min-p cut), whatever the request sampled with.
+ */
+
+/** A token with its text (the token's own piece, control tokens written out) and ln p. */
+export interface TokenAlternative {
+  token: number;
+  text: string;
+  logprob: number;
+}
+
+/** A token of the answer, with the `top` most likely tokens at its position (most likely first). */
+export interface TokenLogprob extends TokenAlternative {
+  top: TokenAlternative[];
+}
+
+/** A token of the prompt (echo): the first one has nothing before it, so no log-probability. */
+export interface PromptTokenLogprob {
+  token: number;
+  text: string;
+  logprob: number | null;
+  top: TokenAlternative[] | null;
+}
