@@ -166,6 +166,9 @@ export async function generateOn(loaded: LoadedModel, sequence: LlamaContextSequ
   } finally {
     logprobs?.stop();
   }
+  const tokens = logprobs?.finish(text, stopReason);
+  const rest = tokens && logprobs!.notHandedOut(tokens);
+  if (rest && rest.length > 0) o.onText?.("", rest);
   const ended = performance.now();
   const completionTokens = sequence.tokenMeter.usedOutputTokens - outputBefore;
   const genMs = firstAt !== undefined ? ended - firstAt : 0;
@@ -180,7 +183,7 @@ export async function generateOn(loaded: LoadedModel, sequence: LlamaContextSequ
       totalMs: Math.round(ended - started),
       tokensPerSecond: genMs > 0 && completionTokens > 1 ? ((completionTokens - 1) * 1000) / genMs : 0,
     },
-    ...(logprobs && { tokens: logprobs.finish(text) }),
+    ...(tokens && { tokens }),
   };
 }
 

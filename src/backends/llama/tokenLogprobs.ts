@@ -69,12 +69,20 @@ export class GeneratedLogprobs {
     return out;
   }
 
-  /** Stops listening; the tokens of the whole answer `text`. */
-  finish(text: string): TokenLogprob[] {
+  /** Stops listening; the tokens of the whole answer `text`, then the end-of-generation token it stopped on, if so. */
+  finish(text: string, stopReason: string): TokenLogprob[] {
     this.stop();
     let n = 0;
     while (n < this.sampled.length && this.startOf(n) < text.length) n++;
-    return this.sampled.slice(0, n);
+    const end = this.sampled[n];
+    const tokens = this.sampled.slice(0, n);
+    if (stopReason === "eogToken" && end && this.model.isEogToken(end.token as Token)) tokens.push({ ...end, end: true });
+    return tokens;
+  }
+
+  /** Of the answer's `tokens`, those upTo has not handed out (the end token, when streaming). */
+  notHandedOut(tokens: readonly TokenLogprob[]): TokenLogprob[] {
+    return tokens.slice(this.handedOut);
   }
 
   stop(): void {

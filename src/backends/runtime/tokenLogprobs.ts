@@ -13,6 +13,11 @@ export interface TokenAlternative {
 /** A token of the answer, with the `top` most likely tokens at its position (most likely first). */
 export interface TokenLogprob extends TokenAlternative {
   top: TokenAlternative[];
+  /**
+   * The end-of-generation token the answer stopped on: generated, but not part of the text. Listed last,
+   * as OpenAI's and vLLM's completions list it (lm-evaluation-harness drops the last generated token).
+   */
+  end?: true;
 }
 
 /** A token of the prompt (echo): the first one has nothing before it, so no log-probability. */

@@ -135,7 +135,7 @@ export async function generateFor(res: ServerResponse, ctx: RequestContext, kind
           maxTokens: Math.min(r.maxTokens ?? contextSize - job.promptTokens, contextSize - job.promptTokens),
           signal: batchCtl.signal,
           // node-llama-cpp may flush an empty chunk when it releases text held back for stop-trigger matching.
-          onText: sse ? (t, tokens) => t !== "" && sse.send(piece(index, t, null, tokens)) : undefined,
+          onText: sse ? (t, tokens) => (t !== "" || (kind === "completion" && tokens?.length)) && sse.send(piece(index, t, null, tokens)) : undefined,
         });
         failed.delete(lease);
         if (result.stopReason === "abort") return result;

@@ -22,7 +22,8 @@ function chatAlternative(t: TokenAlternative) {
 
 /** Chat's `choices[i].logprobs` for some tokens of the answer (all of them, or a stream chunk's). */
 export function chatLogprobs(tokens: readonly TokenLogprob[]) {
-  return { content: tokens.map((t) => ({ ...chatAlternative(t), top_logprobs: t.top.map(chatAlternative) })), refusal: null };
+  // Chat lists the tokens of the message only (OpenAI's does not show the end token).
+  return { content: tokens.filter((t) => !t.end).map((t) => ({ ...chatAlternative(t), top_logprobs: t.top.map(chatAlternative) })), refusal: null };
 }
 
 export interface LegacyLogprobs {
