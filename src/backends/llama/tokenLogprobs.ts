@@ -1,6 +1,7 @@
 import type { LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
 import { CancelledError, SlmError } from "../../core/errors.js";
-import type { PromptTokenLogprob, TokenAlternative, TokenLogprob } from "../runtime/tokenLogprobs.js";
+import { AnswerTokens } from "../runtime/answerTokens.js";
+import type { PromptTokenLogprob, TokenAlternative } from "../runtime/tokenLogprobs.js";
 import type { LoadedModel } from "./loader.js";
 import type { LogitRows, RowLogprobs } from "./rows.js";
 import { tapSamples } from "./serialSampling.js";
@@ -31,58 +32,24 @@ function alternatives(model: LlamaModel, read: RowLogprobs): TokenAlternative[] 
   return read.top.map((t) => ({ token: t.token, text: pieceOf(model, t.token), logprob: t.logprob }));
 }
 
-/** Text that ends in the middle of a UTF-8 character shows it as U+FFFD; that character starts later. */
-const completeLength = (s: string) => s.replace(/\uFFFD+$/, "").length;
-
 /**
- * The log-probabilities of what one generation samples. node-llama-cpp samples more than it returns (an
- * end-of-generation token, text held back for a stop sequence and then cut), so the tokens are handed
- * out by where their text starts in the answer: a token belongs to the answer when its text starts
- * inside it — every character of the answer then has its token, in order.
+ * The log-probabilities of what one generation samples, each read in the tap from its own row; the
+ * answer's are picked out by AnswerTokens.
  */
-export class GeneratedLogprobs {
-  private readonly sampled: TokenLogprob[] = [];
-  /** Where each sampled token's text starts in the answer, filled in as needed. */
-  private readonly starts: number[] = [];
-  private handedOut = 0;
+export class GeneratedLogprobs extends AnswerTokens {
   private readonly untap: () => void;
-  private readonly model: LlamaModel;
 
   constructor(loaded: LoadedModel, sequence: LlamaContextSequence, rows: LogitRows, top: number) {
-    const model = (this.model = loaded.model);
+    const { model } = loaded;
+    super(
+      (tokens) => model.detokenize(tokens as Token[], false),
+      (token) => model.isEogToken(token as Token),
+    );
     this.untap = tapSamples(loaded.context, sequenceIdOf(sequence), async (row) => {
       if (row.token < 0) return;
       const read = await rows.read(row.batchIndex, row.token, top);
-      this.sampled.push({ token: row.token, text: pieceOf(model, row.token), logprob: read.logprob, top: alternatives(model, read) });
+      this.push({ token: row.token, text: pieceOf(model, row.token), logprob: read.logprob, top: alternatives(model, read) });
     });
-  }
-
-  private startOf(i: number): number {
-    for (let k = this.starts.length; k <= i; k++) this.starts.push(k === 0 ? 0 : completeLength(this.model.detokenize(this.sampled.slice(0, k).map((t) => t.token as Token), false)));
-    return this.starts[i]!;
-  }
-
-  /** The tokens not handed out yet whose text starts within the first `length` characters of the answer (streaming). */
-  upTo(length: number): TokenLogprob[] {
-    const out: TokenLogprob[] = [];
-    while (this.handedOut < this.sampled.length && this.startOf(this.handedOut) < length) out.push(this.sampled[this.handedOut++]!);
-    return out;
-  }
-
-  /** Stops listening; the tokens of the whole answer `text`, then the end-of-generation token it stopped on, if so. */
-  finish(text: string, stopReason: string): TokenLogprob[] {
-    this.stop();
-    let n = 0;
-    while (n < this.sampled.length && this.startOf(n) < text.length) n++;
-    const end = this.sampled[n];
-    const tokens = this.sampled.slice(0, n);
-    if (stopReason === "eogToken" && end && this.model.isEogToken(end.token as Token)) tokens.push({ ...end, end: true });
-    return tokens;
-  }
-
-  /** Of the answer's `tokens`, those upTo has not handed out (the end token, when streaming). */
-  notHandedOut(tokens: readonly TokenLogprob[]): TokenLogprob[] {
-    return tokens.slice(this.handedOut);
   }
 
   stop(): void {

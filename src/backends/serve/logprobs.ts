@@ -10,7 +10,7 @@ import { HttpError } from "./httpError.js";
 /** Refuses logprobs or echo's log-probabilities on a runtime that cannot read them (before anything is generated). */
 export function requireLogprobs(slot: GenerationSlot, id: string): void {
   if (typeof slot.promptLogprobs !== "function") {
-    throw new HttpError(400, `${id} cannot report log-probabilities: logprobs need a GGUF model (llama.cpp); this one runs on onnxruntime.`, { param: "logprobs", code: "logprobs_unsupported" });
+    throw new HttpError(400, `${id} cannot report log-probabilities: its runtime does not read them.`, { param: "logprobs", code: "logprobs_unsupported" });
   }
 }
 
