@@ -1,17 +1,22 @@
 import type { PromptTokenLogprob, TokenAlternative, TokenLogprob } from "../runtime/tokenLogprobs.js";
 import type { OnnxTokenizer } from "./tokenizer.js";
 
+/** ln Σ exp(logit) over the row, in float64, shifted by the largest logit so that nothing overflows. */
+export function logNormalizer(row: Float32Array): number {
+  let max = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < row.length; i++) if (row[i]! > max) max = row[i]!;
+  let sum = 0;
+  for (let i = 0; i < row.length; i++) sum += Math.exp(row[i]! - max);
+  return max + Math.log(sum);
+}
+
 /**
  * Log-probabilities from a row of logits the ONNX runtime already has in JavaScript: a float64
  * log-softmax over the whole vocabulary (the model's own distribution: temperature 1, no cut), the
  * target's and the `top` most likely tokens' (ties: lowest id first, as the llama.cpp runtime's).
  */
 export function rowLogprobs(row: Float32Array, target: number, top: number): { logprob: number; top: { token: number; logprob: number }[] } {
-  let max = Number.NEGATIVE_INFINITY;
-  for (let i = 0; i < row.length; i++) if (row[i]! > max) max = row[i]!;
-  let sum = 0;
-  for (let i = 0; i < row.length; i++) sum += Math.exp(row[i]! - max);
-  const logNorm = max + Math.log(sum);
+  const logNorm = logNormalizer(row);
   // The best `top` ids, kept sorted (most likely first): one pass, an insertion only for a contender.
   const best: number[] = [];
   for (let i = 0; i < row.length && top > 0; i++) {

@@ -8,7 +8,7 @@ import { KvCache, type OnnxSession } from "./session.js";
 import { StopTextStream } from "./stops.js";
 import { AnswerTokens } from "../runtime/answerTokens.js";
 import type { PromptTokenLogprob } from "../runtime/tokenLogprobs.js";
-import { promptLogprob, sampledLogprob } from "./logprobs.js";
+import { logNormalizer, promptLogprob, sampledLogprob } from "./logprobs.js";
 import type { ChatTemplate } from "./template.js";
 import type { OnnxTokenizer } from "./tokenizer.js";
 
@@ -85,11 +85,7 @@ function lastRow(r: { logits: Float32Array; rows: number; vocab: number }): Floa
 
 /** log p(target) from one row of logits, in float64 (a log-softmax over the whole vocabulary). */
 export function logProb(row: Float32Array, target: number): number {
-  let max = Number.NEGATIVE_INFINITY;
-  for (let i = 0; i < row.length; i++) if (row[i]! > max) max = row[i]!;
-  let sum = 0;
-  for (let i = 0; i < row.length; i++) sum += Math.exp(row[i]! - max);
-  return row[target]! - max - Math.log(sum);
+  return row[target]! - logNormalizer(row);
 }
 
 export class OnnxSlot implements GenerationSlot {
