@@ -131,12 +131,11 @@ export async function generateOn(loaded: LoadedModel, sequence: LlamaContextSequ
   const started = performance.now();
   let firstAt: number | undefined;
   const logprobs = o.logprobs && new GeneratedLogprobs(loaded, sequence, o.logprobs.rows, o.logprobs.top);
-  let emitted = 0;
   const onTextChunk = (chunk: string) => {
     firstAt ??= performance.now();
-    emitted += chunk.length;
-    o.onText?.(chunk, logprobs?.upTo(emitted));
+    o.onText?.(chunk, logprobs?.take());
   };
+  const onToken = logprobs && ((tokens: Token[]) => logprobs.release(tokens));
   // The meter's output count is one per sampled token: the generated tokens, an end token included.
   const outputBefore = sequence.tokenMeter.usedOutputTokens;
   let text: string;
@@ -147,7 +146,7 @@ export async function generateOn(loaded: LoadedModel, sequence: LlamaContextSequ
       const tokens = o.tokens ?? rawPromptTokens(loaded.model, o.prompt);
       promptTokens = tokens.length;
       const completion = new LlamaCompletion({ contextSequence: sequence });
-      const r = await completion.generateCompletionWithMeta(completionInput(loaded.model, tokens), { ...sampling, grammar, onTextChunk, signal: o.signal, stopOnAbortSignal: true });
+      const r = await completion.generateCompletionWithMeta(completionInput(loaded.model, tokens), { ...sampling, grammar, onTextChunk, onToken, signal: o.signal, stopOnAbortSignal: true });
       text = r.response;
       stopReason = r.metadata.stopReason;
     } else {
@@ -155,7 +154,7 @@ export async function generateOn(loaded: LoadedModel, sequence: LlamaContextSequ
       const session = openChatSession(LlamaChatSession, sequence, wrapper, o.system);
       if (o.history) session.setChatHistory(o.history);
       promptTokens = chatPromptTokens(loaded.model, wrapper, session.getChatHistory(), o.prompt).length;
-      const r = await session.promptWithMeta(o.prompt, { ...sampling, grammar, onTextChunk, signal: o.signal, stopOnAbortSignal: true });
+      const r = await session.promptWithMeta(o.prompt, { ...sampling, grammar, onTextChunk, onToken, signal: o.signal, stopOnAbortSignal: true });
       text = r.responseText;
       stopReason = r.stopReason;
       session.dispose({ disposeSequence: false });
@@ -166,7 +165,7 @@ export async function generateOn(loaded: LoadedModel, sequence: LlamaContextSequ
   } finally {
     logprobs?.stop();
   }
-  const tokens = logprobs?.finish(text, stopReason);
+  const tokens = logprobs?.finish(stopReason);
   const rest = tokens && logprobs!.notHandedOut(tokens);
   if (rest && rest.length > 0) o.onText?.("", rest);
   const ended = performance.now();

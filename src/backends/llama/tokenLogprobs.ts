@@ -1,7 +1,6 @@
 import type { LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
 import { CancelledError, SlmError } from "../../core/errors.js";
-import { AnswerTokens } from "../runtime/answerTokens.js";
-import type { PromptTokenLogprob, TokenAlternative } from "../runtime/tokenLogprobs.js";
+import type { PromptTokenLogprob, TokenAlternative, TokenLogprob } from "../runtime/tokenLogprobs.js";
 import type { LoadedModel } from "./loader.js";
 import type { LogitRows, RowLogprobs } from "./rows.js";
 import { tapSamples } from "./serialSampling.js";
@@ -33,23 +32,59 @@ function alternatives(model: LlamaModel, read: RowLogprobs): TokenAlternative[] 
 }
 
 /**
- * The log-probabilities of what one generation samples, each read in the tap from its own row; the
- * answer's are picked out by AnswerTokens.
+ * The log-probabilities of what one generation samples, each read in the tap from its own row. The
+ * answer's are those node-llama-cpp releases as answer text (`release`, from its onToken, called with
+ * a chunk's tokens just before onTextChunk gets the chunk's text): not the tokens it samples but drops —
+ * a segment such as a model's thoughts, text held back for a stop string and then cut, the end token.
  */
-export class GeneratedLogprobs extends AnswerTokens {
+export class GeneratedLogprobs {
+  private readonly sampled: TokenLogprob[] = [];
+  /** The first sampled entry not matched to a released token yet. */
+  private next = 0;
+  private readonly released: TokenLogprob[] = [];
+  private handedOut = 0;
   private readonly untap: () => void;
+  private readonly model: LlamaModel;
 
   constructor(loaded: LoadedModel, sequence: LlamaContextSequence, rows: LogitRows, top: number) {
-    const { model } = loaded;
-    super(
-      (tokens) => model.detokenize(tokens as Token[], false),
-      (token) => model.isEogToken(token as Token),
-    );
+    const model = (this.model = loaded.model);
     this.untap = tapSamples(loaded.context, sequenceIdOf(sequence), async (row) => {
       if (row.token < 0) return;
       const read = await rows.read(row.batchIndex, row.token, top);
-      this.push({ token: row.token, text: pieceOf(model, row.token), logprob: read.logprob, top: alternatives(model, read) });
+      this.sampled.push({ token: row.token, text: pieceOf(model, row.token), logprob: read.logprob, top: alternatives(model, read) });
     });
+  }
+
+  /** Tokens node-llama-cpp released as answer text, in order; each is matched to its sampled entry. */
+  release(tokens: readonly number[]): void {
+    for (const t of tokens) {
+      let k = this.next;
+      while (k < this.sampled.length && this.sampled[k]!.token !== t) k++;
+      // A token it made up rather than sampled (text before a stop string, tokenized again) has no row.
+      if (k === this.sampled.length) continue;
+      this.released.push(this.sampled[k]!);
+      this.next = k + 1;
+    }
+  }
+
+  /** The released entries not handed out yet: those of the text chunk just released (streaming). */
+  take(): TokenLogprob[] {
+    const out = this.released.slice(this.handedOut);
+    this.handedOut = this.released.length;
+    return out;
+  }
+
+  /** The answer's entries, then the end-of-generation token it stopped on, if so. */
+  finish(stopReason: string): TokenLogprob[] {
+    const tokens = [...this.released];
+    const end = this.sampled.at(-1);
+    if (stopReason === "eogToken" && end && this.sampled.length > this.next && this.model.isEogToken(end.token as Token)) tokens.push({ ...end, end: true });
+    return tokens;
+  }
+
+  /** Of the answer's `tokens`, those take has not handed out (the end token, when streaming). */
+  notHandedOut(tokens: readonly TokenLogprob[]): TokenLogprob[] {
+    return tokens.slice(this.handedOut);
   }
 
   stop(): void {

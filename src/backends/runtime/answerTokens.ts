@@ -2,7 +2,7 @@ import type { TokenLogprob } from "./tokenLogprobs.js";
 
 /**
  * The log-probabilities of what one generation sampled, handed out by where each token's text starts in
- * the answer. A runtime samples more than it returns (an end-of-generation token, text held back for a
+ * the answer (the ONNX runtime's; node-llama-cpp says which tokens it released, llama/tokenLogprobs.ts). A runtime samples more than it returns (an end-of-generation token, text held back for a
  * stop string and then cut): a token belongs to the answer when its text starts inside it, so every
  * character of the answer has its token, in order, and a cut stop string's tokens are left out.
  */
