@@ -72,7 +72,7 @@ describe("slm serve logprobs", () => {
   });
 
   it("chat: logprobs and top_logprobs in OpenAI's shape (official client), equal to the tokens scored afresh, sampled at any temperature", async () => {
-    const r = await client.chat.completions.create({ model: "tiny-arith", messages: [{ role: "user", content: "12+34" }], logprobs: true, top_logprobs: 3, temperature: 1.5, seed: 3, max_tokens: 6 });
+    const r = await client.chat.completions.create({ model: "tiny-arith", messages: [{ role: "user", content: "12+34" }], logprobs: true, top_logprobs: 20, temperature: 1.5, seed: 3, max_tokens: 6 });
     const choice = r.choices[0]!;
     const content = choice.logprobs!.content!;
     // One entry per token of the message, in order; the end token is not part of it.
@@ -81,11 +81,12 @@ describe("slm serve logprobs", () => {
     content.forEach((t, i) => {
       expect(t.logprob).toBeCloseTo(expected[i]!, 4);
       expect(t.bytes).toEqual([...Buffer.from(t.token)]);
-      expect(t.top_logprobs).toHaveLength(3);
+      expect(t.top_logprobs).toHaveLength(20);
       expect(t.top_logprobs[0]!.logprob).toBeGreaterThanOrEqual(t.top_logprobs[1]!.logprob);
       // The model's own distribution: the most likely token is at least as likely as the one sampled.
       expect(t.top_logprobs[0]!.logprob).toBeGreaterThanOrEqual(t.logprob - 1e-9);
-      for (const a of t.top_logprobs) expect(a.bytes).toEqual([...Buffer.from(a.token)]);
+      // A byte token (one byte of a longer character) shows as U+FFFD; its bytes are then that one byte.
+      for (const a of t.top_logprobs) expect(a.bytes).toEqual(a.token === "\uFFFD" ? [expect.any(Number)] : [...Buffer.from(a.token)]);
     });
   }, 30_000);
 
@@ -181,6 +182,9 @@ describe("slm serve logprobs", () => {
     expect(withBos.json.tokens).toEqual([1, idOf("1"), idOf("2")]);
     const pieces = await post<{ tokens: { id: number; piece: string }[] }>("/tokenize", { content: "<|user|>7", with_pieces: true, model: "tiny-arith" });
     expect(pieces.json.tokens).toEqual([{ id: 3, piece: "<|user|>" }, { id: idOf("7"), piece: "7" }]);
+    // A byte token's piece is not whole characters: its bytes, as llama-server gives them (é is C3 A9).
+    const bytes = await post<{ tokens: { id: number; piece: string | number[] }[] }>("/tokenize", { content: "é", with_pieces: true });
+    expect(bytes.json.tokens.map((t) => t.piece)).toEqual([[0xc3], [0xa9]]);
     const d = await post<{ content: string; prompt: string }>("/detokenize", { tokens: t.json.tokens });
     expect(d.json.content).toBe(text);
     // vLLM's names, which lm-evaluation-harness's remote tokenizer sends.

@@ -15,6 +15,7 @@ import type { LoraSpec } from "./lora.js";
 import { rawPromptTokens } from "./prompt.js";
 import { type LogitRows, logitRowsFor } from "./rows.js";
 import { promptLogprobs } from "./tokenLogprobs.js";
+import { tokenBytes } from "./tokenBytes.js";
 import type { PromptTokenLogprob } from "../runtime/tokenLogprobs.js";
 
 /**
@@ -140,6 +141,10 @@ class LlamaRuntimeModel implements RuntimeModel {
 
   detokenize(tokens: readonly number[], o: { special?: boolean } = {}): string {
     return this.loaded.model.detokenize(tokens as readonly Token[], o.special ?? false);
+  }
+
+  tokenBytes(token: number): number[] {
+    return tokenBytes(this.loaded.model, token);
   }
 
   tokenizerInfo(): { bos: number | null; eos: number | null; chatTemplate: string | null } {

@@ -4,6 +4,7 @@ import type { PromptTokenLogprob, TokenAlternative, TokenLogprob } from "../runt
 import type { LoadedModel } from "./loader.js";
 import type { LogitRows, RowLogprobs } from "./rows.js";
 import { tapSamples } from "./serialSampling.js";
+import { tokenBytes } from "./tokenBytes.js";
 
 /**
  * Log-probabilities of the tokens a sequence generates or is given (serve's logprobs and echo), read
@@ -17,18 +18,21 @@ function sequenceIdOf(sequence: LlamaContextSequence): number {
   return id;
 }
 
-/** Each token's own piece, control tokens written out (`</s>`), as llama.cpp's server shows them; cached per model. */
-const pieces = new WeakMap<LlamaModel, Map<number, string>>();
-function pieceOf(model: LlamaModel, token: number): string {
+/** Each token's own piece, control tokens written out (`</s>`), as llama.cpp's server shows them, and its bytes; cached per model. */
+const pieces = new WeakMap<LlamaModel, Map<number, { text: string; bytes: number[] }>>();
+function pieceOf(model: LlamaModel, token: number): { text: string; bytes: number[] } {
   let cache = pieces.get(model);
   if (!cache) pieces.set(model, (cache = new Map()));
-  let text = cache.get(token);
-  if (text === undefined) cache.set(token, (text = model.detokenize([token as Token], true)));
-  return text;
+  let piece = cache.get(token);
+  if (piece === undefined) {
+    const text = model.detokenize([token as Token], true);
+    cache.set(token, (piece = { text, bytes: tokenBytes(model, token, text) }));
+  }
+  return piece;
 }
 
 function alternatives(model: LlamaModel, read: RowLogprobs): TokenAlternative[] {
-  return read.top.map((t) => ({ token: t.token, text: pieceOf(model, t.token), logprob: t.logprob }));
+  return read.top.map((t) => ({ token: t.token, ...pieceOf(model, t.token), logprob: t.logprob }));
 }
 
 /**
@@ -51,7 +55,7 @@ export class GeneratedLogprobs {
     this.untap = tapSamples(loaded.context, sequenceIdOf(sequence), async (row) => {
       if (row.token < 0) return;
       const read = await rows.read(row.batchIndex, row.token, top);
-      this.sampled.push({ token: row.token, text: pieceOf(model, row.token), logprob: read.logprob, top: alternatives(model, read) });
+      this.sampled.push({ token: row.token, ...pieceOf(model, row.token), logprob: read.logprob, top: alternatives(model, read) });
     });
   }
 
@@ -99,7 +103,7 @@ export class GeneratedLogprobs {
  */
 export async function promptLogprobs(loaded: LoadedModel, sequence: LlamaContextSequence, rows: LogitRows, tokens: readonly number[], top: number, signal?: AbortSignal): Promise<PromptTokenLogprob[]> {
   const { model } = loaded;
-  const out: PromptTokenLogprob[] = tokens.map((token) => ({ token, text: pieceOf(model, token), logprob: null, top: null }));
+  const out: PromptTokenLogprob[] = tokens.map((token) => ({ token, ...pieceOf(model, token), logprob: null, top: null }));
   if (tokens.length === 0) return out;
   await sequence.clearHistory();
   const untap = tapSamples(loaded.context, sequenceIdOf(sequence), async (row) => {

@@ -8,6 +8,8 @@ export interface TokenAlternative {
   token: number;
   text: string;
   logprob: number;
+  /** The token's own bytes, where the runtime knows them (a byte token's text alone is U+FFFD); else `text`'s UTF-8. */
+  bytes?: number[];
 }
 
 /** A token of the answer, with the `top` most likely tokens at its position (most likely first). */
@@ -24,6 +26,7 @@ export interface TokenLogprob extends TokenAlternative {
 export interface PromptTokenLogprob {
   token: number;
   text: string;
+  bytes?: number[];
   logprob: number | null;
   top: TokenAlternative[] | null;
 }

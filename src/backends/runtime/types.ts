@@ -134,6 +134,8 @@ export interface RuntimeModel {
   tokenize(text: string, o?: { special?: boolean; bos?: boolean }): number[];
   /** `special`: control tokens written out (`<|user|>`); by default they are left out, as in generated text. */
   detokenize(tokens: readonly number[], o?: { special?: boolean }): string;
+  /** A token's own bytes (a byte token's text alone is U+FFFD), where the runtime knows them. */
+  tokenBytes?(token: number): number[];
   /** The tokenizer's BOS and EOS tokens and the model's Jinja chat template, where the runtime knows them (serve's /tokenizer_info). */
   tokenizerInfo?(): { bos: number | null; eos: number | null; chatTemplate: string | null };
   /** The conversation rendered with the model's chat template and tokenized, ending where the assistant's reply begins. */

@@ -14,10 +14,8 @@ export function requireLogprobs(slot: GenerationSlot, id: string): void {
   }
 }
 
-const bytesOf = (text: string) => [...Buffer.from(text, "utf8")];
-
 function chatAlternative(t: TokenAlternative) {
-  return { token: t.text, logprob: t.logprob, bytes: bytesOf(t.text) };
+  return { token: t.text, logprob: t.logprob, bytes: t.bytes ?? [...Buffer.from(t.text, "utf8")] };
 }
 
 /** Chat's `choices[i].logprobs` for some tokens of the answer (all of them, or a stream chunk's). */

@@ -46,7 +46,12 @@ const tokenize: Route["handler"] = async (req, res, ctx) => {
   const pieces = optionalBool(b, ["with_pieces"], false);
   const out = await onModel(ctx, b, (model) => {
     const tokens = model.tokenize(text, { special, bos });
-    return pieces ? tokens.map((id) => ({ id, piece: model.detokenize([id], { special: true }) })) : tokens;
+    // As llama-server: a piece that is not whole UTF-8 characters (a byte token) is given as its bytes.
+    const piece = (id: number) => {
+      const text = model.detokenize([id], { special: true });
+      return text.includes("\uFFFD") && model.tokenBytes ? model.tokenBytes(id) : text;
+    };
+    return pieces ? tokens.map((id) => ({ id, piece: piece(id) })) : tokens;
   });
   sendJson(res, 200, { tokens: out });
 };
