@@ -5,6 +5,7 @@
  *
  *   npx tsx bench/serve.ts [--parallel 1,4] [--threads 1] [--requests 200] [--long 16] [--long-tokens 128]
  *                          [--clients 1,2,4] [--url URL] [--slm-bin PATH] [--markdown]
+ *                          [--logprobs TOP] [--model REF] [--workloads sum,long]
  *
  * Two workloads, both chat completions at temperature 0, not streamed:
  *   sum   "12+34"-style questions (random two-digit sums, answers checked): 3 generated tokens each, so
@@ -16,6 +17,11 @@
  * --parallel P --threads T` (unless --url: then that server, and no in-process baseline). Threads default
  * to 1: on a 2-core machine the clients need the other core. Others' CPU s is what other processes used
  * during the run (from /proc): above ~1 s the figures are disturbed.
+ *
+ * --logprobs TOP: each workload is also run with `logprobs: true, top_logprobs: TOP` on the same server
+ * (rows "sum+lp", "long+lp", right after the plain ones), and a last table gives the cost: with / without.
+ * --model: serve another model (a name or a GGUF path) instead of tiny-arith; "sum" answers are then not
+ * checked (correct counts finish reasons only).
  */
 import path from "node:path";
 import { performance } from "node:perf_hooks";
@@ -40,12 +46,17 @@ const longTokens = Number(flag("--long-tokens", "128"));
 const externalUrl = flag("--url", "");
 const slmBin = path.resolve(flag("--slm-bin", BIN));
 const markdown = argv.includes("--markdown");
-if ([...parallels, ...clientCounts, threads, sumRequests, longRequests, longTokens].some((n) => !(n >= 1) || !Number.isInteger(n))) {
-  console.error("usage: npx tsx bench/serve.ts [--parallel 1,4] [--threads 1] [--requests 200] [--long 16] [--long-tokens 128] [--clients 1,2,4] [--url URL] [--slm-bin PATH] [--markdown]");
+const topLogprobs = flag("--logprobs", "");
+const modelRef = flag("--model", "tiny-arith");
+const workloads = flag("--workloads", "sum,long").split(",") as Workload[];
+if ([...parallels, ...clientCounts, threads, sumRequests, longRequests, longTokens].some((n) => !(n >= 1) || !Number.isInteger(n)) || (topLogprobs !== "" && !(Number(topLogprobs) >= 0 && Number(topLogprobs) <= 20))) {
+  console.error("usage: npx tsx bench/serve.ts [--parallel 1,4] [--threads 1] [--requests 200] [--long 16] [--long-tokens 128] [--clients 1,2,4] [--url URL] [--slm-bin PATH] [--markdown] [--logprobs TOP] [--model REF] [--workloads sum,long]");
   process.exit(2);
 }
 
 type Workload = "sum" | "long";
+/** A workload, with logprobs or not. */
+type Run = { workload: Workload; logprobs: boolean };
 
 interface Job {
   q: string;
@@ -104,21 +115,27 @@ const selfCpu = () => {
   return (u.user + u.system) / 1e6;
 };
 
-function viaHttp(url: string, workload: Workload) {
+function viaHttp(url: string, workload: Workload, logprobs = false) {
   return async (job: Job): Promise<Outcome> => {
     const t = performance.now();
-    const body = { model: "tiny-arith", messages: [{ role: "user", content: job.q }], temperature: 0, ...(workload === "long" ? { max_tokens: longTokens, response_format: LONG_FORMAT } : {}) };
+    const body = {
+      model: served,
+      messages: [{ role: "user", content: job.q }],
+      temperature: 0,
+      ...(workload === "long" ? { max_tokens: longTokens, response_format: LONG_FORMAT } : {}),
+      ...(logprobs ? { logprobs: true, top_logprobs: Number(topLogprobs) } : {}),
+    };
     const r = await fetch(`${url}/v1/chat/completions`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
     const json = (await r.json()) as { choices?: { message: { content: string }; finish_reason: string }[]; usage?: { completion_tokens: number } };
     const ms = performance.now() - t;
     const c = json.choices?.[0];
-    const ok = r.status === 200 && !!c && (workload === "sum" ? c.message.content === job.answer : c.finish_reason === "length");
+    const ok = r.status === 200 && !!c && (workload === "sum" ? modelRef !== "tiny-arith" || c.message.content === job.answer : c.finish_reason === "length");
     return { ok, tokens: json.usage?.completion_tokens ?? 0, ms };
   };
 }
 
 async function startServer(parallel: number): Promise<{ url: string; pid: number; stop: () => Promise<void> }> {
-  const proc = execa("node", [slmBin, "serve", "tiny-arith", "--port", "0", "--parallel", String(parallel), "--threads", String(threads), "--idle-timeout", "0"], { reject: false, env: { CI: "1", NO_COLOR: "1" } });
+  const proc = execa("node", [slmBin, "serve", modelRef, "--port", "0", "--parallel", String(parallel), "--threads", String(threads), "--idle-timeout", "0"], { reject: false, env: { CI: "1", NO_COLOR: "1" } });
   let err = "";
   const url = await new Promise<string>((resolve, reject) => {
     proc.stderr!.on("data", (d: Buffer) => {
@@ -128,6 +145,8 @@ async function startServer(parallel: number): Promise<{ url: string; pid: number
     });
     void proc.then(() => reject(new Error(`slm serve exited:\n${err}`)));
   });
+  // A model given by path is served under its file name; /v1/models says which.
+  served = ((await (await fetch(`${url}/v1/models`)).json()) as { data: { id: string }[] }).data[0]!.id;
   return {
     url,
     pid: proc.pid!,
@@ -141,29 +160,32 @@ async function startServer(parallel: number): Promise<{ url: string; pid: number
 
 const header = ["workload", "--parallel", "clients", "requests", "req/s", "gen tok/s", "p50 ms", "p90 ms", "correct", "in-process req/s", "in-process tok/s", "server / in-process", "others' CPU s"];
 const rows: string[][] = [];
+let served = modelRef;
 
 async function main(): Promise<void> {
   printMachine();
-  console.log(`slm serve: tiny-arith, --threads ${threads}; sum: ${sumRequests} requests; long: ${longRequests} × ${longTokens} tokens\n`);
+  console.log(`slm serve: ${modelRef}, --threads ${threads}; sum: ${sumRequests} requests; long: ${longRequests} × ${longTokens} tokens${topLogprobs ? `; +lp: logprobs with top_logprobs ${topLogprobs}` : ""}\n`);
   const configs = externalUrl ? [0] : parallels;
   for (const parallel of configs) {
     const server = externalUrl ? { url: externalUrl, pid: 0, stop: async () => undefined } : await startServer(parallel);
     const serverCpu = () => (server.pid ? processCpuSeconds(server.pid) : 0) + selfCpu();
     // In-process: the same model, context settings and number of sequences as the server.
-    const loaded = externalUrl ? undefined : await loadModel(resolveModel("tiny-arith"), { sequences: parallel, threads, gpu: "auto" });
+    const loaded = externalUrl ? undefined : await loadModel(resolveModel(modelRef), { sequences: parallel, threads, gpu: "auto" });
     // The server resolves the chat template when it loads a model; so does the baseline, before timing.
     await loaded?.chatWrapper();
     const sequences = loaded ? Array.from({ length: parallel }, () => loaded.context.getSequence()) : [];
     try {
-      for (const workload of ["sum", "long"] as Workload[]) {
+      const runs: Run[] = workloads.flatMap((workload) => [{ workload, logprobs: false }, ...(topLogprobs ? [{ workload, logprobs: true }] : [])]);
+      for (const { workload, logprobs } of runs) {
         const n = workload === "sum" ? sumRequests : longRequests;
         // Warm-up: template, grammar and first-request paths, untimed.
-        await measure(Math.max(...clientCounts), jobs(Math.max(...clientCounts), 7), viaHttp(server.url, workload), serverCpu);
+        await measure(Math.max(...clientCounts), jobs(Math.max(...clientCounts), 7), viaHttp(server.url, workload, logprobs), serverCpu);
         for (const clients of clientCounts) {
           const work = jobs(n, 42 + clients);
-          const http = await measure(clients, work, viaHttp(server.url, workload), serverCpu);
+          const http = await measure(clients, work, viaHttp(server.url, workload, logprobs), serverCpu);
           let local: Measured | undefined;
-          if (loaded) {
+          // The in-process peer is measured for the plain rows; +lp rows compare with those.
+          if (loaded && !logprobs) {
             // More clients than sequences wait for one, as requests queue in the server.
             const free = [...sequences];
             const waiting: ((s: (typeof sequences)[number]) => void)[] = [];
@@ -181,7 +203,7 @@ async function main(): Promise<void> {
                 const t = performance.now();
                 try {
                   const r = await generateOn(loaded, seq, { prompt: job.q, history: [], temperature: 0, ...(workload === "long" ? { maxTokens: longTokens, jsonSchema: { type: "string" } } : { maxTokens: 200 }) });
-                  return { ok: workload === "sum" ? r.text === job.answer : r.stopReason === "maxTokens", tokens: r.completionTokens, ms: performance.now() - t };
+                  return { ok: workload === "sum" ? modelRef !== "tiny-arith" || r.text === job.answer : r.stopReason === "maxTokens", tokens: r.completionTokens, ms: performance.now() - t };
                 } finally {
                   give(seq);
                 }
@@ -192,7 +214,7 @@ async function main(): Promise<void> {
           const rps = http.requests / http.wallS;
           const localRps = local ? local.requests / local.wallS : NaN;
           rows.push([
-            workload,
+            logprobs ? `${workload}+lp` : workload,
             externalUrl ? "?" : String(parallel),
             String(clients),
             String(http.requests),
@@ -216,6 +238,18 @@ async function main(): Promise<void> {
   }
   console.log(`\n${table(header, rows)}`);
   if (markdown) console.log(`\n${markdownTable(header, rows)}`);
+  if (topLogprobs) {
+    // Each +lp row against the plain row of the same workload, --parallel and clients.
+    const cost = rows
+      .filter((r) => r[0]!.endsWith("+lp"))
+      .map((lp) => {
+        const plain = rows.find((r) => r[0] === lp[0]!.replace("+lp", "") && r[1] === lp[1] && r[2] === lp[2])!;
+        return [plain[0]!, lp[1]!, lp[2]!, plain[4]!, lp[4]!, `${fmt(Number(lp[4]) / Number(plain[4]), 2)}×`, plain[5]!, lp[5]!, `${fmt(Number(lp[5]) / Number(plain[5]), 2)}×`];
+      });
+    const costHeader = ["workload", "--parallel", "clients", "req/s", "req/s +lp", "ratio", "gen tok/s", "gen tok/s +lp", "ratio"];
+    console.log(`\nlogprobs cost (top_logprobs ${topLogprobs}):\n${table(costHeader, cost)}`);
+    if (markdown) console.log(`\n${markdownTable(costHeader, cost)}`);
+  }
 }
 
 await main();

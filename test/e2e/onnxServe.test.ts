@@ -97,6 +97,26 @@ describe("slm serve with an ONNX model", () => {
     expect(short.usage!.completion_tokens).toBe(1);
   });
 
+  it("logprobs: chat's and the legacy shape, the end token last, and the same values echoed from the prompt's rows", async (ctx) => {
+    need(ctx);
+    const chat = await client.chat.completions.create({ model, messages: user("12+34"), temperature: 0, logprobs: true, top_logprobs: 2 });
+    const content = chat.choices[0]!.logprobs!.content!;
+    expect(content.map((t) => t.token).join("")).toBe("46");
+    expect(content[0]!.top_logprobs[0]!.token).toBe("4");
+    const prompt = "<|user|>12+34<|assistant|>";
+    const gen = await client.completions.create({ model, prompt, temperature: 0, logprobs: 2 });
+    const lp = gen.choices[0]!.logprobs!;
+    expect(lp.tokens).toEqual(["4", "6", "</s>"]);
+    // Read again from the rows of one batched evaluation of the prompt and the answer (echo), not from sampling.
+    const echo = await client.completions.create({ model, prompt: `${prompt}46</s>`, echo: true, max_tokens: 0, logprobs: 2 });
+    const back = echo.choices[0]!.logprobs!;
+    expect(back.token_logprobs![0]).toBeNull();
+    back.token_logprobs!.slice(-3).forEach((x, i) => expect(x).toBeCloseTo(lp.token_logprobs![i]!, 4));
+    const [echoed, sampled] = [back.top_logprobs!.at(-3)!, lp.top_logprobs![0]!];
+    expect(Object.keys(echoed)).toEqual(Object.keys(sampled));
+    for (const k of Object.keys(sampled)) expect(echoed[k]).toBeCloseTo(sampled[k]!, 4);
+  });
+
   it("refuses embeddings with a 400 (the export has none), and keeps serving", async (ctx) => {
     need(ctx);
     await expect(client.embeddings.create({ model, input: "12+34" })).rejects.toMatchObject({ status: 400 });

@@ -3,6 +3,9 @@ import type { ChatHistoryItem, ChatWrapper, LlamaChatSession, LlamaContextSequen
 import { CancelledError, NotFoundError, UsageError } from "../../core/errors.js";
 import { utf8Text } from "../../core/text.js";
 import type { LoadedModel } from "./loader.js";
+import type { TokenLogprob } from "../runtime/tokenLogprobs.js";
+import type { LogitRows } from "./rows.js";
+import { GeneratedLogprobs } from "./tokenLogprobs.js";
 import { chatPromptTokens, completionInput, rawPromptTokens } from "./prompt.js";
 
 /** Sampling settings shared by run, chat, serve and eval. Defaults follow llama.cpp's. */
@@ -33,8 +36,11 @@ export interface GenerateOptions extends SamplingOptions {
   tokens?: readonly Token[];
   /** A JSON schema the output must follow (grammar-constrained). */
   jsonSchema?: object;
-  onText?: (chunk: string) => void;
+  /** `tokens`: with logprobs, those whose text starts in this chunk. */
+  onText?: (chunk: string, tokens?: TokenLogprob[]) => void;
   signal?: AbortSignal;
+  /** Read each generated token's log-probability and `top` alternatives from `rows` (tokenLogprobs.ts). */
+  logprobs?: { rows: LogitRows; top: number };
 }
 
 export interface GenerateTimings {
@@ -53,6 +59,8 @@ export interface GenerateResult {
   promptTokens: number;
   completionTokens: number;
   timings: GenerateTimings;
+  /** With `logprobs`: one per token of `text`, in order. */
+  tokens?: TokenLogprob[];
 }
 
 export function readJsonSchema(file: string): object {
@@ -122,10 +130,12 @@ export async function generateOn(loaded: LoadedModel, sequence: LlamaContextSequ
   const sampling = samplingFor(o, loaded.context.contextSize);
   const started = performance.now();
   let firstAt: number | undefined;
+  const logprobs = o.logprobs && new GeneratedLogprobs(loaded, sequence, o.logprobs.rows, o.logprobs.top);
   const onTextChunk = (chunk: string) => {
     firstAt ??= performance.now();
-    o.onText?.(chunk);
+    o.onText?.(chunk, logprobs?.take());
   };
+  const onToken = logprobs && ((tokens: Token[]) => logprobs.release(tokens));
   // The meter's output count is one per sampled token: the generated tokens, an end token included.
   const outputBefore = sequence.tokenMeter.usedOutputTokens;
   let text: string;
@@ -136,7 +146,7 @@ export async function generateOn(loaded: LoadedModel, sequence: LlamaContextSequ
       const tokens = o.tokens ?? rawPromptTokens(loaded.model, o.prompt);
       promptTokens = tokens.length;
       const completion = new LlamaCompletion({ contextSequence: sequence });
-      const r = await completion.generateCompletionWithMeta(completionInput(loaded.model, tokens), { ...sampling, grammar, onTextChunk, signal: o.signal, stopOnAbortSignal: true });
+      const r = await completion.generateCompletionWithMeta(completionInput(loaded.model, tokens), { ...sampling, grammar, onTextChunk, onToken, signal: o.signal, stopOnAbortSignal: true });
       text = r.response;
       stopReason = r.metadata.stopReason;
     } else {
@@ -144,7 +154,7 @@ export async function generateOn(loaded: LoadedModel, sequence: LlamaContextSequ
       const session = openChatSession(LlamaChatSession, sequence, wrapper, o.system);
       if (o.history) session.setChatHistory(o.history);
       promptTokens = chatPromptTokens(loaded.model, wrapper, session.getChatHistory(), o.prompt).length;
-      const r = await session.promptWithMeta(o.prompt, { ...sampling, grammar, onTextChunk, signal: o.signal, stopOnAbortSignal: true });
+      const r = await session.promptWithMeta(o.prompt, { ...sampling, grammar, onTextChunk, onToken, signal: o.signal, stopOnAbortSignal: true });
       text = r.responseText;
       stopReason = r.stopReason;
       session.dispose({ disposeSequence: false });
@@ -152,7 +162,12 @@ export async function generateOn(loaded: LoadedModel, sequence: LlamaContextSequ
   } catch (err) {
     if (o.signal?.aborted) throw new CancelledError();
     throw err;
+  } finally {
+    logprobs?.stop();
   }
+  const tokens = logprobs?.finish(stopReason);
+  const rest = tokens && logprobs!.notHandedOut(tokens);
+  if (rest && rest.length > 0) o.onText?.("", rest);
   const ended = performance.now();
   const completionTokens = sequence.tokenMeter.usedOutputTokens - outputBefore;
   const genMs = firstAt !== undefined ? ended - firstAt : 0;
@@ -167,6 +182,7 @@ export async function generateOn(loaded: LoadedModel, sequence: LlamaContextSequ
       totalMs: Math.round(ended - started),
       tokensPerSecond: genMs > 0 && completionTokens > 1 ? ((completionTokens - 1) * 1000) / genMs : 0,
     },
+    ...(tokens && { tokens }),
   };
 }
 

@@ -13,6 +13,10 @@ import { continuationLogLikelihoods } from "./likelihood.js";
 import { type LoadedModel, loadModel } from "./loader.js";
 import type { LoraSpec } from "./lora.js";
 import { rawPromptTokens } from "./prompt.js";
+import { type LogitRows, logitRowsFor } from "./rows.js";
+import { promptLogprobs } from "./tokenLogprobs.js";
+import { tokenBytes } from "./tokenBytes.js";
+import type { PromptTokenLogprob } from "../runtime/tokenLogprobs.js";
 
 /**
  * llama.cpp (node-llama-cpp) behind the runtime interface: a thin layer over the loader, generation,
@@ -30,7 +34,7 @@ function chatHistory(turns: readonly ChatTurn[]): ChatHistoryItem[] {
  * prompt); the last turn, the user's, is the prompt.
  */
 function generateOptions(o: RuntimeGenerateOptions): GenerateOptions {
-  const { messages, prompt, tokens, lean: _lean, ...rest } = o;
+  const { messages, prompt, tokens, lean: _lean, logprobs: _logprobs, ...rest } = o;
   if (!messages) return { ...rest, raw: true, prompt: prompt ?? "", tokens: tokens as readonly Token[] | undefined };
   const last = messages[messages.length - 1];
   if (!last || last.role !== "user") throw new UsageError("A conversation to answer must end with a user message.");
@@ -41,6 +45,8 @@ function generateOptions(o: RuntimeGenerateOptions): GenerateOptions {
 class LlamaSlot implements GenerationSlot {
   /** The answerer of lean generations, kept while the sampling stays the same (one per eval task). */
   private answerer?: { key: string; signal?: AbortSignal; answerer: SequenceAnswerer };
+  /** The reader of log-probabilities, made on the first request for them. */
+  private rows?: LogitRows;
 
   constructor(
     private readonly loaded: LoadedModel,
@@ -48,8 +54,17 @@ class LlamaSlot implements GenerationSlot {
   ) {}
 
   async generate(o: RuntimeGenerateOptions): Promise<GenerateResult> {
-    if (o.lean && o.messages && !o.onText && !o.jsonSchema) return this.answer(o, o.messages);
-    return generateOn(this.loaded, this.sequence, generateOptions(o));
+    if (o.lean && o.messages && !o.onText && !o.jsonSchema && !o.logprobs) return this.answer(o, o.messages);
+    const logprobs = o.logprobs && { rows: this.rowsOf(), top: o.logprobs.top };
+    return generateOn(this.loaded, this.sequence, { ...generateOptions(o), logprobs });
+  }
+
+  promptLogprobs(tokens: readonly number[], top: number, signal?: AbortSignal): Promise<PromptTokenLogprob[]> {
+    return promptLogprobs(this.loaded, this.sequence, this.rowsOf(), tokens, top, signal);
+  }
+
+  private rowsOf(): LogitRows {
+    return (this.rows ??= logitRowsFor(this.loaded));
   }
 
   /** eval's path: a plain token loop on the sequence, reusing what it holds of the prompt (answer.ts). */
@@ -80,6 +95,7 @@ class LlamaSlot implements GenerationSlot {
   }
 
   dispose(): void {
+    this.rows?.dispose();
     this.sequence.dispose();
   }
 }
@@ -123,8 +139,18 @@ class LlamaRuntimeModel implements RuntimeModel {
     return this.loaded.model.tokenize(text, o.special ?? false);
   }
 
-  detokenize(tokens: readonly number[]): string {
-    return this.loaded.model.detokenize(tokens as readonly Token[], false);
+  detokenize(tokens: readonly number[], o: { special?: boolean } = {}): string {
+    return this.loaded.model.detokenize(tokens as readonly Token[], o.special ?? false);
+  }
+
+  tokenBytes(token: number): number[] {
+    return tokenBytes(this.loaded.model, token);
+  }
+
+  tokenizerInfo(): { bos: number | null; eos: number | null; chatTemplate: string | null } {
+    const { model } = this.loaded;
+    const template = model.fileInfo.metadata?.tokenizer?.chat_template;
+    return { bos: model.tokens.bos, eos: model.tokens.eos, chatTemplate: typeof template === "string" ? template : null };
   }
 
   async chatPrompt(messages: readonly ChatTurn[]): Promise<number[]> {

@@ -120,7 +120,7 @@ export async function loadOnnxModel(entry: ModelEntry, o: RuntimeLoadOptions, ct
     dtype: folder.dtype,
     // bos: a raw prompt's tokens as the model evaluates them (the tokenizer's leading BOS in front).
     tokenize: (text, t) => (t?.bos ? tokenizer.encodeWithLeading(text, t.special ?? false) : tokenizer.encode(text, t?.special ?? false)),
-    detokenize: (tokens) => tokenizer.decode(tokens),
+    detokenize: (tokens, o) => tokenizer.decode(tokens, o?.special ?? false),
     chatPrompt: async (messages) => chatTokens(parts, messages),
     openSlot: async (): Promise<GenerationSlot> => newSlot(true),
     async generate(g) {

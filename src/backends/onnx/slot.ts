@@ -6,6 +6,9 @@ import type { ChatTurn, GenerationSlot, RuntimeGenerateOptions } from "../runtim
 import { Sampler, resolveSampling } from "./sampling.js";
 import { KvCache, type OnnxSession } from "./session.js";
 import { StopTextStream } from "./stops.js";
+import { AnswerTokens } from "../runtime/answerTokens.js";
+import type { PromptTokenLogprob } from "../runtime/tokenLogprobs.js";
+import { logNormalizer, promptLogprob, sampledLogprob } from "./logprobs.js";
 import type { ChatTemplate } from "./template.js";
 import type { OnnxTokenizer } from "./tokenizer.js";
 
@@ -82,11 +85,7 @@ function lastRow(r: { logits: Float32Array; rows: number; vocab: number }): Floa
 
 /** log p(target) from one row of logits, in float64 (a log-softmax over the whole vocabulary). */
 export function logProb(row: Float32Array, target: number): number {
-  let max = Number.NEGATIVE_INFINITY;
-  for (let i = 0; i < row.length; i++) if (row[i]! > max) max = row[i]!;
-  let sum = 0;
-  for (let i = 0; i < row.length; i++) sum += Math.exp(row[i]! - max);
-  return row[target]! - max - Math.log(sum);
+  return row[target]! - logNormalizer(row);
 }
 
 export class OnnxSlot implements GenerationSlot {
@@ -141,8 +140,11 @@ export class OnnxSlot implements GenerationSlot {
     let sampled = 0;
     let firstAt: number | undefined;
     let stopReason = "maxTokens";
+    const answer = o.logprobs && new AnswerTokens((t) => tokenizer.decode(t), (t) => eos.has(t));
+    let emitted = 0;
     const send = (chunk: string) => {
-      if (chunk) o.onText?.(chunk);
+      emitted += chunk.length;
+      if (chunk) o.onText?.(chunk, answer?.upTo(emitted));
     };
     try {
       for (;;) {
@@ -154,6 +156,7 @@ export class OnnxSlot implements GenerationSlot {
         }
         if (sampled >= maxTokens) break;
         const token = sampler.sample(row, generated);
+        if (answer) answer.push(sampledLogprob(tokenizer, row, token, o.logprobs!.top));
         sampled++;
         firstAt ??= performance.now();
         if (eos.has(token)) {
@@ -175,6 +178,9 @@ export class OnnxSlot implements GenerationSlot {
       throw err;
     }
     send(stream.finish());
+    const tokens = answer?.finish(stream.finalText, stopReason);
+    const rest = tokens && answer!.notHandedOut(tokens);
+    if (rest && rest.length > 0) o.onText?.("", rest);
     const ended = performance.now();
     const genMs = firstAt !== undefined ? ended - firstAt : 0;
     return {
@@ -188,7 +194,22 @@ export class OnnxSlot implements GenerationSlot {
         totalMs: Math.round(ended - started),
         tokensPerSecond: genMs > 0 && sampled > 1 ? ((sampled - 1) * 1000) / genMs : 0,
       },
+      ...(tokens && { tokens }),
     };
+  }
+
+  /** Every prompt row is fetched (in batches), each giving the next prompt token's log-probability. */
+  async promptLogprobs(tokens: readonly number[], top: number, signal?: AbortSignal): Promise<PromptTokenLogprob[]> {
+    const { session, tokenizer, contextSize, batchSize } = this.parts;
+    if (tokens.length > contextSize) throw new ContextLengthError(tokens.length, contextSize, undefined, this.parts.contextLimitHint);
+    session.truncate(this.cache, 0);
+    const out: PromptTokenLogprob[] = [promptLogprob(tokenizer, undefined, tokens[0]!, top)];
+    for (let at = 0; at < tokens.length; at += batchSize) {
+      if (signal?.aborted) throw new CancelledError();
+      const r = await session.forward(this.cache, tokens.slice(at, at + batchSize), "all");
+      for (let i = 0; i < r.rows && at + i + 1 < tokens.length; i++) out.push(promptLogprob(tokenizer, r.logits.subarray(i * r.vocab, (i + 1) * r.vocab), tokens[at + i + 1]!, top));
+    }
+    return out;
   }
 
   async logLikelihoods(prompt: readonly number[], continuations: readonly (readonly number[])[], signal?: AbortSignal): Promise<number[]> {

@@ -7,6 +7,7 @@ import type { GpuChoice } from "../llama/runtime.js";
 import type { PerplexityResult } from "../eval/perplexity.js";
 import type { OnnxDtype } from "../onnx/layout.js";
 import type { ModelEntry } from "../store/types.js";
+import type { PromptTokenLogprob, TokenLogprob } from "./tokenLogprobs.js";
 
 /**
  * The runtimes slm runs models on, behind one interface: llama.cpp (node-llama-cpp) for GGUF files and
@@ -61,7 +62,8 @@ export interface RuntimeGenerateOptions extends SamplingOptions {
   tokens?: readonly number[];
   /** A JSON schema the output must follow; a runtime that cannot constrain output refuses it (UsageError). */
   jsonSchema?: object;
-  onText?: (chunk: string) => void;
+  /** `tokens`: with `logprobs`, the tokens whose text starts in this chunk. */
+  onText?: (chunk: string, tokens?: TokenLogprob[]) => void;
   signal?: AbortSignal;
   /**
    * One of many independent answers to chat `messages` (eval): nothing is streamed, and the runtime may
@@ -69,6 +71,11 @@ export interface RuntimeGenerateOptions extends SamplingOptions {
    * the slot instead of a chat session). Timings are then those of the whole answer.
    */
   lean?: boolean;
+  /**
+   * Each generated token's log-probability and its `top` most likely alternatives (0–20), in
+   * GenerateResult.tokens and with each onText chunk; only a slot that has `promptLogprobs` honours it.
+   */
+  logprobs?: { top: number };
 }
 
 /**
@@ -82,6 +89,12 @@ export interface GenerationSlot {
    * full distribution (temperature 1, no cut): multiple-choice scoring, lm-evaluation-harness's way.
    */
   logLikelihoods(prompt: readonly number[], continuations: readonly (readonly number[])[], signal?: AbortSignal): Promise<number[]>;
+  /**
+   * The log-probability of each of `tokens` after those before it (the first: null), with the `top` most
+   * likely tokens at each position (serve's `echo`). Absent where the runtime cannot read
+   * log-probabilities; a slot that has it also honours RuntimeGenerateOptions.logprobs.
+   */
+  promptLogprobs?(tokens: readonly number[], top: number, signal?: AbortSignal): Promise<PromptTokenLogprob[]>;
   /** Forgets the slot's state (after a failure mid-generation). */
   clear(): Promise<void>;
   dispose(): void;
@@ -119,7 +132,12 @@ export interface RuntimeModel {
    * tokens as the model evaluates them (so `tokenize("", {bos: true})` is `[bos]` or `[]`).
    */
   tokenize(text: string, o?: { special?: boolean; bos?: boolean }): number[];
-  detokenize(tokens: readonly number[]): string;
+  /** `special`: control tokens written out (`<|user|>`); by default they are left out, as in generated text. */
+  detokenize(tokens: readonly number[], o?: { special?: boolean }): string;
+  /** A token's own bytes (a byte token's text alone is U+FFFD), where the runtime knows them. */
+  tokenBytes?(token: number): number[];
+  /** The tokenizer's BOS and EOS tokens and the model's Jinja chat template, where the runtime knows them (serve's /tokenizer_info). */
+  tokenizerInfo?(): { bos: number | null; eos: number | null; chatTemplate: string | null };
   /** The conversation rendered with the model's chat template and tokenized, ending where the assistant's reply begins. */
   chatPrompt(messages: readonly ChatTurn[]): Promise<number[]>;
 

@@ -3,6 +3,8 @@ import type { ServerResponse } from "node:http";
 import type { GenerateResult } from "../llama/generate.js";
 import type { ChatTurn, RuntimeModel } from "../runtime/types.js";
 import { HttpError } from "./httpError.js";
+import { type Echo, chatLogprobs, echoOf, legacyLogprobs, requireLogprobs } from "./logprobs.js";
+import type { TokenLogprob } from "../runtime/tokenLogprobs.js";
 import type { Lease } from "./pool.js";
 import type { RequestContext } from "./router.js";
 import { SseWriter } from "./sse.js";
@@ -94,19 +96,30 @@ export async function generateFor(res: ServerResponse, ctx: RequestContext, kind
     const head = { id, object: kind === "chat" ? "chat.completion.chunk" : "text_completion", created, model: r.model };
     const sse = r.stream ? new SseWriter(res) : undefined;
     const started = new Set<number>();
-    const piece = (index: number, text: string | undefined, finish: string | null) => {
-      if (kind === "completion") return { ...head, choices: [{ index, text: text ?? "", logprobs: null, finish_reason: finish }] };
+    // Where each completion choice's streamed text has got to (text_offset of the next chunk's tokens).
+    const streamed = new Map<number, number>();
+    const piece = (index: number, text: string | undefined, finish: string | null, tokens?: Echo["tokens"] | TokenLogprob[]) => {
+      if (kind === "completion") {
+        const at = streamed.get(index) ?? 0;
+        streamed.set(index, at + (text ?? "").length);
+        return { ...head, choices: [{ index, text: text ?? "", logprobs: tokens && r.logprobs ? legacyLogprobs(tokens, at) : null, finish_reason: finish }] };
+      }
       const delta = text === undefined ? {} : started.has(index) ? { content: text } : { role: "assistant", content: text };
       started.add(index);
-      return { ...head, choices: [{ index, delta, logprobs: null, finish_reason: finish }] };
+      return { ...head, choices: [{ index, delta, logprobs: tokens && r.logprobs ? chatLogprobs(tokens as TokenLogprob[]) : null, finish_reason: finish }] };
     };
+    const echoes: (Echo | undefined)[] = [];
 
     const answer = async (job: Job, index: number): Promise<GenerateResult> => {
       let lease: Lease | undefined;
       try {
         lease = index === 0 ? first : await ctx.pool.lease(r.model, batchCtl.signal);
         failed.add(lease);
-        const result = await lease.slot.generate({
+        if (r.logprobs) requireLogprobs(lease.slot, first.id);
+        const echo = kind === "completion" && (r as CompletionRequest).echo ? await echoOf(model, lease.slot, prompts[index]!, job.tokens!, r.logprobs?.top, batchCtl.signal) : undefined;
+        echoes[index] = echo;
+        if (sse && echo) sse.send(piece(index, echo.text, null, echo.tokens ?? []));
+        const result = r.maxTokens === 0 ? nothingGenerated(job) : await lease.slot.generate({
           messages: job.messages,
           tokens: job.tokens,
           temperature: r.temperature,
@@ -117,11 +130,12 @@ export async function generateFor(res: ServerResponse, ctx: RequestContext, kind
           seed: r.seed,
           stop: r.stop,
           jsonSchema: r.jsonSchema,
+          logprobs: r.logprobs,
           // Never past the context: OpenAI's "length" then, rather than the runtime shifting the context.
           maxTokens: Math.min(r.maxTokens ?? contextSize - job.promptTokens, contextSize - job.promptTokens),
           signal: batchCtl.signal,
           // node-llama-cpp may flush an empty chunk when it releases text held back for stop-trigger matching.
-          onText: sse ? (t) => t !== "" && sse.send(piece(index, t, null)) : undefined,
+          onText: sse ? (t, tokens) => (t !== "" || (kind === "completion" && tokens?.length)) && sse.send(piece(index, t, null, tokens)) : undefined,
         });
         failed.delete(lease);
         if (result.stopReason === "abort") return result;
@@ -162,15 +176,22 @@ export async function generateFor(res: ServerResponse, ctx: RequestContext, kind
       sse.done();
       return;
     }
-    const choices = results.map((x, index) =>
-      kind === "chat" ? { index, message: { role: "assistant", content: x.text, refusal: null }, logprobs: null, finish_reason: finishOf(x) } : { index, text: x.text, logprobs: null, finish_reason: finishOf(x) },
-    );
+    const choices = results.map((x, index) => {
+      if (kind === "chat") return { index, message: { role: "assistant", content: x.text, refusal: null }, logprobs: r.logprobs ? chatLogprobs(x.tokens ?? []) : null, finish_reason: finishOf(x) };
+      const echo = echoes[index];
+      return { index, text: (echo?.text ?? "") + x.text, logprobs: r.logprobs ? legacyLogprobs([...(echo?.tokens ?? []), ...(x.tokens ?? [])], 0) : null, finish_reason: finishOf(x) };
+    });
     sendJson(res, 200, { id, object: kind === "chat" ? "chat.completion" : "text_completion", created, model: r.model, choices, usage });
   } finally {
     ctx.signal.removeEventListener("abort", stopBatch);
     // Released already unless the request failed before generating (release is idempotent).
     await first.release(failed.has(first));
   }
+}
+
+/** max_tokens 0 (echo only): the prompt is all there is. */
+function nothingGenerated(job: Job): GenerateResult {
+  return { text: "", stopReason: "maxTokens", promptTokens: job.promptTokens, completionTokens: 0, timings: { loadMs: 0, firstTokenMs: 0, totalMs: 0, tokensPerSecond: 0 }, tokens: [] };
 }
 
 function finishOf(r: GenerateResult): "length" | "stop" {

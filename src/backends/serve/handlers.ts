@@ -3,6 +3,7 @@ import { listModels } from "../store/registry.js";
 import { readJsonBody } from "./body.js";
 import type { RequestContext, Route } from "./router.js";
 import { generateFor, now, sendJson } from "./generation.js";
+import { TOKENIZER_ROUTES } from "./tokenize.js";
 import { parseChatRequest, parseCompletionRequest, parseEmbeddingRequest } from "./validate.js";
 
 const chatCompletions: Route["handler"] = async (req, res, ctx) => generateFor(res, ctx, "chat", parseChatRequest(await readJsonBody(req, ctx.maxBodyBytes)));
@@ -55,4 +56,5 @@ export const ROUTES: readonly Route[] = [
   { method: "POST", path: "/v1/chat/completions", auth: true, handler: chatCompletions },
   { method: "POST", path: "/v1/completions", auth: true, handler: completions },
   { method: "POST", path: "/v1/embeddings", auth: true, handler: embeddings },
+  ...TOKENIZER_ROUTES,
 ];

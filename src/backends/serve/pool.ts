@@ -142,6 +142,18 @@ export class ModelPool {
     }
   }
 
+  /** Runs `use` on the loaded model (loading it first) without taking a slot: tokenizing waits for no generation. */
+  async withModel<T>(ref: string, use: (model: RuntimeModel, id: string) => T | Promise<T>): Promise<T> {
+    const m = this.modelFor(ref);
+    m.users++;
+    this.stopIdleTimer(m);
+    try {
+      return await use(await m.ready, m.id);
+    } finally {
+      this.leave(m);
+    }
+  }
+
   /** The model a request names, without loading it (GET /v1/models/{id}). */
   resolve(ref: string): ServedModel {
     return this.o.models.resolve(ref);

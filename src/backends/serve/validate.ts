@@ -12,6 +12,8 @@ export type Body = Record<string, unknown>;
 export interface SamplingRequest extends SamplingOptions {
   /** A JSON schema the output must follow: from response_format json_schema, or any object for json_object. */
   jsonSchema?: object;
+  /** Each answer token's log-probability and this many alternatives (chat `logprobs`+`top_logprobs`, completions `logprobs: N`). */
+  logprobs?: { top: number };
 }
 
 export type ChatRole = "system" | "user" | "assistant";
@@ -32,6 +34,8 @@ export interface CompletionRequest extends SamplingRequest {
   model: string;
   /** One or more prompts (OpenAI's batch form), each text or token ids; one choice each. */
   prompts: (string | number[])[];
+  /** The prompt comes back before the answer, and with `logprobs` its tokens' log-probabilities (the first: null). */
+  echo: boolean;
   stream: boolean;
   includeUsage: boolean;
 }
@@ -87,10 +91,8 @@ function refuseUnsupported(b: Body): void {
     if (v !== undefined && v !== 0) throw bad(name, `${name} is not supported; use repeat_penalty.`);
   }
   if (present(b, "logit_bias") && (typeof b.logit_bias !== "object" || Object.keys(b.logit_bias as object).length > 0)) throw bad("logit_bias", "logit_bias is not supported.");
-  if (b.logprobs === true || (typeof b.logprobs === "number" && b.logprobs > 0)) throw bad("logprobs", "logprobs are not supported.");
   if (Array.isArray(b.tools) && b.tools.length > 0) throw bad("tools", "Tool calls are not supported.");
   if (Array.isArray(b.functions) && b.functions.length > 0) throw bad("functions", "Function calls are not supported.");
-  if (b.echo === true) throw bad("echo", "echo is not supported.");
   if (present(b, "suffix")) throw bad("suffix", "suffix (infill) is not supported.");
 }
 
@@ -121,9 +123,13 @@ function responseFormatOf(b: Body): object | undefined {
   throw bad("response_format", 'response_format.type must be "text", "json_object" or "json_schema".');
 }
 
-function samplingOf(b: Body): SamplingRequest {
+/** Most alternatives per token, as OpenAI's top_logprobs. */
+export const MAX_TOP_LOGPROBS = 20;
+
+/** `minTokens` 0: a completion that echoes its prompt may generate nothing. */
+function samplingOf(b: Body, minTokens = 1): SamplingRequest {
   refuseUnsupported(b);
-  const maxTokens = int(b, "max_completion_tokens", 1) ?? int(b, "max_tokens", 1);
+  const maxTokens = int(b, "max_completion_tokens", minTokens) ?? int(b, "max_tokens", minTokens);
   const seed = int(b, "seed", Number.MIN_SAFE_INTEGER);
   return {
     temperature: num(b, "temperature", 0, 2),
@@ -179,7 +185,10 @@ export function parseChatRequest(b: Body): ChatRequest {
     return { role: mapped, content: contentOf((m as Body).content, i, mapped) };
   });
   if (messages[messages.length - 1]!.role !== "user") throw bad("messages", "The last message must be from the user.");
-  return { model, messages, ...streamOf(b), ...samplingOf(b) };
+  const top = int(b, "top_logprobs", 0, MAX_TOP_LOGPROBS);
+  const logprobs = bool(b, "logprobs");
+  if (top !== undefined && !logprobs) throw bad("top_logprobs", "top_logprobs needs logprobs: true.");
+  return { model, messages, ...streamOf(b), ...samplingOf(b), ...(logprobs && { logprobs: { top: top ?? 0 } }) };
 }
 
 /** Most prompts in one completion request, as for embedding inputs. */
@@ -210,7 +219,11 @@ function promptsOf(b: Body): (string | number[])[] {
 
 export function parseCompletionRequest(b: Body): CompletionRequest {
   const model = modelOf(b);
-  return { model, prompts: promptsOf(b), ...streamOf(b), ...samplingOf(b) };
+  // The legacy API's logprobs is the number of alternatives; false/true are chat's and mean nothing here.
+  if (present(b, "logprobs") && typeof b.logprobs !== "number") throw bad("logprobs", `logprobs must be a whole number from 0 to ${MAX_TOP_LOGPROBS} (the alternatives per token) on /v1/completions.`);
+  const top = int(b, "logprobs", 0, MAX_TOP_LOGPROBS);
+  const echo = bool(b, "echo");
+  return { model, prompts: promptsOf(b), echo, ...streamOf(b), ...samplingOf(b, echo ? 0 : 1), ...(top !== undefined && { logprobs: { top } }) };
 }
 
 export function parseEmbeddingRequest(b: Body): EmbeddingRequest {
