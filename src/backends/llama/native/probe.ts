@@ -1,6 +1,7 @@
 import type { LlamaContext, LlamaModel } from "node-llama-cpp";
 import { emit, type BackendContext } from "../../../core/events.js";
 import type { LoadedModel } from "../loader.js";
+import type { NativeRowsHandle } from "../likelihood.js";
 import { DistributionReader, logProbOf } from "../logprobs.js";
 import { type NativeLogitsAddon, nativeLogitsAddon } from "./addon.js";
 
@@ -56,6 +57,21 @@ export function bindContext(addon: NativeLogitsAddon, model: LlamaModel, context
   } catch {
     return undefined;
   }
+}
+
+const handles = new WeakMap<LlamaContext, NativeRowsHandle | null>();
+
+/** The addon and `context`'s AddonContext, when `loaded`'s model passed the probe and the context the binding check. */
+export function nativeRowsFor(loaded: LoadedModel, context: LlamaContext): NativeRowsHandle | undefined {
+  const addon = nativeRowsAddon(loaded.model);
+  if (!addon) return undefined;
+  let h = handles.get(context);
+  if (h === undefined) {
+    const handle = bindContext(addon, loaded.model, context);
+    h = handle ? { addon, handle } : null;
+    handles.set(context, h);
+  }
+  return h ?? undefined;
 }
 
 /** Undefined when the addon's log-probabilities equal the slow path's on a probe text, else why not. */
