@@ -92,8 +92,14 @@ export async function ensureAddon(libllama: string, ctx: BackendContext = {}, en
       await withStep(ctx, "native:build", "Building slm's log-probability addon (once)", () => compile(work, libllama, env, ctx), () => `${((performance.now() - started) / 1000).toFixed(1)} s`);
       const stage = path.join(work, "out");
       writeFileSync(path.join(stage, "build.json"), JSON.stringify({ libllama, node: process.versions.node, modules: process.versions.modules, builtAt: new Date().toISOString() }, null, 2) + "\n");
-      if (existsSync(dest)) rmSync(dest, { recursive: true, force: true });
-      renameSync(stage, dest);
+      // A folder without the addon is the remains of something else: replace it.
+      if (existsSync(dest) && !existsSync(file)) rmSync(dest, { recursive: true, force: true });
+      try {
+        renameSync(stage, dest);
+      } catch (err) {
+        // Another slm with another $SLM_HOME (so another lock) put the same build there first.
+        if (!existsSync(file)) throw err;
+      }
       return { file, built: true, seconds: (performance.now() - started) / 1000 };
     } finally {
       rmSync(work, { recursive: true, force: true });
