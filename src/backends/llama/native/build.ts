@@ -85,26 +85,31 @@ export async function ensureAddon(libllama: string, ctx: BackendContext = {}, en
   const dest = path.dirname(file);
   mkdirSync(path.dirname(dest), { recursive: true });
   const started = performance.now();
-  return withLock(`native-addon:${dest}`, async () => {
-    if (existsSync(file)) return { file, built: false, seconds: 0 };
-    const work = mkdtempSync(path.join(path.dirname(dest), `.build-`));
+  // The lock is in the cache folder, not $SLM_HOME: SLM_NATIVE_DIR may point several homes at one cache.
+  const lock = { dir: path.join(path.dirname(dest), ".locks"), staleMs: 60_000, onWait: () => emit(ctx.onEvent, { type: "log", level: "info", message: "Another slm is building the log-probability addon; waiting for it…" }) };
+  return withLock(`native-addon:${dest}`, () => buildLocked(file, libllama, env, ctx, started), lock);
+}
+
+async function buildLocked(file: string, libllama: string, env: NodeJS.ProcessEnv, ctx: BackendContext, started: number): Promise<{ file: string; built: boolean; seconds: number }> {
+  if (existsSync(file)) return { file, built: false, seconds: 0 };
+  const dest = path.dirname(file);
+  const work = mkdtempSync(path.join(path.dirname(dest), `.build-`));
+  try {
+    await withStep(ctx, "native:build", "Building slm's log-probability addon (once)", () => compile(work, libllama, env, ctx), () => `${((performance.now() - started) / 1000).toFixed(1)} s`);
+    const stage = path.join(work, "out");
+    writeFileSync(path.join(stage, "build.json"), JSON.stringify({ libllama, node: process.versions.node, modules: process.versions.modules, builtAt: new Date().toISOString() }, null, 2) + "\n");
+    // A folder without the addon is the remains of something else: replace it.
+    if (existsSync(dest) && !existsSync(file)) rmSync(dest, { recursive: true, force: true });
     try {
-      await withStep(ctx, "native:build", "Building slm's log-probability addon (once)", () => compile(work, libllama, env, ctx), () => `${((performance.now() - started) / 1000).toFixed(1)} s`);
-      const stage = path.join(work, "out");
-      writeFileSync(path.join(stage, "build.json"), JSON.stringify({ libllama, node: process.versions.node, modules: process.versions.modules, builtAt: new Date().toISOString() }, null, 2) + "\n");
-      // A folder without the addon is the remains of something else: replace it.
-      if (existsSync(dest) && !existsSync(file)) rmSync(dest, { recursive: true, force: true });
-      try {
-        renameSync(stage, dest);
-      } catch (err) {
-        // Another slm with another $SLM_HOME (so another lock) put the same build there first.
-        if (!existsSync(file)) throw err;
-      }
-      return { file, built: true, seconds: (performance.now() - started) / 1000 };
-    } finally {
-      rmSync(work, { recursive: true, force: true });
+      renameSync(stage, dest);
+    } catch (err) {
+      // Another slm that does not share this lock folder put the same build there first.
+      if (!existsSync(file)) throw err;
     }
-  });
+    return { file, built: true, seconds: (performance.now() - started) / 1000 };
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
 }
 
 async function compile(work: string, libllama: string, env: NodeJS.ProcessEnv, ctx: BackendContext): Promise<void> {
