@@ -76,9 +76,10 @@ export function nativeRowsFor(loaded: LoadedModel, context: LlamaContext): Nativ
 
 /** Undefined when the addon's log-probabilities equal the slow path's on a probe text, else why not. */
 export async function probeModel(loaded: LoadedModel, addon: NativeLogitsAddon): Promise<string | undefined> {
-  const tokens = loaded.model.tokenize(PROBE_TEXT).slice(0, 32);
+  // A few rows: each costs ~20 ms through the sampler at a 49k vocabulary, and every eval start pays them.
+  const tokens = loaded.model.tokenize(PROBE_TEXT).slice(0, 9);
   if (tokens.length < 2) return "the probe text is too short in this vocabulary";
-  const context = await loaded.model.createContext({ contextSize: 64, sequences: 1, threads: { ideal: loaded.settings.threads, min: 1 } });
+  const context = await loaded.model.createContext({ contextSize: 16, sequences: 1, threads: { ideal: loaded.settings.threads, min: 1 } });
   const reader = new DistributionReader(loaded, context, 1);
   try {
     const handle = bindContext(addon, loaded.model, context);
