@@ -87,9 +87,8 @@ export async function klDivergenceOf(base: LoadedModel, model: LoadedModel, text
     });
   }
   const plan = planChunks(tokens.length, ctxSize, batchSize);
-  const lanes = scoringLanes(Math.max(base.settings.threads, model.settings.threads));
-  await prepareNativeRows(base, ctx);
-  await prepareNativeRows(model, ctx);
+  const native = (await prepareNativeRows(base, ctx)) !== undefined && (await prepareNativeRows(model, ctx)) !== undefined;
+  const lanes = scoringLanes(Math.max(base.settings.threads, model.settings.threads), native);
   const baseReaders = await openReaders(base, lanes);
   const modelReaders = await openReaders(model, lanes).catch(async (err: unknown) => {
     await baseReaders.dispose();

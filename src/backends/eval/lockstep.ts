@@ -6,12 +6,14 @@ import type { BatchPart, DistributionReader } from "../llama/logprobs.js";
 import { type RowMeasures, measureOutputs } from "../llama/measure.js";
 
 /**
- * Contexts per model that take turns (see scoreChunks): two when the main thread has a core beside
- * llama.cpp's threads. Otherwise one, because reading rows on the main thread while a decode runs on
- * every core would stall llama.cpp's spinning thread barrier (DESIGN §3).
+ * Contexts per model that take turns (see scoreChunks): two when rows are read through node-llama-cpp's
+ * sampler (~20 ms a row of JavaScript work) and the main thread has a core beside llama.cpp's threads.
+ * Otherwise one: reading rows on the main thread while a decode runs on every core would stall
+ * llama.cpp's spinning thread barrier (DESIGN §3), and with slm's addon (`native`) a row costs a fraction
+ * of a millisecond, so a second context would only cost its memory and creation.
  */
-export function scoringLanes(threads: number): number {
-  return threads < availableParallelism() ? 2 : 1;
+export function scoringLanes(threads: number, native: boolean): number {
+  return !native && threads < availableParallelism() ? 2 : 1;
 }
 
 const RUNNING_METRIC_MS = 5000;

@@ -77,8 +77,8 @@ export async function perplexity(o: PerplexityOptions, ctx: BackendContext = {})
 export async function perplexityOf(loaded: LoadedModel, text: string, ctxSize: number, batchSize: number | undefined, ctx: BackendContext = {}): Promise<PerplexityResult> {
   const tokens = tokenizeText(loaded.model, text);
   const plan = planChunks(tokens.length, ctxSize, batchSize);
-  await prepareNativeRows(loaded, ctx);
-  const opened = await openReaders(loaded, scoringLanes(loaded.settings.threads));
+  const native = (await prepareNativeRows(loaded, ctx)) !== undefined;
+  const opened = await openReaders(loaded, scoringLanes(loaded.settings.threads, native));
   const nll = new Moments();
   const stepId = "perplexity";
   const title = `Perplexity of ${loaded.entry.name}`;
