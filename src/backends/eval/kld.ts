@@ -87,7 +87,8 @@ export async function klDivergenceOf(base: LoadedModel, model: LoadedModel, text
     });
   }
   const plan = planChunks(tokens.length, ctxSize, batchSize);
-  const native = (await prepareNativeRows(base, ctx)) !== undefined && (await prepareNativeRows(model, ctx)) !== undefined;
+  const prepared = [await prepareNativeRows(base, ctx), await prepareNativeRows(model, ctx)];
+  const native = prepared.every((a) => a !== undefined);
   const lanes = scoringLanes(Math.max(base.settings.threads, model.settings.threads), native);
   const baseReaders = await openReaders(base, lanes);
   const modelReaders = await openReaders(model, lanes).catch(async (err: unknown) => {
