@@ -8,6 +8,7 @@ import { type LoadedModel, loadModel } from "../../src/backends/llama/loader.js"
 import { type DistributionReader, openReaders } from "../../src/backends/llama/logprobs.js";
 import { measureOutputs } from "../../src/backends/llama/measure.js";
 import type { NativeLogitsAddon } from "../../src/backends/llama/native/addon.js";
+import { missingBuildTools } from "../../src/backends/llama/native/build.js";
 import { nativeRowsFor, prepareNativeRows, probeModel } from "../../src/backends/llama/native/probe.js";
 import { SamplerRows, logitRowsFor } from "../../src/backends/llama/rows.js";
 import { tokenizeText } from "../../src/backends/llama/prompt.js";
@@ -28,12 +29,17 @@ const TEXT = path.join(FIXTURE, "data", "eval-text.txt");
 const TOLERANCE = 1e-5;
 const CTX = 128;
 
+// Without a compiler the addon cannot be built here: the fallback test still runs, the others skip.
+const missing = await missingBuildTools();
+if (missing) process.stderr.write(`[tests] skipping the native log-probability comparisons: building the addon needs ${missing}\n`);
+
 const events: SlmEvent[] = [];
 const loaded: LoadedModel[] = [];
 let f16: LoadedModel;
 let f32: LoadedModel;
 
 beforeAll(async () => {
+  if (missing) return;
   for (const file of [F32, F16]) loaded.push(await loadModel(await resolveModel(file), { contextSize: CTX, threads: 1, batchSize: 512 }));
   [f32, f16] = loaded as [LoadedModel, LoadedModel];
   for (const l of loaded) await prepareNativeRows(l, { onEvent: (e) => events.push(e) });
@@ -71,7 +77,7 @@ function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m;
 }
 
-describe("native log-probabilities", () => {
+describe.skipIf(missing !== "")("native log-probabilities", () => {
   it("were built, probed and accepted, silently", () => {
     expect(events.filter((e) => e.type === "log" && e.level === "warn")).toEqual([]);
     expect(logitRowsFor(f16).native).toBe(true);
@@ -191,7 +197,7 @@ describe("slm eval without the addon", () => {
     expect(told).toHaveLength(1);
     expect(told[0]).toMatch(/could not be built/);
     expect(without.stderr).not.toMatch(/\n\s+at /);
-    expect(withAddon.stdout).not.toMatch(/slow exact path/);
+    if (!missing) expect(withAddon.stdout).not.toMatch(/slow exact path/);
     const kld = (o: string) => (lastJson(o).data as { models: { kld: { mean: number; ppl: number; sameTop: number } }[] }).models[0]!.kld;
     const [a, b] = [kld(withAddon.stdout), kld(without.stdout)];
     expect(Math.abs(a.ppl / b.ppl - 1)).toBeLessThan(1e-6);
