@@ -17,24 +17,35 @@ const PROBE_TEXT = "The quick brown fox jumps over the lazy dog. 12 + 34 = 46; 7
 const PROBE_TOP = 10;
 
 const verdicts = new WeakMap<LlamaModel, NativeLogitsAddon | null>();
+/** Probes under way, so that concurrent callers (a server's first requests) share one. */
+const probing = new WeakMap<LlamaModel, Promise<NativeLogitsAddon | undefined>>();
 let toldWhy = false;
 
 /**
  * Makes the addon ready for `loaded`'s contexts when it can be (built on first use, then probed once
  * per model); otherwise logs once per process why log-probabilities take the slow exact path.
  */
-export async function prepareNativeRows(loaded: LoadedModel, ctx: BackendContext = {}): Promise<NativeLogitsAddon | undefined> {
+export function prepareNativeRows(loaded: LoadedModel, ctx: BackendContext = {}): Promise<NativeLogitsAddon | undefined> {
   const known = verdicts.get(loaded.model);
-  if (known !== undefined) return known ?? undefined;
+  if (known !== undefined) return Promise.resolve(known ?? undefined);
+  let p = probing.get(loaded.model);
+  if (!p) {
+    p = decide(loaded, ctx).finally(() => probing.delete(loaded.model));
+    probing.set(loaded.model, p);
+  }
+  return p;
+}
+
+async function decide(loaded: LoadedModel, ctx: BackendContext): Promise<NativeLogitsAddon | undefined> {
   const outcome = await nativeLogitsAddon(ctx);
-  let reason = "reason" in outcome ? outcome.reason : undefined;
-  if (!("reason" in outcome)) reason = await probeModel(loaded, outcome.addon).catch((err: unknown) => `its probe failed: ${(err as Error).message}`);
-  verdicts.set(loaded.model, reason ? null : "addon" in outcome ? outcome.addon : null);
+  const reason = "reason" in outcome ? outcome.reason : await probeModel(loaded, outcome.addon).catch((err: unknown) => `its probe failed: ${(err as Error).message}`);
+  const addon = reason || "reason" in outcome ? undefined : outcome.addon;
+  verdicts.set(loaded.model, addon ?? null);
   if (reason && !toldWhy) {
     toldWhy = true;
     emit(ctx.onEvent, { type: "log", level: "warn", message: `Log-probabilities take the slow exact path (about 20 ms a position at a 50k vocabulary): slm's native addon is not used, ${reason}. \`slm doctor\` says more.` });
   }
-  return reason ? undefined : (verdicts.get(loaded.model) ?? undefined);
+  return addon;
 }
 
 /** The addon when `prepareNativeRows` accepted it for `model`. */
