@@ -2,15 +2,15 @@
  * KL divergence and multiple choice with slm's log-probability addon and without it (SLM_NATIVE_LOGITS=0,
  * the exact sampler path), and KLD against llama-perplexity's, on the SmolLM2-135M-shaped model.
  *
- *   npx tsx bench/logprobs.ts [--rounds 2] [--ctx 512] [--chunks 2] [--threads 1] [--questions 40] [--keep DIR]
+ *   npx tsx bench/logprobs.ts [--rounds 2] [--ctx 512] [--chunks 2] [--threads 1] [--questions 40] [--pair F16:Q8_0] [--keep DIR]
  *
  * The model and the text are bench/perplexity.ts's (F16, random weights, vocabulary 49,152; a synthetic
- * text of one token per character), reused from DIR when present; the KLD pair is that F16 (base) and
- * its Q8_0 (llama-quantize). Per round, order alternating:
+ * text of one token per character), reused from DIR when present; the KLD pair is `--pair BASE:MODEL`,
+ * types of that model (F16 or what llama-quantize makes of it; default F16:Q8_0). Per round, order alternating:
  *
- * - KLD: `slm eval Q8_0 --perplexity TEXT --kld-base F16 --ctx C --threads T --json`, with and without
- *   the addon; llama-perplexity's two steps, `-m F16 --kl-divergence-base FILE` (saves the base's
- *   log-probabilities) then `-m Q8_0 --kl-divergence-base FILE --kl-divergence`, their walls summed.
+ * - KLD: `slm eval MODEL --perplexity TEXT --kld-base BASE --ctx C --threads T --json`, with and without
+ *   the addon; llama-perplexity's two steps, `-m BASE --kl-divergence-base FILE` (saves the base's
+ *   log-probabilities) then `-m MODEL --kl-divergence-base FILE --kl-divergence`, their walls summed.
  *   tokens/s = chunks × ctx / wall of the whole process(es).
  * - Multiple choice: `slm eval F16 --task CHOICE.jsonl --threads T --json` with and without the addon;
  *   questions/s as slm reports it (scoring only, not loading). The questions are random strings of the
@@ -28,6 +28,7 @@ const ctxSize = Number(arg("--ctx", "512"));
 const chunks = Number(arg("--chunks", "2"));
 const threads = Number(arg("--threads", "1"));
 const questions = Number(arg("--questions", "40"));
+const [baseType, modelType] = arg("--pair", "F16:Q8_0").split(":") as [string, string];
 const keep = process.argv.includes("--keep") ? path.resolve(arg("--keep", "")) : undefined;
 
 function random(seed: number): () => number {
@@ -59,9 +60,13 @@ async function main(): Promise<void> {
   mkdirSync(work, { recursive: true });
   try {
     const f16 = path.join(work, "smollm2-135m-shaped-f16.gguf");
-    const q8 = path.join(work, "smollm2-135m-shaped-q8_0.gguf");
     if (!existsSync(f16)) writeLlamaGguf(f16, SMOLLM2_135M);
-    if (!existsSync(q8)) runMeasured(quantize.path, [f16, q8, "Q8_0"]);
+    const ofType = (type: string) => {
+      const file = type === "F16" ? f16 : path.join(work, `smollm2-135m-shaped-${type.toLowerCase()}.gguf`);
+      if (!existsSync(file)) runMeasured(quantize.path!, [f16, file, type]);
+      return file;
+    };
+    const [kldBase, kldModel] = [ofType(baseType), ofType(modelType)];
     const next = random(12345);
     const text = path.join(work, `logprobs-text-${chunks * ctxSize}.txt`);
     if (!existsSync(text)) writeFileSync(text, `${Array.from({ length: Math.ceil((chunks * ctxSize) / 64) + 1 }, () => letters(next, 64)).join("\n")}\n`);
@@ -78,14 +83,14 @@ async function main(): Promise<void> {
     const choice: Record<string, number[]> = { "slm (addon)": [], "slm (no addon)": [] };
     for (let round = 0; round < rounds; round++) {
       const slmKld = (addon: boolean) => () => {
-        const r = runMeasured(process.execPath, [BIN, "eval", q8, "--perplexity", text, "--ctx", String(ctxSize), "--kld-base", f16, ...common], env(addon));
+        const r = runMeasured(process.execPath, [BIN, "eval", kldModel, "--perplexity", text, "--ctx", String(ctxSize), "--kld-base", kldBase, ...common], env(addon));
         const k = (slmResult(r.stdout) as { models: { kld: { mean: number; chunks: number } }[] }).models[0]!.kld;
         kld[addon ? "slm (addon)" : "slm (no addon)"].push({ tps: (k.chunks * ctxSize) / r.wall, kld: k.mean, others: r.others });
       };
       const llamaKld = () => {
         const base = path.join(work, "base.kld");
-        const a = runMeasured(ppl.path!, ["-m", f16, "-f", text, "-c", String(ctxSize), "-t", String(threads), "--kl-divergence-base", base]);
-        const b = runMeasured(ppl.path!, ["-m", q8, "-c", String(ctxSize), "-t", String(threads), "--kl-divergence-base", base, "--kl-divergence"]);
+        const a = runMeasured(ppl.path!, ["-m", kldBase, "-f", text, "-c", String(ctxSize), "-t", String(threads), "--kl-divergence-base", base]);
+        const b = runMeasured(ppl.path!, ["-m", kldModel, "-c", String(ctxSize), "-t", String(threads), "--kl-divergence-base", base, "--kl-divergence"]);
         const out = `${b.stdout}\n${b.stderr}`;
         const mean = /Mean\s+KLD:\s+([-\d.]+)/.exec(out);
         const n = /calculating perplexity over (\d+) chunks/.exec(`${a.stdout}\n${a.stderr}`);
@@ -104,7 +109,7 @@ async function main(): Promise<void> {
     const m = (xs: { tps: number }[]) => median(xs.map((x) => x.tps));
     const rows = [
       [
-        `KLD Q8_0 vs F16, tokens/s (rounds; KLD ${kld["slm (addon)"][0]!.kld.toFixed(6)} / ${kld["slm (no addon)"][0]!.kld.toFixed(6)} / ${kld["llama-perplexity"][0]!.kld.toFixed(6)})`,
+        `KLD ${modelType} from ${baseType}, tokens/s (rounds; KLD ${kld["slm (addon)"][0]!.kld.toFixed(6)} / ${kld["slm (no addon)"][0]!.kld.toFixed(6)} / ${kld["llama-perplexity"][0]!.kld.toFixed(6)})`,
         kld["slm (addon)"].map((x) => x.tps.toFixed(1)).join(" / "),
         kld["slm (no addon)"].map((x) => x.tps.toFixed(1)).join(" / "),
         kld["llama-perplexity"].map((x) => x.tps.toFixed(1)).join(" / "),
