@@ -23,7 +23,7 @@
 namespace {
 
 // Bumped whenever the JavaScript-facing calls change; the loader refuses another version.
-constexpr int32_t kApiVersion = 1;
+constexpr int32_t kApiVersion = 2;
 
 struct Row {
   const float* logits;
@@ -62,7 +62,8 @@ int32_t vocabOf(llama_context* ctx) {
   return llama_vocab_n_tokens(llama_model_get_vocab(llama_get_model(ctx)));
 }
 
-bool readRow(Napi::Env env, llama_context* ctx, int32_t index, int32_t nVocab, Row& row) {
+// `exps`, when given, receives exp(logit − max) of every token (reused by klRows instead of a second exp).
+bool readRow(Napi::Env env, llama_context* ctx, int32_t index, int32_t nVocab, Row& row, std::vector<double>* exps = nullptr) {
   row.logits = llama_get_logits_ith(ctx, index);
   if (row.logits == nullptr) {
     Napi::RangeError::New(env, "no output row " + std::to_string(index) + " in the last batch").ThrowAsJavaScriptException();
@@ -78,7 +79,13 @@ bool readRow(Napi::Env env, llama_context* ctx, int32_t index, int32_t nVocab, R
     }
   }
   double sum = 0;
-  for (int32_t i = 0; i < nVocab; i++) sum += std::exp(double(l[i]) - double(max));
+  if (exps != nullptr) {
+    exps->resize(size_t(nVocab));
+    double* e = exps->data();
+    for (int32_t i = 0; i < nVocab; i++) sum += (e[i] = std::exp(double(l[i]) - double(max)));
+  } else {
+    for (int32_t i = 0; i < nVocab; i++) sum += std::exp(double(l[i]) - double(max));
+  }
   row.max = max;
   row.logSum = std::log(sum);
   row.top = top;
@@ -144,8 +151,10 @@ Napi::Value ScoreRows(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// klRows(baseContext, baseIndexes, context, indexes, kl: Float64Array)
-// kl[k] = KL(P_base ‖ P) over the whole vocabulary for rows baseIndexes[k] and indexes[k], in nats.
+// klRows(baseContext, baseIndexes, context, indexes, targets, kl, baseLogprobs, logprobs, baseTops, tops)
+// For rows baseIndexes[k] (base) and indexes[k] (model): kl[k] = KL(P_base ‖ P) over the whole
+// vocabulary in nats, each model's ln p(targets[k]) and arg-max. One exp per token and row: the base's
+// probabilities come from its sum pass.
 Napi::Value KlRows(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   llama_context* base = contextOf(env, info[0]);
@@ -154,9 +163,15 @@ Napi::Value KlRows(const Napi::CallbackInfo& info) {
   llama_context* ctx = contextOf(env, info[2]);
   if (ctx == nullptr) return env.Undefined();
   auto indexes = info[3].As<Napi::Int32Array>();
-  auto kl = info[4].As<Napi::Float64Array>();
+  auto targets = info[4].As<Napi::Int32Array>();
+  auto kl = info[5].As<Napi::Float64Array>();
+  auto baseLogprobs = info[6].As<Napi::Float64Array>();
+  auto logprobs = info[7].As<Napi::Float64Array>();
+  auto baseTops = info[8].As<Napi::Int32Array>();
+  auto tops = info[9].As<Napi::Int32Array>();
   size_t n = indexes.ElementLength();
-  if (baseIndexes.ElementLength() != n || kl.ElementLength() < n) {
+  if (baseIndexes.ElementLength() != n || targets.ElementLength() != n || kl.ElementLength() < n || baseLogprobs.ElementLength() < n || logprobs.ElementLength() < n ||
+      baseTops.ElementLength() < n || tops.ElementLength() < n) {
     Napi::RangeError::New(env, "klRows: array lengths differ").ThrowAsJavaScriptException();
     return env.Undefined();
   }
@@ -166,14 +181,25 @@ Napi::Value KlRows(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   Row b, m;
+  std::vector<double> eb;
   for (size_t k = 0; k < n; k++) {
-    if (!readRow(env, base, baseIndexes[k], nVocab, b) || !readRow(env, ctx, indexes[k], nVocab, m)) return env.Undefined();
-    double sum = 0;
-    for (int32_t i = 0; i < nVocab; i++) {
-      double lb = logProb(b, i);
-      sum += std::exp(lb) * (lb - logProb(m, i));
+    if (targets[k] < 0 || targets[k] >= nVocab) {
+      Napi::RangeError::New(env, "token out of the vocabulary").ThrowAsJavaScriptException();
+      return env.Undefined();
     }
-    kl[k] = sum > 0 ? sum : 0;
+    if (!readRow(env, base, baseIndexes[k], nVocab, b, &eb) || !readRow(env, ctx, indexes[k], nVocab, m)) return env.Undefined();
+    // Σ pb (lb − lm) with pb = eb / Σeb, lb − lm = (xb − maxb − logSumb) − (xm − maxm − logSumm).
+    const double shift = -b.max - b.logSum + m.max + m.logSum;
+    const float* xb = b.logits;
+    const float* xm = m.logits;
+    double sum = 0;
+    for (int32_t i = 0; i < nVocab; i++) sum += eb[i] * (double(xb[i]) - double(xm[i]));
+    const double v = sum / std::exp(b.logSum) + shift;
+    kl[k] = v > 0 ? v : 0;
+    baseLogprobs[k] = logProb(b, targets[k]);
+    logprobs[k] = logProb(m, targets[k]);
+    baseTops[k] = b.top;
+    tops[k] = m.top;
   }
   return env.Undefined();
 }

@@ -46,8 +46,12 @@ export async function measureOutputs(readers: readonly DistributionReader[], tar
   const kl = withKl ? new Float64Array(n) : undefined;
   if (readers.every((r) => r.native)) {
     const indexes = readers.map((r) => r.outputIndexes());
-    readers.forEach((r, m) => r.native!.addon.scoreRows(r.native!.handle, indexes[m]!, targets, logprob[m]!, top[m]!));
-    if (kl) readers[0]!.native!.addon.klRows(readers[0]!.native!.handle, indexes[0]!, readers[1]!.native!.handle, indexes[1]!, kl);
+    const [b, m] = readers as [DistributionReader, DistributionReader];
+    // KL reads both rows once for everything: the divergence, both log-probabilities and both arg-maxes.
+    if (kl) b.native!.addon.klRows(b.native!.handle, indexes[0]!, m.native!.handle, indexes[1]!, targets, kl, logprob[0]!, logprob[1]!, top[0]!, top[1]!);
+    readers.forEach((r, i) => {
+      if (!kl || i > 1) r.native!.addon.scoreRows(r.native!.handle, indexes[i]!, targets, logprob[i]!, top[i]!);
+    });
     return { logprob, top, kl };
   }
   const slots = Math.min(...readers.map((r) => r.slots));

@@ -5,19 +5,22 @@ import type { BackendContext } from "../../../core/events.js";
 import { isTruthyEnv } from "../../../core/paths.js";
 import { ensureAddon } from "./build.js";
 
-/** What native/slm_logits.cc exports (API version 1). The objects are node-llama-cpp's AddonContext / AddonModel. */
+/** What native/slm_logits.cc exports (API version 2). The objects are node-llama-cpp's AddonContext / AddonModel. */
 export interface NativeLogitsAddon {
   apiVersion: number;
   checkBinding(addonContext: object, addonModel: object): { nVocab: number; nCtx: number; apiVersion: number };
   /** For each output row indexes[k] of the last decode: logprobs[k] = ln p(targets[k]), tops[k] = arg-max (lowest id among ties). */
   scoreRows(addonContext: object, indexes: Int32Array, targets: Int32Array, logprobs: Float64Array, tops: Int32Array): void;
-  /** kl[k] = KL(P_base ‖ P) of rows baseIndexes[k] and indexes[k], over the whole vocabulary, in nats. */
-  klRows(baseContext: object, baseIndexes: Int32Array, addonContext: object, indexes: Int32Array, kl: Float64Array): void;
+  /**
+   * For rows baseIndexes[k] and indexes[k]: kl[k] = KL(P_base ‖ P) over the whole vocabulary in nats, and
+   * each model's ln p(targets[k]) and arg-max, as scoreRows gives them.
+   */
+  klRows(baseContext: object, baseIndexes: Int32Array, addonContext: object, indexes: Int32Array, targets: Int32Array, kl: Float64Array, baseLogprobs: Float64Array, logprobs: Float64Array, baseTops: Int32Array, tops: Int32Array): void;
   /** [ln p(target), token₀, ln p₀, …] with the topK most likely tokens, most likely first (lowest id among ties). */
   topRow(addonContext: object, index: number, target: number, topK: number): Float64Array;
 }
 
-const API_VERSION = 1;
+const API_VERSION = 2;
 
 /**
  * The libllama shared library this process has loaded (node-llama-cpp's prebuilt binding, or the one
