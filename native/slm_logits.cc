@@ -94,6 +94,12 @@ bool readRow(Napi::Env env, llama_context* ctx, int32_t index, int32_t nVocab, R
 
 inline double logProb(const Row& r, int32_t token) { return double(r.logits[token]) - r.max - r.logSum; }
 
+bool inVocab(Napi::Env env, int32_t token, int32_t nVocab) {
+  if (token >= 0 && token < nVocab) return true;
+  Napi::RangeError::New(env, "token " + std::to_string(token) + " is out of the vocabulary").ThrowAsJavaScriptException();
+  return false;
+}
+
 // checkBinding(addonContext, addonModel) → {nVocab, nCtx, apiVersion}. Throws when the AddonContext does
 // not belong to the AddonModel or the llama_context to its model: a sign of another node-llama-cpp.
 Napi::Value CheckBinding(const Napi::CallbackInfo& info) {
@@ -140,11 +146,7 @@ Napi::Value ScoreRows(const Napi::CallbackInfo& info) {
   const int32_t nVocab = vocabOf(ctx);
   Row row;
   for (size_t k = 0; k < n; k++) {
-    if (targets[k] < 0 || targets[k] >= nVocab) {
-      Napi::RangeError::New(env, "token out of the vocabulary").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    if (!readRow(env, ctx, indexes[k], nVocab, row)) return env.Undefined();
+    if (!inVocab(env, targets[k], nVocab) || !readRow(env, ctx, indexes[k], nVocab, row)) return env.Undefined();
     logprobs[k] = logProb(row, targets[k]);
     tops[k] = row.top;
   }
@@ -183,13 +185,10 @@ Napi::Value KlRows(const Napi::CallbackInfo& info) {
   Row b, m;
   std::vector<double> eb;
   for (size_t k = 0; k < n; k++) {
-    if (targets[k] < 0 || targets[k] >= nVocab) {
-      Napi::RangeError::New(env, "token out of the vocabulary").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    if (!readRow(env, base, baseIndexes[k], nVocab, b, &eb) || !readRow(env, ctx, indexes[k], nVocab, m)) return env.Undefined();
+    if (!inVocab(env, targets[k], nVocab) || !readRow(env, base, baseIndexes[k], nVocab, b, &eb) || !readRow(env, ctx, indexes[k], nVocab, m)) return env.Undefined();
     // Σ pb (lb − lm) with pb = eb / Σeb, lb − lm = (xb − maxb − logSumb) − (xm − maxm − logSumm).
-    const double shift = -b.max - b.logSum + m.max + m.logSum;
+    // Grouped so that identical rows give exactly 0, as the sum over lb − lm does.
+    const double shift = (m.max - b.max) + (m.logSum - b.logSum);
     const float* xb = b.logits;
     const float* xm = m.logits;
     double sum = 0;
@@ -214,12 +213,8 @@ Napi::Value TopRow(const Napi::CallbackInfo& info) {
   int32_t target = info[2].As<Napi::Number>().Int32Value();
   int32_t topK = info[3].As<Napi::Number>().Int32Value();
   const int32_t nVocab = vocabOf(ctx);
-  if (target < 0 || target >= nVocab) {
-    Napi::RangeError::New(env, "token out of the vocabulary").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
   Row row;
-  if (!readRow(env, ctx, index, nVocab, row)) return env.Undefined();
+  if (!inVocab(env, target, nVocab) || !readRow(env, ctx, index, nVocab, row)) return env.Undefined();
   if (topK < 0) topK = 0;
   if (topK > nVocab) topK = nVocab;
   // Partial insertion into a short sorted list: topK is small (≤ 20 for OpenAI's logprobs).
