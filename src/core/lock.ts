@@ -8,10 +8,11 @@ import { slmPaths } from "./paths.js";
  * directories under $SLM_HOME/locks that proper-lockfile keeps fresh; one left by a killed process goes
  * stale after `staleMs` and is taken over, so kill -9 never wedges the next `slm`.
  */
-export async function withLock<T>(key: string, fn: () => Promise<T>, opts: { onWait?: () => void; staleMs?: number } = {}): Promise<T> {
-  const dir = slmPaths().locks;
+export async function withLock<T>(key: string, fn: () => Promise<T>, opts: { onWait?: () => void; staleMs?: number; dir?: string } = {}): Promise<T> {
+  // `dir`: for what is shared beyond one $SLM_HOME (a cache that SLM_NATIVE_DIR points several at).
+  const dir = opts.dir ?? slmPaths().locks;
   mkdirSync(dir, { recursive: true });
-  const file = lockFileOf(key);
+  const file = opts.dir ? path.join(opts.dir, path.basename(lockFileOf(key))) : lockFileOf(key);
   const stale = opts.staleMs ?? 10_000;
   const { default: lockfile } = await import("proper-lockfile");
   let release: (() => Promise<void>) | undefined;

@@ -1,3 +1,6 @@
+import { tmpdir } from "node:os";
+import path from "node:path";
+
 /**
  * Vitest setup file: the tests must not depend on the environment of whoever runs them. The user's own
  * slm and Hugging Face settings (SLM_LLAMA_CPP_DIR, which the README recommends, SLM_HOME, SLM_PYTHON,
@@ -21,3 +24,10 @@ export function userEnvironment(): NodeJS.ProcessEnv {
   for (const [name, value] of Object.entries(process.env)) if (name.startsWith(KEPT_PREFIX)) env[name.slice(KEPT_PREFIX.length)] = value;
   return env;
 }
+
+/**
+ * slm's log-probability addon is compiled once per libllama and node (src/backends/llama/native/build.ts),
+ * a few seconds each time: every test and every CLI a test spawns share one cache (keyed by what the
+ * binary depends on, built under a lock in that folder) instead of building it in each sandbox's $SLM_HOME.
+ */
+process.env.SLM_NATIVE_DIR = path.join(tmpdir(), "slm-native-addon-tests");

@@ -33,6 +33,7 @@ export interface ChoiceScore {
  * choice continues from it.
  */
 export async function scoreChoices(model: RuntimeModel, task: Task & { kind: "choice" }, progressId: string, ctx: BackendContext): Promise<ChoiceScore> {
+  await model.prepareLogprobs?.(ctx);
   const started = performance.now();
   const samples = await forEachOnSlots(
     model,

@@ -6,7 +6,8 @@ import type { GpuChoice } from "../llama/runtime.js";
 import { bosOf, tokenizeText } from "../llama/prompt.js";
 import { checkContextSize, planChunks, readEvalText } from "./chunks.js";
 import { scoreChunks, scoringLanes } from "./lockstep.js";
-import { type DistributionRow, LN_FLOAT32_MIN, logProbOf, openReaders } from "../llama/logprobs.js";
+import { openReaders } from "../llama/logprobs.js";
+import { prepareNativeRows } from "../llama/native/probe.js";
 import type { ModelEntry } from "../store/types.js";
 import { loadForScoring } from "./perplexity.js";
 import { Moments, meanAndUncertainty, medianSorted, perplexityEstimate, percentileSorted, shareWithError } from "./stats.js";
@@ -47,28 +48,7 @@ export interface KldResult {
   seconds: number;
 }
 
-/**
- * KL(P_base ‖ P_model) of one position over the whole vocabulary, in float64:
- * Σ_i pb_i · (ln pb_i − ln q_i), with both rows renormalised (see llama/logprobs.ts). Tokens the base gives
- * probability 0 contribute 0; a model probability that underflowed float32 is clamped to 2^-149.
- */
-export function klDivergenceOfRows(base: DistributionRow, model: DistributionRow): number {
-  const pb = base.probs;
-  const q = model.probs;
-  let sum = 0;
-  let mass = 0;
-  for (let i = 0; i < pb.length; i++) {
-    const p = pb[i]!;
-    if (p === 0) continue;
-    const qi = q[i]!;
-    sum += p * (qi > 0 ? Math.log(p / qi) : Math.log(p) - LN_FLOAT32_MIN);
-    mass += p;
-  }
-  // With pb = Pb/Sb and q = Q/Sq: Σ pb (ln pb − ln q) = (1/Sb) Σ Pb ln(Pb/Q) − ln Sb + ln Sq.
-  const kl = sum / mass - base.logNorm + model.logNorm;
-  // Exact zero when the rows are identical; rounding must not make a divergence negative.
-  return Math.max(0, kl);
-}
+export { klDivergenceOfRows } from "../llama/measure.js";
 
 /**
  * KL divergence of a model's next-token distributions from a base model's on the same text and
@@ -107,7 +87,9 @@ export async function klDivergenceOf(base: LoadedModel, model: LoadedModel, text
     });
   }
   const plan = planChunks(tokens.length, ctxSize, batchSize);
-  const lanes = scoringLanes(Math.max(base.settings.threads, model.settings.threads));
+  const prepared = [await prepareNativeRows(base, ctx), await prepareNativeRows(model, ctx)];
+  const native = prepared.every((a) => a !== undefined);
+  const lanes = scoringLanes(Math.max(base.settings.threads, model.settings.threads), native);
   const baseReaders = await openReaders(base, lanes);
   const modelReaders = await openReaders(model, lanes).catch(async (err: unknown) => {
     await baseReaders.dispose();
@@ -127,14 +109,15 @@ export async function klDivergenceOf(base: LoadedModel, model: LoadedModel, text
       tokens,
       plan,
       bosOf(model.model),
-      ([b, m], target, index) => {
-        const v = klDivergenceOfRows(b!, m!);
+      (r, k, index) => {
+        const v = r.kl![k]!;
         values[index] = v;
         kld.add(v);
-        nll.add(-logProbOf(m!, target));
-        nllBase.add(-logProbOf(b!, target));
-        if (b!.top === m!.top) sameTop++;
+        nll.add(-r.logprob[1]![k]!);
+        nllBase.add(-r.logprob[0]![k]!);
+        if (r.top[0]![k] === r.top[1]![k]) sameTop++;
       },
+      true,
       { ...ctx, stepId, onRunning: (done) => emit(ctx.onEvent, { type: "metric", name: "kld", value: kld.mean, step: done }) },
     );
     values.sort();

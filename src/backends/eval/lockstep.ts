@@ -2,40 +2,43 @@ import { availableParallelism } from "node:os";
 import { emit, type BackendContext } from "../../core/events.js";
 import { CancelledError } from "../../core/errors.js";
 import { type ChunkPlan, chunkTokens } from "./chunks.js";
-import { type BatchPart, type DistributionReader, type DistributionRow, forEachRow } from "../llama/logprobs.js";
+import type { BatchPart, DistributionReader } from "../llama/logprobs.js";
+import { type RowMeasures, measureOutputs } from "../llama/measure.js";
 
 /**
- * Contexts per model that take turns (see scoreChunks): two when the main thread has a core beside
- * llama.cpp's threads. Otherwise one, because reading rows on the main thread while a decode runs on
- * every core would stall llama.cpp's spinning thread barrier (DESIGN §3).
+ * Contexts per model that take turns (see scoreChunks): two when rows are read through node-llama-cpp's
+ * sampler (~20 ms a row of JavaScript work) and the main thread has a core beside llama.cpp's threads.
+ * Otherwise one: reading rows on the main thread while a decode runs on every core would stall
+ * llama.cpp's spinning thread barrier (DESIGN §3), and with slm's addon (`native`) a row costs a fraction
+ * of a millisecond, so a second context would only cost its memory and creation.
  */
-export function scoringLanes(threads: number): number {
-  return threads < availableParallelism() ? 2 : 1;
+export function scoringLanes(threads: number, native: boolean): number {
+  return !native && threads < availableParallelism() ? 2 : 1;
 }
 
 const RUNNING_METRIC_MS = 5000;
 
-/** One scored position: the distributions of every model there, the token that follows, and its index among all scored tokens. */
-export type PositionScorer = (rows: DistributionRow[], target: number, index: number) => void;
+/** One scored position: output `k` of the measures of every model there, and its index among all scored tokens. */
+export type PositionScorer = (measures: RowMeasures, k: number, index: number) => void;
 
 /**
  * Walks the chunks of `plan` the way llama-perplexity does, with every model in lock-step: per group
  * of `plan.parallel` chunks (one sequence each), empty KV caches; per piece of the chunks, one
  * llama_decode for each model with outputs only for scored positions; then each scored position's
- * rows from all models at once, handed to `score` and dropped. Memory stays at a few rows per model,
+ * rows from all models at once, measured (measure.ts), handed to `score` and dropped. Memory stays at a few rows per model,
  * whatever the vocabulary or text size, instead of keeping a base model's distributions for the whole
  * text.
  *
  * `lanes[l][m]` reads model m in lane l, each lane on its own context: lane l takes groups l, l + L, …
- * and the lanes run at once. Reading rows costs JavaScript time on the main thread (node-llama-cpp
- * hands each row over as an array of 2 × n_vocab numbers, ~20 ms for 49k tokens), while decoding runs
- * on a libuv worker thread: with two lanes one context decodes while the other's rows are read.
+ * and the lanes run at once. Reading rows costs time on the main thread (~0.3 ms a row with slm's
+ * addon at 49k tokens; ~20 ms through node-llama-cpp's sampler, which hands each row over as an array
+ * of 2 × n_vocab numbers), while decoding runs on a libuv worker thread: with two lanes one context
+ * decodes while the other's rows are read. `withKl` also measures KL(model 0 ‖ model 1) per position.
  */
-export async function scoreChunks(lanes: DistributionReader[][], tokens: Uint32Array, plan: ChunkPlan, bos: number | undefined, score: PositionScorer, ctx: BackendContext & { stepId: string; onRunning?: (chunksDone: number) => void }): Promise<{ seconds: number }> {
+export async function scoreChunks(lanes: DistributionReader[][], tokens: Uint32Array, plan: ChunkPlan, bos: number | undefined, score: PositionScorer, withKl: boolean, ctx: BackendContext & { stepId: string; onRunning?: (chunksDone: number) => void }): Promise<{ seconds: number }> {
   const started = performance.now();
   const total = plan.chunks * plan.ctx;
   const all = lanes.flat();
-  const slots = Math.min(...all.map((r) => r.slots));
   const lastScored = plan.ctx - 2;
   // A context loaded for another shape holds fewer sequences or a smaller batch: decode fewer chunks at once.
   const parallel = Math.max(1, Math.min(plan.parallel, ...all.map((r) => Math.min(r.parallel, Math.floor(r.batchSize / plan.piece)))));
@@ -61,12 +64,9 @@ export async function scoreChunks(lanes: DistributionReader[][], tokens: Uint32A
       const parts: BatchPart[] = chunks.map((chunk, s) => ({ sequence: s, start, tokens: chunk.subarray(start, end), outputs }));
       for (const r of readers) await r.decode(parts);
       check();
-      await forEachRow(count * group.length, slots, async (k, slot) => {
-        const rows = await Promise.all(readers.map((r) => r.row(k, slot)));
-        const s = Math.floor(k / count);
-        const position = from + (k % count);
-        score(rows, chunks[s]![position + 1]!, group[s]! * plan.scoredPerChunk + (position - plan.first));
-      });
+      const targets = Int32Array.from({ length: count * group.length }, (_, k) => chunks[Math.floor(k / count)]![from + (k % count) + 1]!);
+      const measures = await measureOutputs(readers, targets, withKl);
+      for (let k = 0; k < targets.length; k++) score(measures, k, group[Math.floor(k / count)]! * plan.scoredPerChunk + (from + (k % count) - plan.first));
       check();
     }
     chunksDone += group.length;

@@ -8,7 +8,8 @@ import type { ModelEntry } from "../store/types.js";
 import { bosOf, tokenizeText } from "../llama/prompt.js";
 import { checkContextSize, decodeShape, planChunks, readEvalText } from "./chunks.js";
 import { scoreChunks, scoringLanes } from "./lockstep.js";
-import { logProbOf, openReaders } from "../llama/logprobs.js";
+import { openReaders } from "../llama/logprobs.js";
+import { prepareNativeRows } from "../llama/native/probe.js";
 import { Moments, perplexityEstimate } from "./stats.js";
 import { countOf } from "../../core/format.js";
 
@@ -76,7 +77,8 @@ export async function perplexity(o: PerplexityOptions, ctx: BackendContext = {})
 export async function perplexityOf(loaded: LoadedModel, text: string, ctxSize: number, batchSize: number | undefined, ctx: BackendContext = {}): Promise<PerplexityResult> {
   const tokens = tokenizeText(loaded.model, text);
   const plan = planChunks(tokens.length, ctxSize, batchSize);
-  const opened = await openReaders(loaded, scoringLanes(loaded.settings.threads));
+  const native = (await prepareNativeRows(loaded, ctx)) !== undefined;
+  const opened = await openReaders(loaded, scoringLanes(loaded.settings.threads, native));
   const nll = new Moments();
   const stepId = "perplexity";
   const title = `Perplexity of ${loaded.entry.name}`;
@@ -87,7 +89,8 @@ export async function perplexityOf(loaded: LoadedModel, text: string, ctxSize: n
       tokens,
       plan,
       bosOf(loaded.model),
-      ([row], target) => nll.add(-logProbOf(row!, target)),
+      (m, k) => nll.add(-m.logprob[0]![k]!),
+      false,
       { ...ctx, stepId, onRunning: (done) => emit(ctx.onEvent, { type: "metric", name: "ppl", value: perplexityEstimate(nll).ppl, step: done }) },
     );
     const { ppl, pplError } = perplexityEstimate(nll);

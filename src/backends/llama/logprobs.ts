@@ -1,6 +1,8 @@
 import type { LlamaContext, LlamaContextSequence } from "node-llama-cpp";
 import { SlmError } from "../../core/errors.js";
 import type { LoadedModel } from "./loader.js";
+import type { NativeLogitsAddon } from "./native/addon.js";
+import { bindContext, nativeRowsAddon } from "./native/probe.js";
 import { serializeSampling } from "./serialSampling.js";
 
 /**
@@ -122,7 +124,9 @@ export class DistributionReader {
   private readonly sequenceIds: number[];
   private readonly samplers: AddonSampler[];
   private readonly rows: DistributionRow[];
-  private outputIndexes: number[] = [];
+  private indexes: number[] = [];
+  /** slm's addon and node-llama-cpp's AddonContext it reads, when the model passed the addon's probe (native/probe.ts). */
+  native?: { addon: NativeLogitsAddon; handle: object };
   /** Most tokens one decode takes. */
   readonly batchSize: number;
 
@@ -165,17 +169,22 @@ export class DistributionReader {
    */
   async decode(parts: BatchPart[]): Promise<void> {
     this.addon.initBatch(parts.reduce((n, p) => n + p.tokens.length, 0));
-    this.outputIndexes = [];
-    for (const p of parts) this.outputIndexes.push(...this.addon.addToBatch(this.sequenceIds[p.sequence]!, p.start, p.tokens, p.outputs));
+    this.indexes = [];
+    for (const p of parts) this.indexes.push(...this.addon.addToBatch(this.sequenceIds[p.sequence]!, p.start, p.tokens, p.outputs));
     await this.addon.decodeBatch();
   }
 
   /** The distribution of output `k` of the last decode, in the buffer of `slot` (reused by the next call with that slot). */
   async row(k: number, slot: number): Promise<DistributionRow> {
-    const index = this.outputIndexes[k];
+    const index = this.indexes[k];
     if (index === undefined) throw new RangeError(`No output ${k} in the last batch.`);
     const [, flat] = await this.addon.sampleToken(index, this.samplers[slot]!, true);
     return fillRow(this.rows[slot]!, flat, this.vocabSize);
+  }
+
+  /** The context's output row of each output of the last decode, in order. */
+  outputIndexes(): Int32Array {
+    return Int32Array.from(this.indexes);
   }
 
   dispose(): void {
@@ -212,6 +221,12 @@ export async function openReaders(loaded: LoadedModel, count: number): Promise<{
   } catch (err) {
     await dispose();
     throw err;
+  }
+  const addon = nativeRowsAddon(loaded.model);
+  if (addon) {
+    const handles = [loaded.context, ...contexts].map((c) => bindContext(addon, loaded.model, c));
+    // All or none: a context the addon cannot vouch for leaves the model on the exact slow path.
+    if (handles.every((h) => h !== undefined)) readers.forEach((r, i) => (r.native = { addon, handle: handles[i]! }));
   }
   return { readers, dispose };
 }

@@ -10,6 +10,7 @@ import { type BenchResult, backendName, benchLoaded } from "./bench.js";
 import { ChatEngine, type ChatEngineApi, type ChatEngineOptions } from "./chat.js";
 import { type GenerateOptions, type GenerateResult, generateOn, samplingFor } from "./generate.js";
 import { continuationLogLikelihoods } from "./likelihood.js";
+import { nativeRowsFor, prepareNativeRows } from "./native/probe.js";
 import { type LoadedModel, loadModel } from "./loader.js";
 import type { LoraSpec } from "./lora.js";
 import { rawPromptTokens } from "./prompt.js";
@@ -87,7 +88,7 @@ class LlamaSlot implements GenerationSlot {
   }
 
   logLikelihoods(prompt: readonly number[], continuations: readonly (readonly number[])[], signal?: AbortSignal): Promise<number[]> {
-    return continuationLogLikelihoods(this.sequence, prompt as readonly Token[], continuations as readonly (readonly Token[])[], signal);
+    return continuationLogLikelihoods(this.sequence, prompt as readonly Token[], continuations as readonly (readonly Token[])[], signal, nativeRowsFor(this.loaded, this.sequence.context));
   }
 
   async clear(): Promise<void> {
@@ -161,6 +162,10 @@ class LlamaRuntimeModel implements RuntimeModel {
 
   async warmUp(): Promise<void> {
     await this.loaded.chatWrapper();
+  }
+
+  async prepareLogprobs(ctx: BackendContext = {}): Promise<void> {
+    await prepareNativeRows(this.loaded, ctx);
   }
 
   async openSlot(): Promise<GenerationSlot> {

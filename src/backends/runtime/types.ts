@@ -155,6 +155,11 @@ export interface RuntimeModel {
    */
   warmUp?(): Promise<void>;
   /**
+   * Makes log-probabilities (logLikelihoods, scoring) take the fastest exact reader: llama.cpp builds or
+   * loads slm's addon and probes it (once per process and model); logs once when it cannot.
+   */
+  prepareLogprobs?(ctx?: BackendContext): Promise<void>;
+  /**
    * Sentence embeddings, where the model has them; absent otherwise. Throws EmbeddingsUnavailableError
    * when the model cannot embed after all, ContextLengthError for an input longer than the context.
    */

@@ -1,11 +1,13 @@
+import { existsSync } from "node:fs";
 import { readFile, stat, statfs } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { BackendContext } from "../../core/events.js";
 import { findExecutable, pathDirs, probe } from "../../core/exec.js";
 import { formatBytes } from "../../core/format.js";
-import { hubEndpoint, hubOffline, slmPaths, type SlmPaths } from "../../core/paths.js";
+import { hubEndpoint, hubOffline, isTruthyEnv, slmPaths, type SlmPaths } from "../../core/paths.js";
 import { UNWRITABLE_REASON, type Unwritable, unwritableReason } from "../../core/storage.js";
+import { loadedLibllama } from "../llama/native/addon.js";
 import { SETUP_COMMAND, toolSearchDirs } from "../llamacpp/tools.js";
 import type { OrtStatus } from "../onnx/install.js";
 import { type PythonFacts, probePython, pythonChecks } from "./python.js";
@@ -49,8 +51,19 @@ export interface GpuFacts {
   vram?: { total: number; used: number; free: number };
   /** GPU types node-llama-cpp thinks this machine could use. */
   supportedTypes?: (string | false)[];
-  binary?: { buildType: string; release: string; cpuFeatures: string[] };
+  binary?: { buildType: string; release: string; cpuFeatures: string[]; libllama?: string };
   error?: string;
+}
+
+/** slm's log-probability addon (src/backends/llama/native) for the libllama node-llama-cpp loaded. */
+export interface NativeAddonFacts {
+  libllama?: string;
+  /** The built addon, when it is in the cache. */
+  file?: string;
+  /** What building it needs and is missing ("" when nothing). */
+  missing: string;
+  /** SLM_NATIVE_LOGITS turns it off. */
+  off: boolean;
 }
 
 export interface DiskFacts {
@@ -90,6 +103,7 @@ export interface FeatureFacts {
   python: PythonFacts;
   /** onnxruntime-node, for ONNX models: version, where from, execution providers. */
   onnx: OrtStatus;
+  nativeAddon?: NativeAddonFacts;
 }
 
 export interface DoctorReport {
@@ -141,6 +155,7 @@ export async function runDoctor(ctx: BackendContext = {}, options: DoctorOptions
     probeFeatures(env, ctx.signal, options.ortStatus),
   ]);
   ctx.signal?.throwIfAborted();
+  features.nativeAddon = await nativeAddonFacts(gpu.binary?.libllama, env);
   return {
     durationMs: Math.round(performance.now() - started),
     system,
@@ -272,7 +287,7 @@ async function probeGpu(importLlama: () => Promise<LlamaModule>): Promise<GpuFac
         devices,
         vram: llama.gpu === false ? undefined : { total: vram.total, used: vram.used, free: vram.free },
         supportedTypes,
-        binary: { buildType: llama.buildType, release: llama.llamaCppRelease.release, cpuFeatures: llamaCpuFeatures(llama.systemInfo) },
+        binary: { buildType: llama.buildType, release: llama.llamaCppRelease.release, cpuFeatures: llamaCpuFeatures(llama.systemInfo), libllama: loadedLibllama() },
       };
     } finally {
       await llama.dispose().catch(() => undefined);
@@ -476,9 +491,28 @@ function featureChecks(f: FeatureFacts): DoctorCheck[] {
   checks.push(buildTool("cmake", f.cmake, "install cmake (apt install cmake / brew install cmake)"));
   checks.push(buildTool("C++ compiler", f.compiler, "install a C++ compiler (apt install g++ / xcode-select --install)"));
 
+  if (f.nativeAddon) checks.push(nativeAddonCheck(f.nativeAddon));
   checks.push(...pythonChecks(f.python));
   checks.push(onnxCheck(f.onnx));
   return checks;
+}
+
+async function nativeAddonFacts(libllama: string | undefined, env: NodeJS.ProcessEnv): Promise<NativeAddonFacts> {
+  const { addonPath, missingBuildTools } = await import("../llama/native/build.js");
+  const off = env.SLM_NATIVE_LOGITS;
+  const file = libllama ? addonPath(libllama, env) : undefined;
+  return { libllama, file: file && existsSync(file) ? file : undefined, missing: await missingBuildTools(env), off: off !== undefined && off !== "" && !isTruthyEnv(off) };
+}
+
+/** Without the addon, exact log-probabilities (eval, serve's logprobs) still work, ~50× slower per position. */
+export function nativeAddonCheck(n: NativeAddonFacts): DoctorCheck {
+  const name = "logprob addon";
+  const slow = "eval's perplexity, KLD and multiple choice and serve's logprobs take the slow exact path";
+  if (n.off) return { name, status: "warn", detail: `turned off by SLM_NATIVE_LOGITS — ${slow}` };
+  if (!n.libllama) return { name, status: "warn", detail: `node-llama-cpp's libllama was not found loaded — ${slow}` };
+  if (n.file) return { name, status: "ok", detail: `built for ${n.libllama} (${n.file})` };
+  if (n.missing) return { name, status: "warn", detail: `not built, and building it needs ${n.missing} — ${slow}`, fix: "install a C++ compiler and git (apt install g++ git / xcode-select --install)" };
+  return { name, status: "ok", detail: `not built yet — built on first use (a few seconds) for ${n.libllama}` };
 }
 
 /** ONNX models only: a missing runtime is worth knowing, not a fault. */
