@@ -115,7 +115,11 @@ export async function generateFor(res: ServerResponse, ctx: RequestContext, kind
       try {
         lease = index === 0 ? first : await ctx.pool.lease(r.model, batchCtl.signal);
         failed.add(lease);
-        if (r.logprobs) requireLogprobs(lease.slot, first.id);
+        if (r.logprobs) {
+          requireLogprobs(lease.slot, first.id);
+          // The first request with logprobs builds (once per machine) and probes (once per model) the fast reader.
+          await ctx.pool.prepareLogprobs(lease.model);
+        }
         const echo = kind === "completion" && (r as CompletionRequest).echo ? await echoOf(model, lease.slot, prompts[index]!, job.tokens!, r.logprobs?.top, batchCtl.signal) : undefined;
         echoes[index] = echo;
         if (sse && echo) sse.send(piece(index, echo.text, null, echo.tokens ?? []));

@@ -92,6 +92,15 @@ export class ModelPool {
     return m.id;
   }
 
+  /**
+   * Readies the model's exact log-probability reader (llama.cpp: slm's addon, built once per machine and
+   * probed once per model; until then, and where it cannot be used, the slow exact path). Its step and its
+   * one warning go where the pool's events go.
+   */
+  async prepareLogprobs(model: RuntimeModel): Promise<void> {
+    await model.prepareLogprobs?.({ onEvent: this.o.onEvent });
+  }
+
   /** Waits for the model and a free slot of it; rejects with CancelledError if `signal` fires first. */
   async lease(ref: string, signal: AbortSignal): Promise<Lease> {
     const m = this.modelFor(ref);
