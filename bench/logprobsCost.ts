@@ -13,7 +13,7 @@
  */
 import { generateOn } from "../src/backends/llama/generate.js";
 import { loadModel } from "../src/backends/llama/loader.js";
-import { type LogitRows, logitRowsFor } from "../src/backends/llama/rows.js";
+import { type LogitRows, logitRowsFor, prepareLogitRows } from "../src/backends/llama/rows.js";
 import { resolveModel } from "../src/backends/store/resolve.js";
 import { fmt, median, printMachine, table } from "./lib.js";
 
@@ -34,6 +34,8 @@ printMachine();
 const loaded = await loadModel(resolveModel(model), { threads, sequences: 1 });
 await loaded.chatWrapper();
 const sequence = loaded.context.getSequence();
+// The reader serve uses: slm's addon when it builds and passes its probe (SLM_NATIVE_LOGITS=0: the slow exact path).
+await prepareLogitRows(loaded);
 const real = logitRowsFor(loaded);
 const rows: LogitRows = noop ? { native: false, read: async () => ({ logprob: 0, top: [] }), dispose: () => undefined } : real;
 console.log(`${model}, ${threads} thread(s), ${answers} answers × ${tokens} tokens per measure, top_logprobs ${top}, reader: ${noop ? "none (no-op)" : real.native ? "native" : "slow exact (sampler)"}\n`);
