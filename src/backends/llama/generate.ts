@@ -53,6 +53,8 @@ export interface GenerateResult {
   promptTokens: number;
   completionTokens: number;
   timings: GenerateTimings;
+  /** The functions the model called (chat with tools): the answer's stop reason is then "toolCalls". */
+  toolCalls?: { name: string; arguments: string }[];
 }
 
 export function readJsonSchema(file: string): object {

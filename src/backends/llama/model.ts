@@ -1,9 +1,9 @@
-import type { ChatHistoryItem, LlamaContextSequence, LlamaEmbeddingContext, Token } from "node-llama-cpp";
+import type { LlamaContextSequence, LlamaEmbeddingContext, Token } from "node-llama-cpp";
 import type { BackendContext } from "../../core/events.js";
 import { CancelledError, UsageError } from "../../core/errors.js";
 import type { PerplexityResult } from "../eval/perplexity.js";
 import { ContextLengthError, EmbeddingsUnavailableError } from "../runtime/errors.js";
-import type { ChatTurn, GenerationSlot, RuntimeBenchOptions, RuntimeGenerateOptions, RuntimeLoadOptions, RuntimeModel } from "../runtime/types.js";
+import type { ChatTurn, GenerationSlot, RuntimeBenchOptions, RuntimeGenerateOptions, RuntimeLoadOptions, RuntimeModel, ToolDefinition } from "../runtime/types.js";
 import type { ModelEntry } from "../store/types.js";
 import { SequenceAnswerer } from "./answer.js";
 import { type BenchResult, backendName, benchLoaded } from "./bench.js";
@@ -13,16 +13,16 @@ import { continuationLogLikelihoods } from "./likelihood.js";
 import { type LoadedModel, loadModel } from "./loader.js";
 import type { LoraSpec } from "./lora.js";
 import { rawPromptTokens } from "./prompt.js";
+import { chatHistoryOf, generateWithTools, hasToolSyntax, toolPromptTokens } from "./tools.js";
 
 /**
  * llama.cpp (node-llama-cpp) behind the runtime interface: a thin layer over the loader, generation,
  * chat, scoring and bench code in this folder, which keeps doing the work.
  */
 
-/** node-llama-cpp's chat history from runtime-neutral turns. */
-function chatHistory(turns: readonly ChatTurn[]): ChatHistoryItem[] {
-  return turns.map((m): ChatHistoryItem => (m.role === "assistant" ? { type: "model", response: [m.content] } : { type: m.role, text: m.content }));
-}
+const chatHistory = chatHistoryOf;
+/** Tools offered, or tool calls in the conversation: node-llama-cpp's function-calling path (tools.ts). */
+const usesTools = (o: RuntimeGenerateOptions) => o.tools !== undefined || (o.messages?.some((m) => m.toolCalls && m.toolCalls.length > 0) ?? false);
 
 /**
  * generateOn's options for a chat or raw request. A conversation's earlier turns (a system message
@@ -49,6 +49,7 @@ class LlamaSlot implements GenerationSlot {
 
   async generate(o: RuntimeGenerateOptions): Promise<GenerateResult> {
     if (o.lean && o.messages && !o.onText && !o.jsonSchema) return this.answer(o, o.messages);
+    if (usesTools(o)) return generateWithTools(this.loaded, this.sequence, o);
     return generateOn(this.loaded, this.sequence, generateOptions(o));
   }
 
@@ -127,10 +128,15 @@ class LlamaRuntimeModel implements RuntimeModel {
     return this.loaded.model.detokenize(tokens as readonly Token[], false);
   }
 
-  async chatPrompt(messages: readonly ChatTurn[]): Promise<number[]> {
+  async chatPrompt(messages: readonly ChatTurn[], tools?: readonly ToolDefinition[]): Promise<number[]> {
+    if (tools || usesTools({ messages: [...messages] })) return toolPromptTokens(this.loaded, messages, tools);
     const wrapper = await this.loaded.chatWrapper();
     const { contextText } = wrapper.generateContextState({ chatHistory: [...chatHistory(messages), { type: "model", response: [] }] });
     return contextText.tokenize(this.loaded.model.tokenizer);
+  }
+
+  async toolSyntax(): Promise<boolean> {
+    return hasToolSyntax(await this.loaded.chatWrapper());
   }
 
   async warmUp(): Promise<void> {

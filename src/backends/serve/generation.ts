@@ -6,6 +6,7 @@ import { HttpError } from "./httpError.js";
 import type { Lease } from "./pool.js";
 import type { RequestContext } from "./router.js";
 import { SseWriter } from "./sse.js";
+import { ToolCallShaper, checkToolSupport } from "./tools.js";
 import type { ChatMessage, ChatRequest, CompletionRequest } from "./validate.js";
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -34,9 +35,9 @@ interface Job {
 }
 
 /** The request's conversation, rendered with the model's chat template; the last message is the user's. */
-async function chatJob(model: RuntimeModel, messages: ChatMessage[]): Promise<Job> {
-  const turns: ChatTurn[] = messages.map((m) => ({ role: m.role, content: m.content }));
-  return { messages: turns, promptTokens: (await model.chatPrompt(turns)).length };
+async function chatJob(model: RuntimeModel, r: ChatRequest): Promise<Job> {
+  const turns: ChatTurn[] = r.messages.map((m) => ({ role: m.role, content: m.content, ...(m.toolCalls ? { toolCalls: m.toolCalls } : {}) }));
+  return { messages: turns, promptTokens: (await model.chatPrompt(turns, r.tools?.tools)).length };
 }
 
 /**
@@ -80,7 +81,9 @@ export async function generateFor(res: ServerResponse, ctx: RequestContext, kind
   try {
     const { model } = first;
     const prompts = kind === "completion" ? (r as CompletionRequest).prompts : [];
-    const jobs = kind === "chat" ? [await chatJob(model, (r as ChatRequest).messages)] : prompts.map((p, i) => completionJob(model, p, i, prompts.length > 1));
+    const tools = kind === "chat" ? (r as ChatRequest).tools : undefined;
+    if (kind === "chat") await checkToolSupport(model, first.id, tools, (r as ChatRequest).messages);
+    const jobs = kind === "chat" ? [await chatJob(model, r as ChatRequest)] : prompts.map((p, i) => completionJob(model, p, i, prompts.length > 1));
     const contextSize = model.contextSize;
     jobs.forEach((job, i) => {
       if (job.promptTokens >= contextSize) {
@@ -94,11 +97,17 @@ export async function generateFor(res: ServerResponse, ctx: RequestContext, kind
     const head = { id, object: kind === "chat" ? "chat.completion.chunk" : "text_completion", created, model: r.model };
     const sse = r.stream ? new SseWriter(res) : undefined;
     const started = new Set<number>();
+    const toolCalls = new ToolCallShaper();
     const piece = (index: number, text: string | undefined, finish: string | null) => {
       if (kind === "completion") return { ...head, choices: [{ index, text: text ?? "", logprobs: null, finish_reason: finish }] };
       const delta = text === undefined ? {} : started.has(index) ? { content: text } : { role: "assistant", content: text };
       started.add(index);
       return { ...head, choices: [{ index, delta, logprobs: null, finish_reason: finish }] };
+    };
+    const toolPiece = (index: number, call: Record<string, unknown>) => {
+      const delta = { ...(started.has(index) ? {} : { role: "assistant", content: null }), tool_calls: [call] };
+      started.add(index);
+      return { ...head, choices: [{ index, delta, logprobs: null, finish_reason: null }] };
     };
 
     const answer = async (job: Job, index: number): Promise<GenerateResult> => {
@@ -117,6 +126,8 @@ export async function generateFor(res: ServerResponse, ctx: RequestContext, kind
           seed: r.seed,
           stop: r.stop,
           jsonSchema: r.jsonSchema,
+          tools,
+          onToolCall: sse ? (c) => sse.send(toolPiece(index, toolCalls.delta(c))) : undefined,
           // Never past the context: OpenAI's "length" then, rather than the runtime shifting the context.
           maxTokens: Math.min(r.maxTokens ?? contextSize - job.promptTokens, contextSize - job.promptTokens),
           signal: batchCtl.signal,
@@ -162,7 +173,8 @@ export async function generateFor(res: ServerResponse, ctx: RequestContext, kind
       return;
     }
     const choices = results.map((x, index) =>
-      kind === "chat" ? { index, message: { role: "assistant", content: x.text, refusal: null }, logprobs: null, finish_reason: finishOf(x) } : { index, text: x.text, logprobs: null, finish_reason: finishOf(x) },
+      kind === "chat"
+        ? { index, message: { role: "assistant", content: x.toolCalls && x.text === "" ? null : x.text, refusal: null, ...(x.toolCalls ? { tool_calls: toolCalls.message(x.toolCalls) } : {}) }, logprobs: null, finish_reason: finishOf(x) } : { index, text: x.text, logprobs: null, finish_reason: finishOf(x) },
     );
     sendJson(res, 200, { id, object: kind === "chat" ? "chat.completion" : "text_completion", created, model: r.model, choices, usage });
   } finally {
@@ -172,6 +184,6 @@ export async function generateFor(res: ServerResponse, ctx: RequestContext, kind
   }
 }
 
-function finishOf(r: GenerateResult): "length" | "stop" {
-  return r.stopReason === "maxTokens" ? "length" : "stop";
+function finishOf(r: GenerateResult): "length" | "stop" | "tool_calls" {
+  return r.toolCalls ? "tool_calls" : r.stopReason === "maxTokens" ? "length" : "stop";
 }
