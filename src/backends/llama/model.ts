@@ -20,7 +20,6 @@ import { chatHistoryOf, generateWithTools, hasToolSyntax, toolPromptTokens } fro
  * chat, scoring and bench code in this folder, which keeps doing the work.
  */
 
-const chatHistory = chatHistoryOf;
 /** Tools offered, or tool calls in the conversation: node-llama-cpp's function-calling path (tools.ts). */
 const usesTools = (o: RuntimeGenerateOptions) => o.tools !== undefined || (o.messages?.some((m) => m.toolCalls && m.toolCalls.length > 0) ?? false);
 
@@ -35,7 +34,7 @@ function generateOptions(o: RuntimeGenerateOptions): GenerateOptions {
   const last = messages[messages.length - 1];
   if (!last || last.role !== "user") throw new UsageError("A conversation to answer must end with a user message.");
   const earlier = messages.slice(0, -1);
-  return { ...rest, prompt: last.content, history: earlier.length > 0 ? chatHistory(earlier) : undefined };
+  return { ...rest, prompt: last.content, history: earlier.length > 0 ? chatHistoryOf(earlier) : undefined };
 }
 
 class LlamaSlot implements GenerationSlot {
@@ -48,8 +47,8 @@ class LlamaSlot implements GenerationSlot {
   ) {}
 
   async generate(o: RuntimeGenerateOptions): Promise<GenerateResult> {
-    if (o.lean && o.messages && !o.onText && !o.jsonSchema) return this.answer(o, o.messages);
     if (usesTools(o)) return generateWithTools(this.loaded, this.sequence, o);
+    if (o.lean && o.messages && !o.onText && !o.jsonSchema) return this.answer(o, o.messages);
     return generateOn(this.loaded, this.sequence, generateOptions(o));
   }
 
@@ -61,7 +60,7 @@ class LlamaSlot implements GenerationSlot {
       this.answerer = { key, signal: o.signal, answerer: new SequenceAnswerer(this.loaded, this.sequence, await this.loaded.chatWrapper(), sampling, o.signal) };
     }
     const started = performance.now();
-    const a = await this.answerer.answerer.answer(chatHistory(messages), o.seed);
+    const a = await this.answerer.answerer.answer(chatHistoryOf(messages), o.seed);
     const totalMs = performance.now() - started;
     return {
       text: a.text,
@@ -131,7 +130,7 @@ class LlamaRuntimeModel implements RuntimeModel {
   async chatPrompt(messages: readonly ChatTurn[], tools?: readonly ToolDefinition[]): Promise<number[]> {
     if (tools || usesTools({ messages: [...messages] })) return toolPromptTokens(this.loaded, messages, tools);
     const wrapper = await this.loaded.chatWrapper();
-    const { contextText } = wrapper.generateContextState({ chatHistory: [...chatHistory(messages), { type: "model", response: [] }] });
+    const { contextText } = wrapper.generateContextState({ chatHistory: [...chatHistoryOf(messages), { type: "model", response: [] }] });
     return contextText.tokenize(this.loaded.model.tokenizer);
   }
 

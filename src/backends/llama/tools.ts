@@ -155,6 +155,8 @@ export async function generateWithTools(loaded: LoadedModel, sequence: LlamaCont
     const opening = callOpening(String((await import("node-llama-cpp")).LlamaText(base.settings.functions.call.prefix)));
     if (opening && r.response.includes(opening)) throw new ToolCallFormatError(`The model began a tool call that does not follow its chat template's syntax: ${JSON.stringify(r.response.slice(r.response.indexOf(opening), r.response.indexOf(opening) + 120))}`);
   }
+  // A function without parameters is called with no arguments to stream: its call is streamed whole here.
+  calls.forEach((c, index) => args[index] === undefined && o.onToolCall?.({ index, ...c }));
   const ended = performance.now();
   const genMs = firstAt !== undefined ? ended - firstAt : 0;
   return {

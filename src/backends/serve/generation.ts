@@ -7,7 +7,7 @@ import type { Lease } from "./pool.js";
 import type { RequestContext } from "./router.js";
 import { SseWriter } from "./sse.js";
 import { ToolCallShaper, checkToolSupport } from "./tools.js";
-import type { ChatMessage, ChatRequest, CompletionRequest } from "./validate.js";
+import type { ChatRequest, CompletionRequest } from "./validate.js";
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
@@ -34,7 +34,7 @@ interface Job {
   promptTokens: number;
 }
 
-/** The request's conversation, rendered with the model's chat template; the last message is the user's. */
+/** The request's conversation (and its tools), rendered with the model's chat template. */
 async function chatJob(model: RuntimeModel, r: ChatRequest): Promise<Job> {
   const turns: ChatTurn[] = r.messages.map((m) => ({ role: m.role, content: m.content, ...(m.toolCalls ? { toolCalls: m.toolCalls } : {}) }));
   return { messages: turns, promptTokens: (await model.chatPrompt(turns, r.tools?.tools)).length };
