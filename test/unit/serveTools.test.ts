@@ -22,3 +22,17 @@ describe("tool calls", () => {
     expect(d0.id).toMatch(/^call_[0-9a-f]{24}$/);
   });
 });
+
+describe("which chat templates can call tools", () => {
+  it("node-llama-cpp's wrappers with a call syntax of the model's own, and a Jinja template it reads one out of", async () => {
+    const { readFileSync } = await import("node:fs");
+    const { ChatMLChatWrapper, GeneralChatWrapper, JinjaTemplateChatWrapper, Llama2ChatWrapper, Llama3_1ChatWrapper, MistralChatWrapper, QwenChatWrapper } = await import("node-llama-cpp");
+    const { hasToolSyntax } = await import("../../src/backends/llama/tools.js");
+    for (const w of [new QwenChatWrapper(), new Llama3_1ChatWrapper(), new MistralChatWrapper()]) expect(await hasToolSyntax(w), w.wrapperName).toBe(true);
+    for (const w of [new GeneralChatWrapper(), new ChatMLChatWrapper(), new Llama2ChatWrapper()]) expect(await hasToolSyntax(w), w.wrapperName).toBe(false);
+    const template = (file: string) => readFileSync(new URL(`../fixtures/${file}`, import.meta.url), "utf8");
+    expect(await hasToolSyntax(new JinjaTemplateChatWrapper({ template: template("tiny-arith-tools/chat_template.jinja") }))).toBe(true);
+    const plain = (JSON.parse(template("tiny-arith/hf/tokenizer_config.json")) as { chat_template: string }).chat_template;
+    expect(await hasToolSyntax(new JinjaTemplateChatWrapper({ template: plain }))).toBe(false);
+  });
+});
