@@ -113,8 +113,9 @@ export async function generateWithTools(loaded: LoadedModel, sequence: LlamaCont
   const started = performance.now();
   let firstAt: number | undefined;
   const first = () => (firstAt ??= performance.now());
-  // Each call's arguments as the model wrote them (the grammar keeps them valid JSON for the schema).
-  const args: { name: string; text: string }[] = [];
+  // Each call's arguments as the model wrote them (the grammar keeps them valid JSON for the schema), less the
+  // whitespace the grammar lets it write after them: held back until more text follows.
+  const args: { name: string; text: string; held: string }[] = [];
   const outputBefore = sequence.tokenMeter.usedOutputTokens;
   const chat = new LlamaChat({ contextSequence: sequence, chatWrapper: wrapper, autoDisposeSequence: false });
   let r;
@@ -129,9 +130,13 @@ export async function generateWithTools(loaded: LoadedModel, sequence: LlamaCont
       },
       onFunctionCallParamsChunk: (c) => {
         first();
-        const call = (args[c.callIndex] ??= { name: c.functionName, text: "" });
-        call.text += c.paramsChunk;
-        o.onToolCall?.({ index: c.callIndex, name: c.functionName, arguments: c.paramsChunk });
+        const call = (args[c.callIndex] ??= { name: c.functionName, text: "", held: "" });
+        const text = call.held + c.paramsChunk;
+        const body = text.trimEnd();
+        call.held = text.slice(body.length);
+        if (body === "") return;
+        call.text += body;
+        o.onToolCall?.({ index: c.callIndex, name: c.functionName, arguments: body });
       },
       signal: o.signal,
       stopOnAbortSignal: true,
@@ -139,7 +144,12 @@ export async function generateWithTools(loaded: LoadedModel, sequence: LlamaCont
   } catch (err) {
     if (o.signal?.aborted) throw new CancelledError();
     // node-llama-cpp checks a call's arguments against the tool's schema once they are written.
-    if (args.length > 0) throw new ToolCallFormatError(`The model's call of ${args[args.length - 1]!.name} is not valid: ${(err as Error).message}.`);
+    if (args.length > 0) {
+      const name = args[args.length - 1]!.name;
+      // Arguments that never end (whitespace the grammar allows) run into the end of the context.
+      if (sequence.nextTokenIndex >= loaded.context.contextSize - 1) throw new ToolCallFormatError(`The model's call of ${name} did not end before the context (${loaded.context.contextSize} tokens) was full.`);
+      throw new ToolCallFormatError(`The model's call of ${name} is not valid: ${(err as Error).message}.`);
+    }
     throw err;
   } finally {
     chat.dispose({ disposeSequence: false });
