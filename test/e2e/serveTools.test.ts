@@ -178,6 +178,7 @@ describe("slm serve: tool calls", () => {
       [{ tools, tool_choice: { type: "function", function: { name: "add" } } }, "tool_choice", /add, which is not in tools/],
       [{ tool_choice: "required" }, "tool_choice", /needs tools/],
       [{ tools, parallel_tool_calls: "yes" }, "parallel_tool_calls", /true or false/],
+      [{ functions: [{ name: "multiply" }] }, "functions", /legacy functions field is not supported: send tools/],
       [{ messages: [{ role: "user", content: "1*2" }, { role: "tool", tool_call_id: "call_x", content: "2" }] }, "messages[1].tool_call_id", /did not make/],
       [{ messages: [{ role: "user", content: "1*2" }, { role: "assistant", content: null, tool_calls: [{ id: "c1", type: "function", function: { name: "multiply", arguments: "{}" } }] }] }, "messages", /c1 \(multiply\) has no role "tool" message/],
     ];

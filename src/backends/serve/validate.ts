@@ -94,7 +94,7 @@ function refuseUnsupported(b: Body): void {
   }
   if (present(b, "logit_bias") && (typeof b.logit_bias !== "object" || Object.keys(b.logit_bias as object).length > 0)) throw bad("logit_bias", "logit_bias is not supported.");
   if (b.logprobs === true || (typeof b.logprobs === "number" && b.logprobs > 0)) throw bad("logprobs", "logprobs are not supported.");
-  if (Array.isArray(b.functions) && b.functions.length > 0) throw bad("functions", "Function calls are not supported.");
+  if (Array.isArray(b.functions) && b.functions.length > 0) throw bad("functions", "The legacy functions field is not supported: send tools.");
   if (b.echo === true) throw bad("echo", "echo is not supported.");
   if (present(b, "suffix")) throw bad("suffix", "suffix (infill) is not supported.");
 }
