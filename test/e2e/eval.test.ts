@@ -4,7 +4,7 @@ import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { EvalResult } from "../../src/backends/eval/evaluate.js";
 import type { ModelEntry, Registry } from "../../src/backends/store/types.js";
-import { FIXTURE, type Sandbox, lastJson, sandbox, slm } from "../helpers/cli.js";
+import { FIXTURE, type Sandbox, lastJson, register, sandbox, slm } from "../helpers/cli.js";
 
 const DATA = path.join(FIXTURE, "data");
 const ADD = path.join(DATA, "add-eval.jsonl");
@@ -17,17 +17,6 @@ const LORA = path.join(FIXTURE, "gguf", "lora-sub-f32.gguf");
 const PEFT = path.join(FIXTURE, "lora-sub");
 const SLOW = 180_000;
 
-/** Registers models the way pull/quantize/finetune would leave them, straight into the sandbox's registry. */
-function register(sb: Sandbox, entries: Pick<ModelEntry, "name" | "path" | "adapters">[]): void {
-  mkdirSync(sb.home, { recursive: true });
-  const file = path.join(sb.home, "registry.json");
-  const reg: Registry = existsSync(file) ? JSON.parse(readFileSync(file, "utf8")) : { version: 1, models: {} };
-  for (const e of entries) {
-    const size = statSync(e.path).size;
-    reg.models[e.name] = { ...e, format: "gguf", files: [{ path: e.path, size }], source: { type: "derived" }, size, architecture: "llama", lineage: [], createdAt: new Date().toISOString() };
-  }
-  writeFileSync(file, JSON.stringify(reg, null, 2));
-}
 
 function registry(sb: Sandbox): Registry {
   return JSON.parse(readFileSync(path.join(sb.home, "registry.json"), "utf8")) as Registry;

@@ -1,9 +1,9 @@
-import { existsSync, mkdtempSync, readFileSync, readdirSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa, type Options, type ResultPromise } from "execa";
-import type { Registry } from "../../src/backends/store/types.js";
+import type { ModelEntry, Registry } from "../../src/backends/store/types.js";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const BIN = path.join(ROOT, "bin", "slm.js");
@@ -75,4 +75,16 @@ export function registry(box: Sandbox): Registry {
 export function modelDirs(box: Sandbox): string[] {
   const dir = path.join(box.home, "models");
   return existsSync(dir) ? readdirSync(dir).sort() : [];
+}
+
+/** Registers models the way pull/quantize/finetune would leave them, straight into the sandbox's registry. */
+export function register(sb: Sandbox, entries: Pick<ModelEntry, "name" | "path" | "adapters">[]): void {
+  mkdirSync(sb.home, { recursive: true });
+  const file = path.join(sb.home, "registry.json");
+  const reg: Registry = existsSync(file) ? JSON.parse(readFileSync(file, "utf8")) : { version: 1, models: {} };
+  for (const e of entries) {
+    const size = statSync(e.path).size;
+    reg.models[e.name] = { ...e, format: "gguf", files: [{ path: e.path, size }], source: { type: "derived" }, size, architecture: "llama", lineage: [], createdAt: new Date().toISOString() };
+  }
+  writeFileSync(file, JSON.stringify(reg, null, 2));
 }

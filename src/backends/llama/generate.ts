@@ -61,6 +61,8 @@ export interface GenerateResult {
   timings: GenerateTimings;
   /** With `logprobs`: one per token of `text`, in order. */
   tokens?: TokenLogprob[];
+  /** The functions the model called (chat with tools): the answer's stop reason is then "toolCalls". */
+  toolCalls?: { name: string; arguments: string }[];
 }
 
 export function readJsonSchema(file: string): object {

@@ -1,9 +1,9 @@
-import type { ChatHistoryItem, LlamaContextSequence, LlamaEmbeddingContext, Token } from "node-llama-cpp";
+import type { LlamaContextSequence, LlamaEmbeddingContext, Token } from "node-llama-cpp";
 import type { BackendContext } from "../../core/events.js";
 import { CancelledError, UsageError } from "../../core/errors.js";
 import type { PerplexityResult } from "../eval/perplexity.js";
 import { ContextLengthError, EmbeddingsUnavailableError } from "../runtime/errors.js";
-import type { ChatTurn, GenerationSlot, RuntimeBenchOptions, RuntimeGenerateOptions, RuntimeLoadOptions, RuntimeModel } from "../runtime/types.js";
+import type { ChatTurn, GenerationSlot, RuntimeBenchOptions, RuntimeGenerateOptions, RuntimeLoadOptions, RuntimeModel, ToolDefinition } from "../runtime/types.js";
 import type { ModelEntry } from "../store/types.js";
 import { SequenceAnswerer } from "./answer.js";
 import { type BenchResult, backendName, benchLoaded } from "./bench.js";
@@ -18,16 +18,15 @@ import { type LogitRows, logitRowsFor } from "./rows.js";
 import { promptLogprobs } from "./tokenLogprobs.js";
 import { tokenBytes } from "./tokenBytes.js";
 import type { PromptTokenLogprob } from "../runtime/tokenLogprobs.js";
+import { chatHistoryOf, generateWithTools, hasToolSyntax, toolPromptTokens } from "./tools.js";
 
 /**
  * llama.cpp (node-llama-cpp) behind the runtime interface: a thin layer over the loader, generation,
  * chat, scoring and bench code in this folder, which keeps doing the work.
  */
 
-/** node-llama-cpp's chat history from runtime-neutral turns. */
-function chatHistory(turns: readonly ChatTurn[]): ChatHistoryItem[] {
-  return turns.map((m): ChatHistoryItem => (m.role === "assistant" ? { type: "model", response: [m.content] } : { type: m.role, text: m.content }));
-}
+/** Tools offered, or tool calls in the conversation: node-llama-cpp's function-calling path (tools.ts). */
+const usesTools = (o: RuntimeGenerateOptions) => o.tools !== undefined || (o.messages?.some((m) => m.toolCalls && m.toolCalls.length > 0) ?? false);
 
 /**
  * generateOn's options for a chat or raw request. A conversation's earlier turns (a system message
@@ -40,7 +39,7 @@ function generateOptions(o: RuntimeGenerateOptions): GenerateOptions {
   const last = messages[messages.length - 1];
   if (!last || last.role !== "user") throw new UsageError("A conversation to answer must end with a user message.");
   const earlier = messages.slice(0, -1);
-  return { ...rest, prompt: last.content, history: earlier.length > 0 ? chatHistory(earlier) : undefined };
+  return { ...rest, prompt: last.content, history: earlier.length > 0 ? chatHistoryOf(earlier) : undefined };
 }
 
 class LlamaSlot implements GenerationSlot {
@@ -55,6 +54,7 @@ class LlamaSlot implements GenerationSlot {
   ) {}
 
   async generate(o: RuntimeGenerateOptions): Promise<GenerateResult> {
+    if (usesTools(o)) return generateWithTools(this.loaded, this.sequence, o);
     if (o.lean && o.messages && !o.onText && !o.jsonSchema && !o.logprobs) return this.answer(o, o.messages);
     const logprobs = o.logprobs && { rows: this.rowsOf(), top: o.logprobs.top };
     return generateOn(this.loaded, this.sequence, { ...generateOptions(o), logprobs });
@@ -76,7 +76,7 @@ class LlamaSlot implements GenerationSlot {
       this.answerer = { key, signal: o.signal, answerer: new SequenceAnswerer(this.loaded, this.sequence, await this.loaded.chatWrapper(), sampling, o.signal) };
     }
     const started = performance.now();
-    const a = await this.answerer.answerer.answer(chatHistory(messages), o.seed);
+    const a = await this.answerer.answerer.answer(chatHistoryOf(messages), o.seed);
     const totalMs = performance.now() - started;
     return {
       text: a.text,
@@ -154,10 +154,15 @@ class LlamaRuntimeModel implements RuntimeModel {
     return { bos: model.tokens.bos, eos: model.tokens.eos, chatTemplate: typeof template === "string" ? template : null };
   }
 
-  async chatPrompt(messages: readonly ChatTurn[]): Promise<number[]> {
+  async chatPrompt(messages: readonly ChatTurn[], tools?: readonly ToolDefinition[]): Promise<number[]> {
+    if (tools || usesTools({ messages: [...messages] })) return toolPromptTokens(this.loaded, messages, tools);
     const wrapper = await this.loaded.chatWrapper();
-    const { contextText } = wrapper.generateContextState({ chatHistory: [...chatHistory(messages), { type: "model", response: [] }] });
+    const { contextText } = wrapper.generateContextState({ chatHistory: [...chatHistoryOf(messages), { type: "model", response: [] }] });
     return contextText.tokenize(this.loaded.model.tokenizer);
+  }
+
+  async toolSyntax(): Promise<boolean> {
+    return hasToolSyntax(await this.loaded.chatWrapper());
   }
 
   async warmUp(): Promise<void> {

@@ -21,6 +21,40 @@ export type RuntimeName = "llama.cpp" | "onnxruntime";
 export interface ChatTurn {
   role: "system" | "user" | "assistant";
   content: string;
+  /** An assistant turn's tool calls, each with the tool's answer once the client sent it (serve). */
+  toolCalls?: TurnToolCall[];
+}
+
+/** A call the model made, as OpenAI's clients send it back: `arguments` is JSON text. */
+export interface TurnToolCall {
+  id: string;
+  name: string;
+  arguments: string;
+  /** The `role: "tool"` message's content for this call. */
+  result?: string;
+}
+
+/** A function the model may call (OpenAI's `tools[].function`); `parameters` is a JSON schema. */
+export interface ToolDefinition {
+  name: string;
+  description?: string;
+  parameters?: object;
+}
+
+/** The tools of one generation and how they may be used (serve's `tools`, `tool_choice`, `parallel_tool_calls`). */
+export interface ToolOptions {
+  tools: ToolDefinition[];
+  /** "auto": the model decides; "required": it calls one of them; `{name}`: it calls that one. */
+  choice: "auto" | "required" | { name: string };
+  /** More than one call in one answer. */
+  parallel: boolean;
+}
+
+/** A piece of a tool call as it is generated: its index in the answer, the function's name, more of its arguments. */
+export interface ToolCallChunk {
+  index: number;
+  name: string;
+  arguments: string;
 }
 
 export interface RuntimeLoadOptions {
@@ -62,8 +96,12 @@ export interface RuntimeGenerateOptions extends SamplingOptions {
   tokens?: readonly number[];
   /** A JSON schema the output must follow; a runtime that cannot constrain output refuses it (UsageError). */
   jsonSchema?: object;
+  /** Functions the model may call (chat only); a runtime or model without a tool syntax refuses them (UsageError). */
+  tools?: ToolOptions;
   /** `tokens`: with `logprobs`, the tokens whose text starts in this chunk. */
   onText?: (chunk: string, tokens?: TokenLogprob[]) => void;
+  /** Streams tool calls as they are generated. */
+  onToolCall?: (chunk: ToolCallChunk) => void;
   signal?: AbortSignal;
   /**
    * One of many independent answers to chat `messages` (eval): nothing is streamed, and the runtime may
@@ -139,7 +177,9 @@ export interface RuntimeModel {
   /** The tokenizer's BOS and EOS tokens and the model's Jinja chat template, where the runtime knows them (serve's /tokenizer_info). */
   tokenizerInfo?(): { bos: number | null; eos: number | null; chatTemplate: string | null };
   /** The conversation rendered with the model's chat template and tokenized, ending where the assistant's reply begins. */
-  chatPrompt(messages: readonly ChatTurn[]): Promise<number[]>;
+  chatPrompt(messages: readonly ChatTurn[], tools?: readonly ToolDefinition[]): Promise<number[]>;
+  /** Whether the model's chat template has a syntax for tool calls (absent: it has none). */
+  toolSyntax?(): Promise<boolean>;
 
   /** A new slot; the caller disposes it. At most `sequences` are open at once. */
   openSlot(): Promise<GenerationSlot>;

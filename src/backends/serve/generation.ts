@@ -8,7 +8,8 @@ import type { TokenLogprob } from "../runtime/tokenLogprobs.js";
 import type { Lease } from "./pool.js";
 import type { RequestContext } from "./router.js";
 import { SseWriter } from "./sse.js";
-import type { ChatMessage, ChatRequest, CompletionRequest } from "./validate.js";
+import { ToolCallShaper, checkToolSupport } from "./tools.js";
+import type { ChatRequest, CompletionRequest } from "./validate.js";
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
@@ -35,10 +36,10 @@ interface Job {
   promptTokens: number;
 }
 
-/** The request's conversation, rendered with the model's chat template; the last message is the user's. */
-async function chatJob(model: RuntimeModel, messages: ChatMessage[]): Promise<Job> {
-  const turns: ChatTurn[] = messages.map((m) => ({ role: m.role, content: m.content }));
-  return { messages: turns, promptTokens: (await model.chatPrompt(turns)).length };
+/** The request's conversation (and its tools), rendered with the model's chat template. */
+async function chatJob(model: RuntimeModel, r: ChatRequest): Promise<Job> {
+  const turns: ChatTurn[] = r.messages.map((m) => ({ role: m.role, content: m.content, ...(m.toolCalls ? { toolCalls: m.toolCalls } : {}) }));
+  return { messages: turns, promptTokens: (await model.chatPrompt(turns, r.tools?.tools)).length };
 }
 
 /**
@@ -82,7 +83,9 @@ export async function generateFor(res: ServerResponse, ctx: RequestContext, kind
   try {
     const { model } = first;
     const prompts = kind === "completion" ? (r as CompletionRequest).prompts : [];
-    const jobs = kind === "chat" ? [await chatJob(model, (r as ChatRequest).messages)] : prompts.map((p, i) => completionJob(model, p, i, prompts.length > 1));
+    const tools = kind === "chat" ? (r as ChatRequest).tools : undefined;
+    if (kind === "chat") await checkToolSupport(model, first.id, tools, (r as ChatRequest).messages);
+    const jobs = kind === "chat" ? [await chatJob(model, r as ChatRequest)] : prompts.map((p, i) => completionJob(model, p, i, prompts.length > 1));
     const contextSize = model.contextSize;
     jobs.forEach((job, i) => {
       if (job.promptTokens >= contextSize) {
@@ -96,6 +99,7 @@ export async function generateFor(res: ServerResponse, ctx: RequestContext, kind
     const head = { id, object: kind === "chat" ? "chat.completion.chunk" : "text_completion", created, model: r.model };
     const sse = r.stream ? new SseWriter(res) : undefined;
     const started = new Set<number>();
+    const toolCalls = new ToolCallShaper();
     // Where each completion choice's streamed text has got to (text_offset of the next chunk's tokens).
     const streamed = new Map<number, number>();
     const piece = (index: number, text: string | undefined, finish: string | null, tokens?: Echo["tokens"] | TokenLogprob[]) => {
@@ -109,6 +113,11 @@ export async function generateFor(res: ServerResponse, ctx: RequestContext, kind
       return { ...head, choices: [{ index, delta, logprobs: tokens && r.logprobs ? chatLogprobs(tokens as TokenLogprob[]) : null, finish_reason: finish }] };
     };
     const echoes: (Echo | undefined)[] = [];
+    const toolPiece = (index: number, call: Record<string, unknown>) => {
+      const delta = { ...(started.has(index) ? {} : { role: "assistant", content: null }), tool_calls: [call] };
+      started.add(index);
+      return { ...head, choices: [{ index, delta, logprobs: null, finish_reason: null }] };
+    };
 
     const answer = async (job: Job, index: number): Promise<GenerateResult> => {
       let lease: Lease | undefined;
@@ -135,6 +144,8 @@ export async function generateFor(res: ServerResponse, ctx: RequestContext, kind
           stop: r.stop,
           jsonSchema: r.jsonSchema,
           logprobs: r.logprobs,
+          tools,
+          onToolCall: sse ? (c) => sse.send(toolPiece(index, toolCalls.delta(c))) : undefined,
           // Never past the context: OpenAI's "length" then, rather than the runtime shifting the context.
           maxTokens: Math.min(r.maxTokens ?? contextSize - job.promptTokens, contextSize - job.promptTokens),
           signal: batchCtl.signal,
@@ -181,7 +192,10 @@ export async function generateFor(res: ServerResponse, ctx: RequestContext, kind
       return;
     }
     const choices = results.map((x, index) => {
-      if (kind === "chat") return { index, message: { role: "assistant", content: x.text, refusal: null }, logprobs: r.logprobs ? chatLogprobs(x.tokens ?? []) : null, finish_reason: finishOf(x) };
+      if (kind === "chat") {
+        const message = { role: "assistant", content: x.toolCalls && x.text === "" ? null : x.text, refusal: null, ...(x.toolCalls ? { tool_calls: toolCalls.message(x.toolCalls) } : {}) };
+        return { index, message, logprobs: r.logprobs ? chatLogprobs(x.tokens ?? []) : null, finish_reason: finishOf(x) };
+      }
       const echo = echoes[index];
       return { index, text: (echo?.text ?? "") + x.text, logprobs: r.logprobs ? legacyLogprobs([...(echo?.tokens ?? []), ...(x.tokens ?? [])], 0) : null, finish_reason: finishOf(x) };
     });
@@ -198,6 +212,6 @@ function nothingGenerated(job: Job): GenerateResult {
   return { text: "", stopReason: "maxTokens", promptTokens: job.promptTokens, completionTokens: 0, timings: { loadMs: 0, firstTokenMs: 0, totalMs: 0, tokensPerSecond: 0 }, tokens: [] };
 }
 
-function finishOf(r: GenerateResult): "length" | "stop" {
-  return r.stopReason === "maxTokens" ? "length" : "stop";
+function finishOf(r: GenerateResult): "length" | "stop" | "tool_calls" {
+  return r.toolCalls ? "tool_calls" : r.stopReason === "maxTokens" ? "length" : "stop";
 }

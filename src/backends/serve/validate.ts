@@ -1,5 +1,7 @@
 import type { SamplingOptions } from "../llama/generate.js";
+import type { ToolOptions, TurnToolCall } from "../runtime/types.js";
 import { HttpError } from "./httpError.js";
+import { type ToolResult, foldToolResults, toolCallsOf, toolResultOf, toolsOf } from "./tools.js";
 
 /**
  * Request validation for the OpenAI endpoints: every field this server uses is type- and range-checked,
@@ -21,6 +23,8 @@ export type ChatRole = "system" | "user" | "assistant";
 export interface ChatMessage {
   role: ChatRole;
   content: string;
+  /** An assistant message's tool calls, with the `role: "tool"` answers folded in (tools.ts). */
+  toolCalls?: TurnToolCall[];
 }
 
 export interface ChatRequest extends SamplingRequest {
@@ -28,6 +32,8 @@ export interface ChatRequest extends SamplingRequest {
   messages: ChatMessage[];
   stream: boolean;
   includeUsage: boolean;
+  /** The functions the model may call; absent without tools or with tool_choice "none". */
+  tools?: ToolOptions;
 }
 
 export interface CompletionRequest extends SamplingRequest {
@@ -91,8 +97,7 @@ function refuseUnsupported(b: Body): void {
     if (v !== undefined && v !== 0) throw bad(name, `${name} is not supported; use repeat_penalty.`);
   }
   if (present(b, "logit_bias") && (typeof b.logit_bias !== "object" || Object.keys(b.logit_bias as object).length > 0)) throw bad("logit_bias", "logit_bias is not supported.");
-  if (Array.isArray(b.tools) && b.tools.length > 0) throw bad("tools", "Tool calls are not supported.");
-  if (Array.isArray(b.functions) && b.functions.length > 0) throw bad("functions", "Function calls are not supported.");
+  if (Array.isArray(b.functions) && b.functions.length > 0) throw bad("functions", "The legacy functions field is not supported: send tools.");
   if (present(b, "suffix")) throw bad("suffix", "suffix (infill) is not supported.");
 }
 
@@ -176,19 +181,28 @@ function contentOf(v: unknown, i: number, role: string): string {
 export function parseChatRequest(b: Body): ChatRequest {
   const model = modelOf(b);
   if (!Array.isArray(b.messages) || b.messages.length === 0) throw bad("messages", "messages must be a non-empty array of {role, content}.");
-  const messages = b.messages.map((m: unknown, i): ChatMessage => {
+  const parsed = b.messages.map((m: unknown, i): ChatMessage | ToolResult => {
     if (typeof m !== "object" || m === null || Array.isArray(m)) throw bad(`messages[${i}]`, `messages[${i}] must be an object with role and content.`);
     const role = (m as Body).role;
     // "developer" is the newer OpenAI name for system instructions.
+    if (role === "tool") return toolResultOf(m as Body, contentOf((m as Body).content, i, role), i);
     const mapped: ChatRole | undefined = role === "system" || role === "developer" ? "system" : role === "user" || role === "assistant" ? role : undefined;
-    if (!mapped) throw bad(`messages[${i}].role`, `messages[${i}].role must be system, developer, user or assistant${role === "tool" || role === "function" ? " (tool calls are not supported)" : ""}.`);
-    return { role: mapped, content: contentOf((m as Body).content, i, mapped) };
+    if (!mapped) throw bad(`messages[${i}].role`, `messages[${i}].role must be system, developer, user, assistant or tool${role === "function" ? " (the legacy function role is not supported)" : ""}.`);
+    const toolCalls = mapped === "assistant" ? toolCallsOf((m as Body).tool_calls, i) : undefined;
+    return { role: mapped, content: contentOf((m as Body).content, i, mapped), ...(toolCalls ? { toolCalls } : {}) };
   });
-  if (messages[messages.length - 1]!.role !== "user") throw bad("messages", "The last message must be from the user.");
+  const messages = foldToolResults<ChatMessage>(parsed);
+  const last = messages[messages.length - 1]!;
+  if (last.role !== "user" && !(last.toolCalls && last.toolCalls.length > 0)) throw bad("messages", "The last message must be from the user, or the tool results of the assistant's calls.");
+  const tools = toolsOf(b);
+  const sampling = samplingOf(b);
+  if (tools && sampling.jsonSchema) throw bad("response_format", "response_format cannot be used with tools.");
   const top = int(b, "top_logprobs", 0, MAX_TOP_LOGPROBS);
   const logprobs = bool(b, "logprobs");
   if (top !== undefined && !logprobs) throw bad("top_logprobs", "top_logprobs needs logprobs: true.");
-  return { model, messages, ...streamOf(b), ...samplingOf(b), ...(logprobs && { logprobs: { top: top ?? 0 } }) };
+  // Tool calls are generated through node-llama-cpp's function calling, which the logprobs tap does not follow.
+  if (tools && logprobs) throw bad("logprobs", "logprobs cannot be combined with tools yet: send one or the other.");
+  return { model, messages, ...streamOf(b), ...sampling, ...(tools ? { tools } : {}), ...(logprobs && { logprobs: { top: top ?? 0 } }) };
 }
 
 /** Most prompts in one completion request, as for embedding inputs. */
