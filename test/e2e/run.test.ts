@@ -30,6 +30,21 @@ describe("slm run", () => {
     expect(own.stdout).toBe("46");
   });
 
+  it("refuses a prompt that leaves no room for an answer, with what to change, instead of answering a cut prompt", async () => {
+    // 120 sums are ~480 tokens: more than tiny-arith's 256-token training context, which --ctx cannot pass.
+    const long = "1+2 ".repeat(120);
+    for (const args of [["--ctx", "1024"], ["--raw"]]) {
+      const r = await slm(["run", "tiny-arith", long, "-t", "0", ...args], sb);
+      expect(r.exitCode, r.all).toBe(2);
+      expect(r.stderr).toMatch(/The prompt takes \d{3} tokens, the context holds 256\./);
+      expect(r.stderr).toContain("Shorten the prompt: tiny-arith was trained on 256 tokens.");
+      expect(r.stdout).toBe("");
+    }
+    const small = await slm(["run", "tiny-arith", "1+2 ".repeat(20), "-t", "0", "--ctx", "64"], sb);
+    expect(small.exitCode, small.all).toBe(2);
+    expect(small.stderr).toContain("Give a larger --ctx (up to 256");
+  });
+
   it("reads the prompt from stdin", async () => {
     const r = await slm(["run", "tiny-arith", "-t", "0"], sb, { input: "20+22" });
     expect(r.exitCode, r.all).toBe(0);

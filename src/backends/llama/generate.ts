@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import type { ChatHistoryItem, ChatWrapper, LlamaChatSession, LlamaContextSequence, LlamaGrammar, Llama, Token } from "node-llama-cpp";
 import { CancelledError, NotFoundError, UsageError } from "../../core/errors.js";
+import { ContextLengthError } from "../runtime/errors.js";
 import { utf8Text } from "../../core/text.js";
 import type { LoadedModel } from "./loader.js";
 import type { TokenLogprob } from "../runtime/tokenLogprobs.js";
@@ -147,6 +148,7 @@ export async function generateOn(loaded: LoadedModel, sequence: LlamaContextSequ
     if (o.raw) {
       const tokens = o.tokens ?? rawPromptTokens(loaded.model, o.prompt);
       promptTokens = tokens.length;
+      refuseLongPrompt(loaded, promptTokens);
       const completion = new LlamaCompletion({ contextSequence: sequence });
       const r = await completion.generateCompletionWithMeta(completionInput(loaded.model, tokens), { ...sampling, grammar, onTextChunk, onToken, signal: o.signal, stopOnAbortSignal: true });
       text = r.response;
@@ -156,6 +158,7 @@ export async function generateOn(loaded: LoadedModel, sequence: LlamaContextSequ
       const session = openChatSession(LlamaChatSession, sequence, wrapper, o.system);
       if (o.history) session.setChatHistory(o.history);
       promptTokens = chatPromptTokens(loaded.model, wrapper, session.getChatHistory(), o.prompt).length;
+      refuseLongPrompt(loaded, promptTokens);
       const r = await session.promptWithMeta(o.prompt, { ...sampling, grammar, onTextChunk, onToken, signal: o.signal, stopOnAbortSignal: true });
       text = r.responseText;
       stopReason = r.stopReason;
@@ -186,6 +189,18 @@ export async function generateOn(loaded: LoadedModel, sequence: LlamaContextSequ
     },
     ...(tokens && { tokens }),
   };
+}
+
+/**
+ * A prompt that leaves no room for an answer is refused: node-llama-cpp would otherwise cut the
+ * conversation (or shift the context) to make room and answer a prompt the user did not write.
+ */
+function refuseLongPrompt(loaded: LoadedModel, promptTokens: number): void {
+  const size = loaded.context.contextSize;
+  if (promptTokens < size) return;
+  const trained = loaded.summary.contextLength;
+  const hint = trained && size >= trained ? `Shorten the prompt: ${loaded.entry.name} was trained on ${trained} tokens.` : `Give a larger --ctx${trained ? ` (up to ${trained}, what ${loaded.entry.name} was trained on)` : ""}, or shorten the prompt.`;
+  throw new ContextLengthError(promptTokens, size, undefined, hint);
 }
 
 /** A one-shot generation on a fresh sequence of the loaded context. */
