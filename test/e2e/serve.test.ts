@@ -329,7 +329,11 @@ describe("slm serve", () => {
     const unknown = await post(chat, JSON.stringify({ ...ok, model: "no-such-model" }));
     expect(unknown.status).toBe(404);
     expect(unknown.json.error.code).toBe("model_not_found");
-    expect((await fetch(`${main.url}/v1/nothing`, { headers: { Authorization: `Bearer ${KEY}` } })).status).toBe(404);
+    const nothing = await fetch(`${main.url}/v1/nothing`, { headers: { Authorization: `Bearer ${KEY}` } });
+    expect(nothing.status).toBe(404);
+    // The 404 names every endpoint the server has, the newer ones included.
+    const offered = ((await nothing.json()) as { error: { message: string } }).error.message;
+    for (const p of ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/tokenize", "/detokenize", "/tokenizer_info", "/health"]) expect(offered).toContain(p);
     const wrongMethod = await fetch(chat, { headers: { Authorization: `Bearer ${KEY}` } });
     expect(wrongMethod.status).toBe(405);
     expect(wrongMethod.headers.get("allow")).toBe("POST");
