@@ -100,6 +100,8 @@ export async function startServer(o: ServeOptions = {}, ctx: BackendContext = {}
   const metrics = o.metrics ? new Metrics() : undefined;
   // Like llama-server's, /metrics exists only when asked for: otherwise it is an unknown path (404).
   const routes = metrics ? [...ROUTES, METRICS_ROUTE] : ROUTES;
+  // Named from the routes themselves, so a new endpoint is never missing from the 404's list.
+  const offered = [...new Set(routes.flatMap((r) => (typeof r.path === "string" ? [r.path] : [])))].join(", ");
 
   // Ctrl+C while preloading stops the loads; afterwards the caller stops the server with close().
   const onEarlyAbort = () => void pool.close();
@@ -158,7 +160,7 @@ export async function startServer(o: ServeOptions = {}, ctx: BackendContext = {}
       if ("status" in match) {
         req.resume();
         if (match.status === 405) throw new HttpError(405, `${req.method} is not allowed on ${pathname}; use ${match.allow.join(" or ")}.`, { code: "method_not_allowed", headers: { Allow: match.allow.join(", ") } });
-        throw new HttpError(404, `No route for ${req.method} ${pathname}. This server offers /v1/models, /v1/chat/completions, /v1/completions, /v1/embeddings and /health.`, { code: "not_found" });
+        throw new HttpError(404, `No route for ${req.method} ${pathname}. This server offers ${offered}.`, { code: "not_found" });
       }
       endpoint = match.route.name ?? String(match.route.path);
       const authorized = !key || keyMatches(req.headers.authorization, key);
