@@ -178,6 +178,9 @@ describe("slm serve --metrics --cors", () => {
     const client = await fetch(`${main.url}/v1/chat/completions`, { method: "OPTIONS", headers: { Origin: APP, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": stainless } });
     const granted = (client.headers.get("access-control-allow-headers") ?? "").toLowerCase().split(/,\s*/);
     expect(granted).toEqual(expect.arrayContaining(stainless.split(",")));
+    // Preflights count under the route they ask about.
+    const preflights = (await scrape(main.url)).find((s) => s.name === "slm_requests_total" && s.labels.endpoint === "/v1/chat/completions" && s.labels.status === "204");
+    expect(preflights?.value).toBeGreaterThanOrEqual(3);
     const refused = await preflight(main.url, OTHER);
     expect(refused.headers.get("access-control-allow-origin")).toBeNull();
     expect(refused.headers.get("access-control-allow-methods")).toBeNull();
