@@ -53,8 +53,8 @@ export function register(program: Command): void {
     "after",
     `
 Endpoints: GET /v1/models, POST /v1/chat/completions, POST /v1/completions,
-POST /v1/embeddings, POST /tokenize, POST /detokenize, GET /tokenizer_info,
-GET /health; GET /metrics with --metrics.
+POST /v1/embeddings, GET /health; POST /tokenize, POST /detokenize,
+GET /tokenizer_info; GET /metrics with --metrics.
 --ctx is the context of each of the --parallel sequences.
 Requests may name the models given here, registered ones (slm list) and built-in
 ones; a .gguf file by path only with --allow-paths DIR, and only inside DIR.

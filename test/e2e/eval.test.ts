@@ -195,8 +195,13 @@ describe("slm eval: comparison, report, stored results", () => {
       // The perplexity record of the KLD run replaced the one of the plain run (same file, same settings).
       expect(stored.find((e) => e.kind === "perplexity")!.metrics.ppl).toBe(f16!.ppl);
 
-      const t = await slm(["eval", "tiny-arith", "arith32", "--perplexity", text, "--kld-base", "arith32", "--ctx", "128", "--no-store"], sb);
+      const t = await slm(["eval", "tiny-arith", `arith32+${LORA}`, "--perplexity", text, "--kld-base", "arith32", "--ctx", "128", "--no-store"], sb);
       expect(t.stdout.split("\n")[0]).toMatch(/^MODEL\s+PPL ARITH ↓\s+KLD MEAN ↓\s+KLD P99 ↓\s+SAME TOP ↑$/);
+      // The steps name a model with an extra adapter as the table does, not as its bare base.
+      expect(t.stderr).toContain("KL divergence of arith32 + lora-sub-f32.gguf from arith32");
+      expect(t.stderr).toContain("Loaded arith32 + lora-sub-f32.gguf");
+      const withAdapter = await slm(["eval", `tiny-arith+${LORA}`, "--perplexity", text, "--ctx", "128", "--no-store"], sb);
+      expect(withAdapter.stderr).toContain("Perplexity of tiny-arith + lora-sub-f32.gguf");
       const bad = await slm(["eval", "tiny-arith", "--kld-base", "arith32"], sb);
       expect(bad.exitCode).toBe(2);
       expect(bad.stderr).toContain("--kld-base compares next-token distributions on a text");

@@ -196,6 +196,9 @@ describe("slm eval without the addon", () => {
     const told = without.stdout.split("\n").filter((l) => l.includes("slow exact path"));
     expect(told).toHaveLength(1);
     expect(told[0]).toMatch(/could not be built/);
+    // The place and what to change, not a raw errno; and one full stop per sentence.
+    expect(told[0]).toMatch(/is a file, not a folder.*SLM_NATIVE_DIR/);
+    expect(told[0]).not.toMatch(/\.\./);
     expect(without.stderr).not.toMatch(/\n\s+at /);
     if (!missing) expect(withAddon.stdout).not.toMatch(/slow exact path/);
     const kld = (o: string) => (lastJson(o).data as { models: { kld: { mean: number; ppl: number; sameTop: number } }[] }).models[0]!.kld;

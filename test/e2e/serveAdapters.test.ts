@@ -62,6 +62,10 @@ describe("slm serve: one base, many adapters", () => {
     const ids = ((await (await fetch(`${url}/v1/models`)).json()) as { data: { id: string }[] }).data.map((m) => m.id);
     expect(ids).toContain("tiny-arith+sub");
     expect(ids).not.toContain("tiny-arith+gone");
+    // Named in a query string as a user types it, "+" and all.
+    const info = await fetch(`${url}/tokenizer_info?model=tiny-arith+sub`);
+    expect(info.status).toBe(200);
+    expect(((await info.json()) as { eos_token: string }).eos_token).toBe("</s>");
   });
 
   it("answers base and base+sub at once, each its own way (adds / subtracts)", async () => {

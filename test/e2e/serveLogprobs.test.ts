@@ -195,6 +195,10 @@ describe("slm serve logprobs", () => {
     // Behind the API key.
     expect((await fetch(`${url}/tokenize`, { method: "POST", body: JSON.stringify({ content: "1" }) })).status).toBe(401);
     expect((await post<ErrorBody>("/detokenize", { tokens: [99999] })).status).toBe(400);
+    // A wrong path (vLLM's prefix) is told where these endpoints are.
+    const astray = await post<ErrorBody>("/v1/tokenize", { content: "1" });
+    expect(astray.status).toBe(404);
+    expect(astray.json.error.message).toMatch(/\/tokenize, \/detokenize, \/tokenizer_info/);
   }, 30_000);
 
   it("bad values are 400s in OpenAI's error shape", async () => {
@@ -207,6 +211,8 @@ describe("slm serve logprobs", () => {
       ["/v1/completions", { model: "tiny-arith", prompt: "1", logprobs: 21 }, "logprobs"],
       ["/v1/completions", { model: "tiny-arith", prompt: "1", max_tokens: 0 }, "max_tokens"],
       ["/v1/completions", { model: "tiny-arith", prompt: "1", echo: "yes" }, "echo"],
+      // A completions-only field on chat would be ignored: the prompt would not come back.
+      ["/v1/chat/completions", { ...chat, echo: true }, "echo"],
     ];
     for (const [route, body, param] of cases) {
       const r = await post<ErrorBody>(route, body);

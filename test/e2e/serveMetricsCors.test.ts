@@ -173,6 +173,14 @@ describe("slm serve --metrics --cors", () => {
       expect(allowed).toEqual(expect.arrayContaining(["authorization", "content-type"]));
       expect(Number(r.headers.get("access-control-max-age"))).toBeGreaterThan(0);
     }
+    // The official openai client's own headers (a browser asks for them all in one preflight).
+    const stainless = "authorization,content-type,x-stainless-arch,x-stainless-lang,x-stainless-os,x-stainless-package-version,x-stainless-retry-count,x-stainless-runtime,x-stainless-runtime-version,x-stainless-timeout";
+    const client = await fetch(`${main.url}/v1/chat/completions`, { method: "OPTIONS", headers: { Origin: APP, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": stainless } });
+    const granted = (client.headers.get("access-control-allow-headers") ?? "").toLowerCase().split(/,\s*/);
+    expect(granted).toEqual(expect.arrayContaining(stainless.split(",")));
+    // Preflights count under the route they ask about.
+    const preflights = (await scrape(main.url)).find((s) => s.name === "slm_requests_total" && s.labels.endpoint === "/v1/chat/completions" && s.labels.status === "204");
+    expect(preflights?.value).toBeGreaterThanOrEqual(3);
     const refused = await preflight(main.url, OTHER);
     expect(refused.headers.get("access-control-allow-origin")).toBeNull();
     expect(refused.headers.get("access-control-allow-methods")).toBeNull();

@@ -144,9 +144,9 @@ async function textContext(plan: EvalPlan, o: EvalRunOptions): Promise<number> {
 /** Perplexity, or KL divergence from the base (which gives the perplexity too), of one model on the text. */
 async function scoreText(m: EvalModel, plan: EvalPlan, ctxSize: number, o: EvalRunOptions, ctx: BackendContext): Promise<Pick<ModelResult, "perplexity" | "kld">> {
   if (!plan.text) return {};
-  const common = { model: m.entry, adapters: m.extraAdapters, textFile: plan.text.file, ctxSize, threads: o.threads, batchSize: o.batch, gpu: o.gpu };
+  const common = { model: m.entry, adapters: m.extraAdapters, label: m.label, textFile: plan.text.file, ctxSize, threads: o.threads, batchSize: o.batch, gpu: o.gpu };
   if (!plan.kldBase) return { perplexity: await perplexity({ ...common, dtype: o.dtype }, ctx) };
-  const kld = await klDivergence({ ...common, base: plan.kldBase.entry, baseAdapters: plan.kldBase.extraAdapters }, ctx);
+  const kld = await klDivergence({ ...common, base: plan.kldBase.entry, baseAdapters: plan.kldBase.extraAdapters, baseLabel: plan.kldBase.label }, ctx);
   return { kld: { ...kld, base: plan.kldBase.label } };
 }
 

@@ -25,6 +25,9 @@ export interface KldOptions {
   threads?: number;
   batchSize?: number;
   gpu?: GpuChoice;
+  /** How the steps name the model and the base: the table's labels, which name extra adapters (default: their names). */
+  label?: string;
+  baseLabel?: string;
 }
 
 export interface KldResult {
@@ -65,20 +68,21 @@ export async function klDivergence(o: KldOptions, ctx: BackendContext = {}): Pro
   const text = readEvalText(o.textFile);
   const opened: LoadedModel[] = [];
   try {
-    for (const [id, p, adapters] of [["kld:load-base", o.base, o.baseAdapters], ["kld:load", o.model, o.adapters]] as const) {
-      emit(ctx.onEvent, { type: "step", id, status: "start", title: `Loading ${p.name}` });
+    const labels = { model: o.label ?? o.model.name, base: o.baseLabel ?? o.base.name };
+    for (const [id, p, adapters, label] of [["kld:load-base", o.base, o.baseAdapters, labels.base], ["kld:load", o.model, o.adapters, labels.model]] as const) {
+      emit(ctx.onEvent, { type: "step", id, status: "start", title: `Loading ${label}` });
       const loaded = await loadForScoring(p, { ...o, adapters }, ctx);
       opened.push(loaded);
-      emit(ctx.onEvent, { type: "step", id, status: "done", title: `Loaded ${loaded.entry.name}`, detail: `${countOf(loaded.settings.threads, "thread")}, ${loaded.loadMs} ms` });
+      emit(ctx.onEvent, { type: "step", id, status: "done", title: `Loaded ${label}`, detail: `${countOf(loaded.settings.threads, "thread")}, ${loaded.loadMs} ms` });
     }
-    return await klDivergenceOf(opened[0]!, opened[1]!, text, o.ctxSize, o.batchSize, ctx);
+    return await klDivergenceOf(opened[0]!, opened[1]!, text, o.ctxSize, o.batchSize, ctx, labels);
   } finally {
     for (const l of opened) await l.dispose();
   }
 }
 
 /** KL divergence on two models loaded by loadForScoring with the same `ctxSize` and `batchSize`. */
-export async function klDivergenceOf(base: LoadedModel, model: LoadedModel, text: string, ctxSize: number, batchSize: number | undefined, ctx: BackendContext = {}): Promise<KldResult> {
+export async function klDivergenceOf(base: LoadedModel, model: LoadedModel, text: string, ctxSize: number, batchSize: number | undefined, ctx: BackendContext = {}, labels = { model: model.entry.name, base: base.entry.name }): Promise<KldResult> {
   const tokens = tokenizeText(model.model, text);
   const baseTokens = tokenizeText(base.model, text);
   if (base.summary.vocabSize !== model.summary.vocabSize || baseTokens.length !== tokens.length || baseTokens.some((t, i) => t !== tokens[i])) {
@@ -101,7 +105,7 @@ export async function klDivergenceOf(base: LoadedModel, model: LoadedModel, text
   const nllBase = new Moments();
   let sameTop = 0;
   const stepId = "kld";
-  const title = `KL divergence of ${model.entry.name} from ${base.entry.name}`;
+  const title = `KL divergence of ${labels.model} from ${labels.base}`;
   emit(ctx.onEvent, { type: "step", id: stepId, status: "start", title, detail: `${plan.chunks} chunks of ${ctxSize} tokens` });
   try {
     const { seconds } = await scoreChunks(

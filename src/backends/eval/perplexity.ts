@@ -28,6 +28,8 @@ export interface PerplexityOptions {
   /** Tokens per llama_decode (llama-perplexity's physical batch, -ub; default 512): batchSize / ctxSize chunks go together. */
   batchSize?: number;
   gpu?: GpuChoice;
+  /** How the steps name the model: the table's label, which names extra adapters (default: its name). */
+  label?: string;
   /** ONNX models: the variant to load. */
   dtype?: OnnxDtype;
 }
@@ -62,26 +64,26 @@ export async function loadForScoring(entry: ModelEntry, o: { adapters?: LoraSpec
 export async function perplexity(o: PerplexityOptions, ctx: BackendContext = {}): Promise<PerplexityResult> {
   checkContextSize(o.ctxSize, o.batchSize);
   const text = readEvalText(o.textFile);
-  emit(ctx.onEvent, { type: "step", id: "perplexity:load", status: "start", title: `Loading ${o.model.name}` });
+  emit(ctx.onEvent, { type: "step", id: "perplexity:load", status: "start", title: `Loading ${o.label ?? o.model.name}` });
   const shape = decodeShape(o.ctxSize, o.batchSize);
   const model = await loadRuntimeModel(o.model, { lora: o.adapters, contextSize: o.ctxSize, batchSize: shape.batchSize, threads: o.threads, gpu: o.gpu, sequences: shape.parallel, dtype: o.dtype }, ctx);
   try {
-    emit(ctx.onEvent, { type: "step", id: "perplexity:load", status: "done", title: `Loaded ${model.entry.name}`, detail: `${countOf(model.threads, "thread")}, ${model.loadMs} ms` });
-    return await model.perplexity(text, { ctxSize: o.ctxSize, batchSize: o.batchSize }, ctx);
+    emit(ctx.onEvent, { type: "step", id: "perplexity:load", status: "done", title: `Loaded ${o.label ?? model.entry.name}`, detail: `${countOf(model.threads, "thread")}, ${model.loadMs} ms` });
+    return await model.perplexity(text, { ctxSize: o.ctxSize, batchSize: o.batchSize, label: o.label }, ctx);
   } finally {
     await model.dispose();
   }
 }
 
 /** Perplexity on a model loaded by loadForScoring with the same `ctxSize` and `batchSize`. */
-export async function perplexityOf(loaded: LoadedModel, text: string, ctxSize: number, batchSize: number | undefined, ctx: BackendContext = {}): Promise<PerplexityResult> {
+export async function perplexityOf(loaded: LoadedModel, text: string, ctxSize: number, batchSize: number | undefined, ctx: BackendContext = {}, label = loaded.entry.name): Promise<PerplexityResult> {
   const tokens = tokenizeText(loaded.model, text);
   const plan = planChunks(tokens.length, ctxSize, batchSize);
   const native = (await prepareNativeRows(loaded, ctx)) !== undefined;
   const opened = await openReaders(loaded, scoringLanes(loaded.settings.threads, native));
   const nll = new Moments();
   const stepId = "perplexity";
-  const title = `Perplexity of ${loaded.entry.name}`;
+  const title = `Perplexity of ${label}`;
   emit(ctx.onEvent, { type: "step", id: stepId, status: "start", title, detail: `${plan.chunks} chunks of ${ctxSize} tokens` });
   try {
     const { seconds } = await scoreChunks(

@@ -190,9 +190,9 @@ class LlamaRuntimeModel implements RuntimeModel {
     return ChatEngine.create(this.loaded, o);
   }
 
-  async perplexity(text: string, o: { ctxSize: number; batchSize?: number }, ctx: BackendContext = {}): Promise<PerplexityResult> {
+  async perplexity(text: string, o: { ctxSize: number; batchSize?: number; label?: string }, ctx: BackendContext = {}): Promise<PerplexityResult> {
     const { perplexityOf } = await import("../eval/perplexity.js");
-    return perplexityOf(this.loaded, text, o.ctxSize, o.batchSize, ctx);
+    return perplexityOf(this.loaded, text, o.ctxSize, o.batchSize, ctx, o.label);
   }
 
   /** From a second, embedding-only context of the same model, created on first use. */

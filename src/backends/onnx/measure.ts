@@ -15,7 +15,7 @@ import { type ModelParts, logProb } from "./slot.js";
  * first token replaced by BOS, the second half of each scored. Chunks go one at a time in pieces of the
  * batch size (the batch axis is 1); the figures do not depend on that.
  */
-export async function onnxPerplexity(parts: ModelParts, text: string, o: { ctxSize: number; batchSize?: number }, ctx: BackendContext = {}): Promise<PerplexityResult> {
+export async function onnxPerplexity(parts: ModelParts, text: string, o: { ctxSize: number; batchSize?: number; label?: string }, ctx: BackendContext = {}): Promise<PerplexityResult> {
   const { tokenizer, session } = parts;
   const bos = tokenizer.bos;
   const body = tokenizer.encode(text, false);
@@ -25,7 +25,7 @@ export async function onnxPerplexity(parts: ModelParts, text: string, o: { ctxSi
   const plan = planChunks(all.length, o.ctxSize, o.batchSize);
   const nll = new Moments();
   const stepId = "perplexity";
-  const title = `Perplexity of ${parts.name}`;
+  const title = `Perplexity of ${o.label ?? parts.name}`;
   emit(ctx.onEvent, { type: "step", id: stepId, status: "start", title, detail: `${plan.chunks} chunks of ${o.ctxSize} tokens` });
   const started = performance.now();
   try {

@@ -188,7 +188,7 @@ export interface RuntimeModel {
   /** A conversation kept between turns (slm chat). */
   openChat(o: ChatEngineOptions): Promise<ChatEngineApi>;
   /** llama-perplexity's method: chunks of ctxSize tokens, the second half of each scored. */
-  perplexity(text: string, o: { ctxSize: number; batchSize?: number }, ctx?: BackendContext): Promise<PerplexityResult>;
+  perplexity(text: string, o: { ctxSize: number; batchSize?: number; label?: string }, ctx?: BackendContext): Promise<PerplexityResult>;
   /**
    * Prepares what the first generation would otherwise pay for (llama.cpp: resolving the chat template,
    * ~0.5 s), so a server's first request does not wait for it.

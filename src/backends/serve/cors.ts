@@ -8,7 +8,12 @@ import { UsageError } from "../../core/errors.js";
  */
 export type CorsOrigins = "*" | ReadonlySet<string>;
 
-/** What a preflight allows: the methods the routes take and the headers the OpenAI clients send. */
+/**
+ * What a preflight allows: the methods the routes take, and the headers the page asks for. The headers
+ * are echoed, not listed: the official `openai` client sends its own `X-Stainless-*` headers (OS, runtime,
+ * retry count…) and a fixed list would make browsers refuse its every request; "*" would not cover
+ * Authorization. Without a request list, the two headers every OpenAI client sends.
+ */
 const METHODS = "GET, POST, OPTIONS";
 const HEADERS = "Authorization, Content-Type";
 /** How long a browser may cache a preflight's answer (seconds). */
@@ -52,7 +57,9 @@ export function applyCors(allowed: CorsOrigins, req: IncomingMessage, res: Serve
   // A preflight from an origin not allowed gets no CORS headers: the browser then refuses the request.
   if (ok) {
     res.setHeader("Access-Control-Allow-Methods", METHODS);
-    res.setHeader("Access-Control-Allow-Headers", HEADERS);
+    const asked = req.headers["access-control-request-headers"];
+    res.setHeader("Access-Control-Allow-Headers", typeof asked === "string" && asked.trim() !== "" ? asked : HEADERS);
+    res.appendHeader("Vary", "Access-Control-Request-Headers");
     res.setHeader("Access-Control-Max-Age", MAX_AGE);
   }
   res.writeHead(204, { "Content-Length": "0" });

@@ -100,9 +100,8 @@ export async function startServer(o: ServeOptions = {}, ctx: BackendContext = {}
   const metrics = o.metrics ? new Metrics() : undefined;
   // Like llama-server's, /metrics exists only when asked for: otherwise it is an unknown path (404).
   const routes = metrics ? [...ROUTES, METRICS_ROUTE] : ROUTES;
-  // Named from the routes themselves, so that a new endpoint is never missing from the 404's list.
-  const paths = [...new Set(routes.flatMap((r) => (typeof r.path === "string" ? [r.path] : [])))];
-  const offered = `${paths.slice(0, -1).join(", ")} and ${paths[paths.length - 1]}`;
+  // Named from the routes themselves, so a new endpoint is never missing from the 404's list.
+  const offered = [...new Set(routes.flatMap((r) => (typeof r.path === "string" ? [r.path] : [])))].join(", ");
 
   // Ctrl+C while preloading stops the loads; afterwards the caller stops the server with close().
   const onEarlyAbort = () => void pool.close();
@@ -154,10 +153,13 @@ export async function startServer(o: ServeOptions = {}, ctx: BackendContext = {}
       }
     });
     try {
+      const match = matchRoute(routes, req.method ?? "GET", pathname);
+      // A preflight (OPTIONS, which no route takes) counts under the route it asks about, not "other".
+      const asked = o.cors && req.method === "OPTIONS" ? matchRoute(routes, String(req.headers["access-control-request-method"] ?? ""), pathname) : match;
+      if ("route" in asked) endpoint = asked.route.name ?? String(asked.route.path);
       // Before anything is written, so that JSON, event streams and errors all carry the headers.
       if (o.cors && applyCors(o.cors, req, res)) return;
       if (shutdown.signal.aborted) throw new HttpError(503, "The server is shutting down.");
-      const match = matchRoute(routes, req.method ?? "GET", pathname);
       if ("status" in match) {
         req.resume();
         if (match.status === 405) throw new HttpError(405, `${req.method} is not allowed on ${pathname}; use ${match.allow.join(" or ")}.`, { code: "method_not_allowed", headers: { Allow: match.allow.join(", ") } });

@@ -72,7 +72,10 @@ const detokenize: Route["handler"] = async (req, res, ctx) => {
 
 /** vLLM's shape; lm-evaluation-harness probes it (`eos_token` must be there) before it uses /tokenize. */
 const tokenizerInfo: Route["handler"] = async (req, res, ctx) => {
-  const model = new URL(req.url ?? "/", "http://x").searchParams.get("model") ?? undefined;
+  // "+" kept as written: `?model=tiny-arith+sub` names the fine-tune (curl sends it as is), where form
+  // decoding would read "tiny-arith sub"; a space is %20.
+  const query = new URL(req.url ?? "/", "http://x").search.replace(/\+/g, "%2B");
+  const model = new URLSearchParams(query).get("model") ?? undefined;
   const info = await onModel(ctx, { model }, (m) => {
     const t = m.tokenizerInfo?.() ?? { bos: null, eos: null, chatTemplate: null };
     const piece = (id: number | null) => (id === null ? null : m.detokenize([id], { special: true }));

@@ -181,6 +181,7 @@ function contentOf(v: unknown, i: number, role: string): string {
 export function parseChatRequest(b: Body): ChatRequest {
   const model = modelOf(b);
   if (!Array.isArray(b.messages) || b.messages.length === 0) throw bad("messages", "messages must be a non-empty array of {role, content}.");
+  if (bool(b, "echo")) throw bad("echo", "echo is a /v1/completions field: chat completions do not return the prompt. Send the rendered prompt to /v1/completions with echo: true.");
   const parsed = b.messages.map((m: unknown, i): ChatMessage | ToolResult => {
     if (typeof m !== "object" || m === null || Array.isArray(m)) throw bad(`messages[${i}]`, `messages[${i}] must be an object with role and content.`);
     const role = (m as Body).role;

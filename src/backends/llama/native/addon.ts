@@ -3,6 +3,7 @@ import { createRequire } from "node:module";
 import path from "node:path";
 import type { BackendContext } from "../../../core/events.js";
 import { isTruthyEnv } from "../../../core/paths.js";
+import { storageErrorOf } from "../../../core/storage.js";
 import { ensureAddon } from "./build.js";
 
 /** What native/slm_logits.cc exports (API version 2). The objects are node-llama-cpp's AddonContext / AddonModel. */
@@ -49,7 +50,7 @@ export function nativeLogitsAddon(ctx: BackendContext = {}): Promise<AddonOutcom
 
 async function load(ctx: BackendContext): Promise<AddonOutcome> {
   const off = process.env.SLM_NATIVE_LOGITS;
-  if (off !== undefined && off !== "" && !isTruthyEnv(off)) return { reason: "SLM_NATIVE_LOGITS turns it off" };
+  if (off !== undefined && off !== "" && !isTruthyEnv(off)) return { reason: `SLM_NATIVE_LOGITS=${off} turns it off` };
   if (process.platform === "win32") return { reason: "it is not built on Windows yet" };
   const libllama = loadedLibllama();
   if (!libllama) return { reason: "the loaded libllama was not found among this process's shared libraries" };
@@ -58,7 +59,10 @@ async function load(ctx: BackendContext): Promise<AddonOutcome> {
     file = (await ensureAddon(libllama, ctx)).file;
   } catch (err) {
     if ((err as Error).name === "CancelledError") throw err;
-    return { reason: `it could not be built: ${firstLine(err)}` };
+    // A cache folder that cannot be written shows as a raw errno (ENOENT from mkdir on a read-only
+    // mount): say which place and what to change, as every other write of slm does.
+    const storage = storageErrorOf(err);
+    return { reason: `it could not be built: ${storage ? `${firstLine(storage)} (SLM_NATIVE_DIR puts its cache elsewhere)` : firstLine(err)}` };
   }
   try {
     const addon = createRequire(import.meta.url)(file) as NativeLogitsAddon;
@@ -69,6 +73,7 @@ async function load(ctx: BackendContext): Promise<AddonOutcome> {
   }
 }
 
+/** The message's first line without its final full stop: it goes inside a sentence. */
 function firstLine(err: unknown): string {
-  return String((err as Error)?.message ?? err).split("\n")[0]!.slice(0, 300);
+  return String((err as Error)?.message ?? err).split("\n")[0]!.slice(0, 300).replace(/\.+$/, "");
 }
