@@ -1,6 +1,7 @@
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { action, positiveInt } from "./action.js";
 import { type RuntimeFlags, addRuntimeOptions } from "./flags.js";
+import { countOf } from "../core/format.js";
 
 interface ServeFlags extends RuntimeFlags {
   host: string;
@@ -119,7 +120,7 @@ Examples:
       if (ctx.globals.json) {
         render.onEvent({ type: "step", ts: Date.now(), id: "serve", status: "done", title: "Stopped" });
         render.result({ url: server.url, ...stats }, "");
-      } else if (!ctx.globals.quiet) process.stderr.write(`slm serve: stopped after ${stats.requests} requests\n`);
+      } else if (!ctx.globals.quiet) process.stderr.write(`slm serve: stopped after ${countOf(stats.requests, "request")}\n`);
     }),
   );
 }
