@@ -10,7 +10,7 @@ import { listening } from "../helpers/serveProcess.js";
 
 /**
  * Tool calls through `slm serve` with the official `openai` client, against a model that really calls
- * tools: tiny-arith with a chat template that has a Hermes-style `<tool_call>` syntax and a LoRA adapter
+ * tools: tiny-arith with a chat template that has a compact `<tool_call>name{arguments}</tool_call>` syntax and a LoRA adapter
  * trained (test/fixtures/tiny-arith-tools/make.mjs, with `slm finetune`) to answer "a*b" with a call to
  * `multiply` and then to answer with the tool's result. The questions here are held out of its training.
  */
@@ -24,13 +24,13 @@ const HELD_OUT = readFileSync(path.join(TOOLS_DIR, "data", "eval.jsonl"), "utf8"
   .map((l) => JSON.parse(l) as { question: string; a: number; b: number; product: number });
 
 /**
- * Held-out questions of the round trip. The committed adapter makes a well-formed multiply call for 93.5 % of
- * the 200, with both numbers' first digits right in 89.5 % and both numbers exact in 4 % (its README): it learnt
- * the syntax and to read the question, not yet to copy two-digit numbers 40 tokens later. So the test checks the calls' shape
- * and that their numbers come from the question (first digits), not exact numbers.
+ * Held-out questions of the round trip, and how many of them must come out right. Measured with the committed
+ * adapter (its README: measure.mjs on all 200 held-out questions, and this test's loop on these 40), with a
+ * margin below what it does, since greedy decoding on another CPU may flip a borderline digit or two.
  */
-const ROUND_TRIPS = 5;
-const leading = (n: number) => String(n)[0];
+const ROUND_TRIPS = 40;
+const EXACT_CALLS = 30; // measured 34/40 here, 167/200 by measure.mjs
+const EXACT_ANSWERS = 2; // measured 4/40 here, 21/200 by measure.mjs: the copy it has yet to learn
 
 const tools: ChatCompletionTool[] = [
   {
@@ -65,8 +65,9 @@ describe("slm serve: tool calls", () => {
     await proc;
   });
 
-  it("round trip on held-out questions: a multiply call with numbers from the question, then a text answer after the tool's result", async () => {
-    let calls = 0;
+  it("round trip on held-out questions: a multiply call with the question's numbers, then the tool's result as the answer", async () => {
+    let exactCalls = 0;
+    let exactAnswers = 0;
     for (const q of HELD_OUT.slice(0, ROUND_TRIPS)) {
       const messages: ChatCompletionMessageParam[] = [{ role: "user", content: q.question }];
       const first = await client.chat.completions.create({ model: "arith-tools", messages, tools, temperature: 0 });
@@ -81,16 +82,20 @@ describe("slm serve: tool calls", () => {
       // The arguments as the model wrote them, in its template's style, with nothing after them.
       expect(call.function.arguments).toMatch(/^\{"a": \d+, "b": \d+\}$/);
       const args = JSON.parse(call.function.arguments) as { a: number; b: number };
-      if (leading(args.a) === leading(q.a) && leading(args.b) === leading(q.b)) calls++;
+      if (args.a === q.a && args.b === q.b) exactCalls++;
 
-      messages.push(choice.message, { role: "tool", tool_call_id: call.id, content: String(q.product) });
+      // The tool runs on the model's own arguments, as a client's loop would; the answer must be its result.
+      const result = String(args.a * args.b);
+      messages.push(choice.message, { role: "tool", tool_call_id: call.id, content: result });
       const second = await client.chat.completions.create({ model: "arith-tools", messages, tools, temperature: 0 });
-      // After the result the model answers in text (a number; the right one is what it has yet to learn).
       expect(second.choices[0]!.finish_reason).toBe("stop");
       expect(second.choices[0]!.message.tool_calls).toBeUndefined();
       expect(second.choices[0]!.message.content).toMatch(/^\d+$/);
+      if (second.choices[0]!.message.content === result) exactAnswers++;
     }
-    expect(calls).toBeGreaterThanOrEqual(ROUND_TRIPS - 1);
+    console.log(`tool round trips: ${exactCalls}/${ROUND_TRIPS} exact calls, ${exactAnswers}/${ROUND_TRIPS} answers equal to the tool's result`);
+    expect(exactCalls).toBeGreaterThanOrEqual(EXACT_CALLS);
+    expect(exactAnswers).toBeGreaterThanOrEqual(EXACT_ANSWERS);
   });
 
   it("streamed: the client's stream helper assembles from the deltas the same call and answer as without streaming", async () => {
@@ -144,7 +149,8 @@ describe("slm serve: tool calls", () => {
 
   it("tool_choice: auto answers additions directly, none never calls, required and a named function always call", async () => {
     const add = await client.chat.completions.create({ model: "arith-tools", messages: [{ role: "user", content: "25+19" }], tools, temperature: 0 });
-    expect(add.choices[0]!.message).toMatchObject({ content: "44" });
+    // Answered in text, not with a call; the sum itself is right for only 18 % of additions (the README).
+    expect(add.choices[0]!.message.content).toMatch(/^\d+$/);
     expect(add.choices[0]!.message.tool_calls).toBeUndefined();
 
     const q = HELD_OUT[5]!;
@@ -173,7 +179,8 @@ describe("slm serve: tool calls", () => {
     })().catch((e: unknown) => e);
     expect(String(streamed)).toMatch(/model's call of multiply is not valid/);
 
-    const cut = await client.chat.completions.create({ model: "arith-tools", messages: [{ role: "user", content: HELD_OUT[6]!.question }], tools, max_tokens: 50, temperature: 0 }).catch((e: unknown) => e);
+    // 25 tokens end inside the call's arguments (`<tool_call>multiply{"a": ` is 24 of this vocabulary's tokens).
+    const cut = await client.chat.completions.create({ model: "arith-tools", messages: [{ role: "user", content: HELD_OUT[6]!.question }], tools, max_tokens: 25, temperature: 0 }).catch((e: unknown) => e);
     expect(cut).toBeInstanceOf(OpenAI.InternalServerError);
     expect((cut as InstanceType<typeof OpenAI.APIError>).message).toMatch(/tool call was cut off \(max_tokens reached/);
   });
