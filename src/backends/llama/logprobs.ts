@@ -84,24 +84,38 @@ interface AddonContextBinding {
   disposeSequence(sequenceId: number): void;
   sampleToken(batchLogitIndex: number, sampler: AddonSampler, probabilities: boolean): Promise<[number, number[] | undefined, unknown]>;
 }
-interface AddonSampler {
+export interface AddonSampler {
   applyConfig(config: { temperature: number }): void;
   dispose(): void;
 }
-type AddonSamplerClass = new (model: unknown) => AddonSampler;
 
-function binding(loaded: LoadedModel, context: LlamaContext, sequences: LlamaContextSequence[]): { addon: AddonContextBinding; sequenceIds: number[]; Sampler: AddonSamplerClass; model: unknown } {
-  const addon = (context as unknown as { _ctx?: Partial<AddonContextBinding> })._ctx;
-  const sequenceIds = sequences.map((s) => (s as unknown as { _sequenceId?: unknown })._sequenceId);
+const PINNED = {
+  hint: "Reinstall slm's dependencies (npm ci) so that node-llama-cpp is the pinned version.",
+} as const;
+
+/**
+ * A native sampler of `loaded`'s model set to greedy: its chain then keeps every candidate (no
+ * top-k/top-p/min-p), so sampleToken(…, probabilities) hands back the whole vocabulary (module comment).
+ */
+export function greedySampler(loaded: LoadedModel): AddonSampler {
   const Sampler = (loaded.llama as unknown as { _bindings?: { AddonSampler?: unknown } })._bindings?.AddonSampler;
   const model = (loaded.model as unknown as { _model?: unknown })._model;
-  const methods = ["initBatch", "addToBatch", "decodeBatch", "disposeSequence", "sampleToken"] as const;
-  if (!addon || sequenceIds.some((id) => typeof id !== "number") || typeof Sampler !== "function" || model === undefined || methods.some((m) => typeof addon[m] !== "function")) {
-    throw new SlmError("This node-llama-cpp build does not expose the native calls slm's evaluation needs (it expects node-llama-cpp 3.21.1 exactly).", {
-      hint: "Reinstall slm's dependencies (npm ci) so that node-llama-cpp is the pinned version.",
-    });
+  if (typeof Sampler !== "function" || model === undefined) {
+    throw new SlmError("This node-llama-cpp build does not expose the native sampler slm reads log-probabilities with (it expects node-llama-cpp 3.21.1 exactly).", PINNED);
   }
-  return { addon: addon as AddonContextBinding, sequenceIds: sequenceIds as number[], Sampler: Sampler as AddonSamplerClass, model };
+  const s = new (Sampler as new (model: unknown) => AddonSampler)(model);
+  s.applyConfig({ temperature: 0 });
+  return s;
+}
+
+function binding(context: LlamaContext, sequences: LlamaContextSequence[]): { addon: AddonContextBinding; sequenceIds: number[] } {
+  const addon = (context as unknown as { _ctx?: Partial<AddonContextBinding> })._ctx;
+  const sequenceIds = sequences.map((s) => (s as unknown as { _sequenceId?: unknown })._sequenceId);
+  const methods = ["initBatch", "addToBatch", "decodeBatch", "disposeSequence", "sampleToken"] as const;
+  if (!addon || sequenceIds.some((id) => typeof id !== "number") || methods.some((m) => typeof addon[m] !== "function")) {
+    throw new SlmError("This node-llama-cpp build does not expose the native calls slm's evaluation needs (it expects node-llama-cpp 3.21.1 exactly).", PINNED);
+  }
+  return { addon: addon as AddonContextBinding, sequenceIds: sequenceIds as number[] };
 }
 
 /** Tokens of one sequence in a batch, and which of them need an output row (indexes into `tokens`, ascending). */
@@ -137,15 +151,10 @@ export class DistributionReader {
     this.vocabSize = V;
     this.batchSize = context.batchSize;
     this.sequences = Array.from({ length: context.totalSequences }, () => context.getSequence());
-    const b = binding(loaded, context, this.sequences);
+    const b = binding(context, this.sequences);
     this.addon = b.addon;
     this.sequenceIds = b.sequenceIds;
-    this.samplers = Array.from({ length: slots }, () => {
-      const s = new b.Sampler(b.model);
-      // Greedy: the chain then keeps every candidate (no top-k/top-p/min-p), see the module comment.
-      s.applyConfig({ temperature: 0 });
-      return s;
-    });
+    this.samplers = Array.from({ length: slots }, () => greedySampler(loaded));
     this.rows = Array.from({ length: slots }, () => ({ probs: new Float64Array(V), logNorm: 0, top: 0 }));
   }
 

@@ -2,7 +2,7 @@ import type { LlamaContext } from "node-llama-cpp";
 import { SlmError } from "../../core/errors.js";
 import type { BackendContext } from "../../core/events.js";
 import type { LoadedModel } from "./loader.js";
-import { type DistributionRow, fillRow, logProbOf } from "./logprobs.js";
+import { type AddonSampler, type DistributionRow, fillRow, greedySampler, logProbOf } from "./logprobs.js";
 import type { NativeRowsHandle } from "./likelihood.js";
 import { nativeRowsFor, prepareNativeRows } from "./native/probe.js";
 import { rawSampleToken } from "./serialSampling.js";
@@ -33,11 +33,6 @@ export interface LogitRows {
   dispose(): void;
 }
 
-interface GreedySampler {
-  applyConfig(config: { temperature: number }): void;
-  dispose(): void;
-}
-
 /**
  * The exact slow path: node-llama-cpp's greedy sampler hands back softmax(logits) of every token (see
  * logprobs.ts), renormalised here in float64. ~20 ms a row at a 49k vocabulary, mostly JavaScript.
@@ -45,7 +40,7 @@ interface GreedySampler {
 export class SamplerRows implements LogitRows {
   readonly native = false;
   private readonly row: DistributionRow;
-  private readonly sampler: GreedySampler;
+  private readonly sampler: AddonSampler;
   private readonly sample: ReturnType<typeof rawSampleToken>;
 
   constructor(
@@ -53,15 +48,7 @@ export class SamplerRows implements LogitRows {
     context: LlamaContext,
     private readonly vocabSize: number,
   ) {
-    const Sampler = (loaded.llama as unknown as { _bindings?: { AddonSampler?: new (model: unknown) => GreedySampler } })._bindings?.AddonSampler;
-    const model = (loaded.model as unknown as { _model?: unknown })._model;
-    if (typeof Sampler !== "function" || model === undefined) {
-      throw new SlmError("This node-llama-cpp build does not expose the native sampler slm reads log-probabilities with (it expects node-llama-cpp 3.21.1 exactly).", {
-        hint: "Reinstall slm's dependencies (npm ci) so that node-llama-cpp is the pinned version.",
-      });
-    }
-    this.sampler = new Sampler(model);
-    this.sampler.applyConfig({ temperature: 0 });
+    this.sampler = greedySampler(loaded);
     this.sample = rawSampleToken(context);
     this.row = { probs: new Float64Array(vocabSize), logNorm: 0, top: 0 };
   }
