@@ -1,0 +1,105 @@
+import { UsageError } from "../../core/errors.js";
+import type { BackendContext } from "../../core/events.js";
+import type { FinetuneResult } from "../finetune/finetune.js";
+import type { FinetuneRequest } from "../finetune/options.js";
+import { settingsOf } from "../finetune/options.js";
+import { type FinetuneBase, resolveFinetuneBase } from "../finetune/base.js";
+import { checkRunDir, runDirFor } from "../finetune/run.js";
+import type { SamplingOptions } from "../llama/generate.js";
+import type { GpuChoice } from "../llama/runtime.js";
+import { assertFreeName } from "../store/derived.js";
+import { type DatasetFiles, type DatasetLineage, datasetFiles } from "./dataset.js";
+import { type Prompts, readPrompts, readRelabelPrompts } from "./prompts.js";
+import { type GenerationSummary, teacherDataset } from "./teacher.js";
+
+/**
+ * The fine-tune request's distillation fields (contract 2 of the plan: engineer B's FinetuneRequest
+ * gains them). Kept here as a type of their own so this file builds against the contract either way.
+ */
+interface DistillFinetuneFields {
+  full?: boolean;
+  kdAlpha?: number;
+  distill?: { teacher: string; dataset: string; kdLogprobs: number | null };
+}
+
+/** What `slm distill` was asked: the teacher's side, then `slm finetune`'s options for the student. */
+export interface DistillRequest {
+  teacher: string;
+  teacherLora?: string[];
+  student: string;
+  prompts: string;
+  relabel?: boolean;
+  /** The fine-tune's name: the student registers as `<student>+<out>`; the dataset has that name too. */
+  out?: string;
+  kdLogprobs?: number;
+  kdAlpha?: number;
+  full?: boolean;
+  parallel?: number;
+  threads?: number;
+  contextSize?: number;
+  gpu?: GpuChoice;
+  verbose?: boolean;
+  sampling: SamplingOptions;
+  /** The rest of `slm finetune`'s options, passed on as they are. */
+  finetune: Omit<FinetuneRequest, "ref" | "data" | "out">;
+  /** Stop once the dataset is made (no training). */
+  dataOnly?: boolean;
+}
+
+export interface DistillPlan {
+  request: DistillRequest;
+  student: FinetuneBase;
+  name: string;
+  out: string;
+  files: DatasetFiles;
+  prompts: Prompts;
+}
+
+/** The largest --kd-logprobs: the runtimes report at most 20 alternatives per token (OpenAI's limit). */
+export const MAX_KD_LOGPROBS = 20;
+
+/** Everything that needs neither the teacher nor Python: options, the prompts file, the student, the names. */
+export function planDistill(r: DistillRequest): DistillPlan {
+  if (r.kdLogprobs !== undefined && !(Number.isInteger(r.kdLogprobs) && r.kdLogprobs >= 1 && r.kdLogprobs <= MAX_KD_LOGPROBS)) {
+    throw new UsageError(`--kd-logprobs must be a whole number from 1 to ${MAX_KD_LOGPROBS} (got ${r.kdLogprobs}).`);
+  }
+  if (r.kdAlpha !== undefined && r.kdLogprobs === undefined) throw new UsageError("--kd-alpha mixes the token-level KD loss with cross-entropy: it needs --kd-logprobs K.", { hint: "Without --kd-logprobs the student learns from the teacher's answers (sequence-level KD)." });
+  if (r.kdAlpha !== undefined && !(r.kdAlpha >= 0 && r.kdAlpha <= 1)) throw new UsageError(`--kd-alpha must be between 0 and 1 (got ${r.kdAlpha}).`);
+  settingsOf({ ...r.finetune, ref: r.student, data: r.prompts });
+  // A GGUF student is refused here, with how to give HF weights instead (finetune's base resolution).
+  const student = resolveFinetuneBase(r.student);
+  const out = r.out ?? "distill";
+  const name = `${student.name}+${out}`;
+  assertFreeName(name);
+  const files = datasetFiles(name);
+  if (!r.dataOnly) checkRunDir(runDirFor(name), name, !!r.finetune.resume);
+  const prompts = r.relabel ? readRelabelPrompts(r.prompts) : readPrompts(r.prompts);
+  return { request: r, student, name, out, files, prompts };
+}
+
+export interface DistillResult {
+  dataset: DatasetLineage & { path: string };
+  generation: GenerationSummary;
+  /** null with --data-only. */
+  finetune: FinetuneResult | null;
+  seconds: number;
+}
+
+/** Teacher answers (checked tokenizers first with --kd-logprobs), then the student's fine-tune on them. */
+export async function runDistill(plan: DistillPlan, ctx: BackendContext = {}): Promise<DistillResult> {
+  const started = performance.now();
+  const r = plan.request;
+  const [{ resolveRunnable }, { assertGenerative }] = await Promise.all([import("../convert/runnable.js"), import("../gguf/embedding.js")]);
+  const teacher = await resolveRunnable(r.teacher, ctx);
+  assertGenerative(teacher, "run");
+  const kdLogprobs = r.kdLogprobs ?? null;
+  if (kdLogprobs !== null) await (await import("./vocab.js")).assertSharedTokenizer(teacher, plan.student, ctx);
+  const { lineage, generation } = await teacherDataset(plan.files, { entry: teacher, lora: r.teacherLora ?? [], sampling: r.sampling, kdLogprobs, parallel: r.parallel, threads: r.threads, contextSize: r.contextSize, gpu: r.gpu, verbose: r.verbose }, plan.prompts, !!r.relabel, ctx);
+  const dataset = { ...lineage, path: plan.files.data };
+  if (r.dataOnly) return { dataset, generation, finetune: null, seconds: (performance.now() - started) / 1000 };
+  const [{ planFinetune }, { runFinetune }] = await Promise.all([import("../finetune/plan.js"), import("../finetune/finetune.js")]);
+  const distill: DistillFinetuneFields = { ...(r.full ? { full: true } : {}), ...(r.kdAlpha !== undefined ? { kdAlpha: r.kdAlpha } : {}), distill: { teacher: teacher.name, dataset: plan.files.dir, kdLogprobs } };
+  const request: FinetuneRequest & DistillFinetuneFields = { ...r.finetune, ...distill, ref: r.student, data: plan.files.data, out: plan.out };
+  const finetune = await runFinetune(planFinetune(request), ctx);
+  return { dataset, generation, finetune, seconds: (performance.now() - started) / 1000 };
+}
