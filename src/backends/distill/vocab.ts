@@ -16,7 +16,7 @@ import type { ModelEntry } from "../store/types.js";
  * registered GGUF or, when it has none yet, a `--vocab-only` conversion of its HF folder (seconds).
  */
 
-const SEQUENCE_LEVEL = "Use sequence-level KD instead (drop --kd-logprobs): the student then learns from the teacher's answers as text, which works across tokenizers.";
+const SEQUENCE_LEVEL = "Use sequence-level KD (drop --kd-logprobs): the student then learns from the teacher's answers as text, which works across tokenizers.";
 
 export function ggufTokens(file: string): string[] {
   const v = readGgufHeader(file, { arrayLimit: Number.MAX_SAFE_INTEGER }).metadata.get("tokenizer.ggml.tokens");
