@@ -1,44 +1,15 @@
-import { type Command, InvalidArgumentError, Option } from "commander";
-import type { DistillResult } from "../backends/distill/distill.js";
+import { type Command, Option } from "commander";
+import type { DistillRequest, DistillResult } from "../backends/distill/distill.js";
+import type { FinetuneRequest } from "../backends/finetune/options.js";
 import { formatDuration } from "../core/format.js";
 import { action, collect, positiveInt } from "./action.js";
 import { type SamplingFlags, addSamplingOptions, samplingOf } from "./flags.js";
+import { number } from "./finetune.js";
 
-interface DistillFlags extends SamplingFlags {
-  teacher: string;
-  teacherLora?: string[];
-  student: string;
-  prompts: string;
-  relabel?: boolean;
-  out?: string;
-  kdLogprobs?: number;
-  kdAlpha?: number;
-  full?: boolean;
-  parallel?: number;
-  dataOnly?: boolean;
-  ctx?: number;
-  threads?: number;
-  gpu?: string;
-  epochs?: number;
-  maxSteps?: number;
-  lr?: number;
-  rank?: number;
-  alpha?: number;
-  batchSize?: number;
-  gradAccum?: number;
-  device?: "auto" | "cpu" | "cuda";
-  gpus?: number;
-  resume?: boolean;
-  merge?: boolean;
-}
-
-function number(name: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (value.trim() === "" || !Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number.`);
-    return n;
-  };
-}
+/** The request's own fields, slm run's sampling flags, the teacher's runtime flags and the student's fine-tune flags. */
+type DistillFlags = Omit<DistillRequest, "sampling" | "finetune" | "gpu" | "contextSize" | "verbose"> &
+  SamplingFlags &
+  Omit<FinetuneRequest, "ref" | "data" | "out" | "seed"> & { ctx?: number; gpu?: string };
 
 export function register(program: Command): void {
   const cmd = program

@@ -7,7 +7,7 @@ import { action, positiveInt } from "./action.js";
 type FinetuneFlags = Omit<FinetuneRequest, "ref" | "data"> & { lora: string };
 
 /** A number flag (2e-4, 0.05…); ranges are checked by the backend, with the flag's name. */
-function number(name: string) {
+export function number(name: string) {
   return (value: string): number => {
     const n = Number(value);
     if (value.trim() === "" || !Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number.`);
