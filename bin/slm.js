@@ -7,8 +7,8 @@
 // the default 4 threads successive decodes land on different threads and llama.cpp's compute threads
 // migrate between cores every token: measured 0.55× llama-bench's generation speed with 2 threads, 0.97×
 // with one pool thread (docs/benchmarks.md). `quantize` is here for --sweep, which scores and times every
-// type like eval and bench do; `distill` for its teacher, which answers on parallel sequences like eval. Commands that do not generate keep node's default (pull writes and hashes
-// on it).
+// type like eval and bench do; `distill` for its teacher, which answers on parallel sequences like eval.
+// Commands that do not generate keep node's default (pull writes and hashes on it).
 // The name stays slm.js: npx caches the path of a package's bin, and a renamed launcher left `npx slm`
 // failing with "slm: not found" for everyone who had run it before (it did, in CI).
 "use strict";
