@@ -17,7 +17,8 @@
  * - slm distill --parallel 1: slm's generation, one prompt at a time (what batching is measured against);
  * - slm distill --parallel P: `slm distill … --data-only --json`, the prompts on P parallel sequences.
  * answers/s counts the answering only (model loaded; distill's `generation.seconds`); wall time is
- * printed too. Other processes' CPU use while each side ran comes from /proc/stat.
+ * printed too, and answers per CPU second of the whole process (start and load included), which other
+ * processes on a shared machine disturb less. Their CPU use while each side ran comes from /proc/stat.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -41,6 +42,8 @@ interface Side {
   tokens: number;
   seconds: number;
   wall: number;
+  /** CPU seconds of the whole process (start and load included): steadier than wall time on a shared machine. */
+  cpu: number;
   others: number;
 }
 
@@ -70,14 +73,14 @@ function measure(side: SideName, home: string): Side {
   const env = { ...process.env, UV_THREADPOOL_SIZE: "1", SLM_HOME: home, SLM_THREADS: String(threads) };
   if (side === "naive") {
     const r = runMeasured(process.execPath, ["--import", "tsx", path.join(ROOT, "bench", "distillGen.ts"), "--child", "naive", "--model", model, "--prompts-file", promptsFile, "--threads", String(threads), "--max-tokens", String(maxTokens)], env);
-    return { side, ...(JSON.parse(r.stdout.trim().split("\n").pop()!) as { answers: number; tokens: number; seconds: number }), wall: r.wall, others: r.others };
+    return { side, ...(JSON.parse(r.stdout.trim().split("\n").pop()!) as { answers: number; tokens: number; seconds: number }), wall: r.wall, cpu: r.cpu, others: r.others };
   }
   const p = side === "slm --parallel 1" ? 1 : parallel;
   // A fresh dataset name per run: an earlier run's finished dataset would be reused, not generated.
   rmSync(path.join(home, "datasets"), { recursive: true, force: true });
   const r = runMeasured(process.execPath, [BIN, "distill", "--teacher", model, "--student", "tiny-arith", "--prompts", promptsFile, "--data-only", "--parallel", String(p), "--threads", String(threads), "-n", String(maxTokens), "--json"], env);
   const g = (JSON.parse(r.stdout.trim().split("\n").pop()!) as { data: { generation: { answered: number; generatedTokens: number; seconds: number } } }).data.generation;
-  return { side, answers: g.answered, tokens: g.generatedTokens, seconds: g.seconds, wall: r.wall, others: r.others };
+  return { side, answers: g.answered, tokens: g.generatedTokens, seconds: g.seconds, wall: r.wall, cpu: r.cpu, others: r.others };
 }
 
 async function main(): Promise<void> {
@@ -109,16 +112,17 @@ function runRounds(home: string): void {
     for (const s of sides.map((_, i) => sides[(i + round) % sides.length]!)) {
       const m = measure(s, home);
       all.push(m);
-      console.log(`  round ${round + 1} ${s.padEnd(18)} ${(m.answers / m.seconds).toFixed(2)} answers/s, ${(m.tokens / m.seconds).toFixed(1)} tokens/s (${m.seconds.toFixed(2)} s answering, ${m.wall.toFixed(2)} s wall; others ${m.others.toFixed(2)} cores)`);
+      console.log(`  round ${round + 1} ${s.padEnd(18)} ${(m.answers / m.seconds).toFixed(2)} answers/s, ${(m.tokens / m.seconds).toFixed(1)} tokens/s (${m.seconds.toFixed(2)} s answering, ${m.wall.toFixed(2)} s wall, ${m.cpu.toFixed(2)} CPU s; others ${m.others.toFixed(2)} cores)`);
     }
   }
   const aps = (s: SideName) => all.filter((m) => m.side === s).map((m) => m.answers / m.seconds);
   const base = median(aps("naive"));
-  const header = ["side", "answers/s (rounds)", "median", "vs naive", "tokens/s (median)", "wall s (median)", "others' cores (max)"];
+  const perCpu = (s: SideName) => median(all.filter((m) => m.side === s).map((m) => m.answers / m.cpu));
+  const header = ["side", "answers/s (rounds)", "median", "vs naive", "tokens/s (median)", "answers per CPU s", "vs naive (CPU)", "wall s (median)", "others' cores (max)"];
   const rows = sides.map((s) => {
     const mine = all.filter((m) => m.side === s);
     const a = aps(s);
-    return [s, a.map((v) => v.toFixed(2)).join(" / "), median(a).toFixed(2), `${(median(a) / base).toFixed(2)}×`, median(mine.map((m) => m.tokens / m.seconds)).toFixed(1), median(mine.map((m) => m.wall)).toFixed(2), Math.max(...mine.map((m) => m.others)).toFixed(2)];
+    return [s, a.map((v) => v.toFixed(2)).join(" / "), median(a).toFixed(2), `${(median(a) / base).toFixed(2)}×`, median(mine.map((m) => m.tokens / m.seconds)).toFixed(1), perCpu(s).toFixed(2), `${(perCpu(s) / perCpu("naive")).toFixed(2)}×`, median(mine.map((m) => m.wall)).toFixed(2), Math.max(...mine.map((m) => m.others)).toFixed(2)];
   });
   console.log(`\n${table(header, rows)}\n\n${markdownTable(header, rows)}`);
   console.log(`\nslm distill --parallel ${parallel} / naive: ${(median(aps(`slm --parallel ${parallel}`)) / base).toFixed(2)}×`);
