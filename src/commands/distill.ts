@@ -9,7 +9,7 @@ import { number } from "./finetune.js";
 /** The request's own fields, slm run's sampling flags, the teacher's runtime flags and the student's fine-tune flags. */
 type DistillFlags = Omit<DistillRequest, "sampling" | "finetune" | "gpu" | "contextSize" | "verbose"> &
   SamplingFlags &
-  Omit<FinetuneRequest, "ref" | "data" | "out" | "seed"> & { ctx?: number; gpu?: string };
+  Omit<FinetuneRequest, "ref" | "data" | "out" | "seed" | "distill"> & { ctx?: number; gpu?: string };
 
 export function register(program: Command): void {
   const cmd = program

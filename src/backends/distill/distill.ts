@@ -12,16 +12,6 @@ import { type DatasetFiles, type DatasetLineage, datasetFiles } from "./dataset.
 import { type Prompts, readPrompts, readRelabelPrompts } from "./prompts.js";
 import { type GenerationSummary, teacherDataset } from "./teacher.js";
 
-/**
- * The fine-tune request's distillation fields (contract 2 of the plan: engineer B's FinetuneRequest
- * gains them). Kept here as a type of their own so this file builds against the contract either way.
- */
-interface DistillFinetuneFields {
-  full?: boolean;
-  kdAlpha?: number;
-  distill?: { teacher: string; dataset: string; kdLogprobs: number | null };
-}
-
 /** What `slm distill` was asked: the teacher's side, then `slm finetune`'s options for the student. */
 export interface DistillRequest {
   teacher: string;
@@ -41,7 +31,7 @@ export interface DistillRequest {
   verbose?: boolean;
   sampling: SamplingOptions;
   /** The rest of `slm finetune`'s options, passed on as they are. */
-  finetune: Omit<FinetuneRequest, "ref" | "data" | "out">;
+  finetune: Omit<FinetuneRequest, "ref" | "data" | "out" | "full" | "kdAlpha" | "distill">;
   /** Stop once the dataset is made (no training). */
   dataOnly?: boolean;
 }
@@ -98,8 +88,7 @@ export async function runDistill(plan: DistillPlan, ctx: BackendContext = {}): P
   const dataset = { ...lineage, path: plan.files.data };
   if (r.dataOnly) return { dataset, generation, finetune: null, seconds: (performance.now() - started) / 1000 };
   const [{ planFinetune }, { runFinetune }] = await Promise.all([import("../finetune/plan.js"), import("../finetune/finetune.js")]);
-  const distill: DistillFinetuneFields = { ...(r.full ? { full: true } : {}), ...(r.kdAlpha !== undefined ? { kdAlpha: r.kdAlpha } : {}), distill: { teacher: teacher.name, dataset: plan.files.dir, kdLogprobs } };
-  const request: FinetuneRequest & DistillFinetuneFields = { ...r.finetune, ...distill, ref: r.student, data: plan.files.data, out: plan.out };
+  const request: FinetuneRequest = { ...r.finetune, full: r.full, kdAlpha: r.kdAlpha, distill: { teacher: teacher.name, dataset: plan.files.dir, kdLogprobs }, ref: r.student, data: plan.files.data, out: plan.out };
   const finetune = await runFinetune(planFinetune(request), ctx);
   return { dataset, generation, finetune, seconds: (performance.now() - started) / 1000 };
 }
