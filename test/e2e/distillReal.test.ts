@@ -58,7 +58,7 @@ describe("slm distill with the real recipe (CPU)", () => {
     if (!interrupted) ctx.skip("the interrupted run did not happen");
     const r = await slm([...args, "--resume"], real.sb);
     expect(r.exitCode, r.all).toBe(0);
-    const res = lastJson(r.stdout).data as { generation: { reused: boolean }; finetune: { model: { name: string; lineage: { method?: string }[] }; training: { steps: number; resumed_from: string | null } } };
+    const res = lastJson(r.stdout).data as { dataset: { seconds: number; records: number }; generation: { reused: boolean }; finetune: { seconds: number; training: { steps: number; seconds: number; resumed_from: string | null } } };
     expect(res.generation.reused).toBe(true);
     expect(res.finetune.training.resumed_from).toMatch(/step-\d+$/);
     expect(res.finetune.training.steps).toBe(STEPS);
@@ -69,7 +69,7 @@ describe("slm distill with the real recipe (CPU)", () => {
     const e = await slm(["eval", "tiny-arith+sub", "--task", SUB_EVAL, "--no-store", "--json"], real.sb);
     expect(e.exitCode, e.all).toBe(0);
     const accuracy = (lastJson(e.stdout).data as { models: { tasks: { score: { accuracy: { value: number } } }[] }[] }).models[0]!.tasks[0]!.score.accuracy.value;
-    process.stderr.write(`[distillReal] sub-eval exact match of the distilled student: ${(accuracy * 100).toFixed(1)} %\n`);
+    process.stderr.write(`[distillReal] sub-eval exact match of the distilled student: ${(accuracy * 100).toFixed(1)} %; teacher ${res.dataset.seconds} s for ${res.dataset.records} answers, resumed fine-tune ${res.finetune.seconds.toFixed(1)} s (training ${res.finetune.training.seconds.toFixed(1)} s)\n`);
     expect(accuracy).toBeGreaterThanOrEqual(0.95);
   }, SLOW);
 });
