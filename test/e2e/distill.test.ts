@@ -146,7 +146,7 @@ describe("slm distill: bad input, refused before anything runs", () => {
     expect(existsSync(path.join(sb.home, "datasets"))).toBe(false);
   });
 
-  it("answered examples without --relabel, and --kd-alpha without --kd-logprobs", async () => {
+  it("answered examples without --relabel, --kd-alpha without --kd-logprobs, --full with LoRA options", async () => {
     const sb = sandbox();
     const r = await slm(["distill", "--teacher", "tiny-arith", "--student", "tiny-arith", "--prompts", path.join(FIXTURE, "data", "sub-eval.jsonl")], sb);
     expect(r.exitCode, r.all).toBe(2);
@@ -155,5 +155,10 @@ describe("slm distill: bad input, refused before anything runs", () => {
     const a = await slm(["distill", "--teacher", "tiny-arith", "--student", "tiny-arith", "--prompts", prompts, "--kd-alpha", "0.5"], sb);
     expect(a.exitCode, a.all).toBe(2);
     expect(a.stderr).toMatch(/--kd-alpha .* needs --kd-logprobs/);
+    // The student's fine-tune options too, before the teacher answers anything.
+    const full = await slm(["distill", "--teacher", "tiny-arith", "--student", "tiny-arith", "--prompts", prompts, "--full", "--rank", "8"], sb);
+    expect(full.exitCode, full.all).toBe(2);
+    expect(full.stderr).toMatch(/--rank sets the LoRA adapter, which --full does not train/);
+    expect(existsSync(path.join(sb.home, "datasets"))).toBe(false);
   });
 });

@@ -54,8 +54,8 @@ export function planDistill(r: DistillRequest): DistillPlan {
     throw new UsageError(`--kd-logprobs must be a whole number from 1 to ${MAX_KD_LOGPROBS} (got ${r.kdLogprobs}).`);
   }
   if (r.kdAlpha !== undefined && r.kdLogprobs === undefined) throw new UsageError("--kd-alpha mixes the token-level KD loss with cross-entropy: it needs --kd-logprobs K.", { hint: "Without --kd-logprobs the student learns from the teacher's answers (sequence-level KD)." });
-  if (r.kdAlpha !== undefined && !(r.kdAlpha >= 0 && r.kdAlpha <= 1)) throw new UsageError(`--kd-alpha must be between 0 and 1 (got ${r.kdAlpha}).`);
-  settingsOf({ ...r.finetune, ref: r.student, data: r.prompts });
+  // The fine-tune's options are checked now (--full with LoRA options, --kd-alpha's range…), not after the teacher's work.
+  settingsOf({ ...r.finetune, full: r.full, kdAlpha: r.kdAlpha, ref: r.student, data: r.prompts });
   // A GGUF student is refused here, with how to give HF weights instead (finetune's base resolution).
   const student = resolveFinetuneBase(r.student);
   const out = r.out ?? "distill";

@@ -64,7 +64,7 @@ export function generationKey(t: TeacherRun, adapters: { path: string; scale: nu
  * before, continued when it was stopped, else made from scratch. Ctrl+C keeps what was answered.
  */
 export async function teacherDataset(files: DatasetFiles, t: TeacherRun, prompts: Prompts, relabel: boolean, ctx: BackendContext): Promise<{ lineage: DatasetLineage; generation: GenerationSummary }> {
-  const [{ resolveRuntimeLora, loadRuntimeModel }] = await Promise.all([import("../runtime/load.js")]);
+  const { resolveRuntimeLora, loadRuntimeModel } = await import("../runtime/load.js");
   const lora = await resolveRuntimeLora(t.entry, t.lora, ctx);
   const adapters = [...(t.entry.adapters ?? []).map((a) => ({ path: a.path, scale: a.scale ?? 1 })), ...lora.map((a) => ({ path: a.path, scale: a.scale ?? 1 }))];
   const key = generationKey(t, adapters, prompts, relabel);
