@@ -1,22 +1,11 @@
 import { type Command, InvalidArgumentError, Option } from "commander";
+import type { PruneRequest } from "../backends/prune/plan.js";
 import type { PruneResult } from "../backends/prune/run.js";
 import { formatBytes, formatDuration } from "../core/format.js";
 import { action, positiveInt } from "./action.js";
 
-interface PruneFlags {
-  layers?: number;
-  ffn?: number;
-  calibration?: string;
-  samples?: number;
-  seqLen?: number;
-  heal?: string;
-  healDistill?: boolean;
-  healSteps?: number;
-  healLr?: number;
-  device?: "auto" | "cpu" | "cuda";
-  threads?: number;
-  out?: string;
-}
+/** The flags are the request's settings, named alike. */
+type PruneFlags = Omit<PruneRequest, "ref">;
 
 function share(value: string): number {
   const n = Number(value.endsWith("%") ? Number(value.slice(0, -1)) / 100 : value);
@@ -53,7 +42,7 @@ export function register(program: Command): void {
 Depth (--layers K): each block's influence is 1 - the mean cosine between its
 input and output hidden states over the calibration tokens; the K lowest go.
 Width (--ffn R): each FFN channel's importance is the size of its activation;
-every block keeps the same most important channels count, a multiple of 32
+every block keeps its most important ones, as many in each, a multiple of 32
 (slm warns when it is not a multiple of 256, which K-quants need). One of the
 two per run. The result is a Hugging Face folder (config.json updated) that
 slm run, slm quantize and slm convert take like any other; slm info shows
