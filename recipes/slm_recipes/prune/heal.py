@@ -11,7 +11,8 @@ import torch
 
 from .. import events as ev
 from ..data import Encoder, collate, encode_all, read_jsonl
-from ..quant.calibration import load_calibration
+from ..errors import ConfigError
+from ..quant.calibration import _text_tokens
 
 
 def _data_batches(heal, cfg, tokenizer, max_positions):
@@ -20,9 +21,12 @@ def _data_batches(heal, cfg, tokenizer, max_positions):
         examples, _ = encode_all(read_jsonl(heal.data.file), Encoder(tokenizer), min(cfg.seq_len, max_positions))
         rows = examples
     else:
-        # Plain text: consecutive windows of seq_len tokens, every token learned.
-        windows = load_calibration(_Sized(heal.data, 1 << 30, cfg.seq_len), tokenizer, max_positions)
-        rows = [_Row(w.tolist()) for w in windows]
+        # Plain text: the whole file's tokens in consecutive windows of seq_len, every token learned.
+        stream = [t for ids in _text_tokens(heal.data.file, tokenizer) for t in ids]
+        n = min(cfg.seq_len, max_positions)
+        rows = [_Row(stream[i:i + n]) for i in range(0, len(stream) - 1, n)]
+        if not rows:
+            raise ConfigError(f"heal: {heal.data.file} holds no text to train on")
     order = list(range(len(rows)))
     random.Random(cfg.seed).shuffle(order)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -32,11 +36,6 @@ def _data_batches(heal, cfg, tokenizer, max_positions):
         return {k: torch.tensor(v, dtype=torch.long) for k, v in collate(picked, pad).items()}
 
     return batch, len(rows)
-
-
-class _Sized:
-    def __init__(self, calibration, samples, seq_len):
-        self.calibration, self.samples, self.seq_len = calibration, samples, seq_len
 
 
 class _Row:
