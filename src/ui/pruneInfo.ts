@@ -10,9 +10,9 @@ export function pruneText(lineage: readonly LineageStep[]): string | undefined {
   };
   const heal = p.heal ? `; healed by ${p.heal.mode === "distill" ? "distillation from the unpruned model" : "fine-tuning on data"}, ${p.heal.steps} steps${p.heal.loss ? `, loss ${p.heal.loss.map((x) => x.toFixed(3)).join(" → ")}` : ""}` : "";
   if (step.method === "prune-layers") {
-    const scores = p.blockInfluence ?? [];
-    const removed = (p.removedLayers ?? []).map((i) => `${i}${scores[i] !== undefined ? ` (influence ${scores[i].toFixed(4)})` : ""}`).join(", ");
-    return `block${(p.removedLayers ?? []).length === 1 ? "" : "s"} ${removed} dropped, ${p.layers ?? "?"} blocks: the least block influence of ${scores.map((s) => s.toFixed(4)).join(", ")}${heal}`;
+    const removed = p.removedLayers ?? [];
+    const before = p.layers?.split(" ")[0] ?? "?";
+    return `block${removed.length === 1 ? "" : "s"} ${removed.join(", ")} of ${before} dropped: the lowest block influence (by block: ${(p.blockInfluence ?? []).map((s) => s.toFixed(4)).join(", ")})${heal}`;
   }
   return `FFN ${p.intermediateSize ?? "?"} channels per block, the smallest activations removed (${p.removedChannels ?? "?"} in all; ${p.channelsFile ?? "prune.json"} lists them)${heal}`;
 }

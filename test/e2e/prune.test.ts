@@ -82,6 +82,8 @@ describe("slm prune", () => {
       const k = want.scores.indexOf(Math.min(...want.scores));
       expect(recipe.removed_layers).toEqual([k]);
       expect(model.lineage[0]).toMatchObject({ from: HF, method: "prune-layers", parameters: { removedLayers: [k], calibration: { file: TEXT, format: "text" } } });
+      const info = await slm(["info", "arith-3"], sb);
+      expect(info.stdout.replace(/\s+/g, " ")).toContain(`block ${k} of 4 dropped: the lowest block influence`);
 
       const conv = await slm(["convert", "arith-3", "--outtype", "f32", "--out", "arith-3-f32", "--json"], sb);
       expect(conv.exitCode, conv.all).toBe(0);
