@@ -26,7 +26,7 @@ describe("slm prune", () => {
   it("refuses a GGUF, saying how to get the Hugging Face weights", async () => {
     const r = await slm(["prune", F32, "--layers", "1"], bad);
     expect(r.exitCode, r.all).toBe(2);
-    expect(r.stderr).toContain("Pruning needs the original Hugging Face weights");
+    expect(r.stderr).toContain("is a GGUF model; pruning needs the original Hugging Face weights");
     expect(r.stderr).toContain("slm pull <org/repo> --format hf");
     expect(r.stderr).not.toMatch(/\n\s+at /);
   });

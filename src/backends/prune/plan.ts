@@ -56,7 +56,7 @@ export const DEFAULTS = { samples: 32, seqLen: 256, healSteps: 100, healLr: 1e-4
 /** The calibration text slm ships (recipes/data/): used when no --calibration is given. */
 export const SHIPPED_CALIBRATION = "prune-calibration.txt";
 
-export const PRUNE_USE: WeightsUse = { who: "Pruning", plural: false, verb: "prune" };
+export const PRUNE_USE: WeightsUse = { who: "pruning", plural: false, verb: "prune" };
 
 export function shippedCalibration(): string {
   return path.join(packageRoot(), "recipes", "data", SHIPPED_CALIBRATION);
