@@ -2,18 +2,17 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { execa } from "execa";
 import { describe, expect, it, type TestContext } from "vitest";
-import { readSafetensors, readTensorF32 } from "../../src/backends/adapters/safetensors.js";
 import { FIXTURE, lastJson, slm } from "../helpers/cli.js";
-import { lossPoints, realRecipe, runEvents } from "../helpers/finetuneRun.js";
+import { adapterTensors, lossPoints, maxDifference, processesMentioning, realRecipe, runEvents } from "../helpers/finetuneRun.js";
 
 /**
  * The recipe under a standard launcher: `slm finetune --prepare` makes a run folder, `torchrun --nnodes 1
  * --nproc-per-node 2` (torch's own launcher, from the test Python) trains in it on the CPU, and
  * `slm finetune --register` registers the result. Two torchrun processes with batch_size 4 must train what
  * one process trains with batch_size 4 and grad_accum 2 (as test/e2e/finetuneGpus.test.ts checks for slm's
- * own launcher), rank 0 alone must write events, and a Ctrl+C typed at torchrun's terminal (which reaches the
- * workers twice: from the terminal and forwarded by torchrun) must still stop at a step with a checkpoint
- * that the recipe's --resume continues to the same weights.
+ * own launcher), rank 0 alone must write events, and a SIGTERM that reaches the workers twice (from the
+ * scheduler and forwarded by torchrun) must still stop them at a step with a checkpoint that the recipe's
+ * --resume continues to the same weights.
  */
 const HF = path.join(FIXTURE, "hf");
 const SUB = path.join(FIXTURE, "data", "sub-train.jsonl");
@@ -28,21 +27,6 @@ interface Prepared {
   recipe: string;
 }
 
-function adapterTensors(dir: string): Map<string, Float32Array> {
-  const file = readSafetensors(path.join(dir, "adapter_model.safetensors"));
-  return new Map(file.tensors.map((t) => [t.name, readTensorF32(file, t)]));
-}
-
-function maxDifference(a: Map<string, Float32Array>, b: Map<string, Float32Array>): number {
-  expect([...a.keys()].sort()).toEqual([...b.keys()].sort());
-  let max = 0;
-  for (const [name, x] of a) {
-    const y = b.get(name)!;
-    for (let i = 0; i < x.length; i++) max = Math.max(max, Math.abs(x[i]! - y[i]!));
-  }
-  return max;
-}
-
 /** The prepared config with some keys changed, written beside it (the recipe's config is its protocol). */
 function configWith(p: Prepared, file: string, change: Record<string, unknown>): string {
   const cfg = JSON.parse(readFileSync(p.config, "utf8")) as Record<string, unknown>;
@@ -55,8 +39,7 @@ const real = realRecipe("the recipe under torchrun");
 const need = (ctx: TestContext) => real.need(ctx);
 const env = () => ({ ...real.sb.env, OMP_NUM_THREADS: "1" });
 /** torch's launcher as the test Python has it (`torchrun` is this module's console script). */
-const torchrun = (args: string[], detached = false) =>
-  execa(real.python!, ["-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2", ...args], { env: env(), reject: false, detached });
+const torchrun = (args: string[]) => execa(real.python!, ["-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2", ...args], { env: env(), reject: false });
 
 describe("the fine-tune recipe under torchrun (two CPU processes)", () => {
   let prepared: Prepared | undefined;
@@ -111,20 +94,21 @@ describe("the fine-tune recipe under torchrun (two CPU processes)", () => {
     expect(again.stderr).toMatch(/registered already/);
   }, SLOW);
 
-  it("Ctrl+C at torchrun's terminal: every rank stops after one step with a checkpoint; --resume ends where the uninterrupted run did", async (ctx) => {
+  it("a scheduler's SIGTERM to every process (torchrun forwards it too): each rank stops after the same step with a checkpoint; --resume ends where the uninterrupted run did", async (ctx) => {
     need(ctx);
     if (!prepared || !trained) ctx.skip("the uninterrupted torchrun run did not happen");
     const out = path.join(real.sb.home, "stopped");
     const config = configWith(prepared!, "stopped.json", { output_dir: out });
-    // Its own process group, like a shell's foreground job: the signal reaches torchrun and both workers.
-    const child = torchrun([prepared!.recipe, "--config", config], true);
+    const child = torchrun([prepared!.recipe, "--config", config]);
     let seen = "";
     let sent = false;
     child.stdout!.on("data", (d: Buffer) => {
       seen += d.toString();
       if (!sent && /"id":"train","unit":"steps","current":([3-9]|[12]\d)\b/.test(seen)) {
         sent = true;
-        process.kill(-child.pid!, "SIGINT");
+        // As SLURM's scancel or time limit does: every process of the job, the workers (which torchrun
+        // starts in sessions of their own) as well as torchrun, which then sends the workers its own copy.
+        for (const pid of processesMentioning(config)) process.kill(pid, "SIGTERM");
       }
     });
     const r = await child;
@@ -133,6 +117,7 @@ describe("the fine-tune recipe under torchrun (two CPU processes)", () => {
     expect(stoppedAt, r.stderr).toBeDefined();
     expect(existsSync(path.join(out, "checkpoints", `step-${stoppedAt}`, "state.pt"))).toBe(true);
     expect(existsSync(path.join(out, "adapter"))).toBe(false);
+    expect(processesMentioning(config)).toEqual([]);
 
     const resumed = await torchrun([prepared!.recipe, "--config", config, "--resume"]);
     expect(resumed.exitCode, resumed.stderr).toBe(0);
