@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { execa } from "execa";
 import { describe, expect, it, type TestContext } from "vitest";
@@ -12,7 +12,7 @@ import { adapterTensors, lossPoints, maxDifference, processesMentioning, realRec
  * one process trains with batch_size 4 and grad_accum 2 (as test/e2e/finetuneGpus.test.ts checks for slm's
  * own launcher), rank 0 alone must write events, and a SIGTERM that reaches the workers twice (from the
  * scheduler and forwarded by torchrun) must still stop them at a step with a checkpoint that the recipe's
- * --resume continues to the same weights.
+ * --resume continues to the same weights, also when the ranks do not share a disk.
  */
 const HF = path.join(FIXTURE, "hf");
 const SUB = path.join(FIXTURE, "data", "sub-train.jsonl");
@@ -34,6 +34,22 @@ function configWith(p: Prepared, file: string, change: Record<string, unknown>):
   writeFileSync(out, JSON.stringify({ ...cfg, ...change }));
   return out;
 }
+
+/** Runs the recipe with, on ranks other than 0, the config's output_dir + "-rank<N>". */
+const OWN_DISK = `import json, os, runpy, sys
+recipe = RECIPE
+i = sys.argv.index("--config") + 1
+rank = os.environ["RANK"]
+if rank != "0":
+    with open(sys.argv[i]) as f:
+        cfg = json.load(f)
+    cfg["output_dir"] += "-rank" + rank
+    sys.argv[i] += ".rank" + rank
+    with open(sys.argv[i], "w") as f:
+        json.dump(cfg, f)
+sys.argv[0] = recipe
+runpy.run_path(recipe, run_name="__main__")
+`;
 
 const real = realRecipe("the recipe under torchrun");
 const need = (ctx: TestContext) => real.need(ctx);
@@ -94,12 +110,15 @@ describe("the fine-tune recipe under torchrun (two CPU processes)", () => {
     expect(again.stderr).toMatch(/registered already/);
   }, SLOW);
 
-  it("a scheduler's SIGTERM to every process (torchrun forwards it too): each rank stops after the same step with a checkpoint; --resume ends where the uninterrupted run did", async (ctx) => {
+  it("a scheduler's SIGTERM to every process (torchrun forwards it too), each rank with a disk of its own: each stops after the same step, rank 0 saves; --resume ends where the uninterrupted run did", async (ctx) => {
     need(ctx);
     if (!prepared || !trained) ctx.skip("the uninterrupted torchrun run did not happen");
     const out = path.join(real.sb.home, "stopped");
     const config = configWith(prepared!, "stopped.json", { output_dir: out });
-    const child = torchrun([prepared!.recipe, "--config", config]);
+    // Two machines without shared storage, on one: rank 1 sees another output_dir (the wrapper gives it one).
+    const wrapper = path.join(real.sb.home, "own_disk.py");
+    writeFileSync(wrapper, OWN_DISK.replace("RECIPE", JSON.stringify(prepared!.recipe)));
+    const child = torchrun([wrapper, "--config", config]);
     let seen = "";
     let sent = false;
     child.stdout!.on("data", (d: Buffer) => {
@@ -118,8 +137,11 @@ describe("the fine-tune recipe under torchrun (two CPU processes)", () => {
     expect(existsSync(path.join(out, "checkpoints", `step-${stoppedAt}`, "state.pt"))).toBe(true);
     expect(existsSync(path.join(out, "adapter"))).toBe(false);
     expect(processesMentioning(config)).toEqual([]);
+    // Rank 1 wrote nothing; for --resume it needs rank 0's checkpoints at its own path (docs/finetune.md).
+    expect(existsSync(`${out}-rank1`)).toBe(false);
+    cpSync(path.join(out, "checkpoints"), path.join(`${out}-rank1`, "checkpoints"), { recursive: true });
 
-    const resumed = await torchrun([prepared!.recipe, "--config", config, "--resume"]);
+    const resumed = await torchrun([wrapper, "--config", config, "--resume"]);
     expect(resumed.exitCode, resumed.stderr).toBe(0);
     const res = lastJson(resumed.stdout).data as { resumed_from: string; steps: number };
     expect(res.resumed_from).toMatch(new RegExp(`step-${stoppedAt}$`));
