@@ -1,5 +1,6 @@
 """Training checkpoints: <output_dir>/checkpoints/step-N/ holds
-  adapter/    the PEFT adapter at step N (usable on its own)
+  adapter/    the PEFT adapter at step N (usable on its own); none for a full fine-tune, whose weights are all
+              in state.pt
   state.pt    trainable weights (exact fp32), optimizer, LR schedule, step, RNG states, counters, fingerprint
 Resuming restores all of it; the data order needs no storing because each epoch's order is a function of
 (seed, epoch) and the step number says where in the epoch training stopped."""
@@ -51,11 +52,13 @@ def _set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save(output_dir, peft_model, optimizer, scheduler, step, counters, fingerprint):
+def save(output_dir, peft_model, optimizer, scheduler, step, counters, fingerprint, adapter=True):
+    """`adapter`: also write the PEFT adapter folder (False for a full fine-tune: its weights are in state.pt)."""
     root = checkpoints_dir(output_dir)
     target = os.path.join(root, f"step-{step}")
     with atomic_dir(target) as tmp:
-        peft_model.save_pretrained(os.path.join(tmp, "adapter"))
+        if adapter:
+            peft_model.save_pretrained(os.path.join(tmp, "adapter"))
         trainable = {n: p.detach().to("cpu", copy=True) for n, p in peft_model.named_parameters() if p.requires_grad}
         torch.save({"step": step, "trainable": trainable, "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "rng": _rng_state(), "counters": counters,

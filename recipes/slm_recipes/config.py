@@ -128,7 +128,15 @@ def finetune_config(raw):
     c.compile = r.boolean("compile", default=False)
     c.save_every = r.integer("save_every", 1, default=None, nullable=True)
     c.warmup_ratio = r.number("warmup_ratio", 0, 0.5, default=0.03)
+    # Issue 14: full fine-tuning (every weight, no LoRA) and token-level distillation from `teacher` fields.
+    c.full = r.boolean("full", default=False)
+    c.kd_alpha = None if r.get("kd_alpha", None) is None else r.number("kd_alpha", 0, 1)
     r.finish()
+    if c.full and c.qlora:
+        raise ConfigError("full: full fine-tuning trains every weight in full precision; it cannot train a 4-bit "
+                          "(qlora) model: drop one of them")
+    if c.full and c.merge:
+        raise ConfigError("merge: a full fine-tune has no adapter to merge (its output is already a whole model)")
     if c.qlora and c.device == "cpu":
         raise ConfigError("qlora: 4-bit training (bitsandbytes) needs a CUDA GPU; use device \"cuda\" or \"auto\", or drop qlora")
     return c

@@ -6,7 +6,9 @@ Record shapes (written by slm's TypeScript side, one per line):
   {"messages": [{"role", "content"}...]}  rendered with the chat template; loss on assistant turns only
   {"prompt": str, "completion": str}      raw text, no template; loss on the completion only
   {"text": str}                           raw text; loss on every token
-`train_on_prompt` puts the loss on every token of the first two shapes as well.
+`train_on_prompt` puts the loss on every token of the first two shapes as well. The first two may carry a
+`teacher` field (teacher.py): the teacher's top-K log-probabilities for the answer's tokens, for token-level
+distillation; `encode_all(..., teacher=True)` lines them up with the last answer's tokens.
 
 Labels are aligned with input ids (label[i] is token i, or IGNORE); the loss shifts them by one. The first token
 of every example is IGNORE: nothing before it in the same example predicts it, which also keeps a packed
@@ -15,6 +17,7 @@ import json
 import random
 from dataclasses import dataclass, field
 
+from . import teacher as kd_teacher
 from .errors import ConfigError
 
 IGNORE = -100
@@ -25,6 +28,7 @@ class Example:
     ids: list
     labels: list
     positions: list = None  # only for packed sequences: restart at 0 at each document
+    kd: list = None  # token-level KD: per position the teacher's (top_ids, top_logprobs) for that token, or None
 
 
 @dataclass
@@ -37,6 +41,8 @@ class DataStats:
     loss_tokens: int = 0
     longest: int = 0
     kinds: dict = field(default_factory=dict)
+    kd_examples: int = 0  # examples whose answer tokens carry the teacher's distribution
+    kd_misaligned: int = 0  # examples with a teacher field whose tokens do not line up: cross-entropy only
 
 
 def read_jsonl(path):
@@ -52,6 +58,10 @@ def read_jsonl(path):
                 raise ConfigError(f"{path}:{n}: not JSON ({e.msg})") from None
             if not isinstance(rec, dict) or not ({"messages", "text"} & rec.keys() or {"prompt", "completion"} <= rec.keys()):
                 raise ConfigError(f"{path}:{n}: expected {{\"messages\"}}, {{\"prompt\",\"completion\"}} or {{\"text\"}}")
+            if "teacher" in rec:
+                if "text" in rec and "messages" not in rec and "prompt" not in rec:
+                    raise ConfigError(f"{path}:{n}: a teacher field needs an answer: a messages or prompt/completion record")
+                kd_teacher.check(rec["teacher"], f"{path}:{n}")
             records.append(rec)
     if not records:
         raise ConfigError(f"{path}: no examples")
@@ -90,10 +100,9 @@ class Encoder:
         # The rendered text already holds the template's special tokens (BOS and all), so no more are added,
         # exactly as apply_chat_template(tokenize=True) does.
         ids = self._ids(self._render(messages, False), False)
-        if self.train_on_prompt:
-            return ids, list(ids)
         labels = [IGNORE] * len(ids)
         inexact = False
+        span = None
         for i, m in enumerate(messages):
             if m.get("role") != "assistant":
                 continue
@@ -106,13 +115,22 @@ class Encoder:
             start, end = _common_prefix(before, ids), _common_prefix(through, ids)
             inexact |= start < len(before) or end < len(through)
             labels[start:end] = ids[start:end]
+            span = (start, end)
+        if self.train_on_prompt:
+            return ids, list(ids), span
         stats.inexact_masks += inexact
-        return ids, labels
+        return ids, labels, span
 
     def encode(self, rec, stats):
+        ids, labels, _ = self.encode_with_answer(rec, stats)
+        return ids, labels
+
+    def encode_with_answer(self, rec, stats):
+        """(ids, labels, (start, end) of the last answer's tokens, or None for text)."""
+        span = None
         if "messages" in rec:
             kind = "messages"
-            ids, labels = self._messages(rec["messages"], stats)
+            ids, labels, span = self._messages(rec["messages"], stats)
         elif "prompt" in rec:
             kind = "prompt_completion"
             p = self._ids(rec["prompt"], True)
@@ -122,6 +140,7 @@ class Encoder:
             if self.eos is not None:
                 c.append(self.eos)
             ids = p + c
+            span = (len(p), len(ids))
             labels = list(ids) if self.train_on_prompt else [IGNORE] * len(p) + c
         else:
             kind = "text"
@@ -132,18 +151,28 @@ class Encoder:
         stats.kinds[kind] = stats.kinds.get(kind, 0) + 1
         if labels:
             labels[0] = IGNORE
-        return ids, labels
+        return ids, labels, span
 
 
-def encode_all(records, encoder, max_seq_len):
-    """Encodes, truncates to max_seq_len (from the right) and drops examples with no loss token left."""
+def encode_all(records, encoder, max_seq_len, teacher=False):
+    """Encodes, truncates to max_seq_len (from the right) and drops examples with no loss token left. With
+    `teacher`, records' teacher fields are lined up with their answers' tokens (Example.kd); one that does not
+    line up is counted (stats.kd_misaligned) and trains on cross-entropy alone."""
     stats = DataStats()
     out = []
     for rec in records:
-        ids, labels = encoder.encode(rec, stats)
+        ids, labels, span = encoder.encode_with_answer(rec, stats)
+        kd = None
+        if teacher and "teacher" in rec:
+            kd = kd_teacher.align(ids, span, rec["teacher"]) if span else None
+            if kd is None:
+                stats.kd_misaligned += 1
+            else:
+                stats.kd_examples += 1
         if len(ids) > max_seq_len:
             stats.truncated += 1
             ids, labels = ids[:max_seq_len], labels[:max_seq_len]
+            kd = kd[:max_seq_len] if kd else kd
         n_loss = sum(1 for t in labels if t != IGNORE)
         if n_loss == 0:
             stats.dropped += 1
@@ -152,7 +181,7 @@ def encode_all(records, encoder, max_seq_len):
         stats.tokens += len(ids)
         stats.loss_tokens += n_loss
         stats.longest = max(stats.longest, len(ids))
-        out.append(Example(ids, labels))
+        out.append(Example(ids, labels, kd=kd))
     return out, stats
 
 
@@ -173,6 +202,9 @@ def pack(examples, max_seq_len, seed):
         cur.ids += ex.ids
         cur.labels += ex.labels
         cur.positions += range(len(ex.ids))
+        if ex.kd is not None or cur.kd is not None:
+            # Positions before this document (or of one without a teacher) have no teacher entry.
+            cur.kd = (cur.kd or [None] * (len(cur.ids) - len(ex.ids))) + (ex.kd or [None] * len(ex.ids))
     return packs
 
 
@@ -186,7 +218,9 @@ def epoch_batches(n_items, batch_size, seed, epoch):
 
 def collate(items, pad_id):
     """Right-pads a batch to its longest item. Returns plain lists: input_ids, labels, and either
-    attention_mask (unpacked) or position_ids (packed; no mask, so the document mask is derived from them)."""
+    attention_mask (unpacked) or position_ids (packed; no mask, so the document mask is derived from them); and
+    when any item carries a teacher, kd_ids / kd_logprobs [batch, width, K] and kd_mask [batch, width]
+    (teacher.collate_rows), aligned with the labels."""
     width = max(len(x.ids) for x in items)
     packed = items[0].positions is not None
     batch = {"input_ids": [], "labels": [], "position_ids" if packed else "attention_mask": []}
@@ -199,6 +233,10 @@ def collate(items, pad_id):
             batch["position_ids"].append(list(x.positions) + list(range(pad)))
         else:
             batch["attention_mask"].append([1] * len(x.ids) + [0] * pad)
+    if any(x.kd is not None for x in items):
+        k = kd_teacher.widest(x.kd for x in items)
+        rows = [kd_teacher.collate_rows(x.kd, width, k) for x in items]
+        batch["kd_ids"], batch["kd_logprobs"], batch["kd_mask"] = (list(r) for r in zip(*rows))
     return batch
 
 

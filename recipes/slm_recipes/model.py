@@ -73,5 +73,12 @@ def apply_lora(model, rank, alpha, dropout, target_modules):
         raise ConfigError(f"target_modules: {e}") from None
 
 
+def make_all_trainable(model):
+    """Full fine-tuning: every weight learns (load_base froze them all for LoRA)."""
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model
+
+
 def trainable_parameters(model):
     return [p for p in model.parameters() if p.requires_grad]

@@ -7,6 +7,9 @@ import math
 import torch
 
 from .chunked_ce import IGNORE, linear_cross_entropy_sum
+from .kd_loss import kd_loss_sum
+
+KD_KEYS = ("kd_ids", "kd_logprobs", "kd_mask")
 
 # Architectures whose causal-LM head is exactly `lm_head(final_hidden_states)`; others (logit soft-capping,
 # logit scaling, custom heads) use the model's own forward and the ordinary loss.
@@ -30,9 +33,12 @@ def body_and_head(causal_lm):
 
 
 class CausalLMLoss:
-    """loss_fn(batch) → (sum of token losses as fp32, number of loss tokens). `chunked` says which path runs."""
+    """loss_fn(batch) → (sum of token losses as fp32, number of loss tokens). `chunked` says which path runs.
+    With `kd_alpha` set, a batch that carries the teacher's distributions (data.collate's kd_* keys) gets the
+    distillation loss of kd_loss.py on its labelled positions instead of cross-entropy alone."""
 
-    def __init__(self, causal_lm, compute_dtype, chunked=True, compiled=False):
+    def __init__(self, causal_lm, compute_dtype, chunked=True, compiled=False, kd_alpha=None):
+        self.kd_alpha = kd_alpha
         self.causal_lm = causal_lm
         self.compute_dtype = compute_dtype
         self.compiled = compiled
@@ -40,8 +46,10 @@ class CausalLMLoss:
         self.chunked = self.parts is not None
 
     def __call__(self, batch):
-        inputs = {k: v for k, v in batch.items() if k not in ("labels", "n_loss")}
+        inputs = {k: v for k, v in batch.items() if k not in ("labels", "n_loss", *KD_KEYS)}
         labels = batch["labels"]
+        if self.kd_alpha is not None and "kd_ids" in batch:
+            return self._distill(inputs, batch)
         if self.chunked:
             body, head = self.parts
             out = body(**inputs, use_cache=False)
@@ -53,6 +61,22 @@ class CausalLMLoss:
         loss = torch.nn.functional.cross_entropy(
             logits[:, :-1].flatten(0, 1).float(), t.flatten(), ignore_index=IGNORE, reduction="sum")
         return loss, int((t != IGNORE).sum())
+
+    def _distill(self, inputs, batch):
+        """Logits at the labelled positions only (the answer tokens: few, so their [rows × vocab] logits are
+        small), then kd_loss_sum over them."""
+        keep = batch["labels"][:, 1:] != IGNORE
+        if self.parts:
+            body, head = self.parts
+            out = body(**inputs, use_cache=False)
+            hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+            logits = head(hidden[:, :-1][keep])
+        else:
+            logits = self.causal_lm(**inputs, use_cache=False).logits[:, :-1][keep]
+        shifted = {k: batch[k][:, 1:][keep] for k in KD_KEYS}
+        loss = kd_loss_sum(logits, batch["labels"][:, 1:][keep], shifted["kd_ids"], shifted["kd_logprobs"],
+                           shifted["kd_mask"], self.kd_alpha)
+        return loss, int(keep.sum())
 
 
 def keep_input_dtype(peft_model):
@@ -131,7 +155,8 @@ def to_device(batch, device):
     """Lists from data.collate → tensors on `device`, plus n_loss (loss tokens after the shift), counted on the
     host so that the step needs no device synchronisation to normalise its loss."""
     n_loss = sum(1 for row in batch["labels"] for t in row[1:] if t != IGNORE)
-    out = {k: torch.tensor(v, dtype=torch.long, device=device) for k, v in batch.items()}
+    dtypes = {"kd_logprobs": torch.float32, "kd_mask": torch.bool}
+    out = {k: torch.tensor(v, dtype=dtypes.get(k, torch.long), device=device) for k, v in batch.items()}
     out["n_loss"] = n_loss
     return out
 

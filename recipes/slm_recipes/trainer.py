@@ -20,7 +20,8 @@ from .errors import Cancelled, ConfigError, RecipeError
 from .units import format_bytes
 from .fsutil import atomic_dir, sha256_file
 from .merge import merge
-from .model import apply_lora, compute_dtype, load_base, load_tokenizer, pick_device, trainable_parameters
+from .model import (apply_lora, compute_dtype, load_base, load_tokenizer, make_all_trainable, pick_device,
+                    trainable_parameters)
 from .train_step import (CausalLMLoss, compile_layers, keep_input_dtype, make_optimizer, make_scheduler,
                          set_checkpointing, to_device, train_step, warmup_steps_for)
 
@@ -41,6 +42,11 @@ def fingerprint(cfg, train_sha):
             "target_modules", "batch_size", "grad_accum", "max_seq_len", "packing", "qlora", "seed", "warmup_ratio")
     fp = {k: getattr(cfg, k) for k in keys}
     fp["train_sha256"] = train_sha
+    # Absent at their defaults, so checkpoints written before these keys existed still resume.
+    if cfg.full:
+        fp["full"] = True
+    if cfg.kd_alpha is not None:
+        fp["kd_alpha"] = cfg.kd_alpha
     if cfg.gpus > 1:
         # The process count sets the batches (batch_size per process). Absent for one process, so checkpoints
         # written before several processes existed still resume.
@@ -70,17 +76,22 @@ class Run:
             self.tokenizer.chat_template = cfg.chat_template
         # Padding is masked out of attention and loss, so any id will do when the tokenizer has none.
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        self.model = load_base(cfg.base, self.device, self.dtype, cfg.qlora)
+        # Full fine-tuning keeps fp32 master weights (AdamW updates are lost in bf16 weights); the matmuls still
+        # run in self.dtype under autocast. LoRA's frozen base may be stored in self.dtype.
+        self.model = load_base(cfg.base, self.device, torch.float32 if cfg.full else self.dtype, cfg.qlora)
         self.checkpointing = resolve_checkpointing(cfg.checkpointing, self.device)
         set_checkpointing(self.model, self.checkpointing)
-        self.peft = apply_lora(self.model, cfg.rank, cfg.alpha, cfg.dropout, cfg.target_modules)
-        if self.dtype != torch.float32:
-            keep_input_dtype(self.peft)
+        if cfg.full:
+            self.peft = make_all_trainable(self.model)  # "peft": the model that trains, here the whole one
+        else:
+            self.peft = apply_lora(self.model, cfg.rank, cfg.alpha, cfg.dropout, cfg.target_modules)
+            if self.dtype != torch.float32:
+                keep_input_dtype(self.peft)
         if cfg.compile:
             compile_layers(self.model)
         self.params = trainable_parameters(self.peft)
         self.group.broadcast_(self.params)
-        self.loss_fn = CausalLMLoss(self.model, self.dtype, compiled=cfg.compile)
+        self.loss_fn = CausalLMLoss(self.model, self.dtype, compiled=cfg.compile, kd_alpha=cfg.kd_alpha)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
             self.autocast = lambda: torch.autocast("cuda", dtype=self.dtype, enabled=self.dtype != torch.float32)
@@ -92,15 +103,19 @@ class Run:
                        + (f" × {self.group.world} processes" if self.group.active else "")
                        + f", {str(self.dtype).replace('torch.', '')}, checkpointing "
                        f"{self.checkpointing}, loss {'chunked' if self.loss_fn.chunked else 'standard'}"
-                       f"{', compiled layers' if cfg.compile else ''}; LoRA r={cfg.rank} alpha={cfg.alpha:g}: "
-                       f"{n_train:,} trainable of {n_all:,} parameters")
+                       f"{', compiled layers' if cfg.compile else ''}; "
+                       + ("full fine-tuning" if cfg.full else f"LoRA r={cfg.rank} alpha={cfg.alpha:g}")
+                       + f": {n_train:,} trainable of {n_all:,} parameters"
+                       + (f"; distillation loss kd_alpha={cfg.kd_alpha:g}" if cfg.kd_alpha is not None else ""))
         self.steps.done(f"{n_train:,} trainable parameters")
 
     def data(self):
         cfg = self.cfg
         self.steps.start("data", "Prepare data", cfg.train)
         enc = Encoder(self.tokenizer, cfg.chat_template, cfg.train_on_prompt)
-        train, stats = encode_all(read_jsonl(cfg.train), enc, cfg.max_seq_len)
+        records = read_jsonl(cfg.train)
+        train, stats = encode_all(records, enc, cfg.max_seq_len, teacher=cfg.kd_alpha is not None)
+        self._report_teacher(records, stats)
         if not train:
             raise ConfigError(f"train: no example has a token to learn from within max_seq_len {cfg.max_seq_len}")
         self.items = pack(train, cfg.max_seq_len, cfg.seed) if cfg.packing else train
@@ -126,6 +141,22 @@ class Run:
                   f"{stats.longest}" + (f", packed into {len(self.items)} sequences" if cfg.packing else "")
                   + f"; {self.total_steps} steps")
         self.steps.done(detail)
+
+    def _report_teacher(self, records, stats):
+        self.kd_stats = {"examples": stats.kd_examples, "misaligned": stats.kd_misaligned}
+        with_teacher = sum(1 for r in records if "teacher" in r)
+        if self.cfg.kd_alpha is None:
+            if with_teacher:
+                ev.log("info", f"{with_teacher} training examples carry teacher log-probabilities; without kd_alpha "
+                               "they train on the teacher's answers alone (sequence-level distillation)")
+            return
+        if stats.kd_misaligned:
+            ev.log("warn", f"{stats.kd_misaligned} of {with_teacher} examples with teacher log-probabilities do not "
+                           "line up with the student's tokens (another tokenizer or chat template?); they train on "
+                           "cross-entropy alone")
+        if not stats.kd_examples:
+            ev.log("warn", "kd_alpha is set but no training example has teacher log-probabilities that line up: "
+                           "training on cross-entropy alone")
 
     def train(self):
         cfg = self.cfg
@@ -270,7 +301,7 @@ class Run:
         path = None
         if self.group.main:
             path = ckpt.save(self.cfg.output_dir, self.peft, self.optimizer, self.scheduler, self.step, counters,
-                             self.fingerprint)
+                             self.fingerprint, adapter=not self.cfg.full)
         self.group.barrier()
         # Other ranks name rank 0's folder without looking: across machines it may be on rank 0's disk alone.
         path = path or os.path.join(ckpt.checkpoints_dir(self.cfg.output_dir), f"step-{self.step}")
@@ -288,14 +319,15 @@ class Run:
         raise Cancelled(f"interrupted at step {self.step}; checkpoint {path}")
 
     def save(self):
-        out = os.path.join(self.cfg.output_dir, "adapter")
-        self.steps.start("save", "Save adapter", out)
+        full = self.cfg.full
+        out = os.path.join(self.cfg.output_dir, "model" if full else "adapter")
+        self.steps.start("save", "Save model" if full else "Save adapter", out)
         if self.group.main:
             with atomic_dir(out) as tmp:
                 self.peft.save_pretrained(tmp)
                 self.tokenizer.save_pretrained(tmp)
         self.group.barrier()
-        self.adapter_dir = out
+        self.adapter_dir, self.model_dir = (None, out) if full else (out, None)
         self.steps.done(out)
 
     def merge(self):
@@ -311,7 +343,8 @@ class Run:
         return out
 
     def result(self, merged_dir):
-        return {"adapter_dir": self.adapter_dir, "merged_dir": merged_dir, "train_loss": self.train_loss,
+        return {"adapter_dir": self.adapter_dir, "model_dir": self.model_dir, "merged_dir": merged_dir,
+                "kd": self.kd_stats if self.cfg.kd_alpha is not None else None, "train_loss": self.train_loss,
                 "eval_loss": self.eval_loss, "steps": self.step,
                 "epochs": round(self.step / self.steps_per_epoch, 4), "tokens": self.counters["tokens"],
                 "seconds": round(self.counters["seconds"], 3), "peak_gpu_mem_gib": self.peak_gib,

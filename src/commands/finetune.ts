@@ -20,7 +20,7 @@ function number(name: string) {
 export function register(program: Command): void {
   program
     .command("finetune")
-    .description("Train a LoRA adapter with PEFT (Python) and register <model>+<name>: the base GGUF with the adapter as GGUF")
+    .description("Train a LoRA adapter with PEFT (Python) and register <model>+<name>: the base GGUF with the adapter as GGUF (--full: every weight, registered as its own GGUF)")
     .argument("[model]", "catalog name, registered name, Hugging Face repo or local HF model folder")
     .option("--lora <data.jsonl>", "training data (JSONL: messages, alpaca, sharegpt, prompt/completion or text; required)")
     .option("--eval-data <file>", "evaluation data in the same formats")
@@ -38,6 +38,8 @@ export function register(program: Command): void {
     .option("--packing", "pack several short examples into each sequence")
     .option("--train-on-prompt", "learn from prompts and user turns too (default: answers only)")
     .option("--qlora", "train on the base quantized to 4 bits (needs a CUDA GPU and bitsandbytes)")
+    .option("--full", "full fine-tuning: train every weight (no LoRA) and register the result as an F16 GGUF of its own")
+    .option("--kd-alpha <a>", "for data with the teacher's log-probabilities (slm distill --kd-logprobs): loss = a·KD + (1 − a)·CE (default 0.5)", number("--kd-alpha"))
     .option("--seed <n>", "random seed for data order, --val-split and initialisation (default 42)", number("--seed"))
     .addOption(new Option("--device <device>", "where to train").choices(["auto", "cpu", "cuda"]).default("auto"))
     .option("--gpus <n>", "train data-parallel on N GPUs of this machine, --batch-size examples on each (default 1; with --device cpu: N CPU processes)", positiveInt("--gpus"))
@@ -60,6 +62,7 @@ Examples:
   slm finetune test/fixtures/tiny-arith/hf --lora test/fixtures/tiny-arith/data/sub-train.jsonl --out sub
   slm finetune qwen2.5-0.5b --lora chats.jsonl --val-split 0.05 --epochs 2 --merge
   slm finetune qwen2.5-0.5b --lora chats.jsonl --out chats --resume
+  slm finetune test/fixtures/tiny-arith/hf --lora sub-train.jsonl --full --lr 1e-4 --out sub-full
   slm finetune llama-3.2-1b --lora chats.jsonl --gpus 4 --batch-size 8     (32 examples per step)
   slm finetune llama-3.2-1b --lora chats.jsonl --out chats --prepare          (then torchrun, see docs)
   slm finetune --register ~/.slm/runs/llama-3.2-1b+chats`,
@@ -91,11 +94,13 @@ function summary(r: FinetuneResult): string {
   const t = r.training;
   const lines = [
     `${r.model.name}: train loss ${loss(t.train_loss)}${t.eval_loss !== null ? `, eval loss ${loss(t.eval_loss)}` : ""}, ${t.steps} steps (${t.epochs} epoch${t.epochs === 1 ? "" : "s"}), ${t.tokens.toLocaleString("en-US")} tokens in ${formatDuration(t.seconds)}${typeof t.peak_gpu_mem_gib === "number" ? `, peak GPU memory ${t.peak_gpu_mem_gib.toFixed(1)} GiB` : ""}${t.resumed_from ? ` (resumed from ${t.resumed_from})` : ""}`,
-    `  base GGUF     ${r.model.path}`,
-    `  GGUF adapter  ${r.adapterGguf} (${formatBytes(r.model.files.find((f) => f.path === r.adapterGguf)?.size ?? 0)})`,
-    `  PEFT adapter  ${r.peftAdapter}`,
+    ...(r.adapterGguf === null
+      ? [`  GGUF          ${r.model.path} (${formatBytes(r.model.size)})`, `  HF model      ${r.modelDir}`]
+      : [`  base GGUF     ${r.model.path}`, `  GGUF adapter  ${r.adapterGguf} (${formatBytes(r.model.files.find((f) => f.path === r.adapterGguf)?.size ?? 0)})`, `  PEFT adapter  ${r.peftAdapter}`]),
     `  run folder    ${r.runDir}`,
   ];
+  const kd = t.kd;
+  if (kd) lines.push(`  distillation  ${kd.examples} examples on the teacher's log-probabilities${kd.misaligned ? `, ${kd.misaligned} on cross-entropy alone (their tokens did not line up)` : ""}`);
   if (r.merged) lines.push(`  merged        ${r.merged.name}: ${r.merged.path}`);
   lines.push(`Try it: slm run ${r.model.name} "…"`);
   return lines.join("\n");
@@ -108,7 +113,7 @@ async function registerRun(ctx: CommandContext, model: string | undefined, flags
   const { registerPreparedRun } = await import("../backends/finetune/registerRun.js");
   const render = await ctx.renderer(true, "finetune");
   const r = await registerPreparedRun(flags.register!, { signal: ctx.signal, onEvent: render.onEvent });
-  render.result(r, [`${r.model.name}: train loss ${loss(r.training.train_loss)}, ${r.training.steps} steps`, `  GGUF adapter  ${r.adapterGguf}`, `  run folder    ${r.runDir}`, `Try it: slm run ${r.model.name} "…"`].join("\n"));
+  render.result(r, [`${r.model.name}: train loss ${loss(r.training.train_loss)}, ${r.training.steps} steps`, `  ${r.adapterGguf ? "GGUF adapter " : "GGUF         "} ${r.adapterGguf ?? r.model.path}`, `  run folder    ${r.runDir}`, `Try it: slm run ${r.model.name} "…"`].join("\n"));
 }
 
 function preparedSummary(p: PreparedRun): string {

@@ -122,6 +122,28 @@ describe("dataset validation names the file, the line and the problem", () => {
   });
 });
 
+describe("the teacher's log-probabilities (slm distill --kd-logprobs) travel with their answers", () => {
+  const teacher = { tokens: [288, 284, 2], top_ids: [[288, 283], [284, 283], [2, 287]], top_logprobs: [[-0.001, -7.2], [-0.02, -4], [0, -14.1]] };
+
+  it("from conversations and prompt/completion lines into the recipe's train.jsonl, unchanged", () => {
+    for (const line of [{ ...chat("97-24", "73"), teacher }, { prompt: "97-24=", completion: "73", teacher }]) {
+      const d = loadDataset(file([line]), { requireAnswer: true });
+      const written = JSON.parse(toJsonl(d.examples).trim()) as Record<string, unknown>;
+      expect(written).toEqual(line);
+    }
+    const plain = loadDataset(file([chat("1-1", "0")]), { requireAnswer: true });
+    expect(toJsonl(plain.examples)).not.toContain("teacher");
+  });
+
+  it("refuses a teacher field that is not the teacher's distribution, or has no answer to go with", () => {
+    expect(problem([{ text: "97-24=73", teacher }])).toMatch(/line 1: "teacher" needs an answer/);
+    expect(problem([{ ...chat("1-1", "0"), teacher: [] }])).toMatch(/line 1: "teacher" must be an object/);
+    expect(problem([{ ...chat("1-1", "0"), teacher: { ...teacher, top_ids: teacher.top_ids.slice(1) } }])).toMatch(/arrays of the same length/);
+    expect(problem([{ ...chat("1-1", "0"), teacher: { ...teacher, top_logprobs: [[-0.1, 0.7], [-1, -2], [0, -3]] } }])).toMatch(/"teacher.top_logprobs\[0\]" must hold one log-probability/);
+    expect(problem([{ ...chat("1-1", "0"), teacher: { ...teacher, tokens: [1.5, 2, 3] } }])).toMatch(/"teacher.tokens\[0\]" is not a token id/);
+  });
+});
+
 describe("--val-split", () => {
   const items = Array.from({ length: 1000 }, (_, i) => i);
   it("holds out the fraction, disjoint, in file order, the same for the same seed", () => {

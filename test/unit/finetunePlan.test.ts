@@ -96,6 +96,8 @@ describe("planning a fine-tune", () => {
       merge: true,
       device: "auto",
       gpus: 1,
+      full: false,
+      kd_alpha: null,
     });
     expect(settingsOf({ ref: HF, data: SUB }).targetModules).toBe("all-linear");
     expect(settingsOf({ ref: HF, data: SUB, gpus: 4 }).gpus).toBe(4);
@@ -114,6 +116,25 @@ describe("planning a fine-tune", () => {
     expect(plan({ out: "a/b" })).toMatch(/cannot be a fine-tune's name/);
     expect(plan({ device: "tpu" })).toMatch(/--device must be one of auto, cpu, cuda/);
     expect(plan({ gpus: 0 })).toMatch(/--gpus must be a positive whole number/);
+    expect(plan({ full: true, rank: 8, alpha: 16 })).toMatch(/--rank, --alpha set the LoRA adapter, which --full does not train/);
+    expect(plan({ full: true, qlora: true })).toMatch(/--full .* cannot train the 4-bit model of --qlora/);
+    expect(plan({ full: true, merge: true })).toMatch(/no adapter to --merge/);
+    expect(plan({ kdAlpha: 1.5 })).toMatch(/--kd-alpha must be between 0 and 1/);
+  });
+
+  it("distils token-level only from data with the teacher's log-probabilities: --kd-alpha 0.5 by default there, refused elsewhere", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "slm-ft-kd-"));
+    const kd = path.join(dir, "kd.jsonl");
+    const teacher = { tokens: [287, 2], top_ids: [[287, 281], [2, 287]], top_logprobs: [[-0.01, -4.6], [0, -14]] };
+    writeFileSync(kd, JSON.stringify({ messages: [{ role: "user", content: "44-38" }, { role: "assistant", content: "6" }], teacher }) + "\n");
+    expect(planFinetune({ ref: HF, data: kd, out: "kd1" }).settings.kdAlpha).toBe(0.5);
+    expect(planFinetune({ ref: HF, data: kd, out: "kd2", kdAlpha: 0 }).settings.kdAlpha).toBe(0);
+    expect(planFinetune({ ref: HF, data: SUB, out: "seq" }).settings.kdAlpha).toBeNull();
+    const refused = usage(() => planFinetune({ ref: HF, data: SUB, kdAlpha: 0.5 }));
+    expect(refused).toMatch(/--kd-alpha needs the teacher's log-probabilities in the data, and no example of .*sub-train\.jsonl has a "teacher" field/);
+    expect(refused).toMatch(/hint: .*slm distill --kd-logprobs K.*drop --kd-alpha/);
+    const c = recipeConfig(planFinetune({ ref: HF, data: kd, out: "kd3", full: true }).settings, { hf: HF, trainFile: "/t", evalFile: null, runDir: "/r", chatTemplate: null, maxSeqLen: 64, resume: false, merge: false });
+    expect([c.full, c.kd_alpha]).toEqual([true, 0.5]);
   });
 
   it("reports bad data as a usage error naming the file and line", () => {

@@ -25,11 +25,18 @@ export interface RecipeConfig {
   merge: boolean;
   device: FinetuneDevice;
   gpus: number;
+  full: boolean;
+  kd_alpha: number | null;
 }
 
 /** The `data` of the recipe's last `result` event. */
 export interface RecipeResult {
-  adapter_dir: string;
+  /** null for a full fine-tune, which writes model_dir instead. */
+  adapter_dir: string | null;
+  /** The trained HF model folder of a full fine-tune (absent from recipes before --full). */
+  model_dir?: string | null;
+  /** With kd_alpha: examples whose teacher log-probs lined up with the student's tokens, and those that did not. */
+  kd?: { examples: number; misaligned: number } | null;
   merged_dir: string | null;
   /** null when no step ran in this call (a run resumed at its end). */
   train_loss: number | null;
@@ -79,6 +86,8 @@ export function recipeConfig(s: FinetuneSettings, i: ConfigInputs): RecipeConfig
     merge: i.merge,
     device: s.device,
     gpus: s.gpus,
+    full: s.full,
+    kd_alpha: s.kdAlpha,
   };
 }
 
@@ -104,6 +113,8 @@ const FLAG: Partial<Record<keyof RecipeConfig, string>> = {
   seed: "--seed",
   // Each micro-batch holds --batch-size examples per process, so the process count changes the batches.
   gpus: "--gpus",
+  full: "--full",
+  kd_alpha: "--kd-alpha",
 };
 
 /**

@@ -25,9 +25,12 @@ export interface FinetuneResult {
   model: ModelEntry;
   merged: ModelEntry | null;
   runDir: string;
-  /** The PEFT adapter folder the recipe wrote (safetensors + config). */
-  peftAdapter: string;
-  adapterGguf: string;
+  /** The PEFT adapter folder the recipe wrote (safetensors + config); null after --full. */
+  peftAdapter: string | null;
+  /** null after --full, whose registered GGUF is the whole model. */
+  adapterGguf: string | null;
+  /** After --full: the trained HF model folder in the run's folder. */
+  modelDir: string | null;
   data: DataSummary;
   training: RecipeResult;
   seconds: number;
@@ -39,7 +42,8 @@ export function recipeModules(qlora: boolean): string[] {
 }
 
 /**
- * Trains a LoRA adapter and registers `<base>+<name>` (base GGUF + adapter GGUF). In order: the data
+ * Trains a LoRA adapter and registers `<base>+<name>` (base GGUF + adapter GGUF); with --full, trains
+ * every weight and registers `<base>+<name>` as an F16 GGUF of its own. In order: the data
  * summary when a base GGUF is at hand, the Python check, HF weights (pulled if needed), the base GGUF
  * (converted if needed: early, so an unsupported architecture fails before training), the recipe,
  * the adapter's conversion, registration. Ctrl+C lets the recipe save a checkpoint for --resume.
@@ -62,7 +66,7 @@ async function finetuneHeld(plan: FinetunePlan, ctx: BackendContext): Promise<Fi
     const registered = await convertAndRegister(plan, { hf: run.hf, gguf: run.gguf, training, data: run.data }, ctx);
     const record = readRunRecord(plan.runDir);
     if (record) writeRunRecord(plan.runDir, { ...record, finishedAt: new Date().toISOString() });
-    return { ...registered, runDir: plan.runDir, peftAdapter: training.adapter_dir, data: run.data, training, seconds: (performance.now() - started) / 1000 };
+    return { ...registered, runDir: plan.runDir, peftAdapter: training.adapter_dir, modelDir: training.model_dir ?? null, data: run.data, training, seconds: (performance.now() - started) / 1000 };
   });
 }
 
@@ -125,7 +129,7 @@ async function cleanUpOnFailure<T>(runDir: string, work: () => Promise<T>): Prom
   try {
     return await work();
   } catch (err) {
-    if (!hasCheckpoint(runDir) && !existsSync(path.join(runDir, "adapter"))) removeUnused(runDir);
+    if (!hasCheckpoint(runDir) && !existsSync(path.join(runDir, "adapter")) && !existsSync(path.join(runDir, "model"))) removeUnused(runDir);
     throw err;
   }
 }

@@ -28,6 +28,20 @@ export interface FinetuneRequest {
   device?: FinetuneDevice;
   /** Data-parallel processes, one per GPU (on --device cpu, CPU processes). */
   gpus?: number;
+  /** --full: train every weight (no LoRA); the result is registered as a model of its own. */
+  full?: boolean;
+  /** Token-level distillation weight (0..1) for data with `teacher` fields: default 0.5 there, refused elsewhere. */
+  kdAlpha?: number;
+  /** Set by `slm distill`: what the data was made from (the lineage then says "distill"). */
+  distill?: DistillOrigin;
+}
+
+/** Where a distillation dataset came from, as the lineage records it. */
+export interface DistillOrigin {
+  teacher: string;
+  dataset: string;
+  /** K of --kd-logprobs, or null for sequence-level distillation. */
+  kdLogprobs: number | null;
 }
 
 export type FinetuneDevice = "auto" | "cpu" | "cuda";
@@ -52,9 +66,12 @@ export interface FinetuneSettings {
   trainOnPrompt: boolean;
   device: FinetuneDevice;
   gpus: number;
+  full: boolean;
+  /** null: cross-entropy alone. Decided by planFinetune from the data (settingsOf only checks the range). */
+  kdAlpha: number | null;
 }
 
-export const DEFAULTS = { epochs: 3, lr: 2e-4, rank: 16, alpha: 32, dropout: 0, batchSize: 8, gradAccum: 1, seed: 42, maxSeqLen: 2048 } as const;
+export const DEFAULTS = { epochs: 3, lr: 2e-4, rank: 16, alpha: 32, dropout: 0, batchSize: 8, gradAccum: 1, seed: 42, maxSeqLen: 2048, kdAlpha: 0.5 } as const;
 
 const MODULE = /^[A-Za-z_][A-Za-z0-9_.]*$/;
 
@@ -88,6 +105,8 @@ export function settingsOf(r: FinetuneRequest): FinetuneSettings {
   if (!DEVICES.includes(device)) throw new UsageError(`--device must be one of ${DEVICES.join(", ")} (got "${device}").`);
   if (device === "cpu" && r.qlora) throw new UsageError("--qlora trains on a 4-bit model through bitsandbytes, which needs a CUDA GPU; it cannot run with --device cpu.");
   if (r.dropout !== undefined && !(r.dropout >= 0 && r.dropout < 1)) throw new UsageError(`--dropout must be at least 0 and below 1 (got ${r.dropout}).`);
+  if (r.kdAlpha !== undefined && !(r.kdAlpha >= 0 && r.kdAlpha <= 1)) throw new UsageError(`--kd-alpha must be between 0 and 1 (got ${r.kdAlpha}).`, { hint: "It weighs the distillation loss against cross-entropy: loss = α·KD + (1 − α)·CE." });
+  if (r.full) checkFull(r);
   return {
     epochs: positive("--epochs", r.epochs, DEFAULTS.epochs),
     maxSteps: r.maxSteps === undefined ? null : positiveInt("--max-steps", r.maxSteps, 1),
@@ -105,7 +124,20 @@ export function settingsOf(r: FinetuneRequest): FinetuneSettings {
     trainOnPrompt: !!r.trainOnPrompt,
     device,
     gpus: positiveInt("--gpus", r.gpus, 1),
+    full: !!r.full,
+    kdAlpha: r.kdAlpha ?? null,
   };
+}
+
+/** --full trains the weights themselves: LoRA's options, 4-bit training and merging have no meaning there. */
+function checkFull(r: FinetuneRequest): void {
+  const lora = (["rank", "alpha", "dropout", "targetModules"] as const).filter((k) => r[k] !== undefined);
+  if (lora.length > 0) {
+    const flag = { rank: "--rank", alpha: "--alpha", dropout: "--dropout", targetModules: "--target-modules" };
+    throw new UsageError(`${lora.map((k) => flag[k]).join(", ")} ${lora.length === 1 ? "sets" : "set"} the LoRA adapter, which --full does not train.`, { hint: "Drop --full to train a LoRA adapter, or drop the LoRA options." });
+  }
+  if (r.qlora) throw new UsageError("--full trains every weight in full precision; it cannot train the 4-bit model of --qlora.", { hint: "Drop one of --full and --qlora." });
+  if (r.merge) throw new UsageError("--full already produces a whole model: there is no adapter to --merge.", { hint: "Drop --merge." });
 }
 
 function nonNegativeInt(flag: string, v: number): number {

@@ -9,7 +9,7 @@ import { removeUnused } from "../store/cleanup.js";
 import type { LineageStep, ModelEntry } from "../store/types.js";
 import type { RecipeResult } from "./config.js";
 import type { FinetunePlan } from "./plan.js";
-import { registerFinetune } from "./register.js";
+import { registerFinetune, registerWholeModel } from "./register.js";
 import type { DataSummary } from "./summary.js";
 
 export interface Trained {
@@ -19,14 +19,24 @@ export interface Trained {
   data: DataSummary;
 }
 
-/** The adapter (and merged model) to GGUF in work folders, then both registered at once. */
-export async function convertAndRegister(plan: FinetunePlan, t: Trained, ctx: BackendContext): Promise<{ model: ModelEntry; merged: ModelEntry | null; adapterGguf: string }> {
+export interface Registered {
+  model: ModelEntry;
+  merged: ModelEntry | null;
+  /** null for a full fine-tune: its GGUF is the whole model. */
+  adapterGguf: string | null;
+}
+
+/** The adapter (and merged model) to GGUF in work folders, then both registered at once; or, after --full, the model. */
+export async function convertAndRegister(plan: FinetunePlan, t: Trained, ctx: BackendContext): Promise<Registered> {
+  if (plan.settings.full) return convertFull(plan, t, ctx);
+  const adapterDir = t.training.adapter_dir;
+  if (!adapterDir) throw new SlmError("The recipe reported no adapter folder.", { hint: "Run again with --verbose to see the recipe's output." });
   const work = derivedWorkDir();
   const mergedWork = plan.mergedName ? derivedWorkDir() : undefined;
   const convertedBase = t.gguf.startsWith(plan.runDir + path.sep) ? path.join(work, path.basename(t.gguf)) : undefined;
   try {
     const adapterGguf = path.join(work, "adapter.gguf");
-    await withStep(ctx, "adapter-gguf", "Converting the adapter to GGUF", () => convertPeftAdapter({ adapterDir: t.training.adapter_dir, out: adapterGguf, baseConfig: path.join(t.hf, "config.json"), baseGguf: t.gguf, name: plan.name }, ctx), (a) => `${a.tensors} tensors`);
+    await withStep(ctx, "adapter-gguf", "Converting the adapter to GGUF", () => convertPeftAdapter({ adapterDir, out: adapterGguf, baseConfig: path.join(t.hf, "config.json"), baseGguf: t.gguf, name: plan.name }, ctx), (a) => `${a.tensors} tensors`);
     let mergedFile: string | undefined;
     if (mergedWork && plan.mergedName) {
       if (!t.training.merged_dir) throw new SlmError("The recipe reported no merged model although --merge was given.", { hint: "Run again with --verbose to see the recipe's output." });
@@ -55,12 +65,35 @@ export async function convertAndRegister(plan: FinetunePlan, t: Trained, ctx: Ba
   }
 }
 
+/** A full fine-tune's HF folder to F16 GGUF, registered as a model of its own (no base file, no adapter). */
+async function convertFull(plan: FinetunePlan, t: Trained, ctx: BackendContext): Promise<Registered> {
+  const modelDir = t.training.model_dir;
+  if (!modelDir) throw new SlmError("The recipe reported no trained model folder although --full was given.", { hint: "Run again with --verbose to see the recipe's output." });
+  const work = derivedWorkDir();
+  try {
+    const file = path.join(work, `${plan.name}-f16.gguf`);
+    await convertHfToGguf({ input: modelDir, outtype: "f16", out: file, name: plan.name }, ctx);
+    const step = lineageStep(plan, t);
+    const model = await withStep(ctx, "register", `Registering ${plan.name}`, () => registerWholeModel({ name: plan.name, work, file, step, baseEntry: plan.base.gguf }));
+    return { model, merged: null, adapterGguf: null };
+  } catch (err) {
+    removeUnused(work);
+    throw err;
+  }
+}
+
+/** How the model was made: a LoRA or full fine-tune, or (from `slm distill`) a distillation. */
+function methodOf(plan: FinetunePlan): string {
+  if (plan.request.distill) return "distill";
+  return plan.settings.full ? "finetune-full" : "finetune-lora";
+}
+
 function lineageStep(plan: FinetunePlan, t: Trained): LineageStep {
   const s = plan.settings;
   const r = t.training;
   return {
     from: plan.base.from,
-    method: "finetune-lora",
+    method: methodOf(plan),
     parameters: {
       hf: t.hf,
       data: { file: plan.train.file, sha256: plan.train.sha256, format: plan.train.format, examples: t.data.train.count },
@@ -73,6 +106,9 @@ function lineageStep(plan: FinetunePlan, t: Trained): LineageStep {
       tokens: r.tokens,
       seconds: r.seconds,
       peftAdapter: r.adapter_dir,
+      ...(s.full ? { hfModel: r.model_dir ?? null } : {}),
+      ...(plan.request.distill ? { distill: plan.request.distill } : {}),
+      ...(s.kdAlpha !== null ? { kd: { alpha: s.kdAlpha, ...(r.kd ?? {}) } } : {}),
       runDir: plan.runDir,
     },
     at: new Date().toISOString(),

@@ -1,11 +1,12 @@
 import path from "node:path";
+import { hasTeacher } from "../../core/datasets/formats.js";
 import { type Dataset, loadDataset } from "../../core/datasets/load.js";
 import { splitHoldout } from "../../core/datasets/split.js";
 import { UsageError } from "../../core/errors.js";
 import { assertFreeName } from "../store/derived.js";
 import { shortName } from "../store/naming.js";
 import { type FinetuneBase, resolveFinetuneBase } from "./base.js";
-import { type FinetuneRequest, type FinetuneSettings, settingsOf } from "./options.js";
+import { DEFAULTS, type FinetuneRequest, type FinetuneSettings, settingsOf } from "./options.js";
 import { checkRunDir, runDirFor } from "./run.js";
 
 /** A request checked against everything that needs neither Python nor a download. */
@@ -40,6 +41,7 @@ export function planFinetune(request: FinetuneRequest): FinetunePlan {
   // Each file is read and checked whole; errors name the file, the line and the problem.
   let train = loadDataset(request.data, { requireAnswer: true });
   let evalSet = request.evalData !== undefined ? loadDataset(request.evalData, { requireAnswer: true }) : undefined;
+  settings.kdAlpha = distillWeight(request, train);
   if (request.valSplit !== undefined) {
     const { train: rest, held } = splitHoldout(train.examples, request.valSplit, settings.seed);
     evalSet = { ...train, examples: held };
@@ -48,4 +50,14 @@ export function planFinetune(request: FinetuneRequest): FinetunePlan {
   const runDir = runDirFor(name);
   const runState = checkRunDir(runDir, name, !!request.resume);
   return { request, settings, base, name, mergedName, runDir, runState, train, eval: evalSet };
+}
+
+/** --kd-alpha, 0.5 by default for data with the teacher's log-probabilities; an error for data without them. */
+function distillWeight(request: FinetuneRequest, train: Dataset): number | null {
+  const teacher = train.examples.some(hasTeacher);
+  if (teacher) return request.kdAlpha ?? DEFAULTS.kdAlpha;
+  if (request.kdAlpha === undefined) return null;
+  throw new UsageError(`--kd-alpha needs the teacher's log-probabilities in the data, and no example of ${train.file} has a "teacher" field.`, {
+    hint: "Make the data with slm distill --kd-logprobs K, or drop --kd-alpha to train on the answers alone (sequence-level distillation).",
+  });
 }

@@ -7,7 +7,7 @@ import type { DatasetFormat } from "../../core/datasets/formats.js";
 import { recipePath } from "../python/recipe.js";
 import { holdRunFolder } from "../store/runs.js";
 import { setUpRun } from "./finetune.js";
-import type { FinetuneSettings } from "./options.js";
+import type { DistillOrigin, FinetuneSettings } from "./options.js";
 import type { FinetunePlan } from "./plan.js";
 import type { DataSummary } from "./summary.js";
 
@@ -37,6 +37,8 @@ export interface PreparedRecord {
   train: DatasetRef;
   eval: DatasetRef | null;
   valSplit: number | null;
+  /** Set when `slm distill` prepared it: the lineage then says "distill". */
+  distill: DistillOrigin | null;
   data: DataSummary;
   preparedAt: string;
 }
@@ -74,6 +76,7 @@ export async function prepareFinetune(plan: FinetunePlan, ctx: BackendContext = 
       train: ref(plan.train, run.data.train.count),
       eval: plan.eval ? ref(plan.eval, run.data.eval?.count ?? plan.eval.examples.length) : null,
       valSplit: plan.request.valSplit ?? null,
+      distill: plan.request.distill ?? null,
       data: run.data,
       preparedAt: new Date().toISOString(),
     };

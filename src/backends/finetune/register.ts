@@ -47,6 +47,13 @@ async function ggufEntry(name: string, work: string, file: string, extra: string
   };
 }
 
+/** A full fine-tune's GGUF (inside `work`), registered under `name` with the base's lineage after its own step. */
+export async function registerWholeModel(r: { name: string; work: string; file: string; step: LineageStep; baseEntry?: ModelEntry }): Promise<ModelEntry> {
+  const model = await ggufEntry(r.name, r.work, r.file, [], [r.step, ...(r.baseEntry?.lineage ?? [])]);
+  await installDerived(r.work, model);
+  return model;
+}
+
 export async function registerFinetune(r: Registration): Promise<{ model: ModelEntry; merged: ModelEntry | null }> {
   const adapter = await readGgufSummary(r.adapterFile);
   if (adapter.type !== "adapter") throw new UsageError(`${r.adapterFile} is not a GGUF LoRA adapter.`);

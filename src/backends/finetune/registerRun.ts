@@ -19,7 +19,8 @@ export interface RegisteredRun {
   model: ModelEntry;
   merged: ModelEntry | null;
   runDir: string;
-  adapterGguf: string;
+  /** null for a --full run, registered as a whole model. */
+  adapterGguf: string | null;
   training: RecipeResult;
 }
 
@@ -53,11 +54,14 @@ export async function registerPreparedRun(dir: string, ctx: BackendContext = {})
   }
   const p = readJson<PreparedRecord>(preparedFile, "written by slm finetune --prepare");
   if (readRunRecord(runDir)?.finishedAt) throw new UsageError(`The run in ${runDir} is registered already (as ${p.name}).`);
-  const adapter = path.join(runDir, "adapter");
+  // A LoRA run leaves the PEFT adapter, a --full run the whole HF model.
+  const full = p.settings.full === true;
+  const trained = path.join(runDir, full ? "model" : "adapter");
   const resultFile = path.join(runDir, RESULT_FILE);
-  if (!existsSync(path.join(adapter, "adapter_model.safetensors")) || !existsSync(resultFile)) {
+  if (!existsSync(path.join(trained, full ? "config.json" : "adapter_model.safetensors")) || !existsSync(resultFile)) {
     const ckpt = newestCheckpoint(runDir);
-    throw new UsageError(`The run in ${runDir} has not finished: ${existsSync(adapter) ? "" : "no adapter/ folder, "}${existsSync(resultFile) ? "" : `no ${RESULT_FILE} (rank 0 writes both when training ends)`}.`, {
+    const missing = [existsSync(trained) ? "" : `no ${path.basename(trained)}/ folder`, existsSync(resultFile) ? "" : `no ${RESULT_FILE}`].filter(Boolean);
+    throw new UsageError(`The run in ${runDir} has not finished: ${missing.join(", ")} (rank 0 writes both when training ends).`, {
       hint: ckpt ? `Its last checkpoint is checkpoints/${ckpt}: run the same torchrun command with --resume added to finish it.` : `Train it first: torchrun … ${path.join(runDir, "recipe", "finetune_lora.py")} --config ${path.join(runDir, CONFIG_FILE)} (see docs/finetune.md, "Across machines").`,
     });
   }
@@ -78,7 +82,7 @@ export async function registerPreparedRun(dir: string, ctx: BackendContext = {})
   const release = await holdRunFolder(runDir, p.name);
   try {
     // The trained folders as they are here: the result names them as they were on rank 0's machine.
-    const local: RecipeResult = { ...training, adapter_dir: adapter, merged_dir: p.mergedName ? merged : null };
+    const local: RecipeResult = { ...training, adapter_dir: full ? null : trained, model_dir: full ? trained : null, merged_dir: p.mergedName ? merged : null };
     const r = await convertAndRegister(planOf(p, runDir, baseEntry), { hf: p.base.hf, gguf, training: local, data: p.data }, ctx);
     const record = readRunRecord(runDir);
     if (record) writeRunRecord(runDir, { ...record, finishedAt: new Date().toISOString() });
@@ -92,7 +96,7 @@ export async function registerPreparedRun(dir: string, ctx: BackendContext = {})
 function planOf(p: PreparedRecord, runDir: string, baseEntry: ModelEntry | undefined): FinetunePlan {
   const dataset = (d: DatasetRef) => ({ file: d.file, sha256: d.sha256, format: d.format, examples: [] });
   return {
-    request: { ref: p.base.from, data: p.train.file, valSplit: p.valSplit ?? undefined, merge: p.mergedName !== null },
+    request: { ref: p.base.from, data: p.train.file, valSplit: p.valSplit ?? undefined, merge: p.mergedName !== null, full: p.settings.full, distill: p.distill ?? undefined },
     settings: p.settings,
     base: { name: p.base.name, from: p.base.from, hf: p.base.hf, gguf: baseEntry },
     name: p.name,

@@ -1,11 +1,14 @@
 import path from "node:path";
 import { UsageError } from "../errors.js";
+import { parseTeacher, type TeacherLogprobs } from "./teacher.js";
 
 /**
  * The dataset shapes slm reads (one JSON object per JSONL line) and the one normalised example each
  * line becomes. Normalised examples are what the fine-tune recipe reads (recipe protocol): a chat
  * (`messages`, rendered with the chat template, loss on assistant turns), raw `prompt`/`completion`
- * text (no template, loss on the completion) or raw `text` (loss on every token).
+ * text (no template, loss on the completion) or raw `text` (loss on every token). An example with an
+ * answer may carry `teacher`: the teacher's top-K log-probabilities for that answer's tokens, for
+ * token-level distillation (teacher.ts); it travels unchanged to the recipe.
  */
 export type DatasetFormat = "messages" | "alpaca" | "sharegpt" | "prompt-completion" | "text";
 
@@ -16,7 +19,10 @@ export interface Message {
   content: string;
 }
 
-export type Example = { messages: Message[] } | { prompt: string; completion: string } | { text: string };
+export type Example = { messages: Message[]; teacher?: TeacherLogprobs } | { prompt: string; completion: string; teacher?: TeacherLogprobs } | { text: string };
+
+/** True when the example carries the teacher's log-probabilities (token-level distillation data). */
+export const hasTeacher = (e: Example): boolean => "teacher" in e && e.teacher !== undefined;
 
 export const FORMAT_HINT =
   'Each line must be one JSON object of one shape: {"messages":[{"role":"user","content":…},{"role":"assistant","content":…}]}, alpaca {"instruction","input","output"}, sharegpt {"conversations":[{"from":"human","value":…},{"from":"gpt","value":…}]}, {"prompt","completion"} or {"text"}.';
@@ -59,7 +65,14 @@ export function normaliseExample(obj: unknown, file: string, line: number, o: No
     throw new DatasetLineError(file, line, problem);
   };
   if (typeof obj !== "object" || obj === null || Array.isArray(obj)) return fail("not a JSON object");
-  const rec = obj as Record<string, unknown>;
+  const r = normaliseShape(obj as Record<string, unknown>, fail, o);
+  if ((obj as Record<string, unknown>).teacher === undefined) return r;
+  if ("text" in r.example) return fail('"teacher" needs an answer to go with: a conversation or prompt/completion line, not text');
+  const teacher = parseTeacher((obj as Record<string, unknown>).teacher);
+  return typeof teacher === "string" ? fail(teacher) : { format: r.format, example: { ...r.example, teacher } };
+}
+
+function normaliseShape(rec: Record<string, unknown>, fail: (problem: string) => never, o: NormaliseOptions): { format: DatasetFormat; example: Example } {
   const format = detectFormat(rec);
   const strings = (...keys: string[]) => {
     for (const k of keys) if (!isText(rec[k])) fail(`"${k}" must be a non-empty string`);
