@@ -51,6 +51,21 @@ sys.argv[0] = recipe
 runpy.run_path(recipe, run_name="__main__")
 `;
 
+/** argv: HF folder, chat JSONL, output, count. The first `count` records with a made-up teacher field. */
+const KD_DATA = `import json, math, sys
+from transformers import AutoTokenizer
+hf, src, out, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+tok = AutoTokenizer.from_pretrained(hf)
+v = len(tok)
+with open(src) as f, open(out, "w") as o:
+    for line in list(f)[:n]:
+        r = json.loads(line)
+        ids = tok(r["messages"][-1]["content"], add_special_tokens=False).input_ids
+        r["teacher"] = {"tokens": ids, "top_ids": [[t, (t + 1) % v, (t + 2) % v] for t in ids],
+                        "top_logprobs": [[math.log(0.6), math.log(0.25), math.log(0.1)] for _ in ids]}
+        o.write(json.dumps(r) + "\\n")
+`;
+
 const real = realRecipe("the recipe under torchrun");
 const need = (ctx: TestContext) => real.need(ctx);
 const env = () => ({ ...real.sb.env, OMP_NUM_THREADS: "1" });
@@ -147,5 +162,29 @@ describe("the fine-tune recipe under torchrun (two CPU processes)", () => {
     expect(res.resumed_from).toMatch(new RegExp(`step-${stoppedAt}$`));
     expect(res.steps).toBe(STEPS);
     expect(maxDifference(adapterTensors(path.join(out, "adapter")), adapterTensors(trained!))).toBe(0);
+  }, SLOW);
+
+  it("token-level distillation (records with a teacher field): two torchrun processes match one with grad_accum 2", async (ctx) => {
+    need(ctx);
+    if (!prepared) ctx.skip("the prepared run did not happen");
+    // A teacher's top-3 distribution for each answer token, in the student's own tokens (contract 1 of
+    // slm distill --kd-logprobs): the answer's token first at 0.6, the next two ids at 0.25 and 0.1.
+    const kdData = path.join(real.sb.home, "kd.jsonl");
+    const made = await execa(real.python!, ["-c", KD_DATA, path.join(FIXTURE, "hf"), SUB, kdData, "200"], { env: env(), reject: false });
+    expect(made.exitCode, made.stderr).toBe(0);
+    const twoDir = path.join(real.sb.home, "kd-two");
+    const oneDir = path.join(real.sb.home, "kd-one");
+    const kd = { train: kdData, kd_alpha: 0.5 };
+    const two = await torchrun([prepared!.recipe, "--config", configWith(prepared!, "kd-two.json", { ...kd, output_dir: twoDir })]);
+    expect(two.exitCode, two.stderr).toBe(0);
+    const one = await execa(real.python!, [prepared!.recipe, "--config", configWith(prepared!, "kd-one.json", { ...kd, grad_accum: 2, output_dir: oneDir })], { env: env(), reject: false });
+    expect(one.exitCode, one.stderr).toBe(0);
+    // Every example trained on the teacher's distribution (none fell back to cross-entropy alone).
+    expect(lastJson(two.stdout).data).toMatchObject({ kd: { examples: 200, misaligned: 0 } });
+    const l2 = lossPoints(runEvents(two.stdout));
+    const l1 = lossPoints(runEvents(one.stdout));
+    expect(l2.map(([s]) => s)).toEqual(l1.map(([s]) => s));
+    for (const [i, [, v]] of l2.entries()) expect(Math.abs(v / l1[i]![1] - 1), `loss at step ${l1[i]![0]}`).toBeLessThan(1e-5);
+    expect(maxDifference(adapterTensors(path.join(twoDir, "adapter")), adapterTensors(path.join(oneDir, "adapter")))).toBeLessThan(1e-5);
   }, SLOW);
 });

@@ -24,10 +24,10 @@ afterAll(() => {
 });
 
 /** A folder as `--prepare` leaves it, with `files` (relative path → content) added. */
-function runFolder(name: string, record: Partial<PreparedRecord["base"]> = {}, files: Record<string, string> = {}): string {
+function runFolder(name: string, record: Partial<PreparedRecord["base"]> = {}, files: Record<string, string> = {}, full = false): string {
   const dir = path.join(root, name);
   mkdirSync(dir, { recursive: true });
-  const prepared = { version: 1, name: `tiny-arith+${name}`, mergedName: null, base: { name: "tiny-arith", from: "tiny-arith", hf: path.join(FIXTURE, "hf"), registered: null, ...record } };
+  const prepared = { version: 1, name: `tiny-arith+${name}`, mergedName: null, base: { name: "tiny-arith", from: "tiny-arith", hf: path.join(FIXTURE, "hf"), registered: null, ...record }, settings: { full } };
   writeFileSync(path.join(dir, "prepared.json"), JSON.stringify(prepared));
   for (const [file, content] of Object.entries(files)) {
     mkdirSync(path.dirname(path.join(dir, file)), { recursive: true });
@@ -53,6 +53,9 @@ describe("slm finetune --register: folders it refuses", () => {
     expect((err as UsageError).hint).toMatch(/checkpoints\/step-12: run the same torchrun command with --resume/);
     const half = runFolder("half", {}, { "adapter/adapter_model.safetensors": "" });
     await expect(registerPreparedRun(half)).rejects.toThrow(/has not finished: no result\.json/);
+    // A --full run leaves the whole model instead of an adapter.
+    const full = runFolder("full", {}, { "result.json": "{}" }, true);
+    await expect(registerPreparedRun(full)).rejects.toThrow(/has not finished: no model\/ folder \(/);
   });
 
   it("a base that is not on this machine: its HF folder, its registered GGUF, or the converted one", async () => {
