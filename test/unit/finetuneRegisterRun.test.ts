@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { PreparedRecord } from "../../src/backends/finetune/prepare.js";
+import { planFinetune } from "../../src/backends/finetune/plan.js";
 import { registerPreparedRun } from "../../src/backends/finetune/registerRun.js";
 import { NotFoundError, UsageError } from "../../src/core/errors.js";
 import { FIXTURE } from "../helpers/cli.js";
@@ -67,5 +68,15 @@ describe("slm finetune --register: folders it refuses", () => {
   it("a run registered already", async () => {
     const dir = runFolder("done", {}, { ...finished, "run.json": JSON.stringify({ finishedAt: "2026-12-07T00:00:00Z" }) });
     await expect(registerPreparedRun(dir)).rejects.toThrow(/registered already \(as tiny-arith\+done\)/);
+  });
+
+  it("slm finetune leaves a folder prepared for torchrun alone (training may be going on in it)", () => {
+    const sub = path.join(FIXTURE, "data", "sub-train.jsonl");
+    const dir = path.join(process.env.SLM_HOME!, "runs", "tiny-arith+sub-train");
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(path.join(dir, "prepared.json"), "{}");
+    for (const resume of [false, true]) {
+      expect(() => planFinetune({ ref: path.join(FIXTURE, "hf"), data: sub, resume })).toThrow(/tiny-arith\+sub-train is prepared for torchrun in .*; slm does not train in that folder itself/);
+    }
   });
 });
