@@ -22,6 +22,7 @@ import { register as registerFinetune } from "./commands/finetune.js";
 import { register as registerConvert } from "./commands/convert.js";
 import { register as registerExport } from "./commands/export.js";
 import { register as registerDistill } from "./commands/distill.js";
+import { register as registerPrune } from "./commands/prune.js";
 
 function version(): string {
   return (JSON.parse(readFileSync(path.join(packageRoot(), "package.json"), "utf8")) as { version: string }).version;
@@ -48,7 +49,7 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 network, 5 missing dependency
 7 integrity, 8 storage (cannot write: read-only, full disk), 130 cancelled.`,
     );
   program.exitOverride();
-  for (const register of [registerPull, registerList, registerInfo, registerRm, registerRun, registerChat, registerDoctor, registerQuantize, registerSetup, registerServe, registerBench, registerEval, registerFinetune, registerDistill, registerConvert, registerExport]) register(program);
+  for (const register of [registerPull, registerList, registerInfo, registerRm, registerRun, registerChat, registerDoctor, registerQuantize, registerSetup, registerServe, registerBench, registerEval, registerFinetune, registerDistill, registerConvert, registerExport, registerPrune]) register(program);
   for (const cmd of program.commands) cmd.exitOverride();
   fitHelpToTerminal(program);
   return program;

@@ -13,7 +13,13 @@ are small (~11M numbers for a 1B model at r=16), so one all-reduce per optimizer
 Why not torchrun: its agent answers SIGINT by raising in itself and killing the workers after its own
 timeout (exit code 1, a traceback), where a recipe must let every worker finish its step, save one
 checkpoint and exit 130; and only rank 0 may write events to the protocol's stdout. A single-machine
-launcher with those two rules is the few lines of `launch` below."""
+launcher with those two rules is the few lines of `launch` below.
+
+Across machines, a standard launcher starts the recipe instead: `torchrun` (under SLURM, `srun torchrun`) sets
+RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT in each worker, and the recipe runs
+unchanged: each rank trains on CUDA device LOCAL_RANK of its node, the process count is WORLD_SIZE (the
+config's `gpus` only tells slm's own launcher how many processes to start), and only rank 0 writes events
+(events.py) and files. What differs is Ctrl+C, which then belongs to that launcher (`external_launcher`)."""
 import os
 import signal
 import socket
@@ -31,6 +37,16 @@ KILL_GRACE_S = 10
 
 def is_worker():
     return "WORLD_SIZE" in os.environ and "RANK" in os.environ
+
+
+def external_launcher():
+    """True when a launcher other than `launch` below started this process (torchrun, srun torchrun)."""
+    return is_worker() and "SLM_LAUNCHER_PID" not in os.environ
+
+
+def world_size():
+    """The launcher's process count when started by one, else None."""
+    return int(os.environ["WORLD_SIZE"]) if is_worker() else None
 
 
 def check_devices(device, gpus):
@@ -124,8 +140,18 @@ class Group:
         _die_with_launcher()
         self.rank, self.world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
         self.local_rank = int(os.environ.get("LOCAL_RANK", self.rank))
+        missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(k)]
+        if missing:
+            raise ConfigError(f"RANK and WORLD_SIZE are set but {' and '.join(missing)} not: start the recipe with "
+                              "torchrun (which sets them all), or set them to rank 0's address and a free port")
         device = None
         if device_type == "cuda":
+            # One GPU per process of this node: LOCAL_RANK picks it.
+            n = torch.cuda.device_count()
+            if self.local_rank >= n:
+                raise ConfigError(f"LOCAL_RANK {self.local_rank}: this node starts "
+                                  f"{os.environ.get('LOCAL_WORLD_SIZE', '?')} processes but torch sees {n} CUDA "
+                                  f"GPUs; start at most {n} per node (torchrun --nproc-per-node {n})")
             device = torch.device("cuda", self.local_rank)
             torch.cuda.set_device(device)
         backend = "nccl" if device_type == "cuda" else "gloo"

@@ -2,7 +2,11 @@
 
 stdout belongs to the protocol alone: `claim_stdout()` keeps a private duplicate of the real stdout for events
 and points file descriptor 1 (and sys.stdout) at stderr, so a stray print() in a library, or C code writing to
-fd 1, lands in the log instead of corrupting the event stream."""
+fd 1, lands in the log instead of corrupting the event stream.
+
+With several processes (RANK set by slm's launcher or by torchrun) rank 0 alone speaks the protocol: a launcher
+such as torchrun merges every worker's stdout into its own, so events from other ranks would interleave with
+rank 0's. Their warnings and errors go to stderr as plain lines instead."""
 import json
 import math
 import os
@@ -39,8 +43,21 @@ def _clean(value):
     return value
 
 
+def rank():
+    """This process's rank in a multi-process run (0 when alone)."""
+    try:
+        return int(os.environ.get("RANK") or 0)
+    except ValueError:
+        return 0
+
+
 def emit(event):
     """Writes one event as a JSON line; fills `ts` (ms since the epoch) when missing."""
+    r = rank()
+    if r != 0:
+        if event.get("type") == "log" and event.get("level") in ("warn", "error"):
+            print(f"[rank {r}] {event['level']}: {event.get('message')}", file=sys.stderr, flush=True)
+        return
     if "ts" not in event:
         event = {**event, "ts": int(time.time() * 1000)}
     line = json.dumps(_clean(event), allow_nan=False, separators=(",", ":"))

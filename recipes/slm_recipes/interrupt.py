@@ -7,6 +7,9 @@ class Interrupt:
     def __init__(self):
         self.requested = False
         self.immediate = False
+        # A second signal stops at once, unless a launcher that sends its own copy of the first one owns
+        # the run (cli.py: torchrun forwards the SIGINT the terminal already delivered, then kills after 30 s).
+        self.escalate = True
 
     def at_once(self):
         """For a recipe with nothing to save (an export builds in a staging folder it removes): the first
@@ -22,6 +25,6 @@ class Interrupt:
         return self
 
     def _handle(self, signum, frame):
-        if self.requested or self.immediate:
+        if self.immediate or (self.requested and self.escalate):
             raise KeyboardInterrupt
         self.requested = True

@@ -303,14 +303,16 @@ class Run:
             path = ckpt.save(self.cfg.output_dir, self.peft, self.optimizer, self.scheduler, self.step, counters,
                              self.fingerprint, adapter=not self.cfg.full)
         self.group.barrier()
-        path = path or ckpt.latest(self.cfg.output_dir)[0]
+        # Other ranks name rank 0's folder without looking: across machines it may be on rank 0's disk alone.
+        path = path or os.path.join(ckpt.checkpoints_dir(self.cfg.output_dir), f"step-{self.step}")
         self.last_saved = self.step
         ev.log("debug", f"checkpoint {path}")
         return path
 
     def _stop(self):
         """SIGINT: the step in flight has finished; save it (unless just saved) and exit 130."""
-        path = self._save_checkpoint() if self.step != self.last_saved else ckpt.latest(self.cfg.output_dir)[0]
+        path = (self._save_checkpoint() if self.step != self.last_saved
+                else os.path.join(ckpt.checkpoints_dir(self.cfg.output_dir), f"step-{self.step}"))
         ev.log("warn", f"interrupted at step {self.step} of {self.total_steps}; checkpoint saved in {path}; "
                        "run again with resume to continue")
         self.steps.fail(f"interrupted at step {self.step}")

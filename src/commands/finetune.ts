@@ -1,10 +1,12 @@
 import { type Command, InvalidArgumentError, Option } from "commander";
 import type { FinetuneResult } from "../backends/finetune/finetune.js";
 import type { FinetuneRequest } from "../backends/finetune/options.js";
+import type { PreparedRun } from "../backends/finetune/prepare.js";
+import { UsageError } from "../core/errors.js";
 import { formatBytes, formatDuration } from "../core/format.js";
-import { action, positiveInt } from "./action.js";
+import { type CommandContext, action, positiveInt } from "./action.js";
 
-type FinetuneFlags = Omit<FinetuneRequest, "ref" | "data"> & { lora: string };
+type FinetuneFlags = Omit<FinetuneRequest, "ref" | "data"> & { lora?: string; prepare?: boolean; register?: string };
 
 /** A number flag (2e-4, 0.05…); ranges are checked by the backend, with the flag's name. */
 export function number(name: string) {
@@ -19,8 +21,8 @@ export function register(program: Command): void {
   program
     .command("finetune")
     .description("Train a LoRA adapter with PEFT (Python) and register <model>+<name>: the base GGUF with the adapter as GGUF (--full: every weight, registered as its own GGUF)")
-    .argument("<model>", "catalog name, registered name, Hugging Face repo or local HF model folder")
-    .requiredOption("--lora <data.jsonl>", "training data (JSONL: messages, alpaca, sharegpt, prompt/completion or text)")
+    .argument("[model]", "catalog name, registered name, Hugging Face repo or local HF model folder")
+    .option("--lora <data.jsonl>", "training data (JSONL: messages, alpaca, sharegpt, prompt/completion or text; required)")
     .option("--eval-data <file>", "evaluation data in the same formats")
     .option("--val-split <fraction>", "hold out this fraction of the training data for evaluation (e.g. 0.05)", number("--val-split"))
     .option("--epochs <n>", "passes over the data (default 3)", number("--epochs"))
@@ -44,6 +46,8 @@ export function register(program: Command): void {
     .option("-o, --out <name>", "name of the fine-tune: registered as <model>+<name> (default: the data file's name)")
     .option("--resume", "continue the interrupted run of the same name from its last checkpoint")
     .option("--merge", "also merge the adapter into the weights and register <model>+<name>-merged (F16 GGUF)")
+    .option("--prepare", "make the run's folder (data, config, recipe) and print the torchrun command that trains it, across machines")
+    .option("--register <run-dir>", "register the adapter a torchrun run trained in a folder made by --prepare (no <model> or --lora)")
     .addHelpText(
       "after",
       `
@@ -59,15 +63,24 @@ Examples:
   slm finetune qwen2.5-0.5b --lora chats.jsonl --val-split 0.05 --epochs 2 --merge
   slm finetune qwen2.5-0.5b --lora chats.jsonl --out chats --resume
   slm finetune test/fixtures/tiny-arith/hf --lora sub-train.jsonl --full --lr 1e-4 --out sub-full
-  slm finetune llama-3.2-1b --lora chats.jsonl --gpus 4 --batch-size 8     (32 examples per step)`,
+  slm finetune llama-3.2-1b --lora chats.jsonl --gpus 4 --batch-size 8     (32 examples per step)
+  slm finetune llama-3.2-1b --lora chats.jsonl --out chats --prepare          (then torchrun, see docs)
+  slm finetune --register ~/.slm/runs/llama-3.2-1b+chats`,
     )
     .action(
-      action(async (ctx, model: string, flags: FinetuneFlags) => {
+      action(async (ctx, model: string | undefined, flags: FinetuneFlags) => {
+        if (flags.register !== undefined) return registerRun(ctx, model, flags);
+        if (model === undefined || flags.lora === undefined) throw new UsageError(`${model === undefined ? "Missing the <model> to fine-tune" : "Missing --lora <data.jsonl>"}.`, { hint: "slm finetune <model> --lora <data.jsonl>; see slm finetune --help." });
         const [{ planFinetune }, { runFinetune }] = await Promise.all([import("../backends/finetune/plan.js"), import("../backends/finetune/finetune.js")]);
-        const { lora, ...rest } = flags;
+        const { lora, prepare, register: _, ...rest } = flags;
         // Options and data are checked before anything starts: Python, a download, or a conversion.
         const plan = planFinetune({ ...rest, ref: model, data: lora });
         const render = await ctx.renderer(true, "finetune");
+        if (prepare) {
+          const { prepareFinetune } = await import("../backends/finetune/prepare.js");
+          const p = await prepareFinetune(plan, { signal: ctx.signal, onEvent: render.onEvent });
+          return render.result(p, preparedSummary(p));
+        }
         const r = await runFinetune(plan, { signal: ctx.signal, onEvent: render.onEvent });
         render.result(r, summary(r));
       }),
@@ -91,4 +104,25 @@ function summary(r: FinetuneResult): string {
   if (r.merged) lines.push(`  merged        ${r.merged.name}: ${r.merged.path}`);
   lines.push(`Try it: slm run ${r.model.name} "…"`);
   return lines.join("\n");
+}
+
+/** `--register RUN_DIR`: a separate mode that takes no <model> and no training flags. */
+async function registerRun(ctx: CommandContext, model: string | undefined, flags: FinetuneFlags): Promise<void> {
+  const extra = Object.keys(flags).filter((k) => k !== "register" && k !== "device" && k !== "json");
+  if (model !== undefined || extra.length > 0) throw new UsageError("--register RUN_DIR takes no <model> and no training options: the run folder holds them.", { hint: "slm finetune --register ~/.slm/runs/<base>+<name>" });
+  const { registerPreparedRun } = await import("../backends/finetune/registerRun.js");
+  const render = await ctx.renderer(true, "finetune");
+  const r = await registerPreparedRun(flags.register!, { signal: ctx.signal, onEvent: render.onEvent });
+  render.result(r, [`${r.model.name}: train loss ${loss(r.training.train_loss)}, ${r.training.steps} steps`, `  ${r.adapterGguf ? "GGUF adapter " : "GGUF         "} ${r.adapterGguf ?? r.model.path}`, `  run folder    ${r.runDir}`, `Try it: slm run ${r.model.name} "…"`].join("\n"));
+}
+
+function preparedSummary(p: PreparedRun): string {
+  return [
+    `Prepared ${p.name} in ${p.runDir}`,
+    `Every node needs this folder and the base model (${p.hf}) at these paths (or on shared storage),`,
+    "and Python with torch, transformers and peft. On each node of two:",
+    `  torchrun ${p.torchrun.map((a) => (/[\s<>']/.test(a) ? `'${a}'` : a)).join(" ")}`,
+    `Add --resume to continue from the last checkpoint. Then, where the run folder is:`,
+    `  slm finetune --register ${p.runDir}`,
+  ].join("\n");
 }

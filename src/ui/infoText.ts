@@ -3,6 +3,7 @@ import type { OnnxSummary } from "../backends/store/onnxInfo.js";
 import type { OnnxValueInfo } from "../backends/onnx/proto.js";
 import type { LineageStep, ModelSource, WeightQuantization } from "../backends/store/types.js";
 import { formatBytes, formatCount } from "../core/format.js";
+import { pruneText } from "./pruneInfo.js";
 
 /** `slm info` as aligned "key  value" lines; rows without a value are left out. */
 type Row = [string, string | number | undefined];
@@ -59,6 +60,7 @@ export function modelInfoText(info: ModelInfo): string {
     ["parameters", count(g ? g.parameters : (h?.parameters ?? m.parameters))],
     ["quantization", quantizationText(info.quantization ?? m.quantization)],
     ["calibration", calibrationText(m.lineage)],
+    ["pruned", pruneText(m.lineage)],
     ["adapter base", a?.base],
     ["adapter rank", a?.rank === undefined ? undefined : Array.isArray(a.rank) ? a.rank.join(", ") : a.rank],
     ["adapter alpha", a?.alpha],
@@ -162,9 +164,9 @@ export function quantizationText(q: WeightQuantization | undefined): string | un
   return parts.join(", ");
 }
 
-/** The calibration data of the latest GPTQ/AWQ step in a model's lineage: file, form and content hash. */
+/** The calibration data of the latest GPTQ/AWQ/prune step in a model's lineage: file, form and content hash. */
 function calibrationText(lineage: readonly LineageStep[]): string | undefined {
-  const step = lineage.find((l) => l.method === "gptq" || l.method === "awq");
+  const step = lineage.find((l) => l.method === "gptq" || l.method === "awq" || l.method === "prune-layers" || l.method === "prune-ffn");
   const c = step?.parameters.calibration as { file?: string; format?: string; sha256?: string; tokens?: number } | undefined;
   if (!c?.file) return undefined;
   const details = [c.format, c.sha256 ? `sha256 ${c.sha256}` : undefined, c.tokens ? `${c.tokens.toLocaleString("en-US")} tokens` : undefined].filter(Boolean);

@@ -106,6 +106,7 @@ function skipReason(ex: Example, cwd: string, madeBySkipped: Set<string>): strin
   if (ex.verb === "finetune") return "`finetune` trains for minutes (test/e2e/finetuneReal.test.ts covers it)";
   if (ex.verb === "convert" && !HAS_PYTHON) return "`convert` needs the Python ML stack (SLM_TEST_PYTHON is not set)";
   if (ex.verb === "export" && !HAS_PYTHON) return "`export` needs the Python ML stack (SLM_TEST_PYTHON is not set)";
+  if (ex.verb === "prune" && !HAS_PYTHON) return "`prune` needs the Python ML stack (SLM_TEST_PYTHON is not set)";
   if (ex.verb === "quantize" && bare.some((t, k) => bare[k - 1] === "--method" && t !== "llamacpp") && !HAS_PYTHON) return "GPTQ/AWQ need the Python ML stack (SLM_TEST_PYTHON is not set)";
   // run/chat/eval/bench of a Hugging Face folder convert it to GGUF first, with llama.cpp's Python converter.
   if (!HAS_PYTHON && ["run", "chat", "eval", "bench"].includes(ex.verb) && bare.slice(1).some((t) => exists(cwd, path.join(t, "config.json")))) return "running a Hugging Face folder converts it with the Python ML stack (SLM_TEST_PYTHON is not set)";

@@ -1,9 +1,8 @@
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it, type TestContext } from "vitest";
-import { readSafetensors, readTensorF32 } from "../../src/backends/adapters/safetensors.js";
 import { FIXTURE, interruptWhen, lastJson, slm } from "../helpers/cli.js";
-import { lossPoints, realRecipe, runEvents } from "../helpers/finetuneRun.js";
+import { adapterTensors, lossPoints, maxDifference, processesMentioning, realRecipe, runEvents } from "../helpers/finetuneRun.js";
 
 /**
  * `slm finetune --gpus N`: data-parallel training, checked on the CPU (`--device cpu` runs the N
@@ -25,35 +24,6 @@ interface Result {
   training: { steps: number; tokens: number; train_loss: number; resumed_from: string | null };
 }
 
-
-/** Every tensor of a PEFT adapter folder, as float32. */
-function adapterTensors(dir: string): Map<string, Float32Array> {
-  const file = readSafetensors(path.join(dir, "adapter_model.safetensors"));
-  return new Map(file.tensors.map((t) => [t.name, readTensorF32(file, t)]));
-}
-
-function maxDifference(a: Map<string, Float32Array>, b: Map<string, Float32Array>): number {
-  expect([...a.keys()].sort()).toEqual([...b.keys()].sort());
-  let max = 0;
-  for (const [name, x] of a) {
-    const y = b.get(name)!;
-    for (let i = 0; i < x.length; i++) max = Math.max(max, Math.abs(x[i]! - y[i]!));
-  }
-  return max;
-}
-
-/** Processes whose command line mentions `needle` (the sandbox: recipe configs live in its run folders). */
-function processesMentioning(needle: string): number[] {
-  const found: number[] = [];
-  for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
-    try {
-      if (readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(needle)) found.push(Number(pid));
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  return found;
-}
 
 const real = realRecipe("slm finetune --gpus");
 const needPython = (ctx: TestContext) => real.need(ctx);

@@ -1,4 +1,7 @@
-import { beforeAll, type TestContext } from "vitest";
+import { readdirSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { beforeAll, expect, type TestContext } from "vitest";
+import { readSafetensors, readTensorF32 } from "../../src/backends/adapters/safetensors.js";
 import { type Sandbox, sandbox } from "./cli.js";
 import { finetunePythonForTests } from "./python.js";
 
@@ -54,4 +57,33 @@ export function realRecipe(what: string): RealRecipe {
       if (!python) ctx.skip(skip);
     },
   };
+}
+
+/** Every tensor of a PEFT adapter folder, as float32. */
+export function adapterTensors(dir: string): Map<string, Float32Array> {
+  const file = readSafetensors(path.join(dir, "adapter_model.safetensors"));
+  return new Map(file.tensors.map((t) => [t.name, readTensorF32(file, t)]));
+}
+
+export function maxDifference(a: Map<string, Float32Array>, b: Map<string, Float32Array>): number {
+  expect([...a.keys()].sort()).toEqual([...b.keys()].sort());
+  let max = 0;
+  for (const [name, x] of a) {
+    const y = b.get(name)!;
+    for (let i = 0; i < x.length; i++) max = Math.max(max, Math.abs(x[i]! - y[i]!));
+  }
+  return max;
+}
+
+/** Processes whose command line mentions `needle` (a sandbox's path, a recipe config's). */
+export function processesMentioning(needle: string): number[] {
+  const found: number[] = [];
+  for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(needle)) found.push(Number(pid));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return found;
 }

@@ -60,6 +60,33 @@ export async function runFinetune(plan: FinetunePlan, ctx: BackendContext = {}):
 
 async function finetuneHeld(plan: FinetunePlan, ctx: BackendContext): Promise<FinetuneResult> {
   const started = performance.now();
+  const run = await setUpRun(plan, ctx);
+  return await cleanUpOnFailure(plan.runDir, async () => {
+    const training = await train(plan, run.config, run.python, ctx);
+    const registered = await convertAndRegister(plan, { hf: run.hf, gguf: run.gguf, training, data: run.data }, ctx);
+    const record = readRunRecord(plan.runDir);
+    if (record) writeRunRecord(plan.runDir, { ...record, finishedAt: new Date().toISOString() });
+    return { ...registered, runDir: plan.runDir, peftAdapter: training.adapter_dir, modelDir: training.model_dir ?? null, data: run.data, training, seconds: (performance.now() - started) / 1000 };
+  });
+}
+
+/** A run's folder made ready for the recipe: what training needs, and what registration needs after it. */
+export interface RunSetUp {
+  python: PythonEnv;
+  /** The base's HF folder. */
+  hf: string;
+  /** The base GGUF: a registered model's file, or converted into the run's folder. */
+  gguf: string;
+  data: DataSummary;
+  config: RecipeConfig;
+}
+
+/**
+ * Everything before training: the data summary when a base GGUF is at hand, the Python check, HF weights
+ * (pulled if needed), the base GGUF (converted if needed: early, so an unsupported architecture fails
+ * before training), the normalised data and run.json. `slm finetune --prepare` stops here.
+ */
+export async function setUpRun(plan: FinetunePlan, ctx: BackendContext): Promise<RunSetUp> {
   const s = plan.settings;
   let hf = plan.base.hf;
   const registeredGguf = plan.base.gguf?.path;
@@ -87,20 +114,22 @@ async function finetuneHeld(plan: FinetunePlan, ctx: BackendContext): Promise<Fi
 
   if (plan.runState === "stale") removeUnused(plan.runDir);
   mkdirSync(plan.runDir, { recursive: true });
-  try {
+  return await cleanUpOnFailure(plan.runDir, async () => {
     const gguf = registeredGguf ?? (await baseGguf(plan.runDir, hfDir, convertEnv, ctx));
     const context = inspectHfFolder(hfDir).contextLength ?? (await readGgufSummary(gguf)).contextLength;
     const template = chooseTemplate(gguf, hfDir, registeredGguf ? {} : ctx);
-    data ??= await summariseData(plan, gguf, template, maxSeqLen(context), ctx);
-    const config = writeRunInputs(plan, hfDir, template, data.maxSeqLen);
-    const training = await train(plan, config, python, ctx);
-    const registered = await convertAndRegister(plan, { hf: hfDir, gguf, training, data }, ctx);
-    const record = readRunRecord(plan.runDir);
-    if (record) writeRunRecord(plan.runDir, { ...record, finishedAt: new Date().toISOString() });
-    return { ...registered, runDir: plan.runDir, peftAdapter: training.adapter_dir, modelDir: training.model_dir ?? null, data, training, seconds: (performance.now() - started) / 1000 };
+    const summary = data ?? (await summariseData(plan, gguf, template, maxSeqLen(context), ctx));
+    const config = writeRunInputs(plan, hfDir, template, summary.maxSeqLen);
+    return { python, hf: hfDir, gguf, data: summary, config };
+  });
+}
+
+/** Without a checkpoint there is nothing to resume: a failed run leaves no folder behind. */
+async function cleanUpOnFailure<T>(runDir: string, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
   } catch (err) {
-    // Without a checkpoint there is nothing to resume: the run leaves no folder behind.
-    if (!hasCheckpoint(plan.runDir) && !existsSync(path.join(plan.runDir, "adapter")) && !existsSync(path.join(plan.runDir, "model"))) removeUnused(plan.runDir);
+    if (!hasCheckpoint(runDir) && !existsSync(path.join(runDir, "adapter")) && !existsSync(path.join(runDir, "model"))) removeUnused(runDir);
     throw err;
   }
 }

@@ -49,6 +49,10 @@ export function writeRunRecord(runDir: string, r: RunRecord): void {
 /** Whether a run may start (fresh) or continue (--resume) in this folder; throws when it may not. */
 export function checkRunDir(runDir: string, name: string, resume: boolean): "fresh" | "resume" | "stale" {
   const exists = existsSync(runDir);
+  // A folder made by --prepare belongs to a launcher such as torchrun, which may be training in it now.
+  if (exists && existsSync(path.join(runDir, "prepared.json")) && !readRunRecord(runDir)?.finishedAt) {
+    throw new UsageError(`${name} is prepared for torchrun in ${runDir}; slm does not train in that folder itself.`, { hint: `Continue it with its torchrun command (plus --resume), register it with \`slm finetune --register ${runDir}\`, or \`slm rm ${name}\` to discard it.` });
+  }
   if (resume) {
     if (!exists || !hasCheckpoint(runDir) || readRunRecord(runDir)?.finishedAt) {
       throw new UsageError(`Nothing to resume: no interrupted run named ${name} has a checkpoint${exists ? "" : ` (${runDir} does not exist)`}.`, { hint: "Run without --resume to start it." });
