@@ -57,7 +57,7 @@ export function register(program: Command): void {
 Examples:
   slm distill --teacher tiny-arith --teacher-lora test/fixtures/tiny-arith/lora-sub \\
     --student test/fixtures/tiny-arith/hf --prompts questions.txt
-  slm distill --teacher qwen2.5-7b --student qwen2.5-0.5b --prompts chats.jsonl \\
+  slm distill --teacher qwen2.5-3b --student qwen2.5-0.5b --prompts chats.jsonl \\
     --relabel --kd-logprobs 8 --out chats
 
 See docs/distill.md.`,
