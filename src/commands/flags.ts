@@ -40,10 +40,24 @@ function nonNegativeInt(name: string) {
   };
 }
 
-export function addSamplingOptions(cmd: Command): Command {
+/**
+ * What a command does when -t / -n are not given, as its help states it: run and chat sample (0.8) until
+ * the model stops; eval and distill answer greedily, at most 256 tokens (EVAL_MAX_TOKENS,
+ * DISTILL_MAX_TOKENS), so their help must not print run's defaults.
+ */
+export interface SamplingDefaults {
+  temperature: number;
+  maxTokens?: number;
+}
+
+export const GREEDY_ANSWERS: SamplingDefaults = { temperature: 0, maxTokens: 256 };
+
+export function addSamplingOptions(cmd: Command, defaults: SamplingDefaults = { temperature: 0.8 }): Command {
+  const maxTokens = defaults.maxTokens ? `default ${defaults.maxTokens}` : "default: until the model stops or the context is full";
+  const temperature = defaults.temperature === 0 ? "default 0: greedy" : `default ${defaults.temperature}`;
   return cmd
-    .option("-n, --max-tokens <n>", "most tokens to generate (default: until the model stops or the context is full)", positiveInt("--max-tokens"))
-    .option("-t, --temperature <t>", "randomness; 0 = greedy and repeatable (default 0.8)", numberIn("--temperature", 0, 5))
+    .option("-n, --max-tokens <n>", `most tokens to generate (${maxTokens})`, positiveInt("--max-tokens"))
+    .option("-t, --temperature <t>", `randomness; 0 = greedy and repeatable (${temperature})`, numberIn("--temperature", 0, 5))
     .option("--top-p <p>", "nucleus sampling (default 0.95)", numberIn("--top-p", 0, 1))
     .option("--top-k <k>", "sample from the k most likely tokens (default 40)", nonNegativeInt("--top-k"))
     .option("--min-p <p>", "drop tokens below this share of the top one (default 0.05)", numberIn("--min-p", 0, 1))
