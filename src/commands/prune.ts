@@ -59,7 +59,8 @@ Examples:
     .action(
       action(async (ctx, model: string, f: PruneFlags) => {
         const [{ planPrune }, { runPrune }] = await Promise.all([import("../backends/prune/plan.js"), import("../backends/prune/run.js")]);
-        const render = await ctx.renderer();
+        // Healing is training: the fine-tune view folds its loss per step into one line and a curve.
+        const render = await ctx.renderer(true, "finetune");
         const events = { signal: ctx.signal, onEvent: render.onEvent };
         const plan = await planPrune({ ref: model, ...f }, events);
         const r = await runPrune(plan, events);

@@ -114,6 +114,16 @@ describe("slm prune", () => {
       expect(readGgufHeader(converted.path).metadata.get("llama.feed_forward_length")).toBe(576);
     }, SLOW);
 
+    it("shows healing's loss as a training run does, not one line per step", async (ctx) => {
+      need(ctx);
+      // Plain output (the sandbox sets CI): one line per step would be 100 lines at the default --heal-steps.
+      const r = await slm(["prune", HF, "--layers", "1", "--calibration", TEXT, "--samples", "2", "--seq-len", "32", "--heal-distill", "--heal-steps", "12", "--out", "healed"], sb);
+      expect(r.exitCode, r.all).toBe(0);
+      expect(r.stderr).not.toMatch(/loss #\d+:/);
+      expect(r.stderr).toMatch(/✓ Healing: distilling from the unpruned model \(loss [\d.]+ → [\d.]+\)/);
+      expect(r.stderr.split("\n").filter((l) => /\bloss\b/.test(l)).length).toBeLessThanOrEqual(4);
+    }, SLOW);
+
     it("leaves no folder and no entry when Ctrl+C comes while it reads the calibration data", async (ctx) => {
       need(ctx);
       const before = modelDirs(sb);
