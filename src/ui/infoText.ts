@@ -3,6 +3,7 @@ import type { OnnxSummary } from "../backends/store/onnxInfo.js";
 import type { OnnxValueInfo } from "../backends/onnx/proto.js";
 import type { LineageStep, ModelSource, WeightQuantization } from "../backends/store/types.js";
 import { formatBytes, formatCount } from "../core/format.js";
+import { distillText } from "./distillInfo.js";
 import { pruneText } from "./pruneInfo.js";
 
 /** `slm info` as aligned "key  value" lines; rows without a value are left out. */
@@ -61,6 +62,7 @@ export function modelInfoText(info: ModelInfo): string {
     ["quantization", quantizationText(info.quantization ?? m.quantization)],
     ["calibration", calibrationText(m.lineage)],
     ["pruned", pruneText(m.lineage)],
+    ["distilled", distillText(m.lineage)],
     ["adapter base", a?.base],
     ["adapter rank", a?.rank === undefined ? undefined : Array.isArray(a.rank) ? a.rank.join(", ") : a.rank],
     ["adapter alpha", a?.alpha],

@@ -65,7 +65,7 @@ describe("slm distill with the real recipe (CPU)", () => {
     const entry = registry(real.sb).models["tiny-arith+sub"]!;
     const step = entry.lineage.at(-1)!;
     expect(step.method).toBe("distill");
-    expect((step.parameters as { distill: unknown }).distill).toEqual({ teacher: "tiny-arith", dataset: path.join(real.sb.home, "datasets", "tiny-arith+sub"), kdLogprobs: null });
+    expect((step.parameters as { distill: unknown }).distill).toEqual({ teacher: "tiny-arith", teacherLora: [path.resolve(ADAPTER)], dataset: path.join(real.sb.home, "datasets", "tiny-arith+sub"), kdLogprobs: null });
     const e = await slm(["eval", "tiny-arith+sub", "--task", SUB_EVAL, "--no-store", "--json"], real.sb);
     expect(e.exitCode, e.all).toBe(0);
     const accuracy = (lastJson(e.stdout).data as { models: { tasks: { score: { accuracy: { value: number } } }[] }[] }).models[0]!.tasks[0]!.score.accuracy.value;

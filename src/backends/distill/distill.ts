@@ -1,3 +1,5 @@
+import { existsSync } from "node:fs";
+import path from "node:path";
 import { UsageError } from "../../core/errors.js";
 import type { BackendContext } from "../../core/events.js";
 import type { FinetuneResult } from "../finetune/finetune.js";
@@ -11,6 +13,7 @@ import { assertFreeName } from "../store/derived.js";
 import { type DatasetFiles, type DatasetLineage, datasetFiles } from "./dataset.js";
 import { type Prompts, readPrompts, readRelabelPrompts } from "./prompts.js";
 import { type GenerationSummary, teacherDataset } from "./teacher.js";
+import { splitLoraSpec } from "../llama/lora.js";
 
 /** What `slm distill` was asked: the teacher's side, then `slm finetune`'s options for the student. */
 export interface DistillRequest {
@@ -88,7 +91,17 @@ export async function runDistill(plan: DistillPlan, ctx: BackendContext = {}): P
   const dataset = { ...lineage, path: plan.files.data };
   if (r.dataOnly) return { dataset, generation, finetune: null, seconds: (performance.now() - started) / 1000 };
   const [{ planFinetune }, { runFinetune }] = await Promise.all([import("../finetune/plan.js"), import("../finetune/finetune.js")]);
-  const request: FinetuneRequest = { ...r.finetune, full: r.full, kdAlpha: r.kdAlpha, distill: { teacher: teacher.name, dataset: plan.files.dir, kdLogprobs }, ref: r.student, data: plan.files.data, out: plan.out };
+  const request: FinetuneRequest = { ...r.finetune, full: r.full, kdAlpha: r.kdAlpha, distill: { teacher: teacher.name, ...(r.teacherLora?.length ? { teacherLora: r.teacherLora.map(loraSource) } : {}), dataset: plan.files.dir, kdLogprobs }, ref: r.student, data: plan.files.data, out: plan.out };
   const finetune = await runFinetune(planFinetune(request), ctx);
   return { dataset, generation, finetune, seconds: (performance.now() - started) / 1000 };
+}
+
+/**
+ * A --teacher-lora value as the student's lineage keeps it: a local adapter by its absolute path (the
+ * command may have named it relative to another folder), a Hub repository as given; the scale when not 1.
+ */
+export function loraSource(spec: string): string {
+  const { target, scale } = splitLoraSpec(spec);
+  const local = path.resolve(target);
+  return `${existsSync(local) ? local : target}${scale !== 1 ? `:${scale}` : ""}`;
 }

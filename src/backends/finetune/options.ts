@@ -39,6 +39,8 @@ export interface FinetuneRequest {
 /** Where a distillation dataset came from, as the lineage records it. */
 export interface DistillOrigin {
   teacher: string;
+  /** --teacher-lora's adapters (local ones as absolute paths, with their scale): the teacher is not `teacher` alone. */
+  teacherLora?: string[];
   dataset: string;
   /** K of --kd-logprobs, or null for sequence-level distillation. */
   kdLogprobs: number | null;
