@@ -159,6 +159,10 @@ describe("slm distill: bad input, refused before anything runs", () => {
     const full = await slm(["distill", "--teacher", "tiny-arith", "--student", "tiny-arith", "--prompts", prompts, "--full", "--rank", "8"], sb);
     expect(full.exitCode, full.all).toBe(2);
     expect(full.stderr).toMatch(/--rank sets the LoRA adapter, which --full does not train/);
+    // --data-only trains nothing: the student's training options would be silently dropped.
+    const dataOnly = await slm(["distill", "--teacher", "tiny-arith", "--student", "tiny-arith", "--prompts", prompts, "--data-only", "--max-steps", "5", "--full"], sb);
+    expect(dataOnly.exitCode, dataOnly.all).toBe(2);
+    expect(dataOnly.stderr).toContain("--data-only trains no student: --full, --max-steps would do nothing");
     expect(existsSync(path.join(sb.home, "datasets"))).toBe(false);
   });
 });

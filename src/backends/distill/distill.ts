@@ -57,6 +57,14 @@ export function planDistill(r: DistillRequest): DistillPlan {
     throw new UsageError(`--kd-logprobs must be a whole number from 1 to ${MAX_KD_LOGPROBS} (got ${r.kdLogprobs}).`);
   }
   if (r.kdAlpha !== undefined && r.kdLogprobs === undefined) throw new UsageError("--kd-alpha mixes the token-level KD loss with cross-entropy: it needs --kd-logprobs K.", { hint: "Without --kd-logprobs the student learns from the teacher's answers (sequence-level KD)." });
+  if (r.dataOnly) {
+    // The student's options (commander's "auto" device aside) mean nothing without training: refuse them rather than drop them.
+    const given = Object.entries({ full: r.full, kdAlpha: r.kdAlpha, ...r.finetune }).filter(([k, v]) => v !== undefined && v !== false && !(k === "device" && v === "auto"));
+    if (given.length) {
+      const flags = given.map(([k]) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(", ");
+      throw new UsageError(`--data-only trains no student: ${flags} would do nothing.`, { hint: "Drop them, or drop --data-only to train the student too (a finished dataset is reused)." });
+    }
+  }
   // The fine-tune's options are checked now (--full with LoRA options, --kd-alpha's range…), not after the teacher's work.
   settingsOf({ ...r.finetune, full: r.full, kdAlpha: r.kdAlpha, ref: r.student, data: r.prompts });
   // A GGUF student is refused here, with how to give HF weights instead (finetune's base resolution).
