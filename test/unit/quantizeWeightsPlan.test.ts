@@ -107,6 +107,22 @@ describe("the source of GPTQ/AWQ: unquantized Hugging Face weights", () => {
     await registerModel(gguf("tiny-arith+sub-merged", { lineage: [{ from: "tiny-arith+sub", method: "merge-lora", parameters: { mergedHf: merged }, at: "2026-01-01T00:00:00Z" }] }));
     expect(await resolveWeightsSource("tiny-arith+sub-merged")).toMatchObject({ from: "tiny-arith+sub-merged", source: { path: merged } });
   });
+
+  it("a full fine-tune (finetune --full, distill --full): the trained HF folder its run kept", async () => {
+    // As slm finetune --full registers it: its own F16 GGUF, no adapter, the trained folder in the lineage.
+    const model = path.join(home, "runs", "tiny-arith+full", "model");
+    mkdirSync(path.dirname(model), { recursive: true });
+    cpSync(HF, model, { recursive: true });
+    for (const [name, method] of [["tiny-arith+full", "finetune-full"], ["tiny-arith+kd", "distill"]] as const) {
+      await registerModel(gguf(name, { lineage: [{ from: HF, method, parameters: { hf: HF, hfModel: model, peftAdapter: null }, at: "2026-01-01T00:00:00Z" }] }));
+      expect(await resolveWeightsSource(name)).toMatchObject({ from: name, source: { name, format: "hf", path: model } });
+    }
+    // A LoRA distillation (hfModel null) has no such folder, and a GGUF quantized from the full fine-tune is not those weights.
+    await registerModel(gguf("tiny-arith+kd-lora", { lineage: [{ from: HF, method: "distill", parameters: { hf: HF, hfModel: null, peftAdapter: "/x" }, at: "2026-01-01T00:00:00Z" }] }));
+    expect(await usage(resolveWeightsSource("tiny-arith+kd-lora"))).toMatch(/is a GGUF model/);
+    await registerModel(gguf("tiny-arith+full-Q8_0", { lineage: [{ from: "tiny-arith+full", method: "quantize", parameters: {}, at: "2026-01-01T00:00:01Z" }, { from: HF, method: "finetune-full", parameters: { hfModel: model }, at: "2026-01-01T00:00:00Z" }] }));
+    expect(await usage(resolveWeightsSource("tiny-arith+full-Q8_0"))).toMatch(/is a GGUF model/);
+  });
 });
 
 describe("reading back what the recipe wrote", () => {

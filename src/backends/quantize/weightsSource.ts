@@ -68,10 +68,22 @@ function refuseQuantized(name: string, method: string, u: WeightsUse): never {
 const isDir = (p: unknown): p is string => typeof p === "string" && existsSync(p) && statSync(p).isDirectory();
 
 /**
- * A fine-tune's merged HF weights: the `-merged` model's (its merge step names the folder), or those a
- * `<base>+<name>` run kept in its run folder. Undefined when the fine-tune did not merge.
+ * A full fine-tune's trained HF folder (`slm finetune --full`, `slm distill --full`: the step's `hfModel`,
+ * in its run folder). Only when that fine-tune is the entry itself, not a model derived from it.
+ */
+function fullWeightsOf(entry: ModelEntry): string | undefined {
+  const step = entry.lineage[0];
+  return step && (step.method === "finetune-full" || step.method === "distill") && isDir(step.parameters.hfModel) ? step.parameters.hfModel : undefined;
+}
+
+/**
+ * A fine-tune's HF weights: a full fine-tune's trained folder, the `-merged` model's (its merge step names
+ * the folder), or those a `<base>+<name>` run kept in its run folder. Undefined when a LoRA fine-tune did
+ * not merge.
  */
 export function mergedWeightsOf(entry: ModelEntry): string | undefined {
+  const full = fullWeightsOf(entry);
+  if (full) return full;
   const merge = entry.lineage.find((l) => l.method === "merge-lora");
   if (merge && isDir(merge.parameters.mergedHf)) return merge.parameters.mergedHf;
   if (entry.adapters?.length) {
@@ -124,7 +136,7 @@ export async function resolveWeightsSource(ref: string, ctx: BackendContext = {}
     if (entry.format === "gptq" || entry.format === "awq") refuseQuantized(entry.name, entry.format.toUpperCase(), u);
     refuseOnnx(entry, need(u));
     const c = entry.source.type === "hub" ? catalogOfRepo(entry.source.repo) : undefined;
-    if (entry.format === "gguf" && (entry.adapters?.length || entry.lineage.some((l) => l.method === "merge-lora"))) found = fromFinetune(entry, u);
+    if (entry.format === "gguf" && (entry.adapters?.length || entry.lineage.some((l) => l.method === "merge-lora") || fullWeightsOf(entry))) found = fromFinetune(entry, u);
     else if (entry.format === "gguf" && c?.hf?.repo) found = await catalogHfWeights(c, ctx);
     else if (entry.format === "gguf") refuseGguf(entry.name, u);
     else found = { source: entry, from: entry.name, pulled: false };
