@@ -214,6 +214,18 @@ describe("the base of a fine-tune", () => {
     expect(usage(() => resolveFinetuneBase(dir))).toMatch(/holds AWQ-packed weights/);
   });
 
+  it("a full fine-tune or a -merged model: the HF weights its run kept, its own GGUF as the base at inference", async () => {
+    const model = path.join(home, "runs", "tiny-arith+full", "model");
+    mkdirSync(model, { recursive: true });
+    const full = entry("tiny-arith+full", "gguf", "x", { source: { type: "derived" }, lineage: [{ from: HF, method: "finetune-full", parameters: { hfModel: model }, at: "2026-01-01T00:00:00Z" }] });
+    await registerModel(full);
+    expect(resolveFinetuneBase("tiny-arith+full")).toMatchObject({ from: "tiny-arith+full", hf: model, gguf: { name: "tiny-arith+full" } });
+    const merged = path.join(home, "runs", "tiny-arith+sub", "merged");
+    mkdirSync(merged, { recursive: true });
+    await registerModel(entry("tiny-arith+sub-merged", "gguf", "x", { source: { type: "derived" }, lineage: [{ from: "tiny-arith+sub", method: "merge-lora", parameters: { mergedHf: merged }, at: "2026-01-01T00:00:00Z" }] }));
+    expect(resolveFinetuneBase("tiny-arith+sub-merged")).toMatchObject({ from: "tiny-arith+sub-merged", hf: merged, gguf: { name: "tiny-arith+sub-merged" } });
+  });
+
   it("names folders by the model, not by what they hold (store/naming.ts), and the built-in by its name", () => {
     expect(resolveFinetuneBase(HF)).toMatchObject({ name: "tiny-arith", hf: HF });
     expect(resolveFinetuneBase("tiny-arith")).toMatchObject({ name: "tiny-arith", from: "tiny-arith", hf: expect.stringMatching(/models\/tiny-arith\/hf$/), gguf: { name: "tiny-arith", source: { type: "builtin" } } });

@@ -1,6 +1,7 @@
 import { type CatalogEntry, builtinHfPath, catalog } from "../../core/catalog.js";
 import { UsageError } from "../../core/errors.js";
 import { parseModelRef, registryNameFor } from "../../core/modelRef.js";
+import { mergedWeightsOf } from "../quantize/weightsSource.js";
 import { builtinEntry } from "../store/builtin.js";
 import { hfFolderModelId, shortName } from "../store/naming.js";
 import { refuseOnnx } from "../store/onnxRefusal.js";
@@ -73,6 +74,9 @@ export function resolveFinetuneBase(ref: string): FinetuneBase {
         const c = catalogOf(entry);
         return { name: c ? c.id : shortName(entry.name), from: entry.name, hf: entry.path, gguf: c ? catalogGguf(c) : undefined };
       }
+      // A full fine-tune or a `-merged` model: the HF weights are in its run folder, its GGUF is their F16 conversion.
+      const trained = mergedWeightsOf(entry);
+      if (trained) return { name: shortName(entry.name), from: entry.name, hf: trained, gguf: entry };
       const c = catalogOf(entry);
       if (c) return catalogHf(c, entry, entry.name);
       throw new UsageError(`${entry.name} is a GGUF file only; fine-tuning needs the model's Hugging Face weights (safetensors), and slm does not know where they are.`, {
