@@ -113,3 +113,24 @@ class PruneSurgeryTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+@unittest.skipUnless(HAS_TORCH, "needs torch")
+class PruneHealDataTest(unittest.TestCase):
+    def test_heal_batches_from_text_and_from_chats(self):
+        # Both shapes go through the fine-tune's own collate, which reads every field of its Example (kd too).
+        from transformers import AutoTokenizer
+
+        from slm_recipes.prune.heal import _data_batches
+
+        tok = AutoTokenizer.from_pretrained(os.path.join(FIXTURE, "hf"))
+        for name, fmt in (("eval-text.txt", "text"), ("add-train.jsonl", "chat-jsonl")):
+            data = {"file": os.path.join(FIXTURE, "data", name), "format": fmt}
+            cfg = prune_config(config(seq_len=32, heal={"mode": "data", "data": data, "steps": 2, "batch_size": 4}))
+            batch_of, rows = _data_batches(cfg.heal, cfg, tok, 256)
+            b = batch_of(0)
+            self.assertGreater(rows, 0)
+            self.assertEqual(b["input_ids"].shape[0], 4)
+            if fmt == "text":
+                # Plain text: every token is learned.
+                self.assertTrue(bool((b["labels"] == b["input_ids"]).all()))

@@ -10,7 +10,7 @@ import time
 import torch
 
 from .. import events as ev
-from ..data import Encoder, collate, encode_all, read_jsonl
+from ..data import Encoder, Example, collate, encode_all, read_jsonl
 from ..errors import ConfigError
 from ..quant.calibration import _text_tokens
 
@@ -24,7 +24,7 @@ def _data_batches(heal, cfg, tokenizer, max_positions):
         # Plain text: the whole file's tokens in consecutive windows of seq_len, every token learned.
         stream = [t for ids in _text_tokens(heal.data.file, tokenizer) for t in ids]
         n = min(cfg.seq_len, max_positions)
-        rows = [_Row(stream[i:i + n]) for i in range(0, len(stream) - 1, n)]
+        rows = [Example(stream[i:i + n], stream[i:i + n]) for i in range(0, len(stream) - 1, n)]
         if not rows:
             raise ConfigError(f"heal: {heal.data.file} holds no text to train on")
     order = list(range(len(rows)))
@@ -36,11 +36,6 @@ def _data_batches(heal, cfg, tokenizer, max_positions):
         return {k: torch.tensor(v, dtype=torch.long) for k, v in collate(picked, pad).items()}
 
     return batch, len(rows)
-
-
-class _Row:
-    def __init__(self, ids):
-        self.ids, self.labels, self.positions = ids, list(ids), None
 
 
 def heal(model, teacher, windows, cfg, tokenizer, max_positions, device):
