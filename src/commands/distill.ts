@@ -55,10 +55,11 @@ export function register(program: Command): void {
    KD). It registers as <student>+<name>. Needs slm's Python environment.
 
 Examples:
-  slm distill --teacher tiny-arith --teacher-lora test/fixtures/tiny-arith/lora-sub \\
+  slm distill --teacher tiny-arith \\
+    --teacher-lora test/fixtures/tiny-arith/lora-sub \\
     --student test/fixtures/tiny-arith/hf --prompts questions.txt
-  slm distill --teacher qwen2.5-3b --student qwen2.5-0.5b --prompts chats.jsonl \\
-    --relabel --kd-logprobs 8 --out chats
+  slm distill --teacher qwen2.5-3b --student qwen2.5-0.5b \\
+    --prompts chats.jsonl --relabel --kd-logprobs 8 --out chats
 
 See docs/distill.md.`,
   );

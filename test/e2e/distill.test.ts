@@ -124,6 +124,14 @@ describe("slm distill: the teacher's dataset", () => {
 describe("slm distill: bad input, refused before anything runs", () => {
   const prompts = promptsFile("few.txt", questions.slice(0, 4));
 
+  it("--help shows its examples as written: no line re-wrapped for being over 80 columns", async () => {
+    const r = await slm(["distill", "--help"], sandbox());
+    expect(r.exitCode, r.all).toBe(0);
+    const examples = r.stdout.slice(r.stdout.indexOf("Examples:"));
+    expect(examples).toContain("  slm distill --teacher tiny-arith \\\n    --teacher-lora test/fixtures/tiny-arith/lora-sub \\\n    --student test/fixtures/tiny-arith/hf --prompts questions.txt\n");
+    expect(examples).toContain("  slm distill --teacher qwen2.5-3b --student qwen2.5-0.5b \\\n    --prompts chats.jsonl --relabel --kd-logprobs 8 --out chats\n");
+  });
+
   it("a GGUF student: needs Hugging Face weights, and says how", async () => {
     const sb = sandbox();
     const r = await slm(["--json", "distill", "--teacher", "tiny-arith", "--student", path.join(FIXTURE, "gguf", "tiny-arith-f32.gguf"), "--prompts", prompts], sb);
