@@ -103,11 +103,12 @@ class Run:
         ev.log("info", f"device {self.device}"
                        + (f" × {self.group.world} processes" if self.group.active else "")
                        + f", {str(self.dtype).replace('torch.', '')}, checkpointing "
-                       f"{self.checkpointing}, loss {'chunked' if self.loss_fn.chunked else 'standard'}"
-                       f"{', compiled layers' if cfg.compile else ''}; "
+                       f"{self.checkpointing}, loss "
+                       + (f"KD + CE (kd_alpha={cfg.kd_alpha:g}, logits at answer tokens)" if cfg.kd_alpha is not None
+                          else "chunked" if self.loss_fn.chunked else "standard")
+                       + (", compiled layers" if cfg.compile else "") + "; "
                        + ("full fine-tuning" if cfg.full else f"LoRA r={cfg.rank} alpha={cfg.alpha:g}")
-                       + f": {n_train:,} trainable of {n_all:,} parameters"
-                       + (f"; distillation loss kd_alpha={cfg.kd_alpha:g}" if cfg.kd_alpha is not None else ""))
+                       + f": {n_train:,} trainable of {n_all:,} parameters")
         self.steps.done(f"{n_train:,} trainable parameters")
 
     def data(self):
