@@ -214,6 +214,13 @@ describe("the base of a fine-tune", () => {
     expect(usage(() => resolveFinetuneBase(dir))).toMatch(/holds AWQ-packed weights/);
   });
 
+  it("a registered full fine-tune trains on from the HF weights its run kept; a LoRA fine-tune's GGUF does not", async () => {
+    await registerModel(entry("tiny-arith+ft", "gguf", "x/y", { source: { type: "derived" }, lineage: [{ from: HF, method: "finetune-full", parameters: { hfModel: HF }, at: "2026-01-01T00:00:00Z" }] }));
+    expect(resolveFinetuneBase("tiny-arith+ft")).toMatchObject({ name: "tiny-arith-ft", from: "tiny-arith+ft", hf: HF, gguf: { name: "tiny-arith+ft" } });
+    await registerModel(entry("tiny-arith+gone", "gguf", "x/y", { source: { type: "derived" }, lineage: [{ from: HF, method: "finetune-full", parameters: { hfModel: path.join(home, "removed") }, at: "2026-01-01T00:00:00Z" }] }));
+    expect(usage(() => resolveFinetuneBase("tiny-arith+gone"))).toMatch(/GGUF file only/);
+  });
+
   it("names folders by the model, not by what they hold (store/naming.ts), and the built-in by its name", () => {
     expect(resolveFinetuneBase(HF)).toMatchObject({ name: "tiny-arith", hf: HF });
     expect(resolveFinetuneBase("tiny-arith")).toMatchObject({ name: "tiny-arith", from: "tiny-arith", hf: expect.stringMatching(/models\/tiny-arith\/hf$/), gguf: { name: "tiny-arith", source: { type: "builtin" } } });

@@ -4,6 +4,7 @@ import { parseModelRef, registryNameFor } from "../../core/modelRef.js";
 import { builtinEntry } from "../store/builtin.js";
 import { hfFolderModelId, shortName } from "../store/naming.js";
 import { refuseOnnx } from "../store/onnxRefusal.js";
+import { fullWeightsOf } from "./run.js";
 import { quantizationOf } from "../store/quantFolder.js";
 import { resolveModel } from "../store/resolve.js";
 import { getModel, hasModel, listModels } from "../store/registry.js";
@@ -73,6 +74,9 @@ export function resolveFinetuneBase(ref: string): FinetuneBase {
         const c = catalogOf(entry);
         return { name: c ? c.id : shortName(entry.name), from: entry.name, hf: entry.path, gguf: c ? catalogGguf(c) : undefined };
       }
+      const trained = fullWeightsOf(entry);
+      // "+" separates base and fine-tune in `<base>+<name>`: the new name must not have two.
+      if (trained) return { name: entry.name.replaceAll("+", "-"), from: entry.name, hf: trained, gguf: entry };
       const c = catalogOf(entry);
       if (c) return catalogHf(c, entry, entry.name);
       throw new UsageError(`${entry.name} is a GGUF file only; fine-tuning needs the model's Hugging Face weights (safetensors), and slm does not know where they are.`, {

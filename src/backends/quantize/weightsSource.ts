@@ -5,7 +5,7 @@ import { UsageError } from "../../core/errors.js";
 import type { BackendContext } from "../../core/events.js";
 import { parseModelRef, registryNameFor } from "../../core/modelRef.js";
 import { hfSource } from "../convert/model.js";
-import { runDirFor } from "../finetune/run.js";
+import { fullWeightsOf, runDirFor } from "../finetune/run.js";
 import { folderQuantization } from "../store/quantFolder.js";
 import { getModel, hasModel, listModels } from "../store/registry.js";
 import { refuseOnnx } from "../store/onnxRefusal.js";
@@ -69,9 +69,12 @@ const isDir = (p: unknown): p is string => typeof p === "string" && existsSync(p
 
 /**
  * A fine-tune's merged HF weights: the `-merged` model's (its merge step names the folder), or those a
- * `<base>+<name>` run kept in its run folder. Undefined when the fine-tune did not merge.
+ * `<base>+<name>` run kept in its run folder; a full fine-tune's trained folder. Undefined when the
+ * fine-tune did not merge.
  */
 export function mergedWeightsOf(entry: ModelEntry): string | undefined {
+  const full = fullWeightsOf(entry);
+  if (full) return full;
   const merge = entry.lineage.find((l) => l.method === "merge-lora");
   if (merge && isDir(merge.parameters.mergedHf)) return merge.parameters.mergedHf;
   if (entry.adapters?.length) {
@@ -124,7 +127,7 @@ export async function resolveWeightsSource(ref: string, ctx: BackendContext = {}
     if (entry.format === "gptq" || entry.format === "awq") refuseQuantized(entry.name, entry.format.toUpperCase(), u);
     refuseOnnx(entry, need(u));
     const c = entry.source.type === "hub" ? catalogOfRepo(entry.source.repo) : undefined;
-    if (entry.format === "gguf" && (entry.adapters?.length || entry.lineage.some((l) => l.method === "merge-lora"))) found = fromFinetune(entry, u);
+    if (entry.format === "gguf" && (entry.adapters?.length || entry.lineage.some((l) => l.method === "merge-lora") || fullWeightsOf(entry))) found = fromFinetune(entry, u);
     else if (entry.format === "gguf" && c?.hf?.repo) found = await catalogHfWeights(c, ctx);
     else if (entry.format === "gguf") refuseGguf(entry.name, u);
     else found = { source: entry, from: entry.name, pulled: false };
