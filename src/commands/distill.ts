@@ -3,7 +3,7 @@ import type { DistillRequest, DistillResult } from "../backends/distill/distill.
 import type { FinetuneRequest } from "../backends/finetune/options.js";
 import { formatDuration } from "../core/format.js";
 import { action, collect, positiveInt } from "./action.js";
-import { type SamplingFlags, addSamplingOptions, GREEDY_256, samplingOf } from "./flags.js";
+import { type SamplingFlags, addSamplingOptions, samplingOf } from "./flags.js";
 import { number } from "./finetune.js";
 
 /** The request's own fields, slm run's sampling flags, the teacher's runtime flags and the student's fine-tune flags. */
@@ -26,7 +26,7 @@ export function register(program: Command): void {
     .option("--full", "full fine-tuning of the student instead of LoRA (small students)")
     .option("--parallel <n>", "prompts the teacher answers at once (default 8)", positiveInt("--parallel"))
     .option("--data-only", "stop once the teacher's dataset is made (train later with slm finetune)");
-  addSamplingOptions(cmd, GREEDY_256);
+  addSamplingOptions(cmd);
   cmd
     .option("-c, --ctx <n>", "teacher: context per parallel sequence (default: what the prompts need)", positiveInt("--ctx"))
     .option("--threads <n>", "teacher: CPU threads (default: one per physical core)", positiveInt("--threads"))

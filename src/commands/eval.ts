@@ -3,7 +3,7 @@ import type { EvalResult } from "../backends/eval/evaluate.js";
 import type { MatchMode } from "../backends/eval/match.js";
 import { UsageError } from "../core/errors.js";
 import { action, collect, positiveInt } from "./action.js";
-import { type BatchFlags, type RuntimeFlags, type SamplingFlags, addBatchOption, addRuntimeOptions, addSamplingOptions, GREEDY_256 } from "./flags.js";
+import { type BatchFlags, type RuntimeFlags, type SamplingFlags, addBatchOption, addRuntimeOptions, addSamplingOptions } from "./flags.js";
 
 interface EvalFlags extends SamplingFlags, RuntimeFlags, BatchFlags {
   task?: string[];
@@ -29,7 +29,7 @@ export function register(program: Command): void {
     .option("--parallel <n>", "questions evaluated at once per model, as parallel sequences of one context (default 8)", positiveInt("--parallel"))
     .option("--report <file>", "also write a shareable report: FILE.md (Markdown) or FILE.html (self-contained, with charts)")
     .option("--no-store", "do not save the results with registered models");
-  addSamplingOptions(cmd, GREEDY_256);
+  addSamplingOptions(cmd);
   addRuntimeOptions(cmd);
   addBatchOption(cmd);
   cmd.addHelpText(

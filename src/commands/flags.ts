@@ -40,19 +40,10 @@ function nonNegativeInt(name: string) {
   };
 }
 
-/** What a command does when -n / -t are not given, where that differs from run's (eval and distill answer greedily, 256 tokens at most). */
-export interface SamplingDefaults {
-  maxTokens?: string;
-  temperature?: string;
-}
-
-/** eval and distill: greedy answers of at most 256 tokens unless -t / -n say otherwise. */
-export const GREEDY_256: SamplingDefaults = { maxTokens: "256", temperature: "0" };
-
-export function addSamplingOptions(cmd: Command, defaults: SamplingDefaults = {}): Command {
+export function addSamplingOptions(cmd: Command): Command {
   return cmd
-    .option("-n, --max-tokens <n>", `most tokens to generate (default: ${defaults.maxTokens ?? "until the model stops or the context is full"})`, positiveInt("--max-tokens"))
-    .option("-t, --temperature <t>", `randomness; 0 = greedy and repeatable (default ${defaults.temperature ?? "0.8"})`, numberIn("--temperature", 0, 5))
+    .option("-n, --max-tokens <n>", "most tokens to generate (default: until the model stops or the context is full)", positiveInt("--max-tokens"))
+    .option("-t, --temperature <t>", "randomness; 0 = greedy and repeatable (default 0.8)", numberIn("--temperature", 0, 5))
     .option("--top-p <p>", "nucleus sampling (default 0.95)", numberIn("--top-p", 0, 1))
     .option("--top-k <k>", "sample from the k most likely tokens (default 40)", nonNegativeInt("--top-k"))
     .option("--min-p <p>", "drop tokens below this share of the top one (default 0.05)", numberIn("--min-p", 0, 1))
