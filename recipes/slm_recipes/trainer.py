@@ -20,6 +20,7 @@ from .errors import Cancelled, ConfigError, RecipeError
 from .units import format_bytes
 from .fsutil import atomic_dir, sha256_file
 from .merge import merge
+from .tokenizer_files import copy_tokenizer
 from .model import (apply_lora, compute_dtype, load_base, load_tokenizer, make_all_trainable, pick_device,
                     trainable_parameters)
 from .train_step import (CausalLMLoss, compile_layers, keep_input_dtype, make_optimizer, make_scheduler,
@@ -102,11 +103,12 @@ class Run:
         ev.log("info", f"device {self.device}"
                        + (f" × {self.group.world} processes" if self.group.active else "")
                        + f", {str(self.dtype).replace('torch.', '')}, checkpointing "
-                       f"{self.checkpointing}, loss {'chunked' if self.loss_fn.chunked else 'standard'}"
-                       f"{', compiled layers' if cfg.compile else ''}; "
+                       f"{self.checkpointing}, loss "
+                       + (f"KD + CE (kd_alpha={cfg.kd_alpha:g}, logits at answer tokens)" if cfg.kd_alpha is not None
+                          else "chunked" if self.loss_fn.chunked else "standard")
+                       + (", compiled layers" if cfg.compile else "") + "; "
                        + ("full fine-tuning" if cfg.full else f"LoRA r={cfg.rank} alpha={cfg.alpha:g}")
-                       + f": {n_train:,} trainable of {n_all:,} parameters"
-                       + (f"; distillation loss kd_alpha={cfg.kd_alpha:g}" if cfg.kd_alpha is not None else ""))
+                       + f": {n_train:,} trainable of {n_all:,} parameters")
         self.steps.done(f"{n_train:,} trainable parameters")
 
     def data(self):
@@ -325,7 +327,11 @@ class Run:
         if self.group.main:
             with atomic_dir(out) as tmp:
                 self.peft.save_pretrained(tmp)
-                self.tokenizer.save_pretrained(tmp)
+                if full:
+                    # A whole model goes on to be converted to GGUF: the base's tokenizer files, not a re-save.
+                    copy_tokenizer(self.cfg.base, tmp, self.cfg.chat_template)
+                else:
+                    self.tokenizer.save_pretrained(tmp)
         self.group.barrier()
         self.adapter_dir, self.model_dir = (None, out) if full else (out, None)
         self.steps.done(out)

@@ -53,7 +53,7 @@ describe("slm finetune: what is checked before Python starts", () => {
   it("documents its options", async () => {
     const r = await slm(["finetune", "--help"], sb);
     expect(r.exitCode).toBe(0);
-    for (const flag of ["--lora", "--eval-data", "--val-split", "--epochs", "--max-steps", "--lr", "--rank", "--alpha", "--dropout", "--target-modules", "--batch-size", "--grad-accum", "--max-seq-len", "--packing", "--qlora", "--seed", "--resume", "--out", "--merge", "--train-on-prompt", "--device"]) {
+    for (const flag of ["--lora", "--eval-data", "--val-split", "--epochs", "--max-steps", "--lr", "--rank", "--alpha", "--dropout", "--target-modules", "--batch-size", "--grad-accum", "--max-seq-len", "--packing", "--qlora", "--seed", "--resume", "--out", "--merge", "--train-on-prompt", "--device", "--full", "--kd-alpha"]) {
       expect(r.stdout).toContain(flag);
     }
   });

@@ -214,16 +214,18 @@ describe("the base of a fine-tune", () => {
     expect(usage(() => resolveFinetuneBase(dir))).toMatch(/holds AWQ-packed weights/);
   });
 
-  it("a full fine-tune or a -merged model: the HF weights its run kept, its own GGUF as the base at inference", async () => {
-    const model = path.join(home, "runs", "tiny-arith+full", "model");
-    mkdirSync(model, { recursive: true });
-    const full = entry("tiny-arith+full", "gguf", "x", { source: { type: "derived" }, lineage: [{ from: HF, method: "finetune-full", parameters: { hfModel: model }, at: "2026-01-01T00:00:00Z" }] });
-    await registerModel(full);
-    expect(resolveFinetuneBase("tiny-arith+full")).toMatchObject({ from: "tiny-arith+full", hf: model, gguf: { name: "tiny-arith+full" } });
+  it("a registered full fine-tune trains on from the HF weights its run kept; a LoRA fine-tune's GGUF does not", async () => {
+    await registerModel(entry("tiny-arith+ft", "gguf", "x/y", { source: { type: "derived" }, lineage: [{ from: HF, method: "finetune-full", parameters: { hfModel: HF }, at: "2026-01-01T00:00:00Z" }] }));
+    expect(resolveFinetuneBase("tiny-arith+ft")).toMatchObject({ name: "tiny-arith-ft", from: "tiny-arith+ft", hf: HF, gguf: { name: "tiny-arith+ft" } });
+    await registerModel(entry("tiny-arith+gone", "gguf", "x/y", { source: { type: "derived" }, lineage: [{ from: HF, method: "finetune-full", parameters: { hfModel: path.join(home, "removed") }, at: "2026-01-01T00:00:00Z" }] }));
+    expect(usage(() => resolveFinetuneBase("tiny-arith+gone"))).toMatch(/GGUF file only/);
+  });
+
+  it("a -merged model trains on from the merged HF weights its run kept, its own GGUF as the base at inference", async () => {
     const merged = path.join(home, "runs", "tiny-arith+sub", "merged");
     mkdirSync(merged, { recursive: true });
     await registerModel(entry("tiny-arith+sub-merged", "gguf", "x", { source: { type: "derived" }, lineage: [{ from: "tiny-arith+sub", method: "merge-lora", parameters: { mergedHf: merged }, at: "2026-01-01T00:00:00Z" }] }));
-    expect(resolveFinetuneBase("tiny-arith+sub-merged")).toMatchObject({ from: "tiny-arith+sub-merged", hf: merged, gguf: { name: "tiny-arith+sub-merged" } });
+    expect(resolveFinetuneBase("tiny-arith+sub-merged")).toMatchObject({ name: "tiny-arith-sub-merged", from: "tiny-arith+sub-merged", hf: merged, gguf: { name: "tiny-arith+sub-merged" } });
   });
 
   it("names folders by the model, not by what they hold (store/naming.ts), and the built-in by its name", () => {

@@ -74,9 +74,10 @@ export function resolveFinetuneBase(ref: string): FinetuneBase {
         const c = catalogOf(entry);
         return { name: c ? c.id : shortName(entry.name), from: entry.name, hf: entry.path, gguf: c ? catalogGguf(c) : undefined };
       }
-      // A full fine-tune or a `-merged` model: the HF weights are in its run folder, its GGUF is their F16 conversion.
+      // A full fine-tune's trained folder, or a `-merged` model's merged one: the weights its run kept; its
+      // own GGUF is their F16 conversion. "+" separates base and fine-tune in `<base>+<name>`: the new name must not have two.
       const trained = mergedWeightsOf(entry);
-      if (trained) return { name: shortName(entry.name), from: entry.name, hf: trained, gguf: entry };
+      if (trained) return { name: entry.name.replaceAll("+", "-"), from: entry.name, hf: trained, gguf: entry };
       const c = catalogOf(entry);
       if (c) return catalogHf(c, entry, entry.name);
       throw new UsageError(`${entry.name} is a GGUF file only; fine-tuning needs the model's Hugging Face weights (safetensors), and slm does not know where they are.`, {

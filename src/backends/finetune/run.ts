@@ -3,6 +3,7 @@ import writeFileAtomic from "write-file-atomic";
 import path from "node:path";
 import { SlmError, UsageError } from "../../core/errors.js";
 import { slmPaths } from "../../core/paths.js";
+import type { ModelEntry } from "../store/types.js";
 import { type RecipeConfig, resumeConflicts } from "./config.js";
 
 /**
@@ -80,4 +81,13 @@ export function checkResume(before: RunRecord | undefined, now: RunRecord): void
   if (problems.length > 0) {
     throw new UsageError(`--resume continues ${now.name} with what it started with, but:\n  ${problems.join("\n  ")}`, { hint: "Resume with the original options, or start a new run with another --out name." });
   }
+}
+
+/**
+ * The trained HF folder of a registered full fine-tune (`--full`, or a distillation with it): its own
+ * lineage step names it (`hfModel`, in its run folder). Undefined for other models or once it is gone.
+ */
+export function fullWeightsOf(entry: ModelEntry): string | undefined {
+  const dir = entry.adapters?.length ? undefined : entry.lineage[0]?.parameters.hfModel;
+  return typeof dir === "string" && existsSync(path.join(dir, "config.json")) ? dir : undefined;
 }

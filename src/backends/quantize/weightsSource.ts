@@ -5,7 +5,7 @@ import { UsageError } from "../../core/errors.js";
 import type { BackendContext } from "../../core/events.js";
 import { parseModelRef, registryNameFor } from "../../core/modelRef.js";
 import { hfSource } from "../convert/model.js";
-import { runDirFor } from "../finetune/run.js";
+import { fullWeightsOf, runDirFor } from "../finetune/run.js";
 import { folderQuantization } from "../store/quantFolder.js";
 import { getModel, hasModel, listModels } from "../store/registry.js";
 import { refuseOnnx } from "../store/onnxRefusal.js";
@@ -68,18 +68,9 @@ function refuseQuantized(name: string, method: string, u: WeightsUse): never {
 const isDir = (p: unknown): p is string => typeof p === "string" && existsSync(p) && statSync(p).isDirectory();
 
 /**
- * A full fine-tune's trained HF folder (`slm finetune --full`, `slm distill --full`: the step's `hfModel`,
- * in its run folder). Only when that fine-tune is the entry itself, not a model derived from it.
- */
-function fullWeightsOf(entry: ModelEntry): string | undefined {
-  const step = entry.lineage[0];
-  return step && (step.method === "finetune-full" || step.method === "distill") && isDir(step.parameters.hfModel) ? step.parameters.hfModel : undefined;
-}
-
-/**
- * A fine-tune's HF weights: a full fine-tune's trained folder, the `-merged` model's (its merge step names
- * the folder), or those a `<base>+<name>` run kept in its run folder. Undefined when a LoRA fine-tune did
- * not merge.
+ * A fine-tune's merged HF weights: the `-merged` model's (its merge step names the folder), or those a
+ * `<base>+<name>` run kept in its run folder; a full fine-tune's trained folder. Undefined when the
+ * fine-tune did not merge.
  */
 export function mergedWeightsOf(entry: ModelEntry): string | undefined {
   const full = fullWeightsOf(entry);
