@@ -8,6 +8,7 @@ import { derivedWorkDir } from "../store/derived.js";
 import { removeUnused } from "../store/cleanup.js";
 import type { LineageStep, ModelEntry } from "../store/types.js";
 import type { RecipeResult } from "./config.js";
+import type { FinetuneSettings } from "./options.js";
 import type { FinetunePlan } from "./plan.js";
 import { registerFinetune, registerWholeModel } from "./register.js";
 import type { DataSummary } from "./summary.js";
@@ -88,6 +89,16 @@ function methodOf(plan: FinetunePlan): string {
   return plan.settings.full ? "finetune-full" : "finetune-lora";
 }
 
+/**
+ * The settings a lineage records: a full fine-tune trains no adapter, so the LoRA settings (defaults it
+ * never used) are left out rather than recorded as if rank 16, alpha 32 had shaped the weights.
+ */
+export function lineageHyperparameters(s: FinetuneSettings, maxSeqLen: number): Record<string, unknown> {
+  if (!s.full) return { ...s, maxSeqLen };
+  const { rank: _r, alpha: _a, dropout: _d, targetModules: _t, qlora: _q, ...rest } = s;
+  return { ...rest, maxSeqLen };
+}
+
 function lineageStep(plan: FinetunePlan, t: Trained): LineageStep {
   const s = plan.settings;
   const r = t.training;
@@ -98,7 +109,7 @@ function lineageStep(plan: FinetunePlan, t: Trained): LineageStep {
       hf: t.hf,
       data: { file: plan.train.file, sha256: plan.train.sha256, format: plan.train.format, examples: t.data.train.count },
       eval: plan.eval ? { file: plan.eval.file, sha256: plan.eval.sha256, examples: t.data.eval?.count ?? plan.eval.examples.length, valSplit: plan.request.valSplit ?? null } : null,
-      hyperparameters: { ...s, maxSeqLen: t.data.maxSeqLen },
+      hyperparameters: lineageHyperparameters(s, t.data.maxSeqLen),
       trainLoss: r.train_loss,
       evalLoss: r.eval_loss,
       steps: r.steps,
