@@ -71,12 +71,12 @@ See docs/distill.md.`,
       const plan = planDistill({ teacher, teacherLora, student, prompts, relabel, out, kdLogprobs, kdAlpha, full, parallel, dataOnly, contextSize, threads, gpu: parseGpu(gpu ?? "auto"), verbose: ctx.globals.verbose, sampling: samplingOf(flags), finetune });
       const render = await ctx.renderer(true, "finetune");
       const r = await runDistill(plan, { signal: ctx.signal, onEvent: render.onEvent });
-      render.result(r, summary(r));
+      render.result(r, summary(r, student));
     }),
   );
 }
 
-function summary(r: DistillResult): string {
+function summary(r: DistillResult, student: string): string {
   const g = r.generation;
   const made = g.reused ? "made earlier" : `${g.answered} answers in ${formatDuration(g.seconds)} (${g.answersPerSecond.toFixed(1)}/s, ${g.parallel} at once)${g.resumed ? `, ${g.resumed} kept from the stopped run` : ""}`;
   const lines = [`Teacher dataset  ${r.dataset.path}: ${r.dataset.records} examples, ${made}`];
@@ -85,7 +85,8 @@ function summary(r: DistillResult): string {
     lines.push(`Student          ${r.finetune.model.name}: ${t.steps} steps in ${formatDuration(t.seconds)}, train loss ${typeof t.train_loss === "number" ? t.train_loss.toFixed(4) : "n/a"}`);
     lines.push(`Try it: slm run ${r.finetune.model.name} "…"`);
   } else {
-    lines.push(`Train on it: slm finetune <student> --lora ${r.dataset.path}`);
+    // The same command trains with the distillation's lineage; slm finetune works too, recorded as a fine-tune.
+    lines.push("Train the student: the same command without --data-only (the dataset is reused),", `  or slm finetune ${student} --lora ${r.dataset.path}`);
   }
   return lines.join("\n");
 }

@@ -74,6 +74,12 @@ describe("slm distill: the teacher's dataset", () => {
     const lineage = JSON.parse(readFileSync(path.join(dir, "dataset.json"), "utf8")) as Record<string, unknown>;
     expect(lineage).toMatchObject({ name: "tiny-arith+distill", teacher: { name: "tiny-arith", adapters: [{ scale: 1 }] }, prompts: { count: 40, relabel: false }, sampling: { temperature: 0, maxTokens: 256 }, kdLogprobs: 5, records: 40, promptsFile: prompts });
     expect(registry(sb).models).toEqual({});
+    // Asked again: the dataset is reused, and the way on names the student (not "<student>") and keeps the lineage.
+    const again = await slm([...teacher, "--prompts", prompts, "--kd-logprobs", "5", "--parallel", "4"], sb);
+    expect(again.exitCode, again.all).toBe(0);
+    expect(again.stdout).toContain("made earlier");
+    expect(again.stdout).toContain("Train the student: the same command without --data-only (the dataset is reused)");
+    expect(again.stdout).toContain(`or slm finetune tiny-arith --lora ${res.dataset.path}`);
   });
 
   it("Ctrl+C keeps the answers so far and registers nothing; the same command continues; other sampling is refused", async () => {
