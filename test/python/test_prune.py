@@ -134,3 +134,13 @@ class PruneHealDataTest(unittest.TestCase):
             if fmt == "text":
                 # Plain text: every token is learned.
                 self.assertTrue(bool((b["labels"] == b["input_ids"]).all()))
+
+
+@unittest.skipUnless(HAS_TORCH, "needs torch")
+class PruneCutDetailTest(unittest.TestCase):
+    def test_names_the_blocks_and_their_influence(self):
+        # It was "3 (0.0032)" inside the step's parentheses: "Dropping 1 block (3 (0.0032))".
+        from slm_recipes.prune.pipeline import cut_detail
+
+        self.assertEqual(cut_detail([3], [0.9, 0.5, 0.05, 0.0032]), "block 3, block influence 0.0032")
+        self.assertEqual(cut_detail([2, 3], [0.9, 0.5, 0.05, 0.0032]), "blocks 2, 3, block influence 0.0500, 0.0032")

@@ -46,6 +46,12 @@ class _Phases:
         self.steps.done(detail)
 
 
+def cut_detail(drop, scores):
+    """Which blocks go and why, as the step's detail: "block 3, block influence 0.0032"."""
+    which = f"block{'s' if len(drop) > 1 else ''} {', '.join(str(i) for i in drop)}"
+    return f"{which}, block influence {', '.join(f'{scores[i]:.4f}' for i in drop)}"
+
+
 def run_prune(cfg, steps):
     from transformers import AutoTokenizer
 
@@ -85,8 +91,7 @@ def run_prune(cfg, steps):
         if depth:
             scores = m["block_influence"]
             drop = lowest(scores, cfg.layers)
-            ph.start("cut", f"Dropping {len(drop)} block{'s' if len(drop) > 1 else ''}",
-                     ", ".join(f"{i} ({scores[i]:.4f})" for i in drop))
+            ph.start("cut", f"Dropping {len(drop)} block{'s' if len(drop) > 1 else ''}", cut_detail(drop, scores))
             drop_blocks(model, prefix, drop)
             config = pruned_config(cfg.model, drop=drop)
             result.update(method="layers", removed_layers=drop, block_influence=scores,
