@@ -173,6 +173,9 @@ describe("slm distill: bad input, refused before anything runs", () => {
     const full = await slm(["distill", "--teacher", "tiny-arith", "--student", "tiny-arith", "--prompts", prompts, "--full", "--rank", "8"], sb);
     expect(full.exitCode, full.all).toBe(2);
     expect(full.stderr).toMatch(/--rank sets the LoRA adapter, which --full does not train/);
+    const txt = await slm(["distill", "--teacher", "tiny-arith", "--student", "tiny-arith", "--prompts", prompts, "--relabel"], sb);
+    expect(txt.exitCode, txt.all).toBe(2);
+    expect(txt.stderr).toContain("--relabel replaces the answers of a dataset, and few.txt holds prompts only");
     // --data-only trains nothing: the student's training options would be silently dropped.
     const dataOnly = await slm(["distill", "--teacher", "tiny-arith", "--student", "tiny-arith", "--prompts", prompts, "--data-only", "--max-steps", "5", "--full"], sb);
     expect(dataOnly.exitCode, dataOnly.all).toBe(2);

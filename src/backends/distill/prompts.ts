@@ -90,6 +90,8 @@ export function readPrompts(file: string): Prompts {
  * give (earlier turns of a conversation stay as they are). Raw `text` examples have no answer to replace.
  */
 export function readRelabelPrompts(file: string): Prompts {
+  // A .txt file is read as prompts, one per line (readPrompts): it holds no answers to replace.
+  if (/\.txt$/i.test(file)) throw new UsageError(`--relabel replaces the answers of a dataset, and ${path.basename(file)} holds prompts only (one per line).`, { hint: "Drop --relabel: the teacher answers each line." });
   const d = loadDataset(file, { requireAnswer: true });
   const items = d.examples.map((e): PromptItem => {
     if ("messages" in e) return { messages: e.messages.slice(0, -1) };
