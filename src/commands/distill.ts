@@ -4,7 +4,7 @@ import type { FinetuneRequest } from "../backends/finetune/options.js";
 import { formatDuration } from "../core/format.js";
 import { action, collect, positiveInt } from "./action.js";
 import { type SamplingFlags, addSamplingOptions, GREEDY_ANSWERS, samplingOf } from "./flags.js";
-import { number } from "./finetune.js";
+import { addTrainingOptions, number } from "./finetune.js";
 
 /** The request's own fields, slm run's sampling flags, the teacher's runtime flags and the student's fine-tune flags. */
 type DistillFlags = Omit<DistillRequest, "sampling" | "finetune" | "gpu" | "contextSize" | "verbose"> &
@@ -30,16 +30,9 @@ export function register(program: Command): void {
   cmd
     .option("-c, --ctx <n>", "teacher: context per parallel sequence (default: what the prompts need)", positiveInt("--ctx"))
     .option("--threads <n>", "teacher: CPU threads (default: one per physical core)", positiveInt("--threads"))
-    .addOption(new Option("--gpu <kind>", "teacher: GPU backend").choices(["auto", "off", "cuda", "vulkan", "metal"]).default("auto"))
-    .option("--epochs <n>", "student: passes over the data (default 3)", number("--epochs"))
-    .option("--max-steps <n>", "student: stop after this many optimizer steps", positiveInt("--max-steps"))
-    .option("--lr <rate>", "student: learning rate (default 2e-4)", number("--lr"))
-    .option("--rank <r>", "student: LoRA rank (default 16)", positiveInt("--rank"))
-    .option("--alpha <a>", "student: LoRA alpha (default 32)", number("--alpha"))
-    .option("--batch-size <n>", "student: examples per device step (default 8)", positiveInt("--batch-size"))
-    .option("--grad-accum <n>", "student: steps per optimizer step (default 1)", positiveInt("--grad-accum"))
-    .addOption(new Option("--device <device>", "student: where to train").choices(["auto", "cpu", "cuda"]).default("auto"))
-    .option("--gpus <n>", "student: train data-parallel on N GPUs", positiveInt("--gpus"))
+    .addOption(new Option("--gpu <kind>", "teacher: GPU backend").choices(["auto", "off", "cuda", "vulkan", "metal"]).default("auto"));
+  addTrainingOptions(cmd, "student: ");
+  cmd
     .option("--resume", "student: continue the interrupted training from its checkpoint")
     .option("--merge", "student: also register <student>+<name>-merged (F16 GGUF)");
   cmd.addHelpText(

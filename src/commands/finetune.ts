@@ -17,32 +17,42 @@ export function number(name: string) {
   };
 }
 
+/**
+ * The training options `slm finetune` and `slm distill` (for its student) share, declared once so the
+ * two stay alike; `who` prefixes each description ("student: ") where a command has other models too.
+ */
+export function addTrainingOptions(cmd: Command, who = ""): Command {
+  return cmd
+    .option("--epochs <n>", `${who}passes over the data (default 3)`, number("--epochs"))
+    .option("--max-steps <n>", `${who}stop after this many optimizer steps (overrides --epochs)`, positiveInt("--max-steps"))
+    .option("--lr <rate>", `${who}learning rate (default 2e-4)`, number("--lr"))
+    .option("--rank <r>", `${who}LoRA rank (default 16)`, positiveInt("--rank"))
+    .option("--alpha <a>", `${who}LoRA alpha (default 32)`, number("--alpha"))
+    .option("--dropout <p>", `${who}LoRA dropout (default 0)`, number("--dropout"))
+    .option("--target-modules <list>", `${who}modules to adapt: "all-linear" (default) or names, e.g. q_proj,v_proj`)
+    .option("--batch-size <n>", `${who}examples per device step (default 8)`, positiveInt("--batch-size"))
+    .option("--grad-accum <n>", `${who}steps accumulated per optimizer step (default 1)`, positiveInt("--grad-accum"))
+    .option("--max-seq-len <n>", `${who}longest example in tokens; longer ones are cut (default: model context, at most 2048)`, positiveInt("--max-seq-len"))
+    .option("--packing", `${who}pack several short examples into each sequence`)
+    .option("--train-on-prompt", `${who}learn from prompts and user turns too (default: answers only)`)
+    .addOption(new Option("--device <device>", `${who}where to train`).choices(["auto", "cpu", "cuda"]).default("auto"))
+    .option("--gpus <n>", `${who}train data-parallel on N GPUs of this machine, --batch-size examples on each (default 1; with --device cpu: N CPU processes)`, positiveInt("--gpus"));
+}
+
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command("finetune")
     .description("Train a LoRA adapter with PEFT (Python) and register <model>+<name>: the base GGUF with the adapter as GGUF (--full: every weight, registered as its own GGUF)")
     .argument("[model]", "catalog name, registered name, Hugging Face repo or local HF model folder")
     .option("--lora <data.jsonl>", "training data (JSONL: messages, alpaca, sharegpt, prompt/completion or text; required)")
     .option("--eval-data <file>", "evaluation data in the same formats")
-    .option("--val-split <fraction>", "hold out this fraction of the training data for evaluation (e.g. 0.05)", number("--val-split"))
-    .option("--epochs <n>", "passes over the data (default 3)", number("--epochs"))
-    .option("--max-steps <n>", "stop after this many optimizer steps (overrides --epochs)", positiveInt("--max-steps"))
-    .option("--lr <rate>", "learning rate (default 2e-4)", number("--lr"))
-    .option("--rank <r>", "LoRA rank (default 16)", positiveInt("--rank"))
-    .option("--alpha <a>", "LoRA alpha (default 32)", number("--alpha"))
-    .option("--dropout <p>", "LoRA dropout (default 0)", number("--dropout"))
-    .option("--target-modules <list>", 'modules to adapt: "all-linear" (default) or names, e.g. q_proj,v_proj')
-    .option("--batch-size <n>", "examples per device step (default 8)", positiveInt("--batch-size"))
-    .option("--grad-accum <n>", "steps accumulated per optimizer step (default 1)", positiveInt("--grad-accum"))
-    .option("--max-seq-len <n>", "longest example in tokens; longer ones are cut (default: model context, at most 2048)", positiveInt("--max-seq-len"))
-    .option("--packing", "pack several short examples into each sequence")
-    .option("--train-on-prompt", "learn from prompts and user turns too (default: answers only)")
+    .option("--val-split <fraction>", "hold out this fraction of the training data for evaluation (e.g. 0.05)", number("--val-split"));
+  addTrainingOptions(cmd);
+  cmd
     .option("--qlora", "train on the base quantized to 4 bits (needs a CUDA GPU and bitsandbytes)")
     .option("--full", "full fine-tuning: train every weight (no LoRA) and register the result as an F16 GGUF of its own")
     .option("--kd-alpha <a>", "for data with the teacher's log-probabilities (slm distill --kd-logprobs): loss = a·KD + (1 − a)·CE (default 0.5)", number("--kd-alpha"))
     .option("--seed <n>", "random seed for data order, --val-split and initialisation (default 42)", number("--seed"))
-    .addOption(new Option("--device <device>", "where to train").choices(["auto", "cpu", "cuda"]).default("auto"))
-    .option("--gpus <n>", "train data-parallel on N GPUs of this machine, --batch-size examples on each (default 1; with --device cpu: N CPU processes)", positiveInt("--gpus"))
     .option("-o, --out <name>", "name of the fine-tune: registered as <model>+<name> (default: the data file's name)")
     .option("--resume", "continue the interrupted run of the same name from its last checkpoint")
     .option("--merge", "also merge the adapter into the weights and register <model>+<name>-merged (F16 GGUF)")
