@@ -1,4 +1,4 @@
-import { existsSync, renameSync } from "node:fs";
+import { existsSync, renameSync, rmSync } from "node:fs";
 import path from "node:path";
 import { SlmError } from "../../core/errors.js";
 import { withStep, type BackendContext } from "../../core/events.js";
@@ -76,6 +76,9 @@ async function convertFull(plan: FinetunePlan, t: Trained, ctx: BackendContext):
     await convertHfToGguf({ input: modelDir, outtype: "f16", out: file, name: plan.name }, ctx);
     const step = lineageStep(plan, t);
     const model = await withStep(ctx, "register", `Registering ${plan.name}`, () => registerWholeModel({ name: plan.name, work, file, step, baseEntry: plan.base.gguf }));
+    // The base converted into the run's folder served the data summary and the early architecture check;
+    // the registered model does not use it, and it is as big as the model (about 2.5 GB for 1B weights).
+    if (t.gguf.startsWith(plan.runDir + path.sep)) rmSync(t.gguf, { force: true });
     return { model, merged: null, adapterGguf: null };
   } catch (err) {
     removeUnused(work);
