@@ -72,14 +72,15 @@ See docs/distill.md.`,
 function summary(r: DistillResult, student: string): string {
   const g = r.generation;
   const made = g.reused ? "made earlier" : `${g.answered} answers in ${formatDuration(g.seconds)} (${g.answersPerSecond.toFixed(1)}/s, ${g.parallel} at once)${g.resumed ? `, ${g.resumed} kept from the stopped run` : ""}`;
-  const lines = [`Teacher dataset  ${r.dataset.path}: ${r.dataset.records} examples, ${made}`];
+  // Paths on lines of their own, so the figures stay within 80 columns however long $SLM_HOME is.
+  const lines = [`Teacher dataset: ${r.dataset.records} examples, ${made}`, `  ${r.dataset.path}`];
   if (r.finetune) {
     const t = r.finetune.training;
-    lines.push(`Student          ${r.finetune.model.name}: ${t.steps} steps in ${formatDuration(t.seconds)}, train loss ${typeof t.train_loss === "number" ? t.train_loss.toFixed(4) : "n/a"}`);
+    lines.push(`Student: ${r.finetune.model.name}, ${t.steps} steps in ${formatDuration(t.seconds)}, train loss ${typeof t.train_loss === "number" ? t.train_loss.toFixed(4) : "n/a"}`);
     lines.push(`Try it: slm run ${r.finetune.model.name} "…"`);
   } else {
     // The same command trains with the distillation's lineage; slm finetune works too, recorded as a fine-tune.
-    lines.push("Train the student: the same command without --data-only (the dataset is reused),", `  or slm finetune ${student} --lora ${r.dataset.path}`);
+    lines.push("Train the student: the same command without --data-only (reuses the dataset),", `  or slm finetune ${student} --lora \\`, `    ${r.dataset.path}`);
   }
   return lines.join("\n");
 }

@@ -78,8 +78,11 @@ describe("slm distill: the teacher's dataset", () => {
     const again = await slm([...teacher, "--prompts", prompts, "--kd-logprobs", "5", "--parallel", "4"], sb);
     expect(again.exitCode, again.all).toBe(0);
     expect(again.stdout).toContain("made earlier");
-    expect(again.stdout).toContain("Train the student: the same command without --data-only (the dataset is reused)");
-    expect(again.stdout).toContain(`or slm finetune tiny-arith --lora ${res.dataset.path}`);
+    expect(again.stdout).toContain("Train the student: the same command without --data-only (reuses the dataset)");
+    expect(again.stdout).toContain(`or slm finetune tiny-arith --lora \\\n    ${res.dataset.path}`);
+    // The summary fits 80 columns: the (long) dataset path has a line of its own.
+    const long = again.stdout.split("\n").filter((l) => l.length > 80 && l.trim() !== res.dataset.path);
+    expect(long).toEqual([]);
   });
 
   it("Ctrl+C keeps the answers so far and registers nothing; the same command continues; other sampling is refused", async () => {
