@@ -4,6 +4,7 @@ import type { FinetuneRequest } from "../backends/finetune/options.js";
 import type { PreparedRun } from "../backends/finetune/prepare.js";
 import { UsageError } from "../core/errors.js";
 import { formatBytes, formatDuration } from "../core/format.js";
+import { wrapCommand } from "../ui/helpWrap.js";
 import { type CommandContext, action, positiveInt } from "./action.js";
 
 type FinetuneFlags = Omit<FinetuneRequest, "ref" | "data"> & { lora?: string; prepare?: boolean; register?: string };
@@ -129,10 +130,12 @@ async function registerRun(ctx: CommandContext, model: string | undefined, flags
 function preparedSummary(p: PreparedRun): string {
   return [
     `Prepared ${p.name} in ${p.runDir}`,
-    `Every node needs this folder and the base model (${p.hf}) at these paths (or on shared storage),`,
+    "Every node needs this folder and the base model at these paths (or on shared",
+    `storage): ${p.hf}`,
     "and Python with torch, transformers and peft. On each node of two:",
-    `  torchrun ${p.torchrun.map((a) => (/[\s<>']/.test(a) ? `'${a}'` : a)).join(" ")}`,
-    `Add --resume to continue from the last checkpoint. Then, where the run folder is:`,
+    // Continued with " \\" so that it still pastes into a shell and fits an 80-column terminal.
+    ...wrapCommand(`  torchrun ${p.torchrun.map((a) => (/[\s<>']/.test(a) ? `'${a}'` : a)).join(" ")}`, 80),
+    "Add --resume to continue from the last checkpoint. Then, where the folder is:",
     `  slm finetune --register ${p.runDir}`,
   ].join("\n");
 }

@@ -59,7 +59,8 @@ function wrapProse(line: string, width: number): string[] {
   return fill(line.trim().split(/\s+/), width, indent, indent);
 }
 
-function wrapCommand(line: string, width: number): string[] {
+/** One shell command line continued with " \\" onto lines of at most `width` (a quoted argument kept whole). */
+export function wrapCommand(line: string, width: number): string[] {
   const indent = indentOf(line);
   // A comment after the command: "#" preceded by two or more spaces (not a "#" inside an argument).
   const m = /^(.*?\S)\s{2,}#\s?(.*)$/.exec(line);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { wrapHelp } from "../../src/ui/helpWrap.js";
+import { wrapCommand, wrapHelp } from "../../src/ui/helpWrap.js";
 
 const width = (text: string) => Math.max(...text.split("\n").map((l) => l.length));
 
@@ -35,5 +35,17 @@ describe("wrapHelp", () => {
   it("keeps a word longer than the width whole", () => {
     const long = "x".repeat(60);
     expect(wrapHelp(`see ${long} here`, 40).split("\n")).toEqual(["see", long, "here"]);
+  });
+});
+
+describe("wrapCommand (a printed shell command, e.g. finetune --prepare's torchrun line)", () => {
+  it("continues any command with ' \\' within the width, keeping quoted arguments whole", () => {
+    const line = "  torchrun --nnodes 2 --nproc-per-node '<GPUs per node>' --node-rank '<0 or 1>' --master-addr '<address of node 0>' --master-port 29500 /a/long/run/folder/recipe/finetune_lora.py --config /a/long/run/folder/config.json";
+    const out = wrapCommand(line, 80);
+    expect(out.length).toBeGreaterThan(1);
+    expect(out.every((l) => l.length <= 80)).toBe(true);
+    expect(out.slice(0, -1).every((l) => l.endsWith(" \\"))).toBe(true);
+    expect(out.join("\n")).toContain("'<address of node 0>'");
+    expect(out.map((l) => l.replace(/ \\$/, "").trim()).join(" ")).toBe(line.trim());
   });
 });
